@@ -1,0 +1,232 @@
+"""Projects, people, videos, masklets and the interaction log.
+
+Frame indices are native video frame numbers everywhere (SA-V names 00000, 00004, ...).
+Masks are stored as COCO compressed RLE (``rle_counts`` is the ``counts`` string; the size is
+the video's height and width). Nothing is updated in place without a revision row: every
+change to a ``MaskFrame`` appends a ``MaskFrameRevision`` (see ``annotator.services.masks``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    annotation_fps = models.PositiveSmallIntegerField(
+        default=6, validators=[MinValueValidator(1), MaxValueValidator(120)],
+        help_text="Frames per second that people annotate (SA-V: 6, i.e. every 4th frame at 24 fps).",
+    )
+    labels = models.JSONField(default=list, blank=True, help_text="The label set, a list of names.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.project}"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    VAL = "val", "Validation"
+    TEST = "test", "Test"
+
+
+class Video(models.Model):
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", "Uploaded"
+        INGESTING = "ingesting", "Ingesting"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="videos")
+    name = models.CharField(max_length=255, help_text="Video id used in exports (e.g. sav_000001).")
+    original = models.FileField(upload_to="videos/%Y/%m/", max_length=500, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADED)
+    failure_reason = models.TextField(blank=True)
+    progress = models.FloatField(default=0.0, help_text="Ingest progress, 0..1.")
+    fps = models.FloatField(null=True, blank=True)
+    frame_count = models.PositiveIntegerField(null=True, blank=True, help_text="Native frames.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    stride = models.PositiveSmallIntegerField(null=True, blank=True,
+                                              help_text="Native frames between annotated frames.")
+    annotated_frame_count = models.PositiveIntegerField(null=True, blank=True)
+    split = models.CharField(max_length=8, choices=Split.choices, default=Split.TRAIN)
+    environment = models.CharField(max_length=32, blank=True, help_text='SA-V "Indoor" / "Outdoor".')
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="unique_video_name_per_project")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def frames_dir(self) -> Path:
+        """Where ingest writes the annotated frames as ``{native_index:05d}.jpg``."""
+        return Path(settings.FRAMES_ROOT) / str(self.id)
+
+    def annotated_frame_indices(self) -> list[int]:
+        """Native indices of the annotated frames: 0, stride, 2*stride, ..."""
+        if not self.stride or not self.frame_count:
+            return []
+        return list(range(0, self.frame_count, self.stride))
+
+
+class MaskletType(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    AUTO = "auto", "Auto"
+
+
+class Masklet(models.Model):
+    """One object's masks across one video."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="masklets")
+    object_id = models.PositiveIntegerField(help_text="Object id within the video (SA-V masklet_id).")
+    label = models.CharField(max_length=100, blank=True)
+    type = models.CharField(max_length=8, choices=MaskletType.choices, default=MaskletType.MANUAL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="assigned_masklets")
+    lock_holder = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="locked_masklets")
+    lock_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["video", "object_id"]
+        constraints = [models.UniqueConstraint(fields=["video", "object_id"], name="unique_object_per_video")]
+        indexes = [models.Index(fields=["status", "type"])]
+
+    def __str__(self) -> str:
+        return f"{self.video} object {self.object_id}"
+
+
+class MaskSource(models.TextChoices):
+    MODEL = "model", "Model"
+    HUMAN = "human", "Human"
+    IMPORTED = "imported", "Imported"
+
+
+class MaskFrame(models.Model):
+    """The current mask of one masklet on one native frame."""
+
+    masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="frames")
+    frame_index = models.PositiveIntegerField(help_text="Native video frame number.")
+    rle_counts = models.TextField(help_text="COCO compressed RLE counts; size is the video's (height, width).")
+    area = models.PositiveIntegerField()
+    bbox = models.JSONField(help_text="[x, y, width, height] in pixels, COCO style.")
+    source = models.CharField(max_length=10, choices=MaskSource.choices)
+    model_version = models.ForeignKey("engine.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    revision = models.PositiveIntegerField(default=1)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["masklet", "frame_index"]
+        constraints = [models.UniqueConstraint(fields=["masklet", "frame_index"], name="one_mask_per_frame")]
+
+
+class MaskFrameRevision(models.Model):
+    """Append-only history: one row per change of a ``MaskFrame`` (restorable)."""
+
+    masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="revisions")
+    frame_index = models.PositiveIntegerField()
+    revision = models.PositiveIntegerField()
+    rle_counts = models.TextField()
+    area = models.PositiveIntegerField()
+    bbox = models.JSONField()
+    source = models.CharField(max_length=10, choices=MaskSource.choices)
+    model_version = models.ForeignKey("engine.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["masklet", "frame_index", "revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["masklet", "frame_index", "revision"], name="unique_revision")
+        ]
+
+
+class Prompt(models.Model):
+    """The interaction log: every click, box, brush stroke a person made, in order."""
+
+    class Kind(models.TextChoices):
+        POINT = "point", "Point"
+        BOX = "box", "Box"
+        MASK = "mask", "Mask"
+        BRUSH = "brush", "Brush"
+
+    masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="prompts")
+    frame_index = models.PositiveIntegerField(help_text="Native video frame number.")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    payload = models.JSONField(help_text="point: {x, y, label}; box: {x0, y0, x1, y1}; mask/brush: {rle_counts}.")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    session_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["masklet", "created_at", "id"]
+
+
+class Review(models.Model):
+    class Verdict(models.TextChoices):
+        SATISFACTORY = "satisfactory", "Satisfactory"
+        UNSATISFACTORY = "unsatisfactory", "Unsatisfactory"
+
+    masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reason = models.CharField(max_length=100, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["masklet", "created_at"]

@@ -1,0 +1,3 @@
+"""WebSocket routes. Every consumer authenticates and checks project membership (``annotator.permissions``)."""
+
+websocket_urlpatterns: list = []

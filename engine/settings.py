@@ -1,0 +1,212 @@
+"""Masklet settings: every knob comes from an environment variable with a documented default.
+
+Two ways to run, one code base (see README.md):
+
+- Embedded (default): no ``DATABASE_URL`` -> SQLite under ``var/``; no ``REDIS_URL`` -> Celery
+  tasks run on a worker thread pool inside the server process and Channels uses its
+  in-memory layer. Nothing to install.
+- Services (teams): ``DATABASE_URL=postgres://...`` -> PostgreSQL through psycopg 3;
+  ``REDIS_URL=redis://...`` -> Redis is the Celery broker/result store and the Channels layer,
+  and separate ``celery worker`` processes consume the ``gpu``, ``cpu`` and ``train`` queues.
+
+Environment variables:
+
+=============================  ==========================================================
+``MASKLET_DATA_DIR``           where the SQLite file, media and frames live (``var/``)
+``DATABASE_URL``               database; unset -> SQLite ``$MASKLET_DATA_DIR/masklet.sqlite3``
+``REDIS_URL``                  broker + channel layer; unset -> embedded mode
+``MASKLET_DEBUG``              ``1`` to turn DEBUG on (default off)
+``MASKLET_SECRET_KEY``         the secret key; unset -> a random key kept in the data dir
+``MASKLET_ALLOWED_HOSTS``      comma-separated host names (default ``127.0.0.1,localhost``)
+``MASKLET_PRODUCTION``         ``1`` refuses to start with DEBUG on, no secret key set or
+                               ``*`` in the allowed hosts
+``MASKLET_MAX_UPLOAD_MB``      largest accepted video file (default 2048)
+``MASKLET_MAX_DURATION_S``     longest accepted video (default 1800 s)
+``MASKLET_MAX_PIXELS``         largest accepted frame, width x height (default 3840x2160)
+``MASKLET_EMBEDDED_WORKERS``   worker threads in embedded mode (default 2)
+=============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DATA_DIR = Path(os.environ.get("MASKLET_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+PRODUCTION = env_flag("MASKLET_PRODUCTION")
+DEBUG = env_flag("MASKLET_DEBUG")
+ALLOWED_HOSTS = env_list("MASKLET_ALLOWED_HOSTS", "127.0.0.1,localhost")
+
+
+def _secret_key() -> str:
+    """The configured key, or (outside production) a random one kept in the data dir."""
+    configured = os.environ.get("MASKLET_SECRET_KEY", "")
+    if configured:
+        return configured
+    if PRODUCTION:
+        raise ImproperlyConfigured("MASKLET_PRODUCTION is on but MASKLET_SECRET_KEY is not set")
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("MASKLET_PRODUCTION is on: refusing to start with MASKLET_DEBUG on")
+    if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured("MASKLET_PRODUCTION is on: MASKLET_ALLOWED_HOSTS must name the hosts, not '*'")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "engine",
+    "annotator",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "engine.urls"
+ASGI_APPLICATION = "engine.asgi.application"
+WSGI_APPLICATION = "engine.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# -- database ---------------------------------------------------------------------------
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got {DATABASE_URL.split(':', 1)[0]}://")
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "masklet.sqlite3",
+            # Worker threads and the server share the file: wait for locks instead of failing.
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# -- embedded or services mode ------------------------------------------------------------
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+EMBEDDED = not REDIS_URL
+EMBEDDED_WORKERS = int(os.environ.get("MASKLET_EMBEDDED_WORKERS", "2"))
+
+if EMBEDDED:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CELERY_BROKER_URL = "memory://"
+    CELERY_RESULT_BACKEND = "cache+memory://"
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+
+# Queues: ``gpu`` (model work), ``cpu`` (ingest, export), ``train`` (fine-tuning runs).
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# -- auth -------------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "project-list"
+LOGOUT_REDIRECT_URL = "login"
+
+# -- files ------------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "dist"] if (BASE_DIR / "frontend" / "dist").is_dir() else []
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "media/"
+FRAMES_ROOT = DATA_DIR / "frames"
+
+MAX_UPLOAD_BYTES = int(os.environ.get("MASKLET_MAX_UPLOAD_MB", "2048")) * 1024 * 1024
+MAX_VIDEO_DURATION_S = float(os.environ.get("MASKLET_MAX_DURATION_S", "1800"))
+MAX_VIDEO_PIXELS = int(os.environ.get("MASKLET_MAX_PIXELS", str(3840 * 2160)))
+# Uploads larger than this stream to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("MASKLET_LOG_LEVEL", "INFO")},
+}
