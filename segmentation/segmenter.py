@@ -25,7 +25,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class SegmentationError(ValueError):
     """A prompt or request the session cannot serve; the message says what was wrong."""
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     FORWARD = "forward"
     BACKWARD = "backward"
     BOTH = "both"
@@ -176,7 +176,7 @@ class SegmenterSession(ABC):
         self._check_frame(frame_index)
         self._clear_prompts(frame_index, int(object_id))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most sessions hold nothing extra)
         """Release memory held by the session; the default keeps nothing to release."""
 
     def __enter__(self) -> SegmenterSession:
