@@ -1,0 +1,250 @@
+"""The one place that knows how to build SAM 2: config names, input size, device, checkpoints.
+
+Inference (``segmentation.sam2_backend``), fine-tuning and benchmarks all build the model here, so
+a checkpoint trained by this project loads the same way Meta's released ones do, and a reduced
+``image_size`` (e.g. 256 on CPU) means the same hydra overrides everywhere.
+
+Meta's ``build_sam2*`` functions do the composing and instantiating; what this module adds is
+name resolution, the size overrides, and strict checkpoint loading with an error that says which
+checkpoint and which config disagree (Meta's loader only logs the keys and raises a bare
+``RuntimeError``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Model sizes, by every spelling people use: Meta's file names ("hiera_t"), HF ids ("hiera-tiny")
+# and plain words ("tiny").
+_SIZE_ALIASES = {
+    "t": "t",
+    "tiny": "t",
+    "s": "s",
+    "small": "s",
+    "b+": "b+",
+    "bplus": "b+",
+    "base_plus": "b+",
+    "base-plus": "b+",
+    "baseplus": "b+",
+    "l": "l",
+    "large": "l",
+}
+_VERSIONS = ("sam2.1", "sam2")
+DEFAULT_VERSION = "sam2.1"
+
+#: Every resolvable config name, as hydra knows it (Meta's ``configs/...`` paths).
+CONFIGS: dict[str, str] = {
+    f"{version}_hiera_{size}": f"configs/{version}/{version}_hiera_{size}.yaml"
+    for version in _VERSIONS
+    for size in ("t", "s", "b+", "l")
+}
+
+# What ``build_sam2_video_predictor(apply_postprocessing=True)`` adds, minus ``fill_hole_area``
+# which depends on the compiled extension (see ``image_size_overrides``).
+_VIDEO_POSTPROCESSING = (
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+    "++model.binarize_mask_from_pts_for_mem_enc=true",
+)
+# Meta's default hole filling for the video predictor (pixels, on the low-res masks).
+_FILL_HOLE_AREA = 8
+
+
+def resolve_config(name: str) -> str:
+    """Map a friendly model name to the hydra config name Meta's builders take.
+
+    Accepts ``"sam2.1_hiera_t"``, ``"sam2.1_hiera_tiny"``, ``"sam2.1-hiera-tiny"``, ``"tiny"``
+    (SAM 2.1), ``"sam2_hiera_s"`` (SAM 2.0), HF ids like ``"facebook/sam2.1-hiera-large"``, and
+    config paths like ``"configs/sam2.1/sam2.1_hiera_t.yaml"``.
+    """
+    raw = str(name).strip()
+    key = raw.lower()
+    if key.startswith("facebook/"):
+        key = key[len("facebook/") :]
+    key = Path(key).name if key.endswith((".yaml", ".yml")) else key
+    key = key.removesuffix(".yaml").removesuffix(".yml").replace("-", "_")
+    version = DEFAULT_VERSION
+    for candidate in _VERSIONS:  # "sam2.1" before "sam2": the longer prefix wins
+        if key.startswith(candidate + "_"):
+            version, key = candidate, key[len(candidate) + 1 :]
+            break
+    key = key.removeprefix("hiera_")
+    size = _SIZE_ALIASES.get(key) or _SIZE_ALIASES.get(key.replace("_", "-"))
+    if size is None:
+        choices = ", ".join(sorted(CONFIGS))
+        raise ValueError(
+            f"unknown SAM 2 config {raw!r}: choose one of {choices} "
+            "(or a size alone: tiny, small, base_plus, large, meaning SAM 2.1)"
+        )
+    return CONFIGS[f"{version}_hiera_{size}"]
+
+
+def has_compiled_extension() -> bool:
+    """Whether ``sam2._C`` (CUDA connected components, used for hole filling) is importable."""
+    try:
+        return importlib.util.find_spec("sam2._C") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def image_size_overrides(image_size: int, video: bool = True) -> list[str]:
+    """Hydra overrides to run the model at ``image_size`` x ``image_size`` input.
+
+    The memory attention's RoPE tables are sized for the stride-16 feature map, so
+    ``feat_sizes`` becomes ``[S/16, S/16]`` for both its self- and cross-attention. Hole
+    filling needs ``sam2._C``; without it Meta's code warns on every frame and skips it, so it
+    is switched off here (``fill_hole_area=0``). Only the video predictor takes
+    ``fill_hole_area``: pass ``video=False`` for ``SAM2Base`` / ``SAM2Train`` builds.
+    """
+    size = int(image_size)
+    if size <= 0 or size % 32:
+        raise ValueError(f"image_size must be a positive multiple of 32 (the backbone's stride), got {image_size}")
+    feat = size // 16
+    overrides = [
+        f"++model.image_size={size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+    ]
+    if video and not has_compiled_extension():
+        overrides.append("++model.fill_hole_area=0")
+    return overrides
+
+
+def select_device(preferred: str | torch.device | None = None) -> torch.device:
+    """The device to run on: ``preferred`` if given (and usable), else cuda, then mps, then cpu."""
+    if preferred is not None:
+        device = torch.device(preferred)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {preferred!r} requested but CUDA is not available")
+        if device.type == "mps" and not _mps_available():
+            raise ValueError(f"device {preferred!r} requested but MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model built from a config."""
+
+
+def load_checkpoint(model: torch.nn.Module, path: str | Path, config_name: str) -> None:
+    """Load weights strictly into ``model`` (built from ``config_name``).
+
+    Takes Meta's released ``.pt`` files and this project's fine-tuned ones: both keep the
+    weights under the ``model`` key (a bare state dict is accepted too). Any missing,
+    unexpected or wrongly shaped key raises ``CheckpointMismatchError`` naming the checkpoint
+    and the config, because a half-loaded model silently produces garbage masks.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SAM 2 checkpoint {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in several types
+        raise CheckpointMismatchError(f"cannot read SAM 2 checkpoint {path}: {exc}") from exc
+    state_dict = _state_dict_of(blob, path)
+    problem = describe_mismatch(model, state_dict)
+    if problem:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not match config {config_name}: {problem}. "
+            "Was it saved from another model size or SAM version?"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _state_dict_of(blob: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(blob, Mapping) and isinstance(blob.get("model"), Mapping):
+        return blob["model"]
+    if isinstance(blob, Mapping) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        return blob
+    keys = list(blob)[:5] if isinstance(blob, Mapping) else type(blob).__name__
+    raise CheckpointMismatchError(f"checkpoint {path} holds no weights under the 'model' key (found {keys})")
+
+
+def describe_mismatch(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Empty when ``state_dict`` fits ``model`` exactly; else counts and a few example keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong-shape", wrong_shape)):
+        if keys:
+            examples = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+            parts.append(f"{len(keys)} {label} keys (e.g. {examples})")
+    return "; ".join(parts)
+
+
+def build_model(
+    config: str,
+    checkpoint: str | Path | None = None,
+    image_size: int | None = None,
+    device: str | torch.device | None = None,
+    mode: str = "eval",
+    extra_overrides: Sequence[str] = (),
+    video: bool = True,
+) -> torch.nn.Module:
+    """Build SAM 2 from a config name, optionally at a reduced ``image_size``, and load weights.
+
+    - ``mode="eval"``, ``video=True``: Meta's ``SAM2VideoPredictor`` with the video
+      post-processing Meta's builder applies (dynamic multimask, binarized click masks for
+      memory, hole filling when ``sam2._C`` exists).
+    - ``mode="eval"``, ``video=False``: ``SAM2Base`` as ``build_sam2`` makes it (for the image
+      predictor / automatic mask generator).
+    - ``mode="train"``: ``build_sam2(mode="train")`` without post-processing; pass
+      ``"++model._target_=training.model.sam2.SAM2Train"`` (and prompt settings) in
+      ``extra_overrides`` to get the training model.
+
+    ``checkpoint=None`` leaves the random init (seed it with ``torch.manual_seed`` first).
+    """
+    from sam2.build_sam import build_sam2, build_sam2_video_predictor  # also initializes hydra
+
+    if mode not in ("eval", "train"):
+        raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
+    config_name = resolve_config(config)
+    torch_device = select_device(device)
+    overrides: list[str] = []
+    video_predictor = mode == "eval" and video
+    if image_size is not None:
+        overrides += image_size_overrides(image_size, video=video_predictor)
+    if video_predictor:
+        overrides += _VIDEO_POSTPROCESSING
+        if has_compiled_extension():
+            overrides.append(f"++model.fill_hole_area={_FILL_HOLE_AREA}")
+        elif not any(o.startswith("++model.fill_hole_area=") for o in overrides):
+            overrides.append("++model.fill_hole_area=0")
+    overrides += list(extra_overrides)
+
+    if video_predictor:
+        # Post-processing is passed explicitly above, so Meta's builder must not append its own
+        # (its ``fill_hole_area=8`` would come after ours and win).
+        model = build_sam2_video_predictor(
+            config_name, None, device=torch_device, mode=mode,
+            hydra_overrides_extra=overrides, apply_postprocessing=False,
+        )  # fmt: skip
+    else:
+        model = build_sam2(
+            config_name, None, device=torch_device, mode=mode,
+            hydra_overrides_extra=overrides, apply_postprocessing=(mode == "eval"),
+        )  # fmt: skip
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, config_name)
+    return model
