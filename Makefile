@@ -1,0 +1,53 @@
+# Masklet: `make run` serves the demo on http://127.0.0.1:8000, `make test` runs every test.
+# Both set everything up on a fresh machine: .venv in the repository root, the frontend
+# bundle, the database. Postgres/Redis are used when DATABASE_URL / REDIS_URL are set.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+INSTALLED := $(VENV)/.installed
+FRONTEND_BUILT := frontend/dist/.built
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test install frontend lint bench clean
+
+run: install frontend
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py seed_demo
+	$(PY) manage.py bootstrap_admin
+	@echo "Masklet (embedded mode) on http://$(HOST):$(PORT)/"
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+test: install frontend
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(INSTALLED)
+
+# torch + torchvision first: sam2 is an sdist compiled against the installed torch.
+$(INSTALLED): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet $$(grep -E '^(torch|torchvision)==' requirements.txt)
+	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation -r requirements.txt
+	touch $@
+
+frontend: $(FRONTEND_BUILT)
+
+$(FRONTEND_BUILT): frontend/package.json frontend/package-lock.json $(shell find frontend/src -type f 2>/dev/null)
+	cd frontend && npm ci --no-audit --no-fund && npm run build
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/dist
