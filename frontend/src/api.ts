@@ -1,0 +1,42 @@
+// Shared by the page scripts: the video JSON shape and small helpers.
+
+export type VideoStatus = "uploaded" | "ingesting" | "ready" | "failed";
+
+export interface VideoJSON {
+  id: number;
+  name: string;
+  status: VideoStatus;
+  status_label: string;
+  progress: number;
+  failure_reason: string;
+  split: string;
+  file_size: number;
+  frame_count: number | null;
+  annotated_frame_count: number | null;
+}
+
+export type StatusMessage =
+  | { type: "snapshot"; videos: VideoJSON[] }
+  | { type: "video"; video: VideoJSON }
+  | { type: "removed"; id: number }
+  | { type: "error"; error: string };
+
+export function isFinal(status: VideoStatus): boolean {
+  return status === "ready" || status === "failed";
+}
+
+export function percent(fraction: number): string {
+  return `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}\u00a0%`;
+}
+
+/** The CSRF token Django put in the page's form (the cookie may be HttpOnly). */
+export function csrfToken(form: HTMLFormElement): string {
+  const input = form.querySelector<HTMLInputElement>("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+export function required<T extends Element>(selector: string, root: ParentNode = document): T {
+  const element = root.querySelector<T>(selector);
+  if (!element) throw new Error(`missing element ${selector}`);
+  return element;
+}

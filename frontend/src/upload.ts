@@ -1,0 +1,242 @@
+// Project page: upload a video with a progress bar, then follow its ingest live.
+//
+// The upload goes to the JSON API with XMLHttpRequest (fetch cannot report upload progress).
+// Ingest status comes over the project's video WebSocket; if the socket cannot open or drops,
+// the page polls the API instead. The video table updates from the same messages.
+
+import { csrfToken, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
+
+const POLL_MS = 1000;
+
+class VideoTable {
+  constructor(private readonly table: HTMLTableElement) {}
+
+  private videoUrl(id: number): string {
+    return (this.table.dataset.videoUrl ?? "").replace(/\/0\/$/, `/${id}/`);
+  }
+
+  update(video: VideoJSON): void {
+    const body = this.table.tBodies[0];
+    let row = body.querySelector<HTMLTableRowElement>(`tr[data-video-id="${video.id}"]`);
+    if (!row) {
+      body.querySelector("tr.empty-row")?.remove();
+      row = body.insertRow(0);
+      row.dataset.videoId = String(video.id);
+      for (let i = 0; i < 6; i++) row.insertCell();
+      const link = document.createElement("a");
+      link.href = this.videoUrl(video.id);
+      link.textContent = video.name;
+      row.cells[0].append(link);
+      row.cells[2].textContent = video.split;
+      row.cells[3].dataset.role = "frames";
+      row.cells[3].className = "num";
+      row.cells[4].className = "num";
+      row.cells[5].dataset.role = "reason";
+      row.cells[5].className = "reason";
+      const badge = document.createElement("span");
+      badge.dataset.role = "status";
+      row.cells[1].append(badge);
+    }
+    const badge = row.querySelector<HTMLElement>("[data-role=status]");
+    if (badge) {
+      badge.className = `badge status-${video.status}`;
+      badge.textContent = video.status === "ingesting"
+        ? `${video.status_label} ${percent(video.progress)}` : video.status_label;
+    }
+    const frames = row.querySelector<HTMLElement>("[data-role=frames]");
+    if (frames && video.annotated_frame_count) {
+      frames.textContent = `${video.annotated_frame_count} of ${video.frame_count ?? "?"}`;
+    }
+    const reason = row.querySelector<HTMLElement>("[data-role=reason]");
+    if (reason) reason.textContent = video.failure_reason;
+  }
+
+  remove(id: number): void {
+    this.table.querySelector(`tr[data-video-id="${id}"]`)?.remove();
+  }
+}
+
+/** One source of video updates: the WebSocket while it works, API polling when it does not. */
+class VideoFeed {
+  private socket: WebSocket | null = null;
+  private pollTimer: number | null = null;
+  private readonly watched = new Set<number>();
+
+  constructor(
+    private readonly wsPath: string,
+    private readonly apiUrl: string,
+    private readonly onVideo: (video: VideoJSON) => void,
+    private readonly onRemoved: (id: number) => void,
+  ) {}
+
+  start(): void {
+    if (!("WebSocket" in window)) {
+      this.startPolling();
+      return;
+    }
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}${this.wsPath}`);
+    this.socket = socket;
+    socket.addEventListener("message", (event) => this.handle(JSON.parse(String(event.data)) as StatusMessage));
+    socket.addEventListener("close", () => {
+      this.socket = null;
+      this.startPolling();
+    });
+  }
+
+  /** Follow this video closely (after an upload): ask the socket for a fresh snapshot. */
+  watch(id: number): void {
+    this.watched.add(id);
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify({ type: "refresh" }));
+    } else {
+      this.startPolling();
+    }
+  }
+
+  private handle(message: StatusMessage): void {
+    if (message.type === "snapshot") message.videos.forEach((video) => this.deliver(video));
+    else if (message.type === "video") this.deliver(message.video);
+    else if (message.type === "removed") this.onRemoved(message.id);
+  }
+
+  private deliver(video: VideoJSON): void {
+    this.onVideo(video);
+    if (isFinal(video.status)) this.watched.delete(video.id);
+  }
+
+  private startPolling(): void {
+    if (this.pollTimer !== null || this.socket) return;
+    const tick = async (): Promise<void> => {
+      for (const id of [...this.watched]) {
+        try {
+          const response = await fetch(`${this.apiUrl}${id}/`, { credentials: "same-origin" });
+          if (response.ok) this.deliver((await response.json()) as VideoJSON);
+        } catch {
+          // Network hiccup: try again at the next tick.
+        }
+      }
+      this.pollTimer = this.watched.size > 0 ? window.setTimeout(tick, POLL_MS) : null;
+    };
+    this.pollTimer = window.setTimeout(tick, POLL_MS);
+  }
+}
+
+function describeError(xhr: XMLHttpRequest): string {
+  try {
+    const body = JSON.parse(xhr.responseText) as { error?: string };
+    if (body.error) return body.error;
+  } catch {
+    // Not JSON (a proxy's error page, say): fall through to the status text.
+  }
+  if (xhr.status === 413) return "The file is too large.";
+  if (xhr.status === 403) return "The server refused the upload (are you still signed in?).";
+  return xhr.status ? `Upload failed (HTTP ${xhr.status}).` : "Upload failed: the connection was lost.";
+}
+
+function main(): void {
+  const panel = document.getElementById("upload");
+  const tableElement = document.getElementById("video-table") as HTMLTableElement | null;
+  const table = tableElement ? new VideoTable(tableElement) : null;
+  const apiUrl = panel?.dataset.apiUrl ?? "";
+  const wsPath = panel?.dataset.wsPath ?? tableElement?.dataset.wsPath ?? "";
+  let current: number | null = null;
+
+  const status = panel ? required<HTMLElement>("#upload-status", panel) : null;
+  const ingestBar = panel ? required<HTMLProgressElement>("#ingest-progress", panel) : null;
+  const ingestLabel = panel ? required<HTMLElement>("#ingest-label", panel) : null;
+  const ingestPercent = panel ? required<HTMLElement>("#ingest-percent", panel) : null;
+  const result = panel ? required<HTMLElement>("#upload-result", panel) : null;
+
+  const showIngest = (video: VideoJSON): void => {
+    if (!ingestBar || !ingestLabel || !ingestPercent || !result || video.id !== current) return;
+    const done = video.status === "ready";
+    ingestBar.value = done ? 100 : Math.round(video.progress * 100);
+    ingestPercent.textContent = done ? percent(1) : percent(video.progress);
+    ingestLabel.textContent = `Ingest: ${video.status_label}`;
+    ingestBar.dataset.status = video.status;
+    if (video.status === "ready") {
+      result.className = "result ok";
+      result.replaceChildren("Ready: ");
+      const link = document.createElement("a");
+      link.href = (panel?.dataset.videoUrl ?? "").replace(/\/0\/$/, `/${video.id}/`);
+      link.id = "open-video";
+      link.textContent = `open ${video.name}`;
+      result.append(link);
+    } else if (video.status === "failed") {
+      result.className = "result bad";
+      result.textContent = `Failed: ${video.failure_reason || "no reason was recorded."}`;
+    }
+  };
+
+  const feed = wsPath && apiUrl
+    ? new VideoFeed(wsPath, apiUrl, (video) => { table?.update(video); showIngest(video); }, (id) => table?.remove(id))
+    : null;
+  feed?.start();
+
+  const form = document.getElementById("upload-form") as HTMLFormElement | null;
+  if (!panel || !form || !status || !result) return;
+  const uploadBar = required<HTMLProgressElement>("#upload-progress", panel);
+  const uploadPercent = required<HTMLElement>("#upload-percent", panel);
+  const uploadLabel = required<HTMLElement>("#upload-label", panel);
+  const button = required<HTMLButtonElement>("button[type=submit]", form);
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const file = required<HTMLInputElement>("input[type=file]", form).files?.[0];
+    if (!file) {
+      result.className = "result bad";
+      result.textContent = "Choose a video file first.";
+      status.hidden = false;
+      return;
+    }
+    const data = new FormData(form);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", apiUrl);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken(form));
+    xhr.setRequestHeader("Accept", "application/json");
+    status.hidden = false;
+    button.disabled = true;
+    current = null;
+    result.className = "result";
+    result.textContent = "";
+    uploadBar.value = 0;
+    uploadPercent.textContent = percent(0);
+    uploadLabel.textContent = `Uploading ${file.name}…`;
+    required<HTMLProgressElement>("#ingest-progress", panel).value = 0;
+    required<HTMLElement>("#ingest-label", panel).textContent = "Waiting for the upload to finish";
+    required<HTMLElement>("#ingest-percent", panel).textContent = "";
+
+    xhr.upload.addEventListener("progress", (progress) => {
+      if (!progress.lengthComputable) return;
+      uploadBar.value = Math.round((progress.loaded / progress.total) * 100);
+      uploadPercent.textContent = percent(progress.loaded / progress.total);
+    });
+    xhr.addEventListener("load", () => {
+      button.disabled = false;
+      if (xhr.status !== 201) {
+        uploadLabel.textContent = "Upload refused";
+        result.className = "result bad";
+        result.textContent = describeError(xhr);
+        return;
+      }
+      const video = JSON.parse(xhr.responseText) as VideoJSON;
+      uploadBar.value = 100;
+      uploadPercent.textContent = percent(1);
+      uploadLabel.textContent = `Uploaded ${video.name}`;
+      form.reset();
+      current = video.id;
+      table?.update(video);
+      showIngest(video);
+      if (!isFinal(video.status)) feed?.watch(video.id);
+    });
+    xhr.addEventListener("error", () => {
+      button.disabled = false;
+      result.className = "result bad";
+      result.textContent = describeError(xhr);
+    });
+    xhr.send(data);
+  });
+}
+
+main();

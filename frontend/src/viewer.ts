@@ -1,0 +1,55 @@
+// Video page: step through the annotated frames without reloading (buttons, filmstrip, arrow
+// keys). Without JavaScript the same links reload the page with ?frame=N.
+
+function main(): void {
+  const viewer = document.getElementById("viewer");
+  const image = document.getElementById("frame-image") as HTMLImageElement | null;
+  const caption = document.getElementById("frame-caption");
+  if (!viewer || !image || !caption) return;
+  const frames = (viewer.dataset.frames ?? "").split(",").filter(Boolean).map(Number);
+  const frameUrl = (index: number): string => (viewer.dataset.frameUrl ?? "").replace(/\/0\.jpg$/, `/${index}.jpg`);
+  const pad = (index: number): string => String(index).padStart(5, "0");
+  const initial = Number(new URLSearchParams(location.search).get("frame") ?? frames[0]);
+  let position = Math.max(0, frames.indexOf(initial));
+
+  const setButton = (id: string, target: number | undefined): void => {
+    const button = document.getElementById(id);
+    if (!button) return;
+    button.classList.toggle("disabled", target === undefined);
+    if (button instanceof HTMLAnchorElement) {
+      if (target === undefined) button.removeAttribute("href");
+      else button.href = `?frame=${target}`;
+    }
+  };
+
+  const show = (next: number): void => {
+    if (next < 0 || next >= frames.length) return;
+    position = next;
+    const index = frames[position];
+    image.src = frameUrl(index);
+    image.alt = `Frame ${index}`;
+    caption.textContent = `Frame ${pad(index)} · ${position + 1} of ${frames.length}`;
+    setButton("frame-prev", frames[position - 1]);
+    setButton("frame-next", frames[position + 1]);
+    viewer.querySelectorAll<HTMLElement>(".thumb").forEach((thumb) => {
+      thumb.classList.toggle("current", Number(thumb.dataset.frame) === index);
+    });
+    history.replaceState(null, "", `?frame=${index}`);
+  };
+
+  viewer.addEventListener("click", (event) => {
+    const target = (event.target as HTMLElement).closest<HTMLElement>("#frame-prev, #frame-next, .thumb");
+    if (!target) return;
+    event.preventDefault();
+    if (target.id === "frame-prev") show(position - 1);
+    else if (target.id === "frame-next") show(position + 1);
+    else show(frames.indexOf(Number(target.dataset.frame)));
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
+    if (event.key === "ArrowLeft") show(position - 1);
+    if (event.key === "ArrowRight") show(position + 1);
+  });
+}
+
+main();
