@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sam2.sam2_video_predictor import SAM2VideoPredictor
 
 # Model sizes, by every spelling people use: Meta's file names ("hiera_t"), HF ids ("hiera-tiny")
 # and plain words ("tiny").
@@ -54,6 +55,36 @@ _VIDEO_POSTPROCESSING = (
 )
 # Meta's default hole filling for the video predictor (pixels, on the low-res masks).
 _FILL_HOLE_AREA = 8
+
+
+class FloatMemoryVideoPredictor(SAM2VideoPredictor):
+    """Meta's ``SAM2VideoPredictor`` whose stored memories also work without autocast (CPU, MPS).
+
+    Meta stores each frame's ``maskmem_features`` as bfloat16 (to halve GPU memory) and relies
+    on CUDA bf16 autocast when reading them back. Without autocast, a frame whose memory holds
+    no object pointer (tracking backwards, or an object whose first prompt lies ahead) feeds
+    bf16 memory into float32 attention weights and fails with "mat1 and mat2 must have the same
+    dtype" (facebookresearch/sam2 issues 308 and 577). Here, when autocast is off on the model's
+    device, the stored features are cast back to float32 after Meta's bf16 rounding, so the
+    numbers are the ones the GPU path uses. With autocast on, nothing changes.
+    """
+
+    def _run_single_frame_inference(self, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
+        compact_out, pred_masks = super()._run_single_frame_inference(*args, **kwargs)
+        compact_out["maskmem_features"] = self._usable_memory(compact_out["maskmem_features"])
+        return compact_out, pred_masks
+
+    def _run_memory_encoder(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+        maskmem_features, maskmem_pos_enc = super()._run_memory_encoder(*args, **kwargs)
+        return self._usable_memory(maskmem_features), maskmem_pos_enc
+
+    def _usable_memory(self, features: torch.Tensor | None) -> torch.Tensor | None:
+        if features is None or torch.is_autocast_enabled(self.device.type):
+            return features
+        return features.float()
+
+
+_VIDEO_PREDICTOR_TARGET = f"++model._target_={FloatMemoryVideoPredictor.__module__}.FloatMemoryVideoPredictor"
 
 
 def resolve_config(name: str) -> str:
@@ -204,9 +235,9 @@ def build_model(
 ) -> torch.nn.Module:
     """Build SAM 2 from a config name, optionally at a reduced ``image_size``, and load weights.
 
-    - ``mode="eval"``, ``video=True``: Meta's ``SAM2VideoPredictor`` with the video
-      post-processing Meta's builder applies (dynamic multimask, binarized click masks for
-      memory, hole filling when ``sam2._C`` exists).
+    - ``mode="eval"``, ``video=True``: a ``SAM2VideoPredictor`` (``FloatMemoryVideoPredictor``,
+      which also runs without autocast) with the video post-processing Meta's builder applies
+      (dynamic multimask, binarized click masks for memory, hole filling when ``sam2._C`` exists).
     - ``mode="eval"``, ``video=False``: ``SAM2Base`` as ``build_sam2`` makes it (for the image
       predictor / automatic mask generator).
     - ``mode="train"``: ``build_sam2(mode="train")`` without post-processing; pass
@@ -226,6 +257,7 @@ def build_model(
     if image_size is not None:
         overrides += image_size_overrides(image_size, video=video_predictor)
     if video_predictor:
+        overrides.append(_VIDEO_PREDICTOR_TARGET)
         overrides += _VIDEO_POSTPROCESSING
         if has_compiled_extension():
             overrides.append(f"++model.fill_hole_area={_FILL_HOLE_AREA}")
