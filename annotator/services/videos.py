@@ -1,0 +1,460 @@
+"""Videos in, frames out: accepting a file (upload or server-side path) and ingesting it.
+
+Flow (ARCHITECTURE.md, flow 1): ``create_video_from_upload`` / ``create_video_from_path`` check
+the size, store the original under ``MEDIA_ROOT`` with a generated name and create the ``Video``;
+after the transaction commits, ``ingest_video`` runs on the ``cpu`` queue: probe, then decode the
+stream once and write every ``stride``-th native frame as ``{native_index:05d}.jpg``.
+
+Rules, one place each:
+
+- **Stride**: ``max(1, round(fps / project.annotation_fps))`` native frames between annotated
+  frames: 24 fps at 6 fps -> every 4th frame (SA-V), 29.97 or 30 fps -> every 5th, 60 fps -> 10th.
+- **Frame count**: containers can lie (``CAP_PROP_FRAME_COUNT`` is an estimate from the duration
+  for Matroska/WebM and some MP4 edit lists). The decode is trusted: ``frame_count`` of a ready
+  video is the number of frames actually decoded. A decode that ends clearly short of the
+  container's claim (more than ``TRUNCATION_TOLERANCE`` of it, at least 2 frames) means a
+  truncated or corrupt file and fails; a decode that runs past the duration limit fails too, so
+  lying metadata cannot smuggle in a 10-hour video.
+- **Failures** end ``failed`` with a one-line reason meant for the person who uploaded the file;
+  the traceback goes to the log, never into the reason, and the worker carries on.
+- **Files**: stored originals get a random name (never the client's); frames are written to a
+  temporary folder next to ``video.frames_dir`` and renamed into place, so readers see either
+  the old frames or the new ones, never half a folder.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import cv2
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+
+from annotator.models import Project, Video
+
+logger = logging.getLogger(__name__)
+
+JPEG_QUALITY = 90
+# A decode may end this fraction of the container's claimed frame count early before we call the
+# file truncated: counts are estimates for some containers; what we keep is what decoded.
+TRUNCATION_TOLERANCE = 0.05
+PROGRESS_STEP = 0.02  # write progress to the database every 2 %
+MAX_NAME_LENGTH = 200
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+                    ".flv", ".ogv", ".ogg", ".3gp"}
+
+ProgressCallback = Callable[[int, int], None]  # (frames decoded, frames expected)
+
+
+class VideoRejected(ValidationError):
+    """The file was refused before anything was stored (too large, empty, not a regular file, bad name)."""
+
+
+class VideoInvalid(Exception):
+    """The file is not an acceptable video; ``str(exc)`` is the reason shown to people."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container claims, checked against the limits. ``frame_count`` is a claim, see module doc."""
+
+    container: str
+    codec: str
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps
+
+
+# -- accepting a file ---------------------------------------------------------------------
+
+
+def create_video_from_upload(project: Project, uploaded_file: UploadedFile, user, name: str | None = None) -> Video:
+    """Store an uploaded file and create its ``Video``; ingest starts after the transaction commits.
+
+    The client's file name only supplies the default video name (its stem, sanitised); it is
+    never used as a path. Raises ``VideoRejected`` (nothing stored) for a file that is too large
+    or empty, or an invalid ``name``.
+    """
+    _check_size(uploaded_file.size, uploaded_file.name or "upload")
+    client_name = uploaded_file.name or ""
+    return _create_video(project, uploaded_file, size=uploaded_file.size, user=user,
+                         name=_clean_explicit_name(name) if name else _name_from_filename(client_name),
+                         extension=_safe_extension(client_name), schedule_ingest=True)
+
+
+def create_video_from_path(project: Project, path: str | os.PathLike, user=None, name: str | None = None, *,
+                           schedule_ingest: bool = True) -> Video:
+    """Copy a server-side file into storage and create its ``Video`` (CLI imports, seeding).
+
+    ``path`` must resolve to a regular file (no directories, devices or FIFOs). With
+    ``schedule_ingest=False`` the caller ingests itself (``seed_demo`` and the embedded CLI run
+    ``ingest_video`` synchronously). Raises ``VideoRejected`` with nothing stored on refusal.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.exists():
+        raise VideoRejected(f"{path}: no such file")
+    if not resolved.is_file():
+        raise VideoRejected(f"{path}: not a regular file")
+    size = resolved.stat().st_size
+    _check_size(size, str(path))
+    with resolved.open("rb") as handle:
+        return _create_video(project, File(handle), size=size, user=user,
+                             name=_clean_explicit_name(name) if name else _name_from_filename(resolved.name),
+                             extension=_safe_extension(resolved.name), schedule_ingest=schedule_ingest)
+
+
+def _check_size(size: int | None, label: str) -> None:
+    limit = settings.MAX_UPLOAD_BYTES
+    if size is None:
+        raise VideoRejected(f"{label}: the file size is unknown")
+    if size == 0:
+        raise VideoRejected(f"{label}: the file is empty (the video has no frames)")
+    if size > limit:
+        raise VideoRejected(f"{label}: the file is {_megabytes(size)}, larger than the limit of {_megabytes(limit)}")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _create_video(project: Project, content: File, *, size: int, user, name: str, extension: str,
+                  schedule_ingest: bool) -> Video:
+    # Random file name: the client's name never becomes a path (no traversal, no clashes, no
+    # '%' that OpenCV would read as an image-sequence pattern).
+    stored_name = f"{uuid.uuid4().hex}{extension}"
+    video = Video(project=project, file_size=size, uploaded_by=user if getattr(user, "pk", None) else None)
+    video.original.save(stored_name, content, save=False)
+    try:
+        with transaction.atomic():
+            _save_with_unique_name(video, name)
+            if schedule_ingest:
+                video_id = video.id
+                transaction.on_commit(lambda: _schedule_ingest(video_id))
+    except BaseException:
+        video.original.delete(save=False)
+        raise
+    return video
+
+
+def _schedule_ingest(video_id: int) -> None:
+    from annotator.tasks import ingest_video as ingest_task  # the task module imports this one
+    from engine.dispatch import submit
+
+    submit(ingest_task, video_id, queue="cpu")
+
+
+def _save_with_unique_name(video: Video, base: str) -> None:
+    """Save under ``base``, or ``base-2``, ``base-3``… if the project already has that name.
+
+    The unique constraint decides (a concurrent upload of the same name retries the next suffix).
+    """
+    taken = set(Video.objects.filter(project=video.project, name__startswith=base).values_list("name", flat=True))
+    for attempt in range(1, 1000):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        candidate = base[: MAX_NAME_LENGTH - len(suffix)] + suffix
+        if candidate in taken:
+            continue
+        video.name = candidate
+        try:
+            with transaction.atomic():
+                video.save()
+            return
+        except IntegrityError:
+            if not Video.objects.filter(project=video.project, name=candidate).exists():
+                raise
+            taken.add(candidate)
+    raise VideoRejected(f"too many videos named {base!r} in this project")
+
+
+_NAME_CHARS = re.compile(r"[^\w.-]+")
+_VALID_NAME = re.compile(r"^\w[\w.-]*$")
+
+
+def _name_from_filename(filename: str) -> str:
+    """A video name from a client's file name: the base name's stem, reduced to ``[\\w.-]``.
+
+    Handles POSIX and Windows paths (browsers and scripts send both); ``../../etc/passwd``
+    becomes ``passwd``. Names are used as file names in exports, hence the character set.
+    """
+    base = PureWindowsPath(PurePosixPath(filename).name).name
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    cleaned = _NAME_CHARS.sub("_", stem).strip("._-")
+    return cleaned[:MAX_NAME_LENGTH] or "video"
+
+
+def _clean_explicit_name(name: str) -> str:
+    """An explicitly chosen name is checked, not silently rewritten: refuse separators and dots-only names."""
+    stripped = name.strip()
+    if not stripped or len(stripped) > MAX_NAME_LENGTH or not _VALID_NAME.match(stripped):
+        raise VideoRejected(
+            f"invalid video name {name!r}: use up to {MAX_NAME_LENGTH} letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (no slashes)"
+        )
+    return stripped
+
+
+def _safe_extension(filename: str) -> str:
+    suffix = PureWindowsPath(PurePosixPath(filename).name).suffix.lower()
+    return suffix if suffix in VIDEO_EXTENSIONS else ""
+
+
+# -- probing ------------------------------------------------------------------------------
+
+# Containers accepted, by magic bytes. Sniffing first keeps FFmpeg away from playlists, images
+# and other formats that can open as "video" (an HLS playlist can make FFmpeg read URLs).
+_CONTAINERS: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
+    ("MP4/QuickTime", lambda h: h[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")),
+    ("Matroska/WebM", lambda h: h[:4] == b"\x1a\x45\xdf\xa3"),
+    ("AVI", lambda h: h[:4] == b"RIFF" and h[8:12] == b"AVI "),
+    ("MPEG-TS", lambda h: len(h) > 376 and h[0] == h[188] == h[376] == 0x47),
+    ("MPEG-PS", lambda h: h[:4] == b"\x00\x00\x01\xba"),
+    ("FLV", lambda h: h[:3] == b"FLV"),
+    ("Ogg", lambda h: h[:4] == b"OggS"),
+)
+
+
+def _sniff_container(path: Path) -> str:
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if not head:
+        raise VideoInvalid("the video has no frames (the file is empty)")
+    for container, matches in _CONTAINERS:
+        if matches(head):
+            return container
+    raise VideoInvalid("not a video file: the data is not in a known video container "
+                       "(MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, FLV or Ogg)")
+
+
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoInvalid("not a video file: the container could not be opened (the file may be truncated "
+                           "or corrupt)")
+    return capture
+
+
+def _fourcc(capture: cv2.VideoCapture) -> str:
+    code = int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
+    text = code.to_bytes(4, "little").decode("latin-1")
+    return text.strip("\x00 ") if text.isprintable() else f"0x{code:08x}"
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Open the file and check container, codec, fps, frame count, size and duration against the limits.
+
+    Raises ``VideoInvalid`` with a readable reason. Cheap: reads headers, decodes nothing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideoInvalid("the video file is missing from storage")
+    container = _sniff_container(path)
+    capture = _open_capture(path)
+    try:
+        return _check_info(container, capture)
+    finally:
+        capture.release()
+
+
+def _check_info(container: str, capture: cv2.VideoCapture) -> VideoInfo:
+    codec = _fourcc(capture)
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if not codec or codec == "0x00000000":
+        raise VideoInvalid(f"not a video file: no video stream with a known codec in the {container} container")
+    if not (fps > 0 and fps < 1000):
+        raise VideoInvalid(f"the video has no usable frame rate (reported {fps:g} fps)")
+    if not (count and 0 < count < 2**31):
+        raise VideoInvalid("the video has no frames")
+    if width <= 0 or height <= 0:
+        raise VideoInvalid("the video has no frame size")
+    pixels_limit = settings.MAX_VIDEO_PIXELS
+    if width * height > pixels_limit:
+        raise VideoInvalid(f"frame size {width}x{height} exceeds the limit of {pixels_limit:,} pixels")
+    info = VideoInfo(container=container, codec=codec, fps=fps, frame_count=int(count), width=width, height=height)
+    _check_duration(info.duration)
+    return info
+
+
+def _check_duration(seconds: float) -> None:
+    limit = settings.MAX_VIDEO_DURATION_S
+    if seconds > limit:
+        raise VideoInvalid(f"the video is {seconds:.1f} s long, longer than the limit of {limit:g} s")
+
+
+def annotation_stride(fps: float, annotation_fps: int) -> int:
+    """Native frames between annotated frames: ``round(fps / annotation_fps)``, at least 1."""
+    return max(1, round(fps / max(1, annotation_fps)))
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+def ingest_video(video_id: int, progress_callback: ProgressCallback | None = None) -> Video:
+    """Decode the video's frames at the annotation stride and mark it ready, or failed with a reason.
+
+    Never raises for a bad file or an I/O error (the reason is stored, the traceback logged), so a
+    worker survives any input; ``Video.DoesNotExist`` propagates. Re-ingesting a ready video
+    replaces its frames atomically. While ingesting, ``fps``/``width``/``height``/``stride``/
+    ``frame_count`` hold the container's claim (so progress can be shown in frames); once ready,
+    ``frame_count`` is the number of frames decoded.
+    """
+    video = Video.objects.select_related("project").get(pk=video_id)
+    _update(video, status=Video.Status.INGESTING, progress=0.0, failure_reason="")
+    frames_root = Path(settings.FRAMES_ROOT)
+    frames_root.mkdir(parents=True, exist_ok=True)
+    temp_dir = frames_root / f".ingest-{video.id}-{uuid.uuid4().hex[:12]}"
+    try:
+        info = probe_video(video.original.path) if video.original else _missing()
+        stride = annotation_stride(info.fps, video.project.annotation_fps)
+        _update(video, fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height,
+                duration=info.duration, stride=stride)
+        temp_dir.mkdir()
+        decoded, written, (height, width) = _decode_to_folder(video, info, stride, temp_dir, progress_callback)
+        _swap_into_place(temp_dir, video.frames_dir)
+    except VideoInvalid as exc:
+        logger.info("video %s (%s) rejected: %s", video.id, video.name, exc)
+        return _fail(video, str(exc))
+    except OSError as exc:
+        logger.exception("ingest of video %s failed on a file operation", video.id)
+        return _fail(video, f"could not write the frames: {exc.strerror or exc.__class__.__name__}")
+    except Exception as exc:  # the worker must survive any input; details go to the log
+        logger.exception("ingest of video %s failed", video.id)
+        return _fail(video, f"the video could not be decoded ({exc.__class__.__name__}); see the worker log")
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    _update(video, status=Video.Status.READY, progress=1.0, failure_reason="", frame_count=decoded,
+            duration=decoded / info.fps, width=width, height=height, annotated_frame_count=written)
+    logger.info("video %s (%s) ready: %d frames, %d annotated (stride %d)", video.id, video.name, decoded, written,
+                stride)
+    return video
+
+
+def _missing() -> VideoInfo:
+    raise VideoInvalid("the video file is missing from storage")
+
+
+def _decode_to_folder(video: Video, info: VideoInfo, stride: int, folder: Path,
+                      progress_callback: ProgressCallback | None) -> tuple[int, int, tuple[int, int]]:
+    """Stream-decode once; keep every ``stride``-th frame as JPEG. Returns (decoded, written, (h, w)).
+
+    Skipped frames are only ``grab()``-ed (decoded, not converted to BGR), which is most of the
+    speed-up over ``read()``. One frame is in memory at a time.
+    """
+    capture = _open_capture(Path(video.original.path))
+    max_frames = int(settings.MAX_VIDEO_DURATION_S * info.fps) + 1
+    expected = info.frame_count
+    decoded = written = 0
+    shape: tuple[int, int] | None = None
+    next_progress = PROGRESS_STEP
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    try:
+        while capture.grab():
+            index = decoded
+            decoded += 1
+            if decoded > max_frames:
+                _check_duration(decoded / info.fps)
+            if index % stride == 0:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    raise VideoInvalid(f"frame {index} could not be decoded (the file may be corrupt)")
+                if shape is None:
+                    shape = frame.shape[:2]
+                    if shape[0] * shape[1] > settings.MAX_VIDEO_PIXELS:
+                        raise VideoInvalid(f"frame size {shape[1]}x{shape[0]} exceeds the limit of "
+                                           f"{settings.MAX_VIDEO_PIXELS:,} pixels")
+                elif frame.shape[:2] != shape:
+                    raise VideoInvalid(f"the frame size changes within the video (frame {index} is "
+                                       f"{frame.shape[1]}x{frame.shape[0]}, the first {shape[1]}x{shape[0]})")
+                if not cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame, params):
+                    raise OSError(f"could not write frame {index}")
+                written += 1
+            fraction = decoded / max(expected, decoded)
+            if fraction >= next_progress:
+                next_progress = fraction + PROGRESS_STEP
+                Video.objects.filter(pk=video.pk).update(progress=min(fraction, 0.99))
+            if progress_callback is not None:
+                progress_callback(decoded, expected)
+    finally:
+        capture.release()
+    if decoded == 0 or shape is None:
+        raise VideoInvalid("the video has no frames")
+    shortfall = expected - decoded
+    if shortfall > max(2, TRUNCATION_TOLERANCE * expected):
+        raise VideoInvalid(f"the video is truncated or corrupt: only {decoded} of {expected} frames could be "
+                           "decoded")
+    return decoded, written, shape
+
+
+def _update(video: Video, **fields) -> None:
+    for key, value in fields.items():
+        setattr(video, key, value)
+    video.save(update_fields=[*fields, "updated_at"])
+
+
+def _fail(video: Video, reason: str) -> Video:
+    reason = " ".join(reason.split())[:500]  # one line, bounded
+    _update(video, status=Video.Status.FAILED, failure_reason=reason, progress=0.0, annotated_frame_count=None)
+    return video
+
+
+# -- atomic folder replacement --------------------------------------------------------------
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _renameat2_exchange() -> Callable[[Path, Path], bool] | None:
+    """Linux ``renameat2(RENAME_EXCHANGE)`` swaps two paths atomically; None where unavailable."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+
+    def exchange(a: Path, b: Path) -> bool:
+        return func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+    return exchange
+
+
+_exchange = _renameat2_exchange()
+
+
+def _swap_into_place(new_dir: Path, target: Path) -> None:
+    """Make ``new_dir`` the content of ``target``; old frames (if any) are removed afterwards.
+
+    First ingest: one ``rename`` (atomic). Re-ingest: an atomic exchange on Linux; elsewhere
+    the old folder is moved aside first, leaving a moment with no folder (never a mixed one).
+    """
+    if not target.exists():
+        new_dir.rename(target)
+        return
+    if _exchange is not None and _exchange(new_dir, target):
+        shutil.rmtree(new_dir, ignore_errors=True)  # new_dir now holds the old frames
+        return
+    aside = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:12]}")
+    target.rename(aside)
+    new_dir.rename(target)
+    shutil.rmtree(aside, ignore_errors=True)
