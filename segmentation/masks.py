@@ -17,6 +17,7 @@ PNG conventions:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ def _coco(rle: RLE) -> dict:
 
 def decode_rle(rle: RLE) -> np.ndarray:
     """Decode a compressed RLE (counts str or bytes) to a boolean (H, W) array."""
-    return mask_utils.decode(_coco(rle)).astype(bool)
+    with warnings.catch_warnings():  # pycocotools 2.0.x's own NumPy 2 copy-keyword notice, harmless here
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        return mask_utils.decode(_coco(rle)).astype(bool)
 
 
 def rle_area(rle: RLE) -> int:
