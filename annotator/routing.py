@@ -1,3 +1,9 @@
 """WebSocket routes. Every consumer authenticates and checks project membership (``annotator.permissions``)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from annotator import consumers
+
+websocket_urlpatterns: list = [
+    path("ws/projects/<slug:slug>/videos/", consumers.VideoStatusConsumer.as_asgi(), name="ws-video-status"),
+]

@@ -1,1 +1,24 @@
-urlpatterns: list = []
+"""Pages and the JSON API. Every view declares a permission rule (see ``annotator.permissions``)."""
+
+from django.urls import path
+
+from annotator import api, views
+
+urlpatterns = [
+    path("login/", views.login, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("", views.project_list, name="project-list"),
+    path("projects/new/", views.project_create, name="project-create"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/videos/upload/", views.video_upload, name="video-upload"),
+    path("projects/<slug:slug>/videos/<int:video_id>/", views.video_detail, name="video-detail"),
+    path("projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>.jpg", views.video_frame,
+         name="video-frame"),
+    path("api/session/", api.session, name="api-session"),
+    path("api/projects/", api.project_list, name="api-project-list"),
+    path("api/projects/<slug:slug>/", api.project_detail, name="api-project-detail"),
+    path("api/projects/<slug:slug>/videos/", api.video_list, name="api-video-list"),
+    path("api/projects/<slug:slug>/videos/<int:video_id>/", api.video_detail, name="api-video-detail"),
+    path("api/projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>/", api.video_frame,
+         name="api-video-frame"),
+]

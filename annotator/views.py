@@ -1,0 +1,170 @@
+"""HTML pages: sign in, projects, videos and the frame viewer.
+
+Thin views: each declares its permission rule (``annotator.permissions``), parses input and
+calls one selector or service. The upload form posts here when JavaScript is off; with
+JavaScript, ``frontend/src/upload.ts`` sends the same form to the JSON API with a progress bar.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from annotator import selectors
+from annotator.models import Project, Video
+from annotator.permissions import (
+    Action,
+    has_permission,
+    login_required_rule,
+    project_permission,
+    public,
+    role_of,
+    staff_required,
+)
+from annotator.services.projects import create_project, parse_labels
+from annotator.services.videos import create_video_from_upload
+
+#: How many thumbnails the filmstrip shows around the current frame (long videos have thousands).
+FILMSTRIP_SIZE = 48
+
+login = public(auth_views.LoginView.as_view(template_name="annotator/login.html", redirect_authenticated_user=True))
+logout = public(auth_views.LogoutView.as_view())
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=100, help_text="Used in URLs and exports, e.g. street-scenes.")
+    annotation_fps = forms.IntegerField(
+        min_value=1, max_value=120, initial=6, label="Annotation fps",
+        help_text="Frames per second that people annotate (SA-V: 6).",
+    )
+    labels = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The label set: one per line or separated by commas.",
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if Project.objects.filter(slug=slug).exists():
+            raise ValidationError("A project with this slug already exists.")
+        return slug
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="Video file", widget=forms.ClearableFileInput(attrs={"accept": "video/*"}))
+    name = forms.CharField(
+        required=False, max_length=255, help_text="Optional video id for exports; defaults to the file name."
+    )
+
+
+@require_GET
+@login_required_rule
+def project_list(request: HttpRequest) -> HttpResponse:
+    """The projects the user belongs to (superusers: all)."""
+    roles = selectors.roles_by_project(request.user)
+    projects = [(project, roles.get(project.id)) for project in selectors.projects_for_user(request.user)]
+    return render(request, "annotator/project_list.html", {"projects": projects})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            project = create_project(
+                creator=request.user, name=data["name"], slug=data["slug"], annotation_fps=data["annotation_fps"],
+                labels=parse_labels(data["labels"]), description=data["description"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Project {project.name} created. You are its admin.")
+            return redirect("project-detail", slug=project.slug)
+    return render(request, "annotator/project_form.html", {"form": form})
+
+
+@require_GET
+@project_permission(Action.VIEW_PROJECT)
+def project_detail(request: HttpRequest, project: Project) -> HttpResponse:
+    can_upload = has_permission(request.user, project, Action.UPLOAD_VIDEO)
+    return render(request, "annotator/project_detail.html", {
+        "project": project,
+        "role": role_of(request.user, project),
+        "videos": selectors.videos_for_project(project),
+        "can_upload": can_upload,
+        "upload_form": UploadForm() if can_upload else None,
+    })
+
+
+@require_POST
+@project_permission(Action.UPLOAD_VIDEO)
+def video_upload(request: HttpRequest, project: Project) -> HttpResponse:
+    """The no-JavaScript upload: store the file, start ingest, back to the project page."""
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+        return redirect("project-detail", slug=project.slug)
+    try:
+        video = create_video_from_upload(
+            project, form.cleaned_data["file"], request.user, name=form.cleaned_data["name"] or None
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Uploaded {video.name}; ingest has started.")
+    return redirect("project-detail", slug=project.slug)
+
+
+@require_GET
+@project_permission(Action.VIEW_PROJECT)
+def video_detail(request: HttpRequest, project: Project, video_id: int) -> HttpResponse:
+    """Metadata and the frame viewer; ``?frame=N`` picks the large frame (a native index)."""
+    video = selectors.video_in_project(project, video_id)
+    if video is None:
+        raise Http404("No such video in this project.")
+    indices = video.annotated_frame_indices() if video.status == Video.Status.READY else []
+    current = _requested_frame(request, indices)
+    position = indices.index(current) if current is not None else 0
+    start = max(0, min(position - FILMSTRIP_SIZE // 2, len(indices) - FILMSTRIP_SIZE))
+    return render(request, "annotator/video_detail.html", {
+        "project": project,
+        "video": video,
+        "frame_indices": indices,
+        "filmstrip": indices[start:start + FILMSTRIP_SIZE],
+        "current": current,
+        "position": position,
+        "previous": indices[position - 1] if current is not None and position > 0 else None,
+        "next": indices[position + 1] if current is not None and position + 1 < len(indices) else None,
+    })
+
+
+def _requested_frame(request: HttpRequest, indices: list[int]) -> int | None:
+    """The annotated frame asked for in ``?frame=``, or the first one; bad values fall back."""
+    if not indices:
+        return None
+    try:
+        wanted = int(request.GET.get("frame", indices[0]))
+    except ValueError:
+        return indices[0]
+    return wanted if wanted in set(indices) else indices[0]
+
+
+@require_GET
+@project_permission(Action.VIEW_PROJECT)
+def video_frame(request: HttpRequest, project: Project, video_id: int, frame_index: int) -> HttpResponse:
+    """One annotated frame as JPEG, after the permission check (frames are never served raw)."""
+    video = selectors.video_in_project(project, video_id)
+    path = selectors.frame_path(video, frame_index) if video is not None else None
+    if path is None:
+        raise Http404("No such frame.")
+    response = FileResponse(path.open("rb"), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,309 @@
+"""Every endpoint has a declared permission rule, and every rule holds for every kind of user.
+
+1. Walk the whole URLconf (Django admin excepted: it is staff-only by Django) and fail on any
+   view without a rule marker, and on any URL name missing from ``ENDPOINTS`` below, so a new
+   endpoint cannot ship without a rule and without being exercised here.
+2. For each endpoint x each persona (anonymous, non-member, staff non-member, annotator,
+   reviewer, admin, superuser), make the real request and check allowed / denied.
+3. The same for the project WebSocket: non-members and anonymous users are refused on connect,
+   and a member who loses their membership is cut off on the next message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from asgiref.sync import async_to_sync
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from annotator.consumers import ProjectConsumer, VideoStatusConsumer
+from annotator.models import Membership, Role, Video
+from annotator.permissions import RULES, Access, Action, rule_of
+from annotator.routing import websocket_urlpatterns
+
+PERSONAS = ("anonymous", "non_member", "staff", "annotator", "reviewer", "admin", "superuser")
+MEMBER_ROLES = {"annotator": Role.ANNOTATOR, "reviewer": Role.REVIEWER, "admin": Role.ADMIN}
+
+#: The policy, written out independently of ``annotator.permissions.RULES``: the table must match it.
+EXPECTED_RULES = {
+    Action.VIEW_PROJECT: {"annotator", "reviewer", "admin"},
+    Action.UPLOAD_VIDEO: {"annotator", "admin"},
+    Action.ANNOTATE: {"annotator", "admin"},
+    Action.REVIEW: {"reviewer", "admin"},
+    Action.EXPORT: {"reviewer", "admin"},
+    Action.MANAGE_PROJECT: {"admin"},
+    Action.MANAGE_MEMBERS: {"admin"},
+    Action.MANAGE_MODELS: {"admin"},
+}
+
+
+@dataclass
+class World:
+    project: Any
+    video: Any
+    users: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request to one endpoint: the method, URL kwargs, body, the rule it must declare and
+    the status an allowed user gets."""
+
+    method: str
+    kwargs: Callable[[World], dict[str, Any]]
+    expects: Access | Action
+    ok_status: int | tuple[int, ...] = 200
+    data: Callable[[], dict[str, Any]] | None = None
+
+
+def _project(world: World) -> dict[str, Any]:
+    return {"slug": world.project.slug}
+
+
+def _video(world: World) -> dict[str, Any]:
+    return {"slug": world.project.slug, "video_id": world.video.id}
+
+
+def _frame(world: World) -> dict[str, Any]:
+    return {"slug": world.project.slug, "video_id": world.video.id, "frame_index": 4}
+
+
+def _none(world: World) -> dict[str, Any]:
+    return {}
+
+
+def _upload() -> dict[str, Any]:
+    return {"file": SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, "video/mp4")}
+
+
+#: url name -> the requests that exercise it. A URL name missing here fails the suite.
+ENDPOINTS: dict[str, list[Case]] = {
+    "login": [Case("GET", _none, Access.PUBLIC, ok_status=(200, 302))],  # signed in: sent on to the projects
+    "logout": [Case("POST", _none, Access.PUBLIC, ok_status=302)],
+    "project-list": [Case("GET", _none, Access.AUTHENTICATED)],
+    "project-create": [Case("GET", _none, Access.STAFF)],
+    "project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
+    "video-upload": [Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=302, data=_upload)],
+    "video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
+    "api-session": [Case("GET", _none, Access.PUBLIC)],
+    "api-project-list": [Case("GET", _none, Access.AUTHENTICATED)],
+    "api-project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
+    "api-video-list": [
+        Case("GET", _project, Action.VIEW_PROJECT),
+        Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=201, data=_upload),
+    ],
+    "api-video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "api-video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
+}
+
+
+def iter_url_patterns(patterns: list, prefix: str = "") -> Iterator[tuple[str, str | None, Callable]]:
+    """(route, name, view) for every URL pattern, recursively, Django admin left out."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.app_name == "admin" or pattern.namespace == "admin":
+                continue
+            yield from iter_url_patterns(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern.name, pattern.callback
+
+
+def test_every_url_declares_a_rule_and_has_a_matrix_entry():
+    names = set()
+    for route, name, view in iter_url_patterns(get_resolver().url_patterns):
+        assert name, f"URL {route!r} has no name: name it and add it to ENDPOINTS"
+        assert rule_of(view) is not None, (
+            f"view for {route!r} ({name}) declares no permission rule: decorate it with @public, "
+            "@login_required_rule, @staff_required or @project_permission(action)"
+        )
+        assert name in ENDPOINTS, f"URL name {name!r} ({route}) has no entry in ENDPOINTS of {__file__}"
+        names.add(name)
+    assert not set(ENDPOINTS) - names, f"ENDPOINTS names URLs that no longer exist: {set(ENDPOINTS) - names}"
+
+
+@pytest.mark.parametrize("name", sorted(ENDPOINTS))
+def test_views_declare_the_expected_rule(name):
+    view = get_resolver().resolve(_reverse_sample(name)).func
+    rule = rule_of(view)
+    for case in ENDPOINTS[name]:
+        if isinstance(case.expects, Action):
+            assert rule.access == Access.PROJECT, name
+            assert rule.action_for(case.method) == case.expects, f"{name} {case.method}"
+        else:
+            assert rule.access == case.expects, name
+        if rule.access != Access.PUBLIC:
+            assert rule.api == name.startswith("api-"), f"{name}: API views answer JSON, pages redirect"
+
+
+def _reverse_sample(name: str) -> str:
+    sample = {"slug": "p", "video_id": 1, "frame_index": 0}
+    for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample):
+        try:
+            return reverse(name, kwargs=kwargs)
+        except Exception:
+            continue
+    raise AssertionError(f"cannot reverse {name}")
+
+
+def test_rule_table_matches_the_policy():
+    assert {action: {r.value for r in roles} for action, roles in RULES.items()} == EXPECTED_RULES
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(make_user, make_project, settings, tmp_path) -> World:
+    """A project with one member of each role, outsiders, and a ready video with frames on disk."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.FRAMES_ROOT = tmp_path / "frames"
+    users = {
+        "non_member": make_user("outsider"),
+        "staff": make_user("staffer", staff=True),
+        "superuser": make_user("root", superuser=True),
+        **{persona: make_user(persona) for persona in MEMBER_ROLES},
+    }
+    project = make_project(slug="secret", members={users[p]: role for p, role in MEMBER_ROLES.items()})
+    video = Video.objects.create(project=project, name="clip", status=Video.Status.READY, fps=24, frame_count=10,
+                                 stride=4, width=32, height=24, annotated_frame_count=3)
+    video.frames_dir.mkdir(parents=True)
+    for index in video.annotated_frame_indices():
+        cv2.imwrite(str(video.frames_dir / f"{index:05d}.jpg"), np.full((24, 32, 3), index * 20, np.uint8))
+    return World(project=project, video=video, users=users)
+
+
+def _allowed(persona: str, expects: Access | Action) -> bool:
+    if expects == Access.PUBLIC:
+        return True
+    if persona == "anonymous":
+        return False
+    if expects == Access.AUTHENTICATED or persona == "superuser":
+        return True
+    if expects == Access.STAFF:
+        return persona == "staff"
+    return persona in EXPECTED_RULES[expects]
+
+
+def _denied_status(persona: str, expects: Access | Action, api: bool) -> int:
+    if persona == "anonymous":
+        return 401 if api else 302
+    if isinstance(expects, Action) and persona not in MEMBER_ROLES:
+        return 404  # non-members cannot tell a hidden project from a missing one
+    return 403
+
+
+@pytest.mark.parametrize("name", sorted(ENDPOINTS))
+def test_permission_matrix(name, world):
+    for case in ENDPOINTS[name]:
+        url = reverse(name, kwargs=case.kwargs(world))
+        api = name.startswith("api-")
+        for persona in PERSONAS:
+            client = Client()
+            if persona != "anonymous":
+                client.force_login(world.users[persona])
+            data = case.data() if case.data else None
+            response = client.get(url) if case.method == "GET" else client.post(url, data or {})
+            label = f"{case.method} {url} as {persona}"
+            if _allowed(persona, case.expects):
+                ok = case.ok_status if isinstance(case.ok_status, tuple) else (case.ok_status,)
+                assert response.status_code in ok, f"{label}: expected {ok}, got {response.status_code}"
+                if response.status_code == 302 and case.expects != Access.PUBLIC:
+                    assert "/login/" not in response["Location"], f"{label} was sent to the login page"
+            else:
+                expected = _denied_status(persona, case.expects, api)
+                assert response.status_code == expected, f"{label}: expected {expected}, got {response.status_code}"
+                if expected == 302:
+                    assert response["Location"].startswith(reverse("login")), label
+                if api:
+                    assert "error" in response.json(), label
+
+
+def test_non_member_404_is_the_same_as_for_a_missing_project(world):
+    client = Client()
+    client.force_login(world.users["non_member"])
+    hidden = client.get(reverse("api-project-detail", kwargs={"slug": world.project.slug}))
+    missing = client.get(reverse("api-project-detail", kwargs={"slug": "no-such-project"}))
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json() == missing.json()
+
+
+# -- WebSocket -----------------------------------------------------------------------------
+
+
+def test_every_websocket_route_is_a_project_consumer():
+    for route in websocket_urlpatterns:
+        consumer = route.callback.consumer_class
+        assert issubclass(consumer, ProjectConsumer), f"{route.pattern} must check membership (ProjectConsumer)"
+
+
+def _connect(user, slug: str) -> tuple[bool, Any]:
+    """Open the video-status socket as ``user`` with an authenticated scope; return (accepted, first message)."""
+
+    async def run() -> tuple[bool, Any]:
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/projects/{slug}/videos/")
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect(timeout=5)
+        message = await communicator.receive_json_from(timeout=5) if connected else None
+        await communicator.disconnect()
+        return connected, message
+
+    return async_to_sync(run)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_matrix(world):
+    from django.contrib.auth.models import AnonymousUser
+
+    for persona in PERSONAS:
+        user = AnonymousUser() if persona == "anonymous" else world.users[persona]
+        connected, message = _connect(user, world.project.slug)
+        assert connected == _allowed(persona, Action.VIEW_PROJECT), persona
+        if connected:
+            assert message["type"] == "snapshot"
+            assert [v["id"] for v in message["videos"]] == [world.video.id]
+    assert _connect(world.users["superuser"], "no-such-project")[0] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_rechecks_membership_on_every_message(world, monkeypatch):
+    monkeypatch.setattr(VideoStatusConsumer, "idle_interval", 60.0)
+    annotator = world.users["annotator"]
+
+    async def run() -> list[Any]:
+        path = f"/ws/projects/{world.project.slug}/videos/"
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        communicator.scope["user"] = annotator
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        await communicator.receive_json_from(timeout=5)  # snapshot
+        await communicator.send_json_to({"type": "refresh"})
+        refreshed = await communicator.receive_json_from(timeout=5)
+        await _revoke(annotator)
+        await communicator.send_json_to({"type": "refresh"})
+        refused = await communicator.receive_json_from(timeout=5)
+        closed = await communicator.receive_output(timeout=5)
+        await communicator.disconnect()
+        return [refreshed, refused, closed]
+
+    from channels.db import database_sync_to_async
+
+    @database_sync_to_async
+    def _revoke(user) -> None:
+        Membership.objects.filter(user=user).delete()
+
+    refreshed, refused, closed = async_to_sync(run)()
+    assert refreshed["type"] == "snapshot"
+    assert refused["type"] == "error"
+    assert closed == {"type": "websocket.close", "code": 4403}
