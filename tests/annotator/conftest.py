@@ -1,0 +1,81 @@
+"""Small, generic factories for annotator tests: users, projects, memberships.
+
+Each factory is a fixture returning a function, so tests create exactly the rows they need:
+
+    def test_x(make_user, make_project, make_membership):
+        alice = make_user("alice")
+        project = make_project(members={alice: Role.ANNOTATOR})
+
+They depend on ``db``; a ``@pytest.mark.django_db(transaction=True)`` test still gets its
+transactional database (the marker wins).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotator.models import Membership, Project, Role
+
+PASSWORD = "correct-horse-battery-staple"
+_counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Tests create many users: the production hasher costs ~0.5 s per password on these machines."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., object]:
+    """``make_user(username=None, *, superuser=False, staff=False, password=PASSWORD, **fields)``."""
+
+    def make(username: str | None = None, *, superuser: bool = False, staff: bool = False,
+             password: str = PASSWORD, **fields):
+        User = get_user_model()
+        username = username or f"user{next(_counter)}"
+        fields.setdefault("email", f"{username}@example.com")
+        if superuser:
+            return User.objects.create_superuser(username=username, password=password, **fields)
+        return User.objects.create_user(username=username, password=password, is_staff=staff, **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_membership(db) -> Callable[..., Membership]:
+    """``make_membership(project, user, role=Role.ANNOTATOR)``."""
+
+    def make(project: Project, user, role: str = Role.ANNOTATOR) -> Membership:
+        return Membership.objects.create(project=project, user=user, role=role)
+
+    return make
+
+
+@pytest.fixture
+def make_project(db, make_membership) -> Callable[..., Project]:
+    """``make_project(name=None, *, slug=None, members=None, **fields)``; ``members`` maps user -> role."""
+
+    def make(name: str | None = None, *, slug: str | None = None, members: dict | None = None,
+             **fields) -> Project:
+        n = next(_counter)
+        project = Project.objects.create(name=name or f"Project {n}", slug=slug or f"project-{n}", **fields)
+        for user, role in (members or {}).items():
+            make_membership(project, user, role)
+        return project
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def project(make_project) -> Project:
+    return make_project()
