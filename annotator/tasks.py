@@ -12,9 +12,12 @@ from annotator.services import videos
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="annotator.ingest_video", queue="cpu", ignore_result=False)
+@shared_task(name="annotator.ingest_video")
 def ingest_video(video_id: int) -> str:
-    """Ingest one video on the ``cpu`` queue; returns its final status.
+    """Ingest one video; returns its final status. Send it with ``submit(ingest_video, id, queue="cpu")``.
+
+    The queue is chosen by the sender (``cpu``, also the default queue): the task-level ``queue``
+    attribute is deprecated in Celery 5 in favour of ``task_routes``.
 
     The service never raises for a bad file (it stores the reason), so a retry would not help and
     none is configured. A video deleted before the task ran is logged and skipped.
