@@ -70,6 +70,7 @@ def video_to_dict(video: Video) -> dict[str, Any]:
         "progress": round(float(video.progress or 0.0), 4),
         "failure_reason": video.failure_reason,
         "split": video.split,
+        "split_label": video.get_split_display(),
         "file_size": video.file_size,
         "fps": video.fps,
         "frame_count": video.frame_count,

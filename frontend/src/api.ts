@@ -10,6 +10,7 @@ export interface VideoJSON {
   progress: number;
   failure_reason: string;
   split: string;
+  split_label: string;
   file_size: number;
   frame_count: number | null;
   annotated_frame_count: number | null;
@@ -27,6 +28,18 @@ export function isFinal(status: VideoStatus): boolean {
 
 export function percent(fraction: number): string {
   return `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}\u00a0%`;
+}
+
+/** Bytes in the units Django's filesizeformat uses (1 KB = 1024 bytes). */
+export function fileSize(bytes: number): string {
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} bytes` : `${value.toFixed(1)}\u00a0${units[unit]}`;
 }
 
 /** The CSRF token Django put in the page's form (the cookie may be HttpOnly). */

@@ -4,7 +4,7 @@
 // Ingest status comes over the project's video WebSocket; if the socket cannot open or drops,
 // the page polls the API instead. The video table updates from the same messages.
 
-import { csrfToken, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
+import { csrfToken, fileSize, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
 
 const POLL_MS = 1000;
 
@@ -27,10 +27,11 @@ class VideoTable {
       link.href = this.videoUrl(video.id);
       link.textContent = video.name;
       row.cells[0].append(link);
-      row.cells[2].textContent = video.split;
+      row.cells[2].textContent = video.split_label;
       row.cells[3].dataset.role = "frames";
       row.cells[3].className = "num";
       row.cells[4].className = "num";
+      row.cells[4].textContent = fileSize(video.file_size);
       row.cells[5].dataset.role = "reason";
       row.cells[5].className = "reason";
       const badge = document.createElement("span");

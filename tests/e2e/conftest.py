@@ -1,0 +1,155 @@
+"""Browser tests: a real Masklet server in a subprocess and a real Chromium driven by Playwright.
+
+Fixtures, reusable by every browser test:
+
+- ``masklet_server`` (session): ``manage.py runserver`` (Daphne: HTTP + WebSockets) on a free
+  port, in embedded mode (SQLite, in-process worker, in-memory channel layer) with its own
+  fresh data directory, so it never touches the developer's or CI's database. It exposes
+  ``url`` and ``shell(code)`` to seed rows through the Django shell.
+- ``browser`` (session) and ``page`` (per test): headless Chromium from Debian
+  (``/usr/bin/chromium``; CI installs it with ``apt-get install -y chromium``). Without it the
+  tests skip with that reason.
+
+The frontend bundle must be built (``make frontend``: ``npm ci && npm run build``); a missing
+``frontend/dist`` fails the tests rather than silently testing pages without their scripts.
+Set ``MASKLET_E2E_ARTIFACTS=<dir>`` to keep screenshots and the server log.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("MASKLET_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+STARTUP_TIMEOUT_S = 60
+
+
+@dataclass
+class MaskletServer:
+    url: str
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str]
+
+    def shell(self, code: str) -> str:
+        """Run Python in ``manage.py shell`` against the server's database; returns stdout."""
+        result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO_ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py shell failed:\n{result.stderr[-4000:]}")
+        return result.stdout
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory) -> Path:
+    configured = os.environ.get("MASKLET_E2E_ARTIFACTS")
+    path = Path(configured) if configured else tmp_path_factory.mktemp("e2e-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def frontend_built() -> Path:
+    dist = REPO_ROOT / "frontend" / "dist"
+    if not (dist / "upload.js").is_file():
+        pytest.fail(f"{dist} has no upload.js: build the frontend first with `make frontend` "
+                    "(cd frontend && npm ci && npm run build)")
+    return dist
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, server: MaskletServer) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not answer {url} within {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def masklet_server(tmp_path_factory, frontend_built, artifacts_dir) -> Iterator[MaskletServer]:
+    data_dir = tmp_path_factory.mktemp("masklet-e2e")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "REDIS_URL", "MASKLET_PRODUCTION", "DJANGO_SETTINGS_MODULE")}
+    env.update({
+        "MASKLET_DATA_DIR": str(data_dir),
+        "MASKLET_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "MASKLET_SECRET_KEY": "e2e-only-secret-key-not-for-production-0123456789",
+        "MASKLET_EMBEDDED_WORKERS": "1",
+        "DJANGO_SETTINGS_MODULE": "engine.settings",
+        "PYTHONUNBUFFERED": "1",
+    })
+    port = _free_port()
+    server = MaskletServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, log_path=artifacts_dir / "server.log",
+                          env=env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
+                   check=True, timeout=300)
+    with server.log_path.open("w") as log:
+        # --insecure: serve static files (the bundle) without collectstatic, as `make run` would after it.
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_up(f"{server.url}/login/", process, server)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}: install it (apt-get install -y chromium) to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, masklet_server):
+    context = browser.new_context(base_url=masklet_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
