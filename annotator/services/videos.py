@@ -30,8 +30,11 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -50,7 +53,11 @@ JPEG_QUALITY = 90
 # A decode may end this fraction of the container's claimed frame count early before we call the
 # file truncated: counts are estimates for some containers; what we keep is what decoded.
 TRUNCATION_TOLERANCE = 0.05
-PROGRESS_STEP = 0.02  # write progress to the database every 2 %
+# Progress goes to the database every 2 %, but at most every half second: each write is a commit
+# (an fsync on SQLite), which on short clips would otherwise cost more than the decode.
+PROGRESS_STEP = 0.02
+PROGRESS_MIN_INTERVAL_S = 0.5
+WRITE_QUEUE = 2  # decoded frames waiting for the JPEG thread, at most
 MAX_NAME_LENGTH = 200
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".flv", ".ogv", ".ogg", ".3gp"}
@@ -336,7 +343,7 @@ def ingest_video(video_id: int, progress_callback: ProgressCallback | None = Non
         return _fail(video, str(exc))
     except OSError as exc:
         logger.exception("ingest of video %s failed on a file operation", video.id)
-        return _fail(video, f"could not write the frames: {exc.strerror or exc.__class__.__name__}")
+        return _fail(video, f"could not write the frames: {exc.strerror or exc}")
     except Exception as exc:  # the worker must survive any input; details go to the log
         logger.exception("ingest of video %s failed", video.id)
         return _fail(video, f"the video could not be decoded ({exc.__class__.__name__}); see the worker log")
@@ -357,8 +364,9 @@ def _decode_to_folder(video: Video, info: VideoInfo, stride: int, folder: Path,
                       progress_callback: ProgressCallback | None) -> tuple[int, int, tuple[int, int]]:
     """Stream-decode once; keep every ``stride``-th frame as JPEG. Returns (decoded, written, (h, w)).
 
-    Skipped frames are only ``grab()``-ed (decoded, not converted to BGR), which is most of the
-    speed-up over ``read()``. One frame is in memory at a time.
+    Skipped frames are only ``grab()``-ed (decoded, not converted to BGR). JPEG encoding runs on
+    one helper thread (OpenCV releases the GIL) so it overlaps the decode; at most
+    ``WRITE_QUEUE`` frames wait for it, so memory stays flat whatever the video's length.
     """
     capture = _open_capture(Path(video.original.path))
     max_frames = int(settings.MAX_VIDEO_DURATION_S * info.fps) + 1
@@ -366,35 +374,42 @@ def _decode_to_folder(video: Video, info: VideoInfo, stride: int, folder: Path,
     decoded = written = 0
     shape: tuple[int, int] | None = None
     next_progress = PROGRESS_STEP
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    last_write = time.monotonic()
+    pending: deque[Future] = deque()
     try:
-        while capture.grab():
-            index = decoded
-            decoded += 1
-            if decoded > max_frames:
-                _check_duration(decoded / info.fps)
-            if index % stride == 0:
-                ok, frame = capture.retrieve()
-                if not ok or frame is None:
-                    raise VideoInvalid(f"frame {index} could not be decoded (the file may be corrupt)")
-                if shape is None:
-                    shape = frame.shape[:2]
-                    if shape[0] * shape[1] > settings.MAX_VIDEO_PIXELS:
-                        raise VideoInvalid(f"frame size {shape[1]}x{shape[0]} exceeds the limit of "
-                                           f"{settings.MAX_VIDEO_PIXELS:,} pixels")
-                elif frame.shape[:2] != shape:
-                    raise VideoInvalid(f"the frame size changes within the video (frame {index} is "
-                                       f"{frame.shape[1]}x{frame.shape[0]}, the first {shape[1]}x{shape[0]})")
-                if not cv2.imwrite(str(folder / f"{index:05d}.jpg"), frame, params):
-                    raise OSError(f"could not write frame {index}")
-                written += 1
-            fraction = decoded / max(expected, decoded)
-            if fraction >= next_progress:
-                next_progress = fraction + PROGRESS_STEP
-                Video.objects.filter(pk=video.pk).update(progress=min(fraction, 0.99))
-            if progress_callback is not None:
-                progress_callback(decoded, expected)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="masklet-jpeg") as writer:
+            while capture.grab():
+                index = decoded
+                decoded += 1
+                if decoded > max_frames:
+                    _check_duration(decoded / info.fps)
+                if index % stride == 0:
+                    ok, frame = capture.retrieve()
+                    if not ok or frame is None:
+                        raise VideoInvalid(f"frame {index} could not be decoded (the file may be corrupt)")
+                    if shape is None:
+                        shape = frame.shape[:2]
+                        if shape[0] * shape[1] > settings.MAX_VIDEO_PIXELS:
+                            raise VideoInvalid(f"frame size {shape[1]}x{shape[0]} exceeds the limit of "
+                                               f"{settings.MAX_VIDEO_PIXELS:,} pixels")
+                    elif frame.shape[:2] != shape:
+                        raise VideoInvalid(f"the frame size changes within the video (frame {index} is "
+                                           f"{frame.shape[1]}x{frame.shape[0]}, the first {shape[1]}x{shape[0]})")
+                    pending.append(writer.submit(_write_jpeg, folder / f"{index:05d}.jpg", frame))
+                    while len(pending) > WRITE_QUEUE:
+                        pending.popleft().result()
+                    written += 1
+                fraction = decoded / max(expected, decoded)
+                if fraction >= next_progress and time.monotonic() - last_write >= PROGRESS_MIN_INTERVAL_S:
+                    next_progress = fraction + PROGRESS_STEP
+                    last_write = time.monotonic()
+                    Video.objects.filter(pk=video.pk).update(progress=min(fraction, 0.99))
+                if progress_callback is not None:
+                    progress_callback(decoded, expected)
+            while pending:
+                pending.popleft().result()
     finally:
+        # Leaving the executor waited for queued writes, so nothing writes into the folder later.
         capture.release()
     if decoded == 0 or shape is None:
         raise VideoInvalid("the video has no frames")
@@ -403,6 +418,11 @@ def _decode_to_folder(video: Video, info: VideoInfo, stride: int, folder: Path,
         raise VideoInvalid(f"the video is truncated or corrupt: only {decoded} of {expected} frames could be "
                            "decoded")
     return decoded, written, shape
+
+
+def _write_jpeg(path: Path, frame) -> None:
+    if not cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+        raise OSError(f"could not write {path.name}")
 
 
 def _update(video: Video, **fields) -> None:

@@ -136,6 +136,13 @@ def test_ingested_frames_are_the_source_frames_at_those_indices(project, videos)
         assert mean_abs_diff(jpeg, truth_bgr) < 8.0
 
 
+def test_progress_is_reported_while_decoding(project, videos):
+    video = create_video_from_path(project, videos / "tiny24.mp4", schedule_ingest=False)
+    seen: list[tuple[int, int]] = []
+    ingest_video(video.id, progress_callback=lambda decoded, expected: seen.append((decoded, expected)))
+    assert seen == [(n, 24) for n in range(1, 25)]
+
+
 def test_30_fps_video_is_sampled_every_5th_frame(project, videos):
     video = ingest_path(project, videos / "tiny30.mp4")
     assert (video.status, video.fps, video.frame_count, video.stride) == (Video.Status.READY, 30.0, 30, 5)

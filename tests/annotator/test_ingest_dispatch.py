@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.db import connection
 
 from annotator.models import Video
@@ -87,6 +88,14 @@ def test_embedded_upload_is_ingested_after_commit(project, user, data_dir, tiny_
     assert sorted(p.name for p in video.frames_dir.iterdir())[:2] == ["00000.jpg", "00004.jpg"]
 
 
+@embedded_only
+@pytest.mark.django_db
+def test_embedded_import_video_ingests_in_the_command_process(project, data_dir, tiny_video):
+    """No separate worker exists in embedded mode, so the CLI ingests itself even without --sync."""
+    call_command("import_video", "--project", project.slug, str(tiny_video), verbosity=0)
+    assert Video.objects.get().status == Video.Status.READY
+
+
 def _test_database_url() -> str:
     db = connection.settings_dict
     auth = quote(db["USER"] or "postgres", safe="")
@@ -119,6 +128,12 @@ def test_services_celery_worker_ingests_from_the_cpu_queue(project, data_dir, ti
         frames = data_dir / "frames" / str(video.id)
         assert sorted(p.name for p in frames.iterdir()) == [f"{i:05d}.jpg" for i in range(0, 24, 4)]
         assert "annotator.ingest_video" in log_path.read_text()
+
+        # The CLI's services path: queue on commit, then --wait follows the worker to the end.
+        call_command("import_video", "--project", project.slug, "--wait", "--timeout", "120", str(tiny_video),
+                     verbosity=0)
+        imported = Video.objects.get(project=project, name="tiny-2")
+        assert (imported.status, imported.annotated_frame_count) == (Video.Status.READY, 6)
     finally:
         worker.terminate()
         try:
