@@ -147,9 +147,7 @@ def next_click(gt: np.ndarray, pred: np.ndarray | None) -> Click | None:
 def annotation_seconds(clicks: int, prompted_frames: int, num_frames: int, examinations: int = 1) -> float:
     """The paper's time model: 1 s per located frame, 1.5 s per click, 30 s per 300 frames examined."""
     return (
-        LOCATE_FRAME_S * prompted_frames
-        + CLICK_S * clicks
-        + EXAMINE_300_FRAMES_S * (num_frames / 300.0) * examinations
+        LOCATE_FRAME_S * prompted_frames + CLICK_S * clicks + EXAMINE_300_FRAMES_S * (num_frames / 300.0) * examinations
     )
 
 

@@ -72,7 +72,7 @@ def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
     union = np.count_nonzero(gt | pred)
     if union == 0:
         return 1.0
-    return np.count_nonzero(gt & pred) / union
+    return float(np.count_nonzero(gt & pred) / union)
 
 
 def seg2bmap(mask: np.ndarray) -> np.ndarray:
@@ -188,8 +188,7 @@ def evaluate_video(
     if missing:
         raise KeyError(f"no prediction for object(s) {missing}")
     return {
-        object_id: evaluate_object(gt[object_id], pred[object_id], skip_first_and_last, bound_th)
-        for object_id in gt
+        object_id: evaluate_object(gt[object_id], pred[object_id], skip_first_and_last, bound_th) for object_id in gt
     }
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
+from segmentation.backends import build_segmenter
 from segmentation.clicker import (
     Click,
     annotation_seconds,
@@ -18,6 +19,7 @@ from segmentation.clicker import (
     offline_protocol,
     online_protocol,
 )
+from segmentation.datasets import load_davis
 from segmentation.frames import ArrayFrames
 from segmentation.segmenter import Box, FrameResult, Points, Segmenter, SegmenterSession
 
@@ -301,3 +303,31 @@ def test_prediction_missing_the_object_counts_as_empty():
 def test_protocols_reject_ground_truth_of_the_wrong_size(session):
     with pytest.raises(ValueError, match="ground truth of frame 0"):
         offline_protocol(session, {0: np.zeros((5, 5), bool)}, object_id=1)
+
+
+# -- the real classical backend on a real DAVIS sequence ------------------------------------
+
+
+def test_protocols_drive_the_classical_backend_on_davis(davis_root):
+    record = load_davis(davis_root, ["blackswan"])[0].truncated(6)
+    gt = record.gt_masks(1)
+    with build_segmenter("classical").open_session(record.frames) as session:
+        offline = offline_protocol(session, gt, object_id=1, max_prompted_frames=2)
+        online = online_protocol(session, gt, object_id=1, max_prompted_frames=3)
+        target = clicks_to_target(session, gt, object_id=1, max_clicks=3)
+
+    assert offline.steps[0].frame_index == 0 and offline.steps[0].clicks[0] == first_click(gt[0])
+    assert len(offline.steps) == 2 and offline.steps[1].frame_index != 0
+    assert offline.clicks == sum(len(step.clicks) for step in offline.steps) <= 6
+    assert offline.steps[0].frame_j_after > 0.25  # the swan is found, if roughly (the measured J is ~0.5)
+    for result in (offline, online):
+        assert 0 <= result.j <= 1 and 0 <= result.f <= 1 and result.jf == pytest.approx((result.j + result.f) / 2)
+    assert offline.jf == pytest.approx(offline.steps[-1].jf)
+
+    frames = [step.frame_index for step in online.steps]
+    assert frames[0] == 0 and frames == sorted(set(frames)) and len(frames) <= 3
+    assert all(step.frame_j_before < 0.75 for step in online.steps[1:])  # it only pauses where J dropped
+
+    assert target.clicks <= 3 and len(target.worst_jf) == target.propagations
+    assert target.reached == (target.worst_jf[-1] >= 0.9)
+    json.dumps([asdict(offline), asdict(online), asdict(target)])
