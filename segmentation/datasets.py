@@ -59,10 +59,14 @@ class VideoRecord(ABC):
     def num_frames(self) -> int:
         return len(self.frame_names)
 
+    def open_frames(self) -> FrameSource:
+        """A new frame source over the session frames (drop it after use: it caches decoded frames)."""
+        return SelectedJpegFrames(self.frame_folder, self.frame_names)
+
     @cached_property
     def frames(self) -> FrameSource:
-        """The session's frame source, opened on first use."""
-        return SelectedJpegFrames(self.frame_folder, self.frame_names)
+        """The session's frame source, opened on first use and kept with the record."""
+        return self.open_frames()
 
     @property
     @abstractmethod

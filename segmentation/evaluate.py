@@ -79,7 +79,8 @@ def run_evaluation(
 
     Returns a JSON-ready dict: settings, per-video entries with per-object results and means,
     and ``summary`` with means over all objects. One session is opened per video and reset per
-    object and measurement.
+    object and measurement. ``clicks_to_target`` counts the whole budget for an object that
+    never reached the target (so it is a lower bound when ``target_reached`` < 1).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -93,7 +94,8 @@ def run_evaluation(
         for record in sequences:
             video_started = time.perf_counter()
             objects: list[dict[str, Any]] = []
-            with segmenter.open_session(record.frames) as session:
+            # A fresh source per video, dropped with the session, so decoded frames never pile up across videos.
+            with segmenter.open_session(record.open_frames()) as session:
                 for object_id in record.object_ids:
                     bar.set_postfix_str(f"{record.name} object {object_id}")
                     gt = record.gt_masks(object_id)
