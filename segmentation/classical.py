@@ -242,6 +242,9 @@ class ClassicalSession(SegmenterSession):
         objects = self.object_ids
         # Current small-resolution masks (None: not yet seen in this pass, or has left the frame).
         current: dict[int, np.ndarray | None] = {}
+        # Colour model of each object from the frame that anchored it: (object/background histogram
+        # ratio, share of the anchor mask that the model calls object).
+        models: dict[int, tuple[np.ndarray, float]] = {}
         previous_index: int | None = None
         for index in indices:
             result = FrameResult(frame_index=index)
@@ -251,10 +254,13 @@ class ClassicalSession(SegmenterSession):
                 if prompted is not None:
                     mask = prompted
                     current[obj] = self._to_work_mask(prompted)
+                    models[obj] = self._colour_model(index, current[obj])
                 elif previous_index is None:
                     stored = self._tracked.get(obj, {}).get(index)
                     mask = _unpack(stored, (self.height, self.width)) if stored is not None else None
                     current[obj] = self._to_work_mask(mask) if mask is not None else None
+                    if current[obj] is not None:
+                        models[obj] = self._colour_model(index, current[obj])
                     mask = mask if mask is not None else np.zeros((self.height, self.width), bool)
                 else:
                     prev = current.get(obj)
@@ -265,6 +271,8 @@ class ClassicalSession(SegmenterSession):
                         if flow is None:
                             flow = self._flow_to(previous_index, index)
                         small = self._track(index, prev, flow)
+                        if small.any() and obj in models and self._looks_lost(index, small, *models[obj]):
+                            small = np.zeros_like(small)
                         current[obj] = small if small.any() else None
                         mask = self._to_frame_mask(small)
                     self._tracked.setdefault(obj, {})[index] = np.packbits(mask)
@@ -275,6 +283,27 @@ class ClassicalSession(SegmenterSession):
     def _prompted_mask(self, object_id: int, frame_index: int) -> np.ndarray | None:
         mask = self._prompted_masks.get(object_id, {}).get(frame_index)
         return None if mask is None else mask.copy()
+
+    def _colour_model(self, index: int, mask: np.ndarray) -> tuple[np.ndarray, float]:
+        """Object-vs-background colour histograms of an anchor frame: does a later mask still hold the object?"""
+        image, _ = self._work_frame(index)
+        bins = _colour_bins(image)
+        fg = np.bincount(bins[mask], minlength=_BINS**3) + 1.0
+        bg = np.bincount(bins[~mask], minlength=_BINS**3) + 1.0
+        ratio = (fg / fg.sum()) / (bg / bg.sum())
+        share = float((ratio[bins[mask]] > 1.0).mean()) if mask.any() else 0.0
+        return ratio, share
+
+    def _looks_lost(self, index: int, mask: np.ndarray, ratio: np.ndarray, share: float) -> bool:
+        """True when far fewer of the mask's pixels have object colours than on the anchor frame.
+
+        Flow on a static background is zero, so a mask left behind by an object that moved away
+        (or out of the frame) would otherwise stay there forever. On DAVIS dev the share never fell
+        below 0.4x its anchor value while the object was there (car-shadow driving into shade).
+        """
+        image, _ = self._work_frame(index)
+        now = float((ratio[_colour_bins(image)[mask]] > 1.0).mean())
+        return now < 0.25 * share
 
     def _flow_to(self, source: int, target: int) -> np.ndarray:
         """Backward flow: for each pixel of ``target``, where it came from in ``source`` (for ``cv2.remap``)."""
@@ -356,6 +385,13 @@ class ClassicalSession(SegmenterSession):
 
 
 # -- image helpers --------------------------------------------------------------------------
+
+_BINS = 8  # colour histogram bins per channel
+
+
+def _colour_bins(image: np.ndarray) -> np.ndarray:
+    q = (image // (256 // _BINS)).astype(np.int32)
+    return (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2]
 
 
 def _disc_kernel(radius: int) -> np.ndarray:
