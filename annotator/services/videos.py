@@ -231,6 +231,7 @@ _CONTAINERS: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
     ("Matroska/WebM", lambda h: h[:4] == b"\x1a\x45\xdf\xa3"),
     ("AVI", lambda h: h[:4] == b"RIFF" and h[8:12] == b"AVI "),
     ("MPEG-TS", lambda h: len(h) > 376 and h[0] == h[188] == h[376] == 0x47),
+    ("MPEG-TS (M2TS)", lambda h: len(h) > 388 and h[4] == h[196] == h[388] == 0x47),  # AVCHD .mts/.m2ts
     ("MPEG-PS", lambda h: h[:4] == b"\x00\x00\x01\xba"),
     ("FLV", lambda h: h[:3] == b"FLV"),
     ("Ogg", lambda h: h[:4] == b"OggS"),
