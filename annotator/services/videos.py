@@ -58,6 +58,7 @@ TRUNCATION_TOLERANCE = 0.05
 PROGRESS_STEP = 0.02
 PROGRESS_MIN_INTERVAL_S = 0.5
 WRITE_QUEUE = 2  # decoded frames waiting for the JPEG thread, at most
+STALE_TEMP_S = 3600  # a temporary frames folder untouched this long belongs to a dead worker
 MAX_NAME_LENGTH = 200
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".flv", ".ogv", ".ogg", ".3gp"}
@@ -330,6 +331,7 @@ def ingest_video(video_id: int, progress_callback: ProgressCallback | None = Non
     _update(video, status=Video.Status.INGESTING, progress=0.0, failure_reason="")
     frames_root = Path(settings.FRAMES_ROOT)
     frames_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_dirs(frames_root, video.id)
     temp_dir = frames_root / f".ingest-{video.id}-{uuid.uuid4().hex[:12]}"
     try:
         info = probe_video(video.original.path) if video.original else _missing()
@@ -355,6 +357,19 @@ def ingest_video(video_id: int, progress_callback: ProgressCallback | None = Non
     logger.info("video %s (%s) ready: %d frames, %d annotated (stride %d)", video.id, video.name, decoded, written,
                 stride)
     return video
+
+
+def _remove_stale_temp_dirs(frames_root: Path, video_id: int) -> None:
+    """Remove this video's temporary folders left by a killed worker (untouched for STALE_TEMP_S).
+
+    A live ingest adds a file every few frames, which keeps its folder's mtime fresh.
+    """
+    cutoff = time.time() - STALE_TEMP_S
+    for pattern in (f".ingest-{video_id}-*", f".old-{video_id}-*"):
+        for stale in frames_root.glob(pattern):
+            if stale.is_dir() and stale.stat().st_mtime < cutoff:
+                logger.info("removing stale ingest folder %s", stale)
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def _missing() -> VideoInfo:

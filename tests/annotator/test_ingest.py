@@ -167,6 +167,20 @@ def test_reingest_replaces_the_frames_atomically(project, videos, settings):
     assert frames_root_entries(settings) == [str(video.id)]
 
 
+def test_ingest_removes_what_a_killed_worker_left_behind(project, videos, settings):
+    video = create_video_from_path(project, videos / "tiny24.mp4", schedule_ingest=False)
+    root = Path(settings.FRAMES_ROOT)
+    stale, live, other = root / f".ingest-{video.id}-dead", root / f".ingest-{video.id}-live", root / ".ingest-999-x"
+    for folder in (stale, live, other):
+        folder.mkdir(parents=True)
+        (folder / "00000.jpg").write_text("partial")
+    os.utime(stale, (0, 0))
+    os.utime(other, (0, 0))
+    ingest_video(video.id)
+    # Only this video's stale folder goes; a recent one may belong to a running ingest.
+    assert sorted(p.name for p in root.iterdir()) == sorted([str(video.id), live.name, other.name])
+
+
 def test_probe_reports_the_container_and_codec(videos):
     info = probe_video(videos / "tiny24.mp4")
     assert (info.container, info.codec, info.fps, info.frame_count, info.width, info.height) == (
