@@ -19,7 +19,9 @@ Rules, one place each:
   the traceback goes to the log, never into the reason, and the worker carries on.
 - **Files**: stored originals get a random name (never the client's); frames are written to a
   temporary folder next to ``video.frames_dir`` and renamed into place, so readers see either
-  the old frames or the new ones, never half a folder.
+  the old frames or the new ones, never half a folder. A failed re-ingest leaves the previous
+  frames where they were (the video is ``failed`` with the reason); a killed worker's temporary
+  folder is removed by the next ingest of that video.
 """
 
 from __future__ import annotations
