@@ -22,8 +22,9 @@ from django.contrib.auth import authenticate
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
+from django.views.csrf import csrf_failure as django_csrf_failure
 
 from annotator import selectors
 from annotator.models import Project
@@ -50,6 +51,14 @@ def allow(*methods: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return wrapper
 
     return decorate
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: a JSON error under ``/api/`` (scripts can act on it), Django's page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return error(f"CSRF check failed ({reason}). Send the csrftoken cookie's value in an X-CSRFToken "
+                     "header; GET /api/session/ returns one.", 403)
+    return django_csrf_failure(request, reason=reason)
 
 
 def _session_state(request: HttpRequest) -> dict[str, Any]:

@@ -131,6 +131,7 @@ class VideoStatusConsumer(ProjectConsumer):
             videos = await self._read()
             self._known = {video["id"]: video for video in videos}
             await self.send_json({"type": "snapshot", "videos": videos})
+            self._wake.set()  # re-pick the poll interval: the client usually asks after an upload
         else:
             await super().handle(content)
 

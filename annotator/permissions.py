@@ -78,17 +78,17 @@ def role_of(user: User, project: Project) -> Role | None:
     return Role(role) if role else None
 
 
-def is_member(user: User, project: Project) -> bool:
-    return bool(getattr(user, "is_superuser", False)) or role_of(user, project) is not None
-
-
 def has_permission(user: User, project: Project, action: Action) -> bool:
     """True when ``user`` may perform ``action`` in ``project`` according to ``RULES``."""
     if not user.is_authenticated or not user.is_active:
         return False
+    return role_allows(user, role_of(user, project), action)
+
+
+def role_allows(user: User, role: Role | None, action: Action) -> bool:
+    """The rule table itself: superusers may do anything, members what their role allows."""
     if user.is_superuser:
         return True
-    role = role_of(user, project)
     return role is not None and role in RULES[Action(action)]
 
 
@@ -202,12 +202,13 @@ def project_permission(
             if not (user.is_authenticated and user.is_active):
                 return _unauthenticated(request, api)
             project = Project.objects.filter(slug=slug).first()
-            if project is None or not is_member(user, project):
+            role = role_of(user, project) if project is not None else None
+            if project is None or (role is None and not user.is_superuser):
                 if api:
                     return _json_error("No such project.", 404)
                 raise Http404("No such project.")
             required = rule.action_for(request.method or "GET")
-            if not has_permission(user, project, required):
+            if not role_allows(user, role, required):
                 message = f"Your role in this project does not allow this ({required})."
                 if api:
                     return _json_error(message, 403)

@@ -181,6 +181,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
+# The JSON API answers a failed CSRF check with JSON (pages keep Django's page): annotator.api.csrf_failure.
+CSRF_FAILURE_VIEW = "annotator.api.csrf_failure"
 
 # -- files ------------------------------------------------------------------------------
 

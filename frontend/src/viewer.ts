@@ -1,11 +1,41 @@
 // Video page: step through the annotated frames without reloading (buttons, filmstrip, arrow
-// keys). Without JavaScript the same links reload the page with ?frame=N.
+// keys). Without JavaScript the same links reload the page with ?frame=N. While the video is
+// still ingesting, the page follows its progress and reloads once it is ready or failed.
 
-function main(): void {
-  const viewer = document.getElementById("viewer");
+import { isFinal, percent, type VideoJSON } from "./api";
+
+const STATUS_POLL_MS = 1500;
+
+function followIngest(viewer: HTMLElement): void {
+  const url = viewer.dataset.statusUrl;
+  const note = document.getElementById("ingest-note");
+  if (!url) return;
+  const tick = async (): Promise<void> => {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.ok) {
+        const video = (await response.json()) as VideoJSON;
+        if (isFinal(video.status)) {
+          location.reload();
+          return;
+        }
+        if (note) {
+          const progress = video.status === "ingesting" ? `, ${percent(video.progress)}` : "";
+          note.textContent = `Frames appear here when ingest has finished (${video.status_label.toLowerCase()}${progress}).`;
+        }
+      }
+    } catch {
+      // Network hiccup: try again at the next tick.
+    }
+    window.setTimeout(tick, STATUS_POLL_MS);
+  };
+  window.setTimeout(tick, STATUS_POLL_MS);
+}
+
+function stepper(viewer: HTMLElement): void {
   const image = document.getElementById("frame-image") as HTMLImageElement | null;
   const caption = document.getElementById("frame-caption");
-  if (!viewer || !image || !caption) return;
+  if (!image || !caption) return;
   const frames = (viewer.dataset.frames ?? "").split(",").filter(Boolean).map(Number);
   const frameUrl = (index: number): string => (viewer.dataset.frameUrl ?? "").replace(/\/0\.jpg$/, `/${index}.jpg`);
   const pad = (index: number): string => String(index).padStart(5, "0");
@@ -50,6 +80,13 @@ function main(): void {
     if (event.key === "ArrowLeft") show(position - 1);
     if (event.key === "ArrowRight") show(position + 1);
   });
+}
+
+function main(): void {
+  const viewer = document.getElementById("viewer");
+  if (!viewer) return;
+  stepper(viewer);
+  followIngest(viewer);
 }
 
 main();

@@ -63,6 +63,7 @@ def test_a_script_signs_in_with_session_and_csrf_then_uploads(team, tmp_path):
     upload = {"file": SimpleUploadedFile("walk.mp4", make_mp4(tmp_path / "w.mp4"), "video/mp4")}
     refused = script.post(reverse("api-video-list", args=[project.slug]), upload)
     assert refused.status_code == 403  # no CSRF token
+    assert refused.json()["error"].startswith("CSRF check failed")
 
     upload["file"].seek(0)
     created = script.post(reverse("api-video-list", args=[project.slug]), upload, HTTP_X_CSRFTOKEN=token)

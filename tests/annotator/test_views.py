@@ -212,3 +212,43 @@ def test_frames_of_a_video_that_is_not_ready_are_not_served(client, make_user, m
     Video.objects.filter(pk=video.pk).update(status=Video.Status.INGESTING)
     client.force_login(alice)
     assert client.get(reverse("video-frame", args=[project.slug, video.id, 0])).status_code == 404
+
+
+def test_error_pages_do_not_leak_and_explain(client, make_user, make_project):
+    alice, rita = make_user("alice"), make_user("rita")
+    project = make_project("Secret garden", members={rita: Role.REVIEWER})
+    client.force_login(alice)
+    hidden = client.get(reverse("project-detail", args=[project.slug]))
+    assert hidden.status_code == 404
+    assert b"Not found" in hidden.content and b"Secret garden" not in hidden.content
+
+    client.force_login(rita)
+    refused = client.post(reverse("video-upload", args=[project.slug]), {})
+    assert refused.status_code == 403
+    assert b"does not allow this (upload_video)" in refused.content
+
+
+def test_page_without_csrf_token_gets_djangos_page(make_user, make_project):
+    from django.test import Client
+
+    alice = make_user("alice")
+    project = make_project(members={alice: Role.ANNOTATOR})
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    response = browser.post(reverse("video-upload", args=[project.slug]), {})
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_video_page_follows_ingest_until_final(client, make_user, make_project):
+    alice = make_user("alice")
+    project = make_project(members={alice: Role.ANNOTATOR})
+    video = Video.objects.create(project=project, name="busy", status=Video.Status.INGESTING, progress=0.25)
+    client.force_login(alice)
+    url = reverse("video-detail", args=[project.slug, video.id])
+    page = client.get(url).content.decode()
+    assert f'data-status-url="{reverse("api-video-detail", args=[project.slug, video.id])}"' in page
+    assert "ingesting, 25&nbsp;%" in page
+    video.status = Video.Status.FAILED
+    video.save()
+    assert "data-status-url" not in client.get(url).content.decode()
