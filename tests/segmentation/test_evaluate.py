@@ -188,3 +188,20 @@ def test_cli_as_a_module_fails_cleanly_on_a_missing_folder(tmp_path):
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "is not a folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_run_evaluation_online_without_target(tmp_path):
+    records = load_sav_folders(sav_folder(tmp_path), "sav_val")
+    results = run_evaluation(
+        build_segmenter("classical"), records, "online", max_frames=3, progress=False, target_clicks=0
+    )
+    summary = results["summary"]
+    assert summary["num_objects"] == 2 and "jf_after" not in summary and "clicks_to_target" not in summary
+    for entry in results["videos"][0]["objects"]:
+        assert entry["to_target"] is None and entry["protocol"]["protocol"] == "online"
+        assert 1 <= entry["protocol"]["prompted_frames"] <= 3
+        assert entry["curve"]["jf"] == [entry["protocol"]["jf"]] * 3
+    table = format_table(results)
+    assert "J&F@" not in table and "clk" not in table and "mean (objects)" in table
+    with pytest.raises(ValueError, match="unknown protocol"):
+        run_evaluation(build_segmenter("classical"), records, "sideways", progress=False)
