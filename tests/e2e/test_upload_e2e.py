@@ -56,6 +56,9 @@ def sign_in_and_open_project(page) -> None:
 def test_upload_watch_ingest_and_view_frames(page, annotator_account, tmp_path, artifacts_dir):
     sockets: list[str] = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(f"/projects/{SLUG}/")
+    assert "/login/?next=" in page.url  # signed out: sent to sign in first
+    page.screenshot(path=str(artifacts_dir / "login.png"))
     sign_in_and_open_project(page)
 
     page.set_input_files("#id_file", str(make_mp4(tmp_path / "walk.mp4")))
