@@ -138,9 +138,26 @@ class ClassicalSession(SegmenterSession):
 
     def _add_points(self, frame_index: int, object_id: int, points: Points) -> np.ndarray:
         prompts = self._prompts.setdefault(object_id, {}).setdefault(frame_index, _FramePrompts())
+        before = self._prompted_masks.get(object_id, {}).get(frame_index)
         prompts.coords.extend(points.coords)
         prompts.labels.extend(points.labels)
-        return self._segment_prompts(frame_index, object_id, prompts)
+        mask = self._segment_prompts(frame_index, object_id, prompts)
+        if before is not None and not any(points.labels) and mask.sum() < 0.5 * before.sum():
+            # GrabCut refits its colour models from scratch, and where object and background colours
+            # overlap a negative click can flip most of the object (seen on DAVIS libby). A negative
+            # click means "not this region": remove that region from the previous mask instead.
+            mask = self._store(frame_index, object_id, self._carve(frame_index, before, points))
+        return mask
+
+    def _carve(self, frame_index: int, before: np.ndarray, points: Points) -> np.ndarray:
+        """``before`` minus the colour-similar region connected to each negative click."""
+        image, _ = self._work_frame(frame_index)
+        clicks = [self._to_work(p) for p in points.coords]
+        small = self._to_work_mask(before)
+        nearby = _discs(small.shape, clicks, 6 * self._click_radius)  # a click speaks for its neighbourhood only
+        remove = (self._colour_region(image, clicks) & small & nearby) | _discs(small.shape, clicks, self._click_radius)
+        kept = _keep_components(small & ~remove, None, None)
+        return self._to_frame_mask(kept)
 
     def _add_box(self, frame_index: int, object_id: int, box: Box) -> np.ndarray:
         prompts = _FramePrompts(box=box)
@@ -183,7 +200,7 @@ class ClassicalSession(SegmenterSession):
             if pos:
                 seed |= self._colour_region(image, [p for p in pos if not seed[p[1], p[0]]]) | pos_discs
             allowed = seed.copy()
-            anchor = pos_discs if pos else None
+            anchor = pos_discs
         else:
             if not pos:
                 # Only negative clicks: nothing to segment yet (the clicks are kept for later ones).
@@ -198,7 +215,7 @@ class ClassicalSession(SegmenterSession):
         trimap[pos_discs] = cv2.GC_FGD
         trimap[neg_discs] = cv2.GC_BGD
         fg = _grabcut(image, trimap, self.gc_iters, self.gc_pixels)
-        fg = _keep_components(fg, anchor, neg_discs)
+        fg = _keep_components(fg, anchor, neg_discs, keep_large=prompts.box is not None)
         return self._store(frame_index, object_id, self._to_frame_mask(fg))
 
     def _colour_region(self, image: np.ndarray, clicks: list[tuple[int, int]]) -> np.ndarray:
@@ -447,6 +464,7 @@ def _grabcut(image: np.ndarray, trimap: np.ndarray, iters: int, max_pixels: int)
         return fallback
     bgd_model = np.zeros((1, 65), np.float64)
     fgd_model = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: same prompts, same mask
     try:
         cv2.grabCut(np.ascontiguousarray(crop_img), crop_tri, None, bgd_model, fgd_model, iters, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
@@ -459,36 +477,44 @@ def _grabcut(image: np.ndarray, trimap: np.ndarray, iters: int, max_pixels: int)
     return out
 
 
-def _keep_components(fg: np.ndarray, anchor: np.ndarray | None, negative: np.ndarray | None) -> np.ndarray:
+def _keep_components(
+    fg: np.ndarray, anchor: np.ndarray | None, negative: np.ndarray | None, keep_large: bool = False
+) -> np.ndarray:
     """Keep the foreground regions that belong to the object.
 
-    With an ``anchor`` (positive clicks, a brushed mask, a tracked core), the components touching
-    it; without one (a box alone), the largest component and any at least 15 % of its size.
-    Components touching a negative click and no anchor are dropped; when one component touches
-    both, a watershed from the two sets of clicks splits it and the negative side goes.
+    The components touching ``anchor`` (positive clicks, a brushed mask, a tracked mask) are kept;
+    with ``keep_large`` (a box) or without any anchor, so are the largest component and any at
+    least 15 % of its size. A component around a negative click, touching no anchor, is dropped unless
+    it is the largest one kept (a negative click next to a box's object must not delete it);
+    when one touches both, a watershed from the two sets of seeds splits it and the negative side goes.
     """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
     if n <= 1:
         return fg.astype(bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    if anchor is not None and anchor.any():
-        keep = set(np.unique(labels[anchor & fg]).tolist()) - {0}
-        if not keep:
-            keep = {int(np.argmax(areas)) + 1}
-    else:
+    has_anchor = anchor is not None and bool((anchor & fg).any())
+    keep = set(np.unique(labels[anchor & fg]).tolist()) - {0} if has_anchor else set()
+    if keep_large or not keep:
         largest = areas.max()
-        keep = {i + 1 for i, a in enumerate(areas) if a >= 0.15 * largest}
+        keep |= {i + 1 for i, a in enumerate(areas) if a >= 0.15 * largest}
     out = np.isin(labels, list(keep))
     if negative is not None and negative.any():
         near_neg = cv2.dilate(negative.astype(np.uint8), _disc_kernel(2)).astype(bool)
-        for label in set(np.unique(labels[near_neg]).tolist()) - {0}:
-            if label not in keep:
-                continue
-            component = labels == label
-            if anchor is not None and (anchor & component).any():
-                out &= ~_watershed_negative_side(component, anchor, near_neg)
-            elif len(keep) > 1:
-                out &= ~component
+        largest_kept = max(areas[k - 1] for k in keep)
+        count, clicks = cv2.connectedComponents(negative.astype(np.uint8))
+        for click in range(1, count):
+            disc = clicks == click
+            ring = cv2.dilate(disc.astype(np.uint8), _disc_kernel(4)).astype(bool) & ~disc
+            for label in sorted(set(np.unique(labels[ring]).tolist()) - {0}):
+                if label not in keep:
+                    continue
+                component = labels == label
+                seeds = None if anchor is None else component & anchor & ~near_neg
+                if seeds is not None and seeds.any():
+                    out &= ~_watershed_negative_side(component, seeds, near_neg)
+                elif areas[label - 1] < largest_kept and (ring & component).mean() > 0.6 * ring.mean():
+                    # The click sits inside this region (it surrounds the click), not on the edge of another.
+                    out &= ~component
     return out
 
 
