@@ -164,10 +164,18 @@ def _create_video(project: Project, content: File, *, size: int, user, name: str
 
 
 def _schedule_ingest(video_id: int) -> None:
+    """Queue the ingest. If the broker is down the row is committed already: mark it failed, don't raise."""
     from annotator.tasks import ingest_video as ingest_task  # the task module imports this one
     from engine.dispatch import submit
 
-    submit(ingest_task, video_id, queue="cpu")
+    try:
+        submit(ingest_task, video_id, queue="cpu")
+    except Exception:
+        logger.exception("could not queue the ingest of video %s", video_id)
+        Video.objects.filter(pk=video_id).update(
+            status=Video.Status.FAILED,
+            failure_reason="the ingest could not be queued (the task queue is unavailable); upload it again later",
+        )
 
 
 def _save_with_unique_name(video: Video, base: str) -> None:

@@ -141,3 +141,19 @@ def test_services_celery_worker_ingests_from_the_cpu_queue(project, data_dir, ti
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_queue_marks_the_upload_failed_instead_of_raising(project, user, data_dir, tiny_video,
+                                                                           monkeypatch):
+    """The row is committed before the ingest is queued: a broker outage must not leave it 'uploaded' forever."""
+    from engine import dispatch
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(dispatch, "submit", broker_down)
+    video = create_video_from_upload(project, SimpleUploadedFile("clip.mp4", tiny_video.read_bytes()), user)
+    video.refresh_from_db()
+    assert video.status == Video.Status.FAILED
+    assert video.failure_reason.startswith("the ingest could not be queued")
