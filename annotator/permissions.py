@@ -35,7 +35,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from annotator.models import Membership, Project, Role
@@ -67,7 +67,8 @@ RULES: Mapping[Action, frozenset[Role]] = {
     Action.MANAGE_MEMBERS: frozenset({Role.ADMIN}),
     Action.MANAGE_MODELS: frozenset({Role.ADMIN}),
 }
-assert set(RULES) == set(Action), "every action needs a row in RULES"
+if set(RULES) != set(Action):
+    raise ImproperlyConfigured(f"annotator.permissions.RULES lacks a row for {set(Action) - set(RULES)}")
 
 
 def role_of(user: User, project: Project) -> Role | None:
