@@ -174,8 +174,11 @@ def test_cli_on_a_davis_sequence_with_the_classical_backend(davis_root, tmp_path
         (["--layout", "davis", "--clicks", "0"], "--clicks and --max-frames must be at least 1"),
     ],
 )
-def test_cli_bad_arguments_exit_non_zero_with_a_message(davis_root, capsys, extra, message):
-    args = ["--data", str(davis_root), "--backend", "classical", *extra]
+def test_cli_bad_arguments_exit_non_zero_with_a_message(tmp_path, capsys, extra, message):
+    write_jpeg(tmp_path / "JPEGImages" / "480p" / "tiny" / "00000.jpg", scene(8, 8, []))
+    (tmp_path / "Annotations" / "480p" / "tiny").mkdir(parents=True)
+    write_palette_png(tmp_path / "Annotations" / "480p" / "tiny" / "00000.png", np.eye(8, dtype=np.uint8))
+    args = ["--data", str(tmp_path), "--backend", "classical", *extra]
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
