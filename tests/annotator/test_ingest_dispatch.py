@@ -141,6 +141,20 @@ def test_services_celery_worker_ingests_from_the_cpu_queue(project, data_dir, ti
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        _wait_for_other_sessions_to_close()
+
+
+def _wait_for_other_sessions_to_close(timeout: float = 10.0) -> None:
+    """The worker's Postgres backends end a moment after the process: let them, so the test
+    database can be dropped at the end of the run."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.1)
 
 
 @pytest.mark.django_db(transaction=True)
