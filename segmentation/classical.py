@@ -191,7 +191,8 @@ class ClassicalSession(SegmenterSession):
             # Positive clicks outside the brushed mask bring in their own colour region.
             seed = base | (self._colour_region(image, [p for p in pos if not base[p[1], p[0]]]) if pos else False)
             allowed = _grow_box(seed, 0.2, 8) | cv2.dilate(base.astype(np.uint8), _disc_kernel(3 * r)).astype(bool)
-            anchor = pos_discs | base
+            # The brushed mask anchors what it covers, except around negative clicks (those regions may go).
+            anchor = pos_discs | (base & ~_discs((h, w), neg, 6 * r))
         elif prompts.box is not None:
             x0, y0 = self._to_work((prompts.box.x0, prompts.box.y0), clip=False)
             x1, y1 = self._to_work((prompts.box.x1, prompts.box.y1), clip=False)

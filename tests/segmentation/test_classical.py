@@ -101,6 +101,16 @@ def test_negative_click_removes_a_false_region_and_clicks_accumulate() -> None:
     assert iou(corrected, gt) > 0.8
 
 
+def test_negative_click_refines_a_brushed_mask() -> None:
+    gt = ellipse((110, 120), (40, 30))
+    distractor = ellipse((215, 120), (22, 22))
+    s = session([compose(gt, distractor)])
+    s.add_mask(0, 1, gt | distractor)  # an accepted mask that wrongly holds the distractor
+    corrected = s.add_points(0, 1, [(215, 120)], [0])
+    assert not corrected[distractor].any()
+    assert iou(corrected, gt) > 0.8
+
+
 def test_negative_only_click_after_a_positive_one_keeps_the_object() -> None:
     gt = ellipse((150, 120))
     s = session([compose(gt)])
