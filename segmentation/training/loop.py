@@ -100,7 +100,9 @@ def fine_tune(
     Starts from ``init_checkpoint`` (loaded strictly) or, without one, from a random init
     seeded by ``config.seed``. Each step draws a clip uniformly, then a window of it
     (``sample_window``). ``on_step`` gets every step's total loss and metrics: the four
-    unweighted sub-losses, ``lr``, ``train_iou`` (IoU of the final predicted masks with the
+    unweighted sub-losses, ``lr`` / ``vision_lr``, ``learned`` (0.0 when every frame of the window
+    was a mask-prompted conditioning frame, so the loss had no gradient and the update was
+    skipped), ``train_iou`` (IoU of the final predicted masks with the
     ground truth over the window, objects present only) and ``seconds``. Setting ``cancel``
     stops before the next step and writes nothing. A non-finite loss raises (as Meta's
     trainer does) instead of saving corrupted weights. On completion the weights are saved
@@ -144,13 +146,19 @@ def fine_tune(
         if not math.isfinite(total.item()):
             raise FloatingPointError(f"fine-tuning loss is {total.item()} at step {step}; stopping")
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        # Every frame of a short window can be a mask-prompted conditioning frame, whose output
+        # is the input mask itself (``use_mask_input_as_output_without_sam``): then nothing in
+        # the loss depends on the weights and there is nothing to learn from this sample.
+        learned = total.requires_grad
+        if learned:
+            total.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
 
         metrics = {k: float(torch.as_tensor(v).detach()) for k, v in losses.items() if k != CORE_LOSS_KEY}
         metrics.update(lrs)
+        metrics["learned"] = float(learned)
         metrics["train_iou"] = _train_iou(outputs, batch.masks)
         metrics["seconds"] = time.perf_counter() - step_started
         history.append({"loss": float(total.item()), **metrics})
