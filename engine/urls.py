@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from engine import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
     path("", include("annotator.urls")),
 ]

@@ -87,6 +87,7 @@ def _upload() -> dict[str, Any]:
 
 #: url name -> the requests that exercise it. A URL name missing here fails the suite.
 ENDPOINTS: dict[str, list[Case]] = {
+    "healthz": [Case("GET", _none, Access.PUBLIC)],
     "login": [Case("GET", _none, Access.PUBLIC, ok_status=(200, 302))],  # signed in: sent on to the projects
     "logout": [Case("POST", _none, Access.PUBLIC, ok_status=302)],
     "project-list": [Case("GET", _none, Access.AUTHENTICATED)],
