@@ -9,6 +9,8 @@ and propagated over every frame. J is the IoU computed here with numpy; J&F come
 ``segmentation.metrics`` when that module is present (DAVIS convention: first and last frames
 left out). Prompts:
 
+- ``click``: one positive click at the centre of the frame-0 ground truth (the simulated
+  annotator's first click);
 - ``box``: the ground-truth bounding box of frame 0;
 - ``box+2``: the same box plus two correction clicks on frame 0 from the simulated annotator
   (centre of the largest error region, positive if missed, negative if false), as in the SAM 2
@@ -100,11 +102,13 @@ def davis_quality(limit: int | None) -> list[dict]:
         gts = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in paths]
         n = len(gts)
         box_mask = None
-        for mode in ("box", "box+2", "gt-mask"):
+        for mode in ("click", "box", "box+2", "gt-mask"):
             session = segmenter.open_session(frames)
             t0 = time.perf_counter()
             if mode == "gt-mask":
                 first = session.add_mask(0, 1, gts[0])
+            elif mode == "click":
+                first = session.add_points(0, 1, [correction_click(gts[0], np.zeros_like(gts[0]))[0]], [1])
             else:
                 first = session.add_box(0, 1, gt_box(gts[0]))
                 if mode == "box":
@@ -252,7 +256,7 @@ def main() -> None:
                 f"{fmt(r['JF']):>6s} {fmt(r['prompt_s']):>9s} {fmt(r['propagate_s_median']):>8s}"
             )
         print("\nmean over sequences")
-        for mode in ("box", "box+2", "gt-mask", "copy-gt", "copy-box"):
+        for mode in ("click", "box", "box+2", "gt-mask", "copy-gt", "copy-box"):
             rows = [r for r in quality if r["prompt"] == mode]
             jf = [r["JF"] for r in rows if r["JF"] is not None]
             print(f"  {mode:9s} J={np.mean([r['J'] for r in rows]):.3f}  J&F={fmt(np.mean(jf) if jf else None)}")
