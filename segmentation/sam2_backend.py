@@ -6,9 +6,10 @@ Two things differ from using the predictor as Meta's notebooks do:
    a folder into one float32 tensor of shape (N, 3, S, S) (12 MB per frame at S=1024) before the
    first click. ``LazyVideoFrames`` stands in for that tensor: it has ``__len__`` and
    ``__getitem__(i) -> (3, S, S)`` (all ``_get_image_feature`` needs), resizes and normalizes a
-   frame from the ``FrameSource`` on demand exactly the way Meta's loader does, and keeps at
-   most ``cache_size`` of them. ``build_inference_state`` then builds the same dict ``init_state``
-   builds, around it. Memory for frames no longer grows with video length.
+   frame from the ``FrameSource`` on demand exactly the way Meta's loader does, keeps at most
+   ``cache_size`` of them, and loads the next frame of a propagation on a background thread.
+   ``build_inference_state`` then builds the same dict ``init_state`` builds, around it.
+   Memory for frames no longer grows with video length.
 2. **Corrections stick.** The predictor is built with ``add_all_frames_to_correct_as_cond=true``
    (as Meta's demo does): a click on an already-tracked frame makes it a conditioning frame, so
    the next propagation keeps the correction instead of recomputing that frame from memory.
@@ -31,8 +32,10 @@ so no reset-and-replay is needed.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +65,11 @@ class LazyVideoFrames:
     ``frames[i]`` is the (3, S, S) float32 tensor Meta's loader would hold for frame ``i``:
     PIL resize of the RGB frame to S x S, divided by 255, normalized with ImageNet mean/std.
     At most ``cache_size`` frames are kept (least recently used out), on ``device``.
+
+    With ``prefetch`` (default), two consecutive reads (i-1 then i, or i+1 then i, as
+    propagation does) start loading the next frame in that direction on a background thread,
+    so decoding overlaps the model's work on the current frame; at most one frame is in
+    flight besides the cache.
     """
 
     def __init__(
@@ -70,6 +78,7 @@ class LazyVideoFrames:
         image_size: int,
         device: torch.device | str = "cpu",
         cache_size: int = DEFAULT_FRAME_CACHE_SIZE,
+        prefetch: bool = True,
     ):
         if cache_size < 1:
             raise ValueError(f"cache_size must be at least 1, got {cache_size}")
@@ -77,12 +86,18 @@ class LazyVideoFrames:
         self.image_size = int(image_size)
         self.device = torch.device(device)
         self.cache_size = int(cache_size)
+        self.prefetch = prefetch
         self._mean = torch.tensor(IMG_MEAN, dtype=torch.float32, device=self.device)[:, None, None]
         self._std = torch.tensor(IMG_STD, dtype=torch.float32, device=self.device)[:, None, None]
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._pending: tuple[int, Future[torch.Tensor]] | None = None
+        self._last: int | None = None
+        self._source_lock = threading.Lock()  # frame sources keep their own unsynchronized caches
         #: How many frames were resized and normalized (cache misses); for tests and benchmarks.
         self.loads = 0
-        #: The most frames ever held at once; never above ``cache_size``.
+        #: How many of those were ready (or in progress) thanks to a prefetch.
+        self.prefetched = 0
+        #: The most frames ever held in the cache at once; never above ``cache_size``.
         self.peak_cached = 0
 
     def __len__(self) -> int:
@@ -95,12 +110,17 @@ class LazyVideoFrames:
         image = self._cache.get(index)
         if image is not None:
             self._cache.move_to_end(index)
-            return image
-        image = self._load(index)
-        self._cache[index] = image
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        self.peak_cached = max(self.peak_cached, len(self._cache))
+        else:
+            image = self._take_prefetched(index)
+            if image is None:
+                image = self._load(index)
+            self.loads += 1
+            self._cache[index] = image
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            self.peak_cached = max(self.peak_cached, len(self._cache))
+        self._prefetch_after(index)
+        self._last = index
         return image
 
     @property
@@ -109,19 +129,56 @@ class LazyVideoFrames:
         return len(self._cache)
 
     def clear(self) -> None:
+        """Drop every held frame (and a prefetch not yet started)."""
+        if self._pending is not None:
+            self._pending[1].cancel()
+            self._pending = None
         self._cache.clear()
+
+    def _take_prefetched(self, index: int) -> torch.Tensor | None:
+        if self._pending is None or self._pending[0] != index:
+            return None
+        future = self._pending[1]
+        self._pending = None
+        self.prefetched += 1
+        return future.result()
+
+    def _prefetch_after(self, index: int) -> None:
+        if not self.prefetch or self._last is None or abs(index - self._last) != 1:
+            return
+        following = 2 * index - self._last  # one more step in the same direction
+        if not 0 <= following < len(self) or following in self._cache:
+            return
+        if self._pending is not None:
+            if self._pending[0] == following:
+                return
+            self._pending[1].cancel()  # a stale guess; if it already runs, its result is dropped
+        self._pending = (following, _prefetch_pool().submit(self._load, following))
 
     def _load(self, index: int) -> torch.Tensor:
         """(H, W, 3) uint8 RGB -> (3, S, S) float32, the same arithmetic as ``load_video_frames``."""
-        rgb = np.asarray(self.source[index])
+        with self._source_lock:
+            rgb = np.asarray(self.source[index])
         size = self.image_size
         resized = np.asarray(Image.fromarray(rgb).resize((size, size)))  # (S, S, 3) uint8, PIL default filter
         image = torch.from_numpy(resized / 255.0).permute(2, 0, 1).to(torch.float32)  # (3, S, S)
         image = image.to(self.device)
         image -= self._mean
         image /= self._std
-        self.loads += 1
         return image
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """One small pool for every session of the process (no thread to clean up per session)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sam2-frames")
+        return _POOL
 
 
 def build_inference_state(
@@ -171,6 +228,7 @@ class Sam2Session(SegmenterSession):
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         frame_cache_size: int = DEFAULT_FRAME_CACHE_SIZE,
+        prefetch_frames: bool = True,
     ):
         super().__init__(frames)
         self.predictor = predictor
@@ -180,6 +238,7 @@ class Sam2Session(SegmenterSession):
             predictor.image_size,
             device=torch.device("cpu") if offload_video_to_cpu else device,
             cache_size=frame_cache_size,
+            prefetch=prefetch_frames,
         )
         self.state: dict[str, Any] | None = build_inference_state(
             predictor, self.images, self.height, self.width, offload_video_to_cpu, offload_state_to_cpu
@@ -355,6 +414,7 @@ class Sam2Segmenter(Segmenter):
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         frame_cache_size: int = DEFAULT_FRAME_CACHE_SIZE,
+        prefetch_frames: bool = True,
     ):
         self.config_name = resolve_config(config)
         self.device = select_device(device)
@@ -362,6 +422,7 @@ class Sam2Segmenter(Segmenter):
         self.offload_video_to_cpu = offload_video_to_cpu
         self.offload_state_to_cpu = offload_state_to_cpu
         self.frame_cache_size = frame_cache_size
+        self.prefetch_frames = prefetch_frames
         self.predictor = build_model(
             self.config_name,
             checkpoint=self.checkpoint,
@@ -379,6 +440,7 @@ class Sam2Segmenter(Segmenter):
             offload_video_to_cpu=self.offload_video_to_cpu,
             offload_state_to_cpu=self.offload_state_to_cpu,
             frame_cache_size=self.frame_cache_size,
+            prefetch_frames=self.prefetch_frames,
         )
 
 
