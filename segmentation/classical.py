@@ -12,7 +12,8 @@ Prompt semantics (the same as the SAM 2 backend's, as far as a classical method 
 - clicks accumulate on the frame: positive clicks are sure-foreground discs, negative ones
   sure-background discs, and a region connected to a negative click but to no positive click is
   dropped; clicks alone start from a colour-similar region grown from the positive clicks;
-- a mask (brush edit) is taken as-is, and later clicks on that frame refine it;
+- a mask (brush edit) is taken as-is, and later clicks on that frame refine it; clicks on a frame
+  that propagation already segmented refine the propagated mask the same way;
 - every prompted frame is a conditioning frame: propagation yields its prompted mask and
   restarts tracking from it.
 
@@ -137,7 +138,15 @@ class ClassicalSession(SegmenterSession):
     # -- prompts --------------------------------------------------------------------------
 
     def _add_points(self, frame_index: int, object_id: int, points: Points) -> np.ndarray:
-        prompts = self._prompts.setdefault(object_id, {}).setdefault(frame_index, _FramePrompts())
+        per_frame = self._prompts.setdefault(object_id, {})
+        if frame_index not in per_frame:
+            # Clicks on a frame that propagation already segmented correct that mask, as SAM 2's do.
+            tracked = self._tracked.get(object_id, {}).get(frame_index)
+            start = _unpack(tracked, (self.height, self.width)) if tracked is not None else None
+            per_frame[frame_index] = _FramePrompts(mask=start if start is not None and start.any() else None)
+            if per_frame[frame_index].mask is not None:
+                self._prompted_masks.setdefault(object_id, {})[frame_index] = per_frame[frame_index].mask
+        prompts = per_frame[frame_index]
         before = self._prompted_masks.get(object_id, {}).get(frame_index)
         prompts.coords.extend(points.coords)
         prompts.labels.extend(points.labels)
@@ -188,9 +197,13 @@ class ClassicalSession(SegmenterSession):
             base = self._to_work_mask(prompts.mask)
             if not pos and not neg:
                 return self._store(frame_index, object_id, prompts.mask.copy())
-            # Positive clicks outside the brushed mask bring in their own colour region.
-            seed = base | (self._colour_region(image, [p for p in pos if not base[p[1], p[0]]]) if pos else False)
-            allowed = _grow_box(seed, 0.2, 8) | cv2.dilate(base.astype(np.uint8), _disc_kernel(3 * r)).astype(bool)
+            # Refining: GrabCut may grow the mask a band around it and a wider one around positive clicks
+            # (a colour region from the click would flood where object and background colours match).
+            seed = base | pos_discs
+            allowed = (
+                cv2.dilate(base.astype(np.uint8), _disc_kernel(3 * r))
+                | cv2.dilate(pos_discs.astype(np.uint8), _disc_kernel(6 * r))
+            ).astype(bool)
             # The brushed mask anchors what it covers, except around negative clicks (those regions may go).
             anchor = pos_discs | (base & ~_discs((h, w), neg, 6 * r))
         elif prompts.box is not None:

@@ -231,6 +231,17 @@ def test_propagation_from_an_unprompted_frame_reuses_the_tracked_mask() -> None:
     assert iou(later[-1].masks[1], gts[-1]) > 0.8
 
 
+def test_clicks_on_a_propagated_frame_refine_the_propagated_mask() -> None:
+    frames, gts = moving_clip()
+    s = session(frames)
+    s.add_points(0, 1, [(110, 120)], [1])
+    list(s.propagate(0))
+    # A lone negative click in the background: from clicks alone there would be nothing positive left.
+    mask = s.add_points(5, 1, [(20, 220)], [0])
+    assert iou(mask, gts[5]) > 0.8
+    assert s.first_prompted_frame() == 0 and 5 in {r.frame_index for r in s.propagate(5, max_frames=1)}
+
+
 def test_cancel_stops_propagation() -> None:
     frames, _ = moving_clip()
     s = session(frames)
