@@ -13,7 +13,8 @@ and propagate forward over every frame:
   ``propagate`` (frames decoded, resized and normalized on demand, LRU-bounded).
 
 Runs alternate (ours, meta, meta, ours, ...) so that load from other processes hits both alike;
-the table shows the median of ``--repeats`` runs. "per frame" is propagation wall time / frames:
+the table shows the median and the minimum of ``--repeats`` runs (on a shared machine the minimum
+is the better estimate of the intrinsic cost). "per frame" is propagation wall time / frames:
 ours includes loading each frame, Meta's does not (it paid that in ``open``), so the ratio is the
 honest price of streaming. The masks of both sides are compared for equality.
 """
@@ -148,25 +149,38 @@ def main() -> None:
                 print(f"run {r + 1} {side}: " + ", ".join(f"{k} {v:.2f}s" for k, v in timing.items()), flush=True)
             identical &= same_masks(masks["ours"], masks["meta"])
 
-    def median(side: str, key: str) -> float:
-        return statistics.median(t[key] for t in runs[side])
+    def stat(side: str, key: str, pick=statistics.median) -> float:
+        return pick(t[key] for t in runs[side])
 
     rows = []
     for side in ("meta", "ours"):
-        total = median(side, "open") + median(side, "prompts") + median(side, "propagate")
-        rows.append((side, median(side, "open"), median(side, "prompts"), median(side, "propagate") / frames, total))
+        totals = [t["open"] + t["prompts"] + t["propagate"] for t in runs[side]]
+        rows.append(
+            (
+                side,
+                stat(side, "open"),
+                stat(side, "prompts"),
+                stat(side, "propagate") / frames,
+                stat(side, "propagate", min) / frames,
+                statistics.median(totals),
+            )
+        )
     ratio = rows[1][3] / rows[0][3]
-    total_ratio = rows[1][4] / rows[0][4]
+    ratio_min = rows[1][4] / rows[0][4]
+    total_ratio = rows[1][5] / rows[0][5]
 
     print()
     print(
         f"SAM 2 session overhead: {segmenter.name}, device {segmenter.device}, {frames} frames {width}x{height}, "
-        f"{args.objects} objects, median of {args.repeats} runs, torch threads {torch.get_num_threads()}"
+        f"{args.objects} objects, {args.repeats} runs each, torch threads {torch.get_num_threads()}"
     )
-    print(f"{'':6} {'open s':>8} {'prompts s':>10} {'per frame s':>12} {'total s':>9}")
-    for side, open_s, prompt_s, per_frame, total in rows:
-        print(f"{side:6} {open_s:8.2f} {prompt_s:10.2f} {per_frame:12.4f} {total:9.2f}")
-    print(f"ratio ours/meta per propagated frame: {ratio:.3f} (target <= 1.05); end to end: {total_ratio:.3f}")
+    print(f"{'':6} {'open s':>8} {'prompts s':>10} {'s/frame median':>15} {'s/frame min':>12} {'total s':>9}")
+    for side, open_s, prompt_s, per_frame, per_frame_min, total in rows:
+        print(f"{side:6} {open_s:8.2f} {prompt_s:10.2f} {per_frame:15.4f} {per_frame_min:12.4f} {total:9.2f}")
+    print(
+        f"ratio ours/meta per propagated frame: median {ratio:.3f}, min {ratio_min:.3f} (target <= 1.05); "
+        f"end to end (open + prompts + propagate, median): {total_ratio:.3f}"
+    )
     print(f"frame loading alone (decode + resize + normalize): {load_per_frame * 1000:.1f} ms/frame")
     print(f"masks identical to Meta's: {'yes' if identical else 'NO'}")
 
@@ -179,6 +193,7 @@ def main() -> None:
         "objects": args.objects,
         "runs": runs,
         "ratio_per_frame": ratio,
+        "ratio_per_frame_min": ratio_min,
         "ratio_end_to_end": total_ratio,
         "load_ms_per_frame": load_per_frame * 1000,
         "identical_masks": identical,
