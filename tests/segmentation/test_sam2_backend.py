@@ -351,7 +351,6 @@ def test_session_equals_meta_init_state_on_synthetic_jpegs(segmenter: Sam2Segmen
     assert_same_as_meta(segmenter, folder, SYNTHETIC_PROMPTS, start=0)
 
 
-@pytest.mark.slow
 def test_session_equals_meta_init_state_on_davis(segmenter: Sam2Segmenter, davis_folder: Path) -> None:
     records = [
         PromptRecord(0, 1, Points(((420.0, 230.0), (480.0, 260.0)), (1, 1))),  # the swan
