@@ -326,8 +326,10 @@ class Sam2Session(SegmenterSession):
                         frame_idx, obj_ids, masks = next(steps)  # masks: (O, 1, H, W) logits
                     except StopIteration:
                         return
+                    except torch.OutOfMemoryError:
+                        raise
                     except (RuntimeError, ValueError, AssertionError) as exc:
-                        raise self._wrap("propagate", exc) from exc
+                        raise SegmentationError(f"SAM 2 could not propagate: {exc}") from exc
                     binary = (masks[:, 0] > 0).cpu().numpy()  # (O, H, W) bool
                 yield FrameResult(int(frame_idx), {int(o): binary[i] for i, o in enumerate(obj_ids)})
         finally:
@@ -388,14 +390,10 @@ class Sam2Session(SegmenterSession):
         with self._model_context():
             try:
                 return fn(*args, **kwargs)
+            except torch.OutOfMemoryError:
+                raise  # a resource problem, not a bad request: callers handle it differently
             except (RuntimeError, ValueError, AssertionError) as exc:
-                raise self._wrap(what, exc) from exc
-
-    @staticmethod
-    def _wrap(what: str, exc: BaseException) -> BaseException:
-        if isinstance(exc, torch.OutOfMemoryError):
-            return exc
-        return SegmentationError(f"SAM 2 could not {what}: {exc}")
+                raise SegmentationError(f"SAM 2 could not {what}: {exc}") from exc
 
     def _object_mask(self, obj_ids: list[int], masks: torch.Tensor, object_id: int) -> np.ndarray:
         """(O, 1, H, W) logits of every object on the frame -> (H, W) bool for ``object_id``."""
