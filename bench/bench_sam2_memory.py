@@ -14,7 +14,9 @@ propagates forward over all N frames, then reports its own peak RSS (``ru_maxrss
   and normalized on demand, at most ``frame_cache_size`` held.
 
 Columns: ``model MB`` is RSS after building the model (before any video), ``peak MB`` the
-process peak, ``session MB`` their difference; ``outputs MB`` is what the predictor keeps per
+process peak (``ru_maxrss``, which includes the model build's own transient peak),
+``session peak`` the peak RSS from after the build to the end (VmHWM, reset through
+``/proc/self/clear_refs``), ``session MB`` = session peak - model MB; ``outputs MB`` is what the predictor keeps per
 tracked frame (memory features + low-res mask logits, the part that grows in both);
 ``frames held`` is how many normalized frames were in memory at the end.
 """
@@ -47,6 +49,23 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so it measures from now; False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def hwm_mb() -> float:
+    """Peak RSS since the last ``reset_peak`` (VmHWM), from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def tensor_mb(obj, seen: set[int] | None = None) -> float:
@@ -82,6 +101,8 @@ def child(loader: str, folder: Path, image_size: int, config: str, threads: int 
     segmenter = Sam2Segmenter(config, image_size=image_size, device="cpu")
     predictor = segmenter.predictor
     model_mb = rss_mb()
+    # Building the model has its own transient peak; measure the session's peak from here on.
+    session_peak_from_here = reset_peak()
     source = JpegFolderFrames(folder)
     click = (source.width / 2, source.height / 2)
 
@@ -107,6 +128,7 @@ def child(loader: str, folder: Path, image_size: int, config: str, threads: int 
         "frames": frames,
         "model_mb": model_mb,
         "peak_mb": peak_rss_mb(),
+        "session_peak_mb": hwm_mb() if session_peak_from_here else peak_rss_mb(),
         "open_s": open_s,
         "per_frame_s": propagate_s / frames,
         "frames_held": held,
@@ -151,29 +173,27 @@ def main() -> None:
                     sys.exit(f"{loader} on {n} frames failed:\n{done.stderr[-3000:]}")
                 row = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append(row)
-                print(
-                    f"{n} frames {loader}: peak {row['peak_mb']:.0f} MB, {row['per_frame_s']:.3f} s/frame", flush=True
-                )
+                print(f"{n} frames {loader}: {json.dumps(row)}", flush=True)
 
     print()
     print(f"SAM 2 session memory: tiny config @{args.image_size}, CPU, 854x480 synthetic JPEGs, 1 object")
     header = (
-        f"{'frames':>6} {'loader':6} {'model MB':>9} {'peak MB':>8} {'session MB':>11} "
+        f"{'frames':>6} {'loader':6} {'model MB':>9} {'peak MB':>8} {'session peak':>13} {'session MB':>11} "
         f"{'frames held':>12} {'outputs MB':>11} {'open s':>7} {'s/frame':>8}"
     )
     print(header)
     for r in rows:
         print(
-            f"{r['frames']:6d} {r['loader']:6} {r['model_mb']:9.0f} {r['peak_mb']:8.0f} "
-            f"{r['peak_mb'] - r['model_mb']:11.0f} {r['frames_held']:12d} {r['outputs_mb']:11.1f} "
+            f"{r['frames']:6d} {r['loader']:6} {r['model_mb']:9.0f} {r['peak_mb']:8.0f} {r['session_peak_mb']:13.0f} "
+            f"{r['session_peak_mb'] - r['model_mb']:11.0f} {r['frames_held']:12d} {r['outputs_mb']:11.1f} "
             f"{r['open_s']:7.2f} {r['per_frame_s']:8.3f}"
         )
     for loader in loaders:
         mine = sorted((r for r in rows if r["loader"] == loader), key=lambda r: r["frames"])
         if len(mine) >= 2:
             a, b = mine[0], mine[-1]
-            slope = (b["peak_mb"] - a["peak_mb"]) / (b["frames"] - a["frames"]) * 100
-            print(f"{loader}: peak grows {slope:.1f} MB per 100 frames ({a['frames']} -> {b['frames']})")
+            slope = (b["session_peak_mb"] - a["session_peak_mb"]) / (b["frames"] - a["frames"]) * 100
+            print(f"{loader}: session peak grows {slope:.1f} MB per 100 frames ({a['frames']} -> {b['frames']})")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sam2_memory.json").write_text(json.dumps({"image_size": args.image_size, "rows": rows}, indent=2))
 
