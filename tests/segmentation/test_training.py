@@ -108,6 +108,12 @@ def test_window_keeps_at_most_max_objects_visible_on_its_first_frame():
     for w in windows:
         assert clip.masks[w.object_ids[0]][w.frame_indices[0]].any()
 
+    both = sample_window(clip, num_frames=3, max_objects=3, rng=rng)
+    assert both.frame_indices == (0, 1, 2) and both.object_ids == (1, 2)  # object 3 is not on frame 0
+    batch = to_batch([clip], [both], image_size=64)
+    assert tuple(batch.masks.shape) == (3, 2, 64, 64)
+    assert batch.obj_to_frame_idx[:, :, 0].tolist() == [[0, 0], [1, 1], [2, 2]]
+
 
 def test_clip_rejects_inconsistent_input():
     clip = make_clip(num_frames=2)
