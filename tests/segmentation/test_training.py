@@ -24,7 +24,7 @@ from segmentation.training.loop import FineTuneConfig, fine_tune
 from segmentation.training.model import save_checkpoint, training_overrides
 
 IMAGE_SIZE = 128
-STEPS = 20
+STEPS = 12
 SUB_LOSSES = ("loss_mask", "loss_dice", "loss_iou", "loss_class")
 
 
@@ -60,8 +60,8 @@ def small_config(**changes) -> FineTuneConfig:
         model_config="sam2.1_hiera_t",
         image_size=IMAGE_SIZE,
         steps=STEPS,
-        lr=3e-4,
-        vision_lr=3e-4,
+        lr=1e-3,
+        vision_lr=1e-3,
         clip_length=3,
         max_objects=1,
         device="cpu",
