@@ -231,3 +231,23 @@ def test_cancel_stops_between_steps_and_writes_nothing(tmp_path):
     assert result.cancelled and result.steps_done == 2 and steps == [1, 2]
     assert result.checkpoint is None
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_fine_tunes_on_a_multi_object_synthetic_video_with_absent_objects(tmp_path):
+    """The fixtures' scene: 3 objects, occlusions, object 1 leaves the frame (empty masks) and returns."""
+    from fixtures.synthetic import iter_frames, preset
+
+    rendered = list(iter_frames(preset("tiny", num_frames=8)))
+    clip = Clip([f.rgb for f in rendered], {oid: [f.masks[oid] for f in rendered] for oid in rendered[0].masks})
+    assert len(clip.masks) == 3 and any(not m.any() for m in clip.masks[1])  # object 1 does go missing
+
+    seen: list[dict[str, float]] = []
+    result = fine_tune(
+        [clip],
+        small_config(steps=2, clip_length=3, max_objects=3, seed=3),
+        out_checkpoint=tmp_path / "synthetic.pt",
+        on_step=lambda step, loss, metrics: seen.append({"loss": loss, **metrics}),
+    )
+    assert len(seen) == 2 and all(math.isfinite(v) for row in seen for v in row.values())
+    assert sam2_model.build_model("tiny", checkpoint=result.checkpoint, image_size=IMAGE_SIZE) is not None
