@@ -9,40 +9,13 @@ loss (x1); mask terms are skipped where the ground truth is empty. The weights b
 
 from __future__ import annotations
 
-import sys
-import types
-
 import torch
+from training.loss_fns import MultiStepMultiMasksAndIous
+from training.trainer import CORE_LOSS_KEY  # the key of the weighted total in the loss's output
 
-#: The key under which Meta's loss returns the weighted total (``training.trainer.CORE_LOSS_KEY``).
-CORE_LOSS_KEY = "core_loss"
+__all__ = ["CORE_LOSS_KEY", "LOSS_WEIGHTS", "build_loss"]
 
 LOSS_WEIGHTS = {"loss_mask": 20.0, "loss_dice": 1.0, "loss_iou": 1.0, "loss_class": 1.0}
-
-
-def _meta_loss_class() -> type[torch.nn.Module]:
-    """Import ``MultiStepMultiMasksAndIous`` without needing tensorboard.
-
-    ``training.loss_fns`` imports one constant (``CORE_LOSS_KEY``) from ``training.trainer``,
-    which in turn imports Meta's TensorBoard logger; tensorboard is not a dependency of
-    Masklet (we log through our own callback). When only that import fails, a stand-in
-    ``training.trainer`` holding just the constant is registered for the duration of the
-    import and removed again, so a later real import of the trainer behaves as before.
-    """
-    try:
-        from training.loss_fns import MultiStepMultiMasksAndIous
-    except ModuleNotFoundError as exc:
-        if exc.name != "tensorboard":
-            raise
-        stand_in = types.ModuleType("training.trainer")
-        stand_in.CORE_LOSS_KEY = CORE_LOSS_KEY  # type: ignore[attr-defined]
-        sys.modules["training.trainer"] = stand_in
-        try:
-            from training.loss_fns import MultiStepMultiMasksAndIous
-        finally:
-            if sys.modules.get("training.trainer") is stand_in:
-                del sys.modules["training.trainer"]
-    return MultiStepMultiMasksAndIous
 
 
 def build_loss() -> torch.nn.Module:
@@ -53,8 +26,7 @@ def build_loss() -> torch.nn.Module:
     ``loss_dice``, ``loss_iou``, ``loss_class`` (unweighted, summed over frames and steps)
     and ``core_loss`` (the weighted total to back-propagate).
     """
-    loss_class = _meta_loss_class()
-    return loss_class(
+    return MultiStepMultiMasksAndIous(
         weight_dict=dict(LOSS_WEIGHTS),
         supervise_all_iou=True,
         iou_use_l1_loss=True,
