@@ -12,13 +12,21 @@ checkpoint and which config disagree (Meta's loader only logs the keys and raise
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import sam2.sam2_video_predictor
 import torch
 from sam2.sam2_video_predictor import SAM2VideoPredictor
+from tqdm import tqdm
+
+# Meta's ``propagate_in_video`` draws a tqdm bar of its own on every call. Callers here report
+# progress themselves (the evaluation CLI's bar, the worker's progress messages), so that
+# inner bar would only flood terminals and worker logs: make it a silent one.
+sam2.sam2_video_predictor.tqdm = functools.partial(tqdm, disable=True)
 
 # Model sizes, by every spelling people use: Meta's file names ("hiera_t"), HF ids ("hiera-tiny")
 # and plain words ("tiny").
