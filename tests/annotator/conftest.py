@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -28,6 +31,36 @@ _counter = itertools.count(1)
 def fast_password_hashing(settings) -> None:
     """Tests create many users: the production hasher costs ~0.5 s per password on these machines."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def isolated_files(settings, tmp_path) -> None:
+    """Uploaded videos and ingested frames go to this test's own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.FRAMES_ROOT = tmp_path / "frames"
+
+
+def _write_mp4(path: Path, frames: int = 12, fps: float = 24.0, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small real MP4 (mp4v) with a moving square, so decoders have something to chew on."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for index in range(frames):
+        frame = np.full((size[1], size[0], 3), 40, np.uint8)
+        cv2.rectangle(frame, (index * 3, 10), (index * 3 + 12, 22), (0, 200, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return path.read_bytes()
+
+
+@pytest.fixture
+def make_mp4() -> Callable[..., bytes]:
+    """``make_mp4(path, frames=12, fps=24.0, size=(64, 48)) -> bytes`` writes a tiny real MP4."""
+    return _write_mp4
+
+
+@pytest.fixture
+def password() -> str:
+    """The password every ``make_user`` account has unless given another."""
+    return PASSWORD
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -20,24 +18,10 @@ from annotator.models import Role, Video
 from annotator.routing import websocket_urlpatterns
 from annotator.services.videos import ingest_video
 
-PASSWORD = "correct-horse-battery-staple"
-
 
 @pytest.fixture(autouse=True)
-def isolated_files(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.FRAMES_ROOT = tmp_path / "frames"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def make_mp4(path: Path, frames: int = 12, fps: float = 24.0, size: tuple[int, int] = (64, 48)) -> bytes:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for index in range(frames):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        cv2.rectangle(frame, (index * 3, 10), (index * 3 + 12, 22), (0, 200, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path.read_bytes()
+def _isolated_files(isolated_files):
+    """Every test here stores files: keep them in its own folder."""
 
 
 @pytest.fixture
@@ -48,14 +32,14 @@ def team(make_user, make_project):
     return project, alice, rita
 
 
-def test_a_script_signs_in_with_session_and_csrf_then_uploads(team, tmp_path):
+def test_a_script_signs_in_with_session_and_csrf_then_uploads(team, tmp_path, make_mp4, password):
     project, alice, _ = team
     script = Client(enforce_csrf_checks=True)
     state = script.get(reverse("api-session")).json()
     assert state["authenticated"] is False and state["csrf_token"]
     headers = {"HTTP_X_CSRFTOKEN": state["csrf_token"]}
 
-    login = script.post(reverse("api-session"), {"username": "alice", "password": PASSWORD},
+    login = script.post(reverse("api-session"), {"username": "alice", "password": password},
                         content_type="application/json", **headers)
     assert login.status_code == 200 and login.json()["username"] == "alice"
     token = login.json()["csrf_token"]  # rotated on sign-in
@@ -96,7 +80,7 @@ def test_projects(client, team, make_project):
     assert detail["annotation_fps"] == 6 and detail["video_count"] == 0
 
 
-def test_upload_errors_are_json(client, team, settings, tmp_path):
+def test_upload_errors_are_json(client, team, settings, tmp_path, make_mp4):
     project, alice, _ = team
     client.force_login(alice)
     url = reverse("api-video-list", args=[project.slug])
@@ -118,7 +102,7 @@ def test_upload_errors_are_json(client, team, settings, tmp_path):
     assert "not allowed" in wrong_method.json()["error"]
 
 
-def test_reviewers_cannot_upload(client, team, tmp_path):
+def test_reviewers_cannot_upload(client, team, tmp_path, make_mp4):
     project, _, rita = team
     client.force_login(rita)
     response = client.post(reverse("api-video-list", args=[project.slug]),
@@ -126,7 +110,7 @@ def test_reviewers_cannot_upload(client, team, tmp_path):
     assert response.status_code == 403 and "upload_video" in response.json()["error"]
 
 
-def test_uploaded_video_goes_through_ingest_to_frames(client, team, tmp_path):
+def test_uploaded_video_goes_through_ingest_to_frames(client, team, tmp_path, make_mp4):
     project, alice, _ = team
     client.force_login(alice)
     created = client.post(reverse("api-video-list", args=[project.slug]),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -13,25 +11,10 @@ from django.urls import reverse
 from annotator.models import Membership, Project, Role, Video
 from annotator.services.projects import parse_labels
 
-PASSWORD = "correct-horse-battery-staple"
-
 
 @pytest.fixture(autouse=True)
-def isolated_files(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.FRAMES_ROOT = tmp_path / "frames"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def make_mp4(path: Path, frames: int = 12, fps: float = 24.0, size: tuple[int, int] = (64, 48)) -> bytes:
-    """A small real MP4 (mp4v) with a moving square, so decoders have something to chew on."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for index in range(frames):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        cv2.rectangle(frame, (index * 3, 10), (index * 3 + 12, 22), (0, 200, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path.read_bytes()
+def _isolated_files(isolated_files):
+    """Every test here stores files: keep them in its own folder."""
 
 
 def ready_video(project: Project, name: str = "clip", frame_count: int = 10, stride: int = 4) -> Video:
@@ -45,12 +28,12 @@ def ready_video(project: Project, name: str = "clip", frame_count: int = 10, str
     return video
 
 
-def test_login_page_and_sign_in(client, make_user):
+def test_login_page_and_sign_in(client, make_user, password):
     make_user("alice")
     page = client.get(reverse("login"))
     assert page.status_code == 200
     assert b'name="username"' in page.content
-    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    response = client.post(reverse("login"), {"username": "alice", "password": password})
     assert response.status_code == 302
     assert response["Location"] == reverse("project-list")
     client.post(reverse("logout"))
@@ -132,7 +115,7 @@ def test_project_page_lists_videos_with_status_and_reasons(client, make_user, ma
     assert 'id="upload-form"' not in page  # reviewers do not upload
 
 
-def test_upload_form_without_javascript(client, make_user, make_project, tmp_path, settings):
+def test_upload_form_without_javascript(client, make_user, make_project, tmp_path, settings, make_mp4):
     alice = make_user("alice")
     project = make_project(members={alice: Role.ANNOTATOR})
     client.force_login(alice)
