@@ -199,7 +199,6 @@ MAX_VIDEO_PIXELS = int(os.environ.get("MASKLET_MAX_PIXELS", str(3840 * 2160)))
 # Uploads larger than this stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
-FILE_UPLOAD_TEMP_DIR = None
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

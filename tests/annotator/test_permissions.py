@@ -160,11 +160,6 @@ def test_rule_table_matches_the_policy():
     assert {action: {r.value for r in roles} for action, roles in RULES.items()} == EXPECTED_RULES
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def world(make_user, make_project, settings, tmp_path) -> World:
     """A project with one member of each role, outsiders, and a ready video with frames on disk."""
