@@ -24,6 +24,18 @@ Environment variables:
 ``MASKLET_MAX_DURATION_S``     longest accepted video (default 1800 s)
 ``MASKLET_MAX_PIXELS``         largest accepted frame, width x height (default 3840x2160)
 ``MASKLET_EMBEDDED_WORKERS``   worker threads in embedded mode (default 2)
+``MASKLET_SEGMENTER``          model for projects without a production model version:
+                               ``classical`` (default, OpenCV, no checkpoint) or ``sam2``
+``MASKLET_SAM2_CONFIG``        SAM 2 config when ``MASKLET_SEGMENTER=sam2`` (``sam2.1_hiera_t``)
+``MASKLET_SAM2_CHECKPOINT``    its checkpoint file; empty -> random weights (tests, demos)
+``MASKLET_SAM2_IMAGE_SIZE``    its input side in pixels (default 1024; 256 for CPU tests)
+``MASKLET_DEVICE``             ``cuda`` / ``cpu`` / ``mps``; empty -> the best available
+``MASKLET_WORKER_SESSIONS``    live annotation sessions one GPU worker keeps (default 4)
+``MASKLET_SESSION_IDLE_S``     a worker evicts a session idle this long (default 600 s)
+``MASKLET_LOCK_SECONDS``       a masklet stays locked to its editor this long after the
+                               last sign of life from the editor's page (default 120 s)
+``MASKLET_WORKER_HEARTBEAT_S`` seconds after a GPU worker's last heartbeat that its
+                               sessions move to another worker (default 10 s)
 =============================  ==========================================================
 """
 
@@ -149,16 +161,28 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL
 EMBEDDED_WORKERS = int(os.environ.get("MASKLET_EMBEDDED_WORKERS", "2"))
 
+# Propagation streams hundreds of messages to one socket: room for bursts before "channel full".
+CHANNEL_CAPACITY = 1000
+
 if EMBEDDED:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": CHANNEL_CAPACITY}}
+    }
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"
+    # Worker heartbeats, session ownership and cancel flags live in the cache: in-process here.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_CAPACITY},
+        }
     }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
+    # Shared by web and worker processes (heartbeats, session ownership, cancel flags).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 # Queues: ``gpu`` (model work), ``cpu`` (ingest, export), ``train`` (fine-tuning runs).
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
@@ -169,6 +193,20 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# -- models and live annotation sessions ----------------------------------------------------
+
+SEGMENTER = os.environ.get("MASKLET_SEGMENTER", "classical")
+if SEGMENTER not in ("classical", "sam2"):
+    raise ImproperlyConfigured(f"MASKLET_SEGMENTER must be 'classical' or 'sam2', not {SEGMENTER!r}")
+SAM2_CONFIG = os.environ.get("MASKLET_SAM2_CONFIG", "sam2.1_hiera_t")
+SAM2_CHECKPOINT = os.environ.get("MASKLET_SAM2_CHECKPOINT", "")
+SAM2_IMAGE_SIZE = int(os.environ.get("MASKLET_SAM2_IMAGE_SIZE", "1024"))
+DEVICE = os.environ.get("MASKLET_DEVICE", "")
+WORKER_SESSIONS = int(os.environ.get("MASKLET_WORKER_SESSIONS", "4"))
+SESSION_IDLE_SECONDS = float(os.environ.get("MASKLET_SESSION_IDLE_S", "600"))
+LOCK_SECONDS = float(os.environ.get("MASKLET_LOCK_SECONDS", "120"))
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("MASKLET_WORKER_HEARTBEAT_S", "10"))
 
 # -- auth -------------------------------------------------------------------------------
 
