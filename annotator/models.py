@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -143,6 +144,15 @@ class Masklet(models.Model):
     def __str__(self) -> str:
         return f"{self.video} object {self.object_id}"
 
+    def lock_is_active(self, now=None) -> bool:
+        """True while someone holds an unexpired lock (an expired lock is as good as none)."""
+        return (self.lock_holder_id is not None and self.lock_expires_at is not None
+                and self.lock_expires_at > (now or timezone.now()))
+
+    def is_locked_by(self, user, now=None) -> bool:
+        """True when ``user`` holds this masklet's lock and it has not expired."""
+        return self.lock_is_active(now) and self.lock_holder_id == getattr(user, "pk", None)
+
 
 class MaskSource(models.TextChoices):
     MODEL = "model", "Model"
@@ -202,11 +212,14 @@ class Prompt(models.Model):
         BOX = "box", "Box"
         MASK = "mask", "Mask"
         BRUSH = "brush", "Brush"
+        CLEAR = "clear", "Clear"
+        RESTORE = "restore", "Restore"
 
     masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="prompts")
     frame_index = models.PositiveIntegerField(help_text="Native video frame number.")
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    payload = models.JSONField(help_text="point: {x, y, label}; box: {x0, y0, x1, y1}; mask/brush: {rle_counts}.")
+    payload = models.JSONField(help_text="point: {x, y, positive}; box: {x0, y0, x1, y1}; brush: {counts}; "
+                                         "clear: {}; restore: {revision}.")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")
     session_id = models.CharField(max_length=64, blank=True)

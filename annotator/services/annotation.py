@@ -1,0 +1,433 @@
+"""Editing masklets: objects, locks, prompts and the masks they produce.
+
+The WebSocket consumer and the GPU workers call these functions; nothing else changes a
+masklet during annotation. The rules they enforce:
+
+- A masklet is editable by a user iff it is a draft, the user's role may annotate, and the user
+  holds an unexpired lock on it (``settings.LOCK_SECONDS``, renewed by every write and by
+  ``renew_locks``). An expired lock may be taken by anyone; superusers obey locks too, so two
+  people never silently overwrite each other.
+- Every edit is one transaction: the masklet row is locked and re-checked, the prompt is
+  logged, the mask is written with its revision (``annotator.services.masks``, the only mask
+  writer) and the lock is renewed. Either all of it is stored or none of it.
+- Person-made masks are stored with source ``human``; propagation (``save_tracked``) writes
+  source ``model`` and leaves ``human`` frames alone unless asked.
+
+Refusals raise ``EditRefused(code, message)``: ``code`` is a protocol error code, ``message``
+is shown to the annotator as is, so it is written in plain words.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from annotator.models import MaskFrame, Masklet, MaskSource, Prompt, Role, Video
+from annotator.permissions import Action, User, role_allows, role_of
+from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
+from segmentation.masks import decode_rle, empty_rle, encode_rle
+
+
+class EditRefused(Exception):
+    """An edit that the rules do not allow; ``code`` is a protocol error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SavedMask:
+    """A mask that is committed (or about to be, inside the caller's transaction)."""
+
+    object_id: int
+    frame_index: int
+    counts: str
+    source: str
+    revision: int
+    previous_revision: int
+    area: int
+
+    def to_message(self) -> dict[str, Any]:
+        """The mask fields of the protocol's ``mask`` message."""
+        return {"object_id": self.object_id, "frame": self.frame_index, "counts": self.counts,
+                "source": self.source, "revision": self.revision, "previous_revision": self.previous_revision,
+                "area": self.area}
+
+
+#: Protocol message types (and Prompt kinds themselves) -> the Prompt kind logged for a person's edit.
+EDIT_KINDS: dict[str, str] = {
+    "click": Prompt.Kind.POINT, Prompt.Kind.POINT: Prompt.Kind.POINT,
+    "box": Prompt.Kind.BOX, Prompt.Kind.BOX: Prompt.Kind.BOX,
+    "paint": Prompt.Kind.BRUSH, Prompt.Kind.BRUSH: Prompt.Kind.BRUSH, Prompt.Kind.MASK: Prompt.Kind.MASK,
+}
+
+
+def _lock_until() -> Any:
+    return timezone.now() + timedelta(seconds=settings.LOCK_SECONDS)
+
+
+def _name(masklet: Masklet) -> str:
+    return f"object {masklet.object_id}" + (f" ({masklet.label})" if masklet.label else "")
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def _check_may_annotate(masklet_or_video: Masklet | Video, user: User) -> None:
+    """The user's role in the project must allow annotating (superusers may)."""
+    video = masklet_or_video.video if isinstance(masklet_or_video, Masklet) else masklet_or_video
+    project = video.project
+    if not (user.is_authenticated and user.is_active):
+        raise EditRefused("forbidden", "Sign in to edit.")
+    role = role_of(user, project)
+    if role is None and not user.is_superuser:
+        raise EditRefused("forbidden", "You are not a member of this project.")
+    if not role_allows(user, role, Action.ANNOTATE):
+        role_name = Role(role).label.lower() if role else "role"
+        raise EditRefused("read_only", f"As a {role_name} you can view this video but not edit it.")
+
+
+def _check_draft(masklet: Masklet) -> None:
+    if masklet.status == Masklet.Status.SUBMITTED:
+        raise EditRefused("read_only", f"{_name(masklet).capitalize()} is submitted for review; "
+                                       "it cannot be edited unless the reviewer sends it back.")
+    if masklet.status == Masklet.Status.APPROVED:
+        raise EditRefused("read_only", f"{_name(masklet).capitalize()} was approved; it can no longer be edited.")
+    if masklet.status == Masklet.Status.REJECTED:
+        raise EditRefused("read_only", f"The reviewer sent {_name(masklet)} back; reopen it to edit it.")
+
+
+def _check_not_locked_by_other(masklet: Masklet, user: User) -> None:
+    if masklet.lock_is_active() and masklet.lock_holder_id != user.pk:
+        holder = masklet.lock_holder.get_username() if masklet.lock_holder else "someone else"
+        raise EditRefused("locked", f"{holder} is editing {_name(masklet)}; it is read-only for you until "
+                                    "they finish or stay away long enough for their lock to expire.")
+
+
+def check_editable(masklet: Masklet, user: User) -> None:
+    """Raise ``EditRefused`` unless ``user`` may edit ``masklet`` right now (see the module rules)."""
+    _check_may_annotate(masklet, user)
+    _check_draft(masklet)
+    _check_not_locked_by_other(masklet, user)
+    if not masklet.is_locked_by(user):
+        raise EditRefused("locked", f"You do not hold {_name(masklet)} any more (your lock expired): "
+                                    "select it again to continue editing.")
+
+
+def _check_label(video: Video, label: str) -> str:
+    label = (label or "").strip()
+    if len(label) > Masklet._meta.get_field("label").max_length:
+        raise EditRefused("bad_message", "That label is too long (100 characters at most).")
+    allowed = list(video.project.labels or [])
+    if label and allowed and label not in allowed:
+        raise EditRefused("bad_message", f"“{label}” is not one of this project's labels: {', '.join(allowed)}.")
+    return label
+
+
+def _locked_row(masklet: Masklet) -> Masklet:
+    """The masklet re-read under a row lock (call inside a transaction), sharing the caller's video."""
+    try:
+        row = Masklet.objects.select_for_update().get(pk=masklet.pk)
+    except Masklet.DoesNotExist:
+        raise EditRefused("not_found", f"{_name(masklet).capitalize()} no longer exists.") from None
+    row.video = masklet.video
+    return row
+
+
+# -- objects and locks ----------------------------------------------------------------------
+
+
+def create_masklet(video: Video, user: User, *, label: str = "") -> Masklet:
+    """A new draft object on the video, locked to its creator (object ids count up per video)."""
+    _check_may_annotate(video, user)
+    if video.status != Video.Status.READY:
+        raise EditRefused("not_found", "This video is not ready for annotation yet.")
+    label = _check_label(video, label)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                Video.objects.select_for_update().filter(pk=video.pk).first()  # serialises id allocation
+                highest = Masklet.objects.filter(video=video).aggregate(top=Max("object_id"))["top"] or 0
+                masklet = Masklet.objects.create(video=video, object_id=highest + 1, label=label, assignee=user,
+                                                 lock_holder=user, lock_expires_at=_lock_until())
+            return masklet
+        except IntegrityError:  # a concurrent create took the id (databases without row locks)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def update_masklet(masklet: Masklet, user: User, *, label: str) -> Masklet:
+    """Relabel an object the user is editing (labels come from the project's label set)."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        check_editable(row, user)
+        row.label = _check_label(row.video, label)
+        row.lock_expires_at = _lock_until()
+        row.save(update_fields=["label", "lock_expires_at", "updated_at"])
+    return row
+
+
+def delete_masklet(masklet: Masklet, user: User) -> None:
+    """Delete a draft object with all its masks, prompts and history (the page asks first)."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        _check_may_annotate(row, user)
+        _check_draft(row)
+        _check_not_locked_by_other(row, user)
+        row.delete()
+
+
+def acquire_lock(masklet: Masklet, user: User) -> Masklet:
+    """Lock a draft to the user (or renew their lock); refused while someone else's lock is live."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        _check_may_annotate(row, user)
+        _check_draft(row)
+        _check_not_locked_by_other(row, user)
+        row.lock_holder = user
+        row.lock_expires_at = _lock_until()
+        row.save(update_fields=["lock_holder", "lock_expires_at", "updated_at"])
+    return row
+
+
+def release_lock(masklet: Masklet, user: User) -> Masklet:
+    """Give the lock back; a no-op when the user does not hold it (someone else's lock is kept)."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        if row.lock_holder_id == user.pk:
+            row.lock_holder = None
+            row.lock_expires_at = None
+            row.save(update_fields=["lock_holder", "lock_expires_at", "updated_at"])
+    return row
+
+
+def renew_locks(video: Video, user: User) -> int:
+    """Extend the user's live locks on the video (the page's ``ping``); returns how many."""
+    now = timezone.now()
+    return Masklet.objects.filter(video=video, lock_holder=user, lock_expires_at__gt=now,
+                                  status=Masklet.Status.DRAFT).update(lock_expires_at=_lock_until())
+
+
+# -- edits ----------------------------------------------------------------------------------
+
+
+def _number(payload: dict, key: str) -> float:
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EditRefused("bad_message", f"“{key}” must be a number.")
+    return float(value)
+
+
+def _clean_payload(kind: str, payload: dict, video: Video) -> dict[str, Any]:
+    """The prompt as logged: checked, with only the fields the protocol defines."""
+    if not isinstance(payload, dict):
+        raise EditRefused("bad_message", "The prompt must be a JSON object.")
+    width, height = video.width or 0, video.height or 0
+    if kind == Prompt.Kind.POINT:
+        x, y = _number(payload, "x"), _number(payload, "y")
+        if not isinstance(payload.get("positive", True), bool):
+            raise EditRefused("bad_message", "“positive” must be true or false.")
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise EditRefused("bad_message", f"The click at ({x:g}, {y:g}) is outside the {width}×{height} frame.")
+        return {"x": x, "y": y, "positive": payload.get("positive", True)}
+    if kind == Prompt.Kind.BOX:
+        x0, y0, x1, y1 = (_number(payload, key) for key in ("x0", "y0", "x1", "y1"))
+        if x1 <= x0 or y1 <= y0:
+            raise EditRefused("bad_message", "A box needs a width and a height: drag from one corner to the other.")
+        return {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
+    if kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
+        if not isinstance(payload.get("counts"), str):
+            raise EditRefused("bad_message", "A painted mask must be sent as RLE counts (a string).")
+        return {"counts": payload["counts"]}
+    raise EditRefused("bad_message", f"Unknown kind of edit “{kind}”.")
+
+
+def _canonical(rle: dict) -> dict:
+    """Decode and re-encode a mask that came from the browser, so a corrupt string is never stored."""
+    try:
+        return encode_rle(decode_rle(rle))
+    except (ValueError, TypeError, KeyError) as error:
+        raise EditRefused("bad_message", f"The painted mask could not be read: {error}.") from None
+
+
+def _write(row: Masklet, user: User, frame_index: int, rle: dict, *, source: str) -> SavedMask:
+    """One frame's mask through the one mask writer; its refusals become ``bad_message``."""
+    try:
+        save_mask_frames(row, [MaskWrite(frame_index, rle)], source=source, author=user)
+    except ValidationError as error:
+        raise EditRefused("bad_message", " ".join(error.messages)) from None
+    return _saved(row, frame_index)
+
+
+def _saved(row: Masklet, frame_index: int) -> SavedMask:
+    frame = MaskFrame.objects.filter(masklet=row, frame_index=frame_index).values(
+        "rle_counts", "source", "revision", "area").get()
+    return SavedMask(row.object_id, frame_index, frame["rle_counts"], frame["source"], frame["revision"],
+                     frame["revision"] - 1, frame["area"])
+
+
+def _check_frame(video: Video, frame_index: int) -> int:
+    if isinstance(frame_index, bool) or not isinstance(frame_index, int):
+        raise EditRefused("bad_message", "“frame” must be a frame number.")
+    if frame_index not in set(video.annotated_frame_indices()):
+        raise EditRefused("bad_message", f"Frame {frame_index} is not one of this video's annotated frames.")
+    return frame_index
+
+
+def _edit(masklet: Masklet, user: User, frame_index: int, kind: str, payload: dict, session_id: str,
+          write: Any) -> SavedMask:
+    """The shared transaction of every person's edit: re-check, log the prompt, write, renew the lock."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        check_editable(row, user)
+        _check_frame(row.video, frame_index)
+        Prompt.objects.create(masklet=row, frame_index=frame_index, kind=kind, payload=payload, author=user,
+                              session_id=(session_id or "")[:64])
+        saved = write(row)
+        row.lock_expires_at = _lock_until()
+        row.save(update_fields=["lock_expires_at", "updated_at"])
+    return saved
+
+
+def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, payload: dict, rle: dict,
+                session_id: str) -> SavedMask:
+    """Store a person's click/box/brush and the mask it produced, as source ``human``.
+
+    ``kind`` is a protocol type (``click``, ``box``, ``paint``) or a ``Prompt.Kind`` value.
+    """
+    prompt_kind = EDIT_KINDS.get(kind)
+    if prompt_kind is None:
+        raise EditRefused("bad_message", f"Unknown kind of edit “{kind}”.")
+    payload = _clean_payload(prompt_kind, payload, masklet.video)
+    if prompt_kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
+        rle = _canonical(rle)
+    return _edit(masklet, user, frame_index, prompt_kind, payload, session_id,
+                 lambda row: _write(row, user, frame_index, rle, source=MaskSource.HUMAN))
+
+
+def clear_frame(masklet: Masklet, user: User, *, frame_index: int, session_id: str) -> SavedMask:
+    """Withdraw the person's input on a frame: an empty mask with source ``model`` (tracking may refill it)."""
+    video = masklet.video
+    empty = empty_rle(video.height or 0, video.width or 0)
+    return _edit(masklet, user, frame_index, Prompt.Kind.CLEAR, {}, session_id,
+                 lambda row: _write(row, user, frame_index, empty, source=MaskSource.MODEL))
+
+
+def restore_frame(masklet: Masklet, user: User, *, frame_index: int, revision: int, session_id: str) -> SavedMask:
+    """Undo/redo: make ``revision`` of the frame current again; revision 0 is "no mask" (empty, model)."""
+    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+        raise EditRefused("bad_message", "“revision” must be a whole number, 0 or more.")
+
+    def write(row: Masklet) -> SavedMask:
+        if revision == 0:
+            empty = empty_rle(row.video.height or 0, row.video.width or 0)
+            return _write(row, user, frame_index, empty, source=MaskSource.MODEL)
+        try:
+            restore_revision(row, frame_index, revision, author=user)
+        except ValidationError:
+            raise EditRefused("not_found", f"Frame {frame_index} of {_name(row)} has no revision {revision} "
+                                           "to go back to.") from None
+        return _saved(row, frame_index)
+
+    return _edit(masklet, user, frame_index, Prompt.Kind.RESTORE, {"revision": revision}, session_id, write)
+
+
+def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dict]]], *, model_version=None,
+                 overwrite_human: bool = False) -> tuple[list[SavedMask], list[tuple[int, int]]]:
+    """Store one batch of propagated masks in one transaction, source ``model``.
+
+    ``frames`` is ``[(frame_index, {object_id: rle})]``. Objects the user cannot edit (now) are
+    left out; frames a person edited are skipped unless ``overwrite_human``. Returns the saved
+    masks (in the order given) and the skipped ``(object_id, frame_index)`` pairs.
+    """
+    by_object: dict[int, list[MaskWrite]] = defaultdict(list)
+    for frame_index, masks in frames:
+        for object_id, rle in masks.items():
+            by_object[int(object_id)].append(MaskWrite(int(frame_index), rle))
+    if not by_object:
+        return [], []
+    try:
+        _check_may_annotate(video, user)
+    except EditRefused:
+        return [], []
+    saved_pairs: set[tuple[int, int]] = set()
+    skipped: list[tuple[int, int]] = []
+    with transaction.atomic():
+        rows = list(Masklet.objects.select_for_update().filter(
+            video=video, object_id__in=list(by_object), status=Masklet.Status.DRAFT, lock_holder=user,
+            lock_expires_at__gt=timezone.now()))
+        for row in rows:
+            row.video = video
+            writes = by_object[row.object_id]
+            try:
+                written = save_mask_frames(row, writes, source=MaskSource.MODEL, author=user,
+                                           model_version=model_version, overwrite_human=overwrite_human)
+            except ValidationError as error:
+                raise EditRefused("bad_message", " ".join(error.messages)) from None
+            written_set = set(written)
+            saved_pairs.update((row.object_id, index) for index in written_set)
+            skipped.extend((row.object_id, w.frame_index) for w in writes if w.frame_index not in written_set)
+        Masklet.objects.filter(pk__in=[row.pk for row in rows]).update(lock_expires_at=_lock_until())
+        object_of = {row.pk: row.object_id for row in rows}
+        stored = {
+            (object_of[f["masklet_id"]], f["frame_index"]): f
+            for f in MaskFrame.objects.filter(
+                masklet_id__in=list(object_of), frame_index__in={index for _, index in saved_pairs}
+            ).values("masklet_id", "frame_index", "rle_counts", "source", "revision", "area")
+        } if saved_pairs else {}
+    saved = []
+    for frame_index, masks in frames:
+        for object_id in masks:
+            key = (int(object_id), int(frame_index))
+            if key in saved_pairs:
+                f = stored[key]
+                saved.append(SavedMask(key[0], key[1], f["rle_counts"], f["source"], f["revision"],
+                                       f["revision"] - 1, f["area"]))
+    return saved, skipped
+
+
+# -- review round trip ----------------------------------------------------------------------
+
+
+def submit_masklet(masklet: Masklet, user: User) -> Masklet:
+    """Hand a finished object to review: draft -> submitted, lock released; refused when it has no mask."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        check_editable(row, user)
+        if not MaskFrame.objects.filter(masklet=row, area__gt=0).exists():
+            raise EditRefused("empty", f"{_name(row).capitalize()} has no mask on any frame yet: click on the "
+                                       "object in a frame (and track it) before submitting.")
+        row.status = Masklet.Status.SUBMITTED
+        row.lock_holder = None
+        row.lock_expires_at = None
+        row.assignee = row.assignee or user
+        row.save(update_fields=["status", "lock_holder", "lock_expires_at", "assignee", "updated_at"])
+    return row
+
+
+def reopen_masklet(masklet: Masklet, user: User) -> Masklet:
+    """Take back an object the reviewer rejected: rejected -> draft, locked to the user."""
+    with transaction.atomic():
+        row = _locked_row(masklet)
+        _check_may_annotate(row, user)
+        if row.status == Masklet.Status.DRAFT:
+            _check_not_locked_by_other(row, user)
+        elif row.status != Masklet.Status.REJECTED:
+            _check_draft(row)
+        row.status = Masklet.Status.DRAFT
+        row.lock_holder = user
+        row.lock_expires_at = _lock_until()
+        row.save(update_fields=["status", "lock_holder", "lock_expires_at", "updated_at"])
+    return row
+
