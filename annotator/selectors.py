@@ -6,12 +6,13 @@ has one answer everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
-from annotator.models import Membership, Project, Role, Video
+from annotator.models import MaskFrame, Masklet, MaskSource, Membership, Project, Review, Role, Video
 from annotator.permissions import User
 
 
@@ -98,3 +99,67 @@ def project_to_dict(project: Project, role: str | None) -> dict[str, Any]:
 
 def role_label(role: str | None) -> str:
     return Role(role).label if role else "Superuser"
+
+
+# -- masklets and masks (the annotation page, its socket and the session rebuild) -------------
+
+
+def masklets_for_video(video: Video) -> QuerySet[Masklet]:
+    """The video's masklets by object id, with lock holders and reviews loaded (no query per row)."""
+    reviews = Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("created_at", "id"))
+    return Masklet.objects.filter(video=video).select_related("lock_holder").prefetch_related(reviews).order_by(
+        "object_id")
+
+
+def masklet_to_dict(masklet: Masklet, viewer: User) -> dict[str, Any]:
+    """The JSON shape of a masklet as ``viewer`` sees it; an expired lock shows as no lock."""
+    locked = masklet.lock_is_active()
+    reviews = list(masklet.reviews.all())
+    latest = reviews[-1] if reviews else None
+    return {
+        "id": masklet.id,
+        "object_id": masklet.object_id,
+        "label": masklet.label,
+        "type": masklet.type,
+        "status": masklet.status,
+        "lock_holder": masklet.lock_holder.get_username() if locked and masklet.lock_holder else None,
+        "locked_by_me": locked and masklet.lock_holder_id == getattr(viewer, "pk", None),
+        "lock_expires_at": masklet.lock_expires_at.isoformat() if locked else None,
+        "review": {
+            "verdict": latest.verdict,
+            "reason": latest.reason,
+            "comment": latest.comment,
+            "reviewer": latest.reviewer.get_username() if latest.reviewer else None,
+            "at": latest.created_at.isoformat(),
+        } if latest else None,
+    }
+
+
+def video_masks(video: Video, start: int | None = None, end: int | None = None) -> list[dict[str, Any]]:
+    """Every stored mask of the video with ``start <= frame <= end`` (either bound optional), by frame.
+
+    Long videos have thousands of rows: read as plain values, no model instances.
+    """
+    rows = MaskFrame.objects.filter(masklet__video=video)
+    if start is not None:
+        rows = rows.filter(frame_index__gte=start)
+    if end is not None:
+        rows = rows.filter(frame_index__lte=end)
+    return [
+        {"object_id": row["masklet__object_id"], "frame": row["frame_index"], "counts": row["rle_counts"],
+         "source": row["source"], "revision": row["revision"], "area": row["area"]}
+        for row in rows.order_by("frame_index", "masklet__object_id").values(
+            "masklet__object_id", "frame_index", "rle_counts", "source", "revision", "area")
+    ]
+
+
+def human_masks(video: Video, object_ids: Iterable[int]) -> dict[int, list[tuple[int, dict]]]:
+    """What a live session is rebuilt from: per object, the non-empty masks a person made, by frame."""
+    size = [video.height, video.width]
+    result: dict[int, list[tuple[int, dict]]] = {int(object_id): [] for object_id in object_ids}
+    rows = MaskFrame.objects.filter(masklet__video=video, masklet__object_id__in=list(result),
+                                    source=MaskSource.HUMAN, area__gt=0)
+    for object_id, frame_index, counts in rows.order_by("masklet__object_id", "frame_index").values_list(
+            "masklet__object_id", "frame_index", "rle_counts"):
+        result[object_id].append((frame_index, {"size": size, "counts": counts}))
+    return result
