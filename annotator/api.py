@@ -153,3 +153,39 @@ def video_frame(request: HttpRequest, project: Project, video_id: int, frame_ind
     response = FileResponse(path.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@allow("GET")
+@project_permission(Action.VIEW_PROJECT, api=True)
+def video_masklets(request: HttpRequest, project: Project, video_id: int) -> JsonResponse:
+    """The video's objects as the viewer sees them (lock holder, review verdict and reason)."""
+    video = selectors.video_in_project(project, video_id)
+    if video is None:
+        return error("No such video in this project.", 404)
+    return JsonResponse({"masklets": [selectors.masklet_to_dict(m, request.user)
+                                      for m in selectors.masklets_for_video(video)]})
+
+
+@allow("GET")
+@project_permission(Action.VIEW_PROJECT, api=True)
+def video_masks(request: HttpRequest, project: Project, video_id: int) -> JsonResponse:
+    """Stored masks (COCO RLE counts; ``size`` is the video's) for frames ``start``..``end``, both optional."""
+    video = selectors.video_in_project(project, video_id)
+    if video is None:
+        return error("No such video in this project.", 404)
+    bounds: dict[str, int | None] = {}
+    for name in ("start", "end"):
+        raw = request.GET.get(name, "").strip()
+        if not raw:
+            bounds[name] = None
+            continue
+        try:
+            bounds[name] = int(raw)
+        except ValueError:
+            return error(f"'{name}' must be a frame number (a whole number, 0 or more), not {raw[:40]!r}.")
+        if bounds[name] < 0:
+            return error(f"'{name}' must be 0 or more.")
+    if bounds["start"] is not None and bounds["end"] is not None and bounds["start"] > bounds["end"]:
+        return error(f"'start' ({bounds['start']}) is after 'end' ({bounds['end']}).")
+    return JsonResponse({"size": [video.height, video.width],
+                         "masks": selectors.video_masks(video, bounds["start"], bounds["end"])})

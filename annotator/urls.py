@@ -14,6 +14,7 @@ urlpatterns = [
     path("projects/<slug:slug>/videos/<int:video_id>/", views.video_detail, name="video-detail"),
     path("projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>.jpg", views.video_frame,
          name="video-frame"),
+    path("projects/<slug:slug>/videos/<int:video_id>/annotate/", views.video_annotate, name="video-annotate"),
     path("api/session/", api.session, name="api-session"),
     path("api/projects/", api.project_list, name="api-project-list"),
     path("api/projects/<slug:slug>/", api.project_detail, name="api-project-detail"),
@@ -21,4 +22,6 @@ urlpatterns = [
     path("api/projects/<slug:slug>/videos/<int:video_id>/", api.video_detail, name="api-video-detail"),
     path("api/projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>/", api.video_frame,
          name="api-video-frame"),
+    path("api/projects/<slug:slug>/videos/<int:video_id>/masklets/", api.video_masklets, name="api-video-masklets"),
+    path("api/projects/<slug:slug>/videos/<int:video_id>/masks/", api.video_masks, name="api-video-masks"),
 ]

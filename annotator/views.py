@@ -1,4 +1,4 @@
-"""HTML pages: sign in, projects, videos and the frame viewer.
+"""HTML pages: sign in, projects, videos, the frame viewer and the annotation page.
 
 Thin views: each declares its permission rule (``annotator.permissions``), parses input and
 calls one selector or service. The upload form posts here when JavaScript is off; with
@@ -13,6 +13,7 @@ from django.contrib.auth import views as auth_views
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotator import selectors
@@ -31,6 +32,26 @@ from annotator.services.videos import create_video_from_upload
 
 #: How many thumbnails the filmstrip shows around the current frame (long videos have thousands).
 FILMSTRIP_SIZE = 48
+
+#: The annotation page's keyboard help overlay: (keys, what they do). The page's script binds these.
+HELP_SHORTCUTS: list[tuple[str, str]] = [
+    ("← / →", "Previous / next annotated frame"),
+    ("Shift + ← / →", "Jump 10 frames back / forward"),
+    ("V", "Point tool: click adds the object, Shift+click or right click removes"),
+    ("B", "Box tool: drag a box around the object"),
+    ("P", "Brush: paint the mask"),
+    ("E", "Eraser: erase from the mask"),
+    ("[ / ]", "Smaller / larger brush"),
+    ("N", "New object"),
+    ("1 … 9", "Select object 1 to 9"),
+    ("H", "Hide / show the selected object"),
+    ("C", "Clear the selected object on this frame"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
+    ("T / Shift+T / Alt+T", "Track forward / backward / both ways from this frame"),
+    ("Esc", "Cancel tracking or the current drag"),
+    ("+ / − / 0", "Zoom in / out / fit the frame"),
+    ("?", "Show or hide this help"),
+]
 
 login = public(auth_views.LoginView.as_view(template_name="annotator/login.html", redirect_authenticated_user=True))
 logout = public(auth_views.LogoutView.as_view())
@@ -168,3 +189,25 @@ def video_frame(request: HttpRequest, project: Project, video_id: int, frame_ind
     response = FileResponse(path.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@require_GET
+@project_permission(Action.VIEW_PROJECT)
+def video_annotate(request: HttpRequest, project: Project, video_id: int) -> HttpResponse:
+    """The annotation page; everyone in the project may open it, only annotators and admins edit."""
+    video = selectors.video_in_project(project, video_id)
+    if video is None or video.status != Video.Status.READY:
+        raise Http404("No such video ready for annotation in this project.")
+    return render(request, "annotator/annotate.html", {
+        "project": project,
+        "video": video,
+        "can_edit": has_permission(request.user, project, Action.ANNOTATE),
+        "ws_path": f"/ws/projects/{project.slug}/videos/{video.id}/annotate/",
+        "frames": video.annotated_frame_indices(),
+        "frame_url_template": reverse("video-frame", kwargs={"slug": project.slug, "video_id": video.id,
+                                                             "frame_index": 0}),
+        "masks_url": reverse("api-video-masks", kwargs={"slug": project.slug, "video_id": video.id}),
+        "masklets_url": reverse("api-video-masklets", kwargs={"slug": project.slug, "video_id": video.id}),
+        "labels": list(project.labels or []),
+        "help_shortcuts": HELP_SHORTCUTS,
+    })

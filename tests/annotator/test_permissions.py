@@ -96,6 +96,7 @@ ENDPOINTS: dict[str, list[Case]] = {
     "video-upload": [Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=302, data=_upload)],
     "video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
     "video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
+    "video-annotate": [Case("GET", _video, Action.VIEW_PROJECT)],
     "api-session": [Case("GET", _none, Access.PUBLIC)],
     "api-project-list": [Case("GET", _none, Access.AUTHENTICATED)],
     "api-project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
@@ -105,6 +106,8 @@ ENDPOINTS: dict[str, list[Case]] = {
     ],
     "api-video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
     "api-video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
+    "api-video-masklets": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "api-video-masks": [Case("GET", _video, Action.VIEW_PROJECT)],
 }
 
 
