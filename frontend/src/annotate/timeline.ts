@@ -1,0 +1,132 @@
+// The scrubber and one filmstrip row per object: where its mask is present (model), where a
+// person edited it (human, marked), and where it is missing. Click or drag a row to seek.
+
+import type { Store } from "./store";
+
+export interface TimelineObject {
+  id: number;
+  name: string;
+  colour: string;
+  selected: boolean;
+}
+
+export class Timeline {
+  private scheduled = false;
+  private position = 0;
+  private dragging = false;
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly scrubber: HTMLInputElement,
+    private readonly store: Store,
+    private readonly objects: () => TimelineObject[],
+    private readonly seek: (position: number) => void,
+  ) {
+    scrubber.min = "0";
+    scrubber.max = String(Math.max(0, store.frames.length - 1));
+    scrubber.step = "1";
+    scrubber.addEventListener("input", () => seek(Number(scrubber.value)));
+    root.addEventListener("pointerdown", (event) => {
+      const strip = (event.target as HTMLElement).closest("canvas");
+      if (!strip) return;
+      this.dragging = true;
+      strip.setPointerCapture(event.pointerId);
+      this.seekFrom(strip, event);
+    });
+    root.addEventListener("pointermove", (event) => {
+      const strip = (event.target as HTMLElement).closest("canvas");
+      if (this.dragging && strip) this.seekFrom(strip, event);
+    });
+    root.addEventListener("pointerup", () => { this.dragging = false; });
+    new ResizeObserver(() => this.invalidate()).observe(root);
+  }
+
+  private seekFrom(strip: HTMLCanvasElement, event: PointerEvent): void {
+    const rect = strip.getBoundingClientRect();
+    const n = this.store.frames.length;
+    const position = Math.floor(((event.clientX - rect.left) / rect.width) * n);
+    this.seek(Math.max(0, Math.min(n - 1, position)));
+  }
+
+  setPosition(position: number): void {
+    this.position = position;
+    this.scrubber.value = String(position);
+    this.invalidate();
+  }
+
+  invalidate(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      this.draw();
+    });
+  }
+
+  private draw(): void {
+    const objects = this.objects();
+    const rows = new Map<string, HTMLElement>();
+    for (const row of this.root.querySelectorAll<HTMLElement>(".track-row")) rows.set(row.dataset.objectId ?? "", row);
+    const keep = new Set<string>();
+    for (const object of objects) {
+      const key = String(object.id);
+      keep.add(key);
+      let row = rows.get(key);
+      if (!row) {
+        row = document.createElement("div");
+        row.className = "track-row";
+        row.dataset.objectId = key;
+        const name = document.createElement("span");
+        name.className = "track-name";
+        const strip = document.createElement("canvas");
+        strip.className = "track-strip";
+        strip.height = 14;
+        row.append(name, strip);
+        this.root.append(row);
+      }
+      row.classList.toggle("selected", object.selected);
+      const name = row.querySelector(".track-name") as HTMLElement;
+      name.textContent = object.name;
+      name.style.borderLeftColor = object.colour;
+      this.drawStrip(row.querySelector("canvas") as HTMLCanvasElement, object);
+    }
+    for (const [key, row] of rows) if (!keep.has(key)) row.remove();
+    this.root.classList.toggle("empty", objects.length === 0);
+  }
+
+  private drawStrip(strip: HTMLCanvasElement, object: TimelineObject): void {
+    const width = Math.max(1, Math.round(strip.getBoundingClientRect().width));
+    if (strip.width !== width) strip.width = width;
+    const ctx = strip.getContext("2d");
+    if (!ctx) return;
+    const frames = this.store.frames;
+    const n = frames.length;
+    const h = strip.height;
+    ctx.fillStyle = "#eceff4";
+    ctx.fillRect(0, 0, width, h);
+    const cell = width / n;
+    let present = 0, human = 0;
+    for (let i = 0; i < n; i++) {
+      const state = this.store.state(object.id, frames[i]);
+      if (state === "missing") continue;
+      const x0 = Math.floor(i * cell), x1 = Math.max(x0 + 1, Math.floor((i + 1) * cell));
+      ctx.fillStyle = object.colour;
+      ctx.globalAlpha = state === "human" ? 1 : 0.55;
+      ctx.fillRect(x0, 2, x1 - x0, h - 4);
+      ctx.globalAlpha = 1;
+      if (state === "human") {
+        ctx.fillStyle = "#151a26";
+        ctx.fillRect(x0, 0, x1 - x0, 3);
+        ctx.fillRect(x0, h - 3, x1 - x0, 3);
+        human += 1;
+      }
+      present += 1;
+    }
+    const cx = Math.floor((this.position + 0.5) * cell);
+    ctx.fillStyle = "#2f5bea";
+    ctx.fillRect(cx - 1, 0, 2, h);
+    strip.title = `${object.name}: mask on ${present} of ${n} frames, ${human} edited by a person`;
+    strip.dataset.present = String(present);
+    strip.dataset.human = String(human);
+  }
+}
