@@ -14,17 +14,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from annotator import selectors
-from annotator.models import Project, Video
-from annotator.permissions import Action, has_permission
+from annotator import protocol, selectors, sessions
+from annotator.models import Masklet, Project, Video
+from annotator.permissions import Action, has_permission, role_allows, role_of
+from annotator.services import annotation
+from annotator.services.annotation import EditRefused
+from annotator.tasks import session_message
+from engine import channel_bridge, workers
+from engine.dispatch import submit
+from engine.segmenters import serving_model
 
 logger = logging.getLogger(__name__)
 
@@ -161,3 +170,280 @@ class VideoStatusConsumer(ProjectConsumer):
         for video_id in self._known.keys() - current.keys():
             await self.send_json({"type": "removed", "id": video_id})
         self._known = current
+
+
+# -- the annotation socket ----------------------------------------------------------------------
+
+#: Close code for an unknown video, or one not ready for annotation.
+CLOSE_NOT_FOUND = 4404
+
+
+class AnnotationConsumer(ProjectConsumer):
+    """One annotation session: ``/ws/projects/<slug>/videos/<video_id>/annotate/``.
+
+    Speaks ``annotator.protocol`` v1. Object and lock messages are served here with the
+    services (database only); model messages go to the GPU worker holding this user's live
+    session (``annotator.sessions``) through ``engine.dispatch``. Until a worker has named
+    itself, later model messages wait here so they reach the same worker. In services mode a
+    watchdog notices when that worker's heartbeat is gone: a running ``track`` is re-sent to
+    the shared queue (frames already stored are simply written again), other edits in flight
+    get error ``worker_lost``.
+    """
+
+    required_action = Action.VIEW_PROJECT
+    #: Seconds between permission re-checks before pushing other people's changes.
+    push_check_interval = 2.0
+
+    async def connect(self) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.project = await database_sync_to_async(Project.objects.filter(slug=kwargs["slug"]).first)()
+        if self.project is None or not await self.is_allowed():
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.video = await database_sync_to_async(_ready_video)(self.project, int(kwargs["video_id"]))
+        if self.video is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.accept()
+        await self.on_authorized()
+
+    async def on_authorized(self) -> None:
+        user = self.scope["user"]
+        self.user_id, self.username = user.pk, user.get_username()
+        self.session_id = uuid.uuid4().hex
+        self.frames = set(self.video.annotated_frame_indices())
+        #: op -> {"envelope", "type", "queue", "worker"} of model messages not finally answered.
+        self.in_flight: dict[str, dict[str, Any]] = {}
+        self.waiting: list[dict[str, Any]] = []  # model messages held until a worker names itself
+        self.assigning = False
+        self._push_checked_at = 0.0
+        self._push_allowed = True
+        if settings.EMBEDDED:
+            channel_bridge.register_server_loop(asyncio.get_running_loop())
+            self.owner: str | None = workers.SHARED_QUEUE
+        else:
+            self.owner = await _blocking(workers.session_owner)(self.video.pk, self.user_id)
+        self.group = sessions.annotation_group(self.video.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_json(await database_sync_to_async(self._hello)())
+        self._watchdog = None if settings.EMBEDDED else asyncio.ensure_future(self._watch())
+
+    async def disconnect(self, code: int) -> None:
+        if not hasattr(self, "session_id"):
+            return  # refused at the handshake
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        # Queued model messages of this socket are skipped; a running track stops (what it stored stays).
+        await _blocking(sessions.abandon_session)(self.session_id)
+
+    def _hello(self) -> dict[str, Any]:
+        user = get_user_model().objects.get(pk=self.user_id)
+        video, project = self.video, self.project
+        return protocol.message(
+            "hello", session=self.session_id, protocol=protocol.PROTOCOL_VERSION,
+            user={"id": user.pk, "username": user.get_username()},
+            can_edit=has_permission(user, project, Action.ANNOTATE),
+            video={"id": video.pk, "name": video.name, "width": video.width, "height": video.height,
+                   "frames": video.annotated_frame_indices()},
+            labels=list(project.labels or []), model=serving_model(project).name,
+            lock_seconds=settings.LOCK_SECONDS,
+            masklets=[selectors.masklet_to_dict(m, user) for m in selectors.masklets_for_video(video)],
+        )
+
+    # -- from the browser ---------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Every frame gets an answer; nothing the browser sends can crash the socket."""
+        msg: dict[str, Any] = {}
+        try:
+            if text_data is None:
+                raise protocol.ProtocolError("bad_message", "Send JSON text frames; binary frames are not used.")
+            msg = protocol.parse_client_message(text_data)
+            can_view, can_edit = await database_sync_to_async(_permissions)(self.user_id, self.project)
+            if not can_view:
+                await self.deny()
+                return
+            if msg["type"] in protocol.EDIT_TYPES and not can_edit:
+                raise protocol.ProtocolError("read_only", "Your role in this project can view but not edit.")
+            protocol.check_against_video(msg, self.video.width, self.video.height, self.frames)
+            if msg["type"] in protocol.WORKER_TYPES:
+                await self._to_worker(msg)
+            else:
+                await self._serve(msg)
+        except protocol.ProtocolError as refused:
+            re = msg.get("id") if msg else (protocol.message_id(text_data) if refused.code != "too_large" else None)
+            await self.send_json(protocol.error(refused.code, refused.message, re=re))
+        except EditRefused as refused:
+            await self.send_json(protocol.error(refused.code, refused.message, re=msg.get("id")))
+        except Exception:
+            logger.exception("annotation message %s failed", msg.get("type"))
+            await self.send_json(protocol.error("bad_message", "The server could not handle this message; "
+                                                               "nothing was changed.", re=msg.get("id")))
+
+    async def _serve(self, msg: dict[str, Any]) -> None:
+        """Object, lock and ping messages: the services do the work, here and now."""
+        if msg["type"] == "cancel":
+            if msg["op"] not in self.in_flight:
+                raise protocol.ProtocolError("not_found", "No running operation of yours has that op.")
+            await _blocking(sessions.request_cancel)(msg["op"])
+            return
+        reply, shared = await database_sync_to_async(self._serve_sync)(msg)
+        await self.send_json(protocol.message(reply.pop("type"), re=msg.get("id"), **reply))
+        if shared is not None:
+            await self.channel_layer.group_send(self.group, {
+                "type": "annotate.broadcast", "exclude": self.channel_name,
+                "message": protocol.message(shared.pop("type"), by=self.username, **shared)})
+
+    def _serve_sync(self, msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Returns (the reply's fields, the broadcast's fields or None)."""
+        user = get_user_model().objects.get(pk=self.user_id)
+        kind = msg["type"]
+        if kind == "ping":
+            return {"type": "pong", "renewed": annotation.renew_locks(self.video, user)}, None
+        if kind == "add_object":
+            masklet = annotation.create_masklet(self.video, user, label=msg["label"])
+        else:
+            masklet = self._masklet(msg["object_id"])
+            if kind == "delete_object":
+                annotation.delete_masklet(masklet, user)
+                return {"type": "object_deleted", "object_id": msg["object_id"]}, {
+                    "type": "object_deleted", "object_id": msg["object_id"]}
+            act = {"update_object": lambda m: annotation.update_masklet(m, user, label=msg["label"]),
+                   "lock": lambda m: annotation.acquire_lock(m, user),
+                   "unlock": lambda m: annotation.release_lock(m, user),
+                   "submit": lambda m: annotation.submit_masklet(m, user),
+                   "reopen": lambda m: annotation.reopen_masklet(m, user)}[kind]
+            masklet = act(masklet)
+        masklet = selectors.masklets_for_video(self.video).get(pk=masklet.pk)
+        return ({"type": "object", "masklet": selectors.masklet_to_dict(masklet, user)},
+                {"type": "object", "masklet": selectors.masklet_to_dict(masklet, None)})
+
+    def _masklet(self, object_id: int) -> Masklet:
+        masklet = Masklet.objects.filter(video=self.video, object_id=object_id).select_related("video__project").first()
+        if masklet is None:
+            raise EditRefused("not_found", f"Object {object_id} does not exist on this video.")
+        return masklet
+
+    async def _to_worker(self, msg: dict[str, Any]) -> None:
+        """Model messages: to the worker holding the session, or held until one has named itself."""
+        if msg["type"] == "track" and any(entry["type"] == "track" for entry in self.in_flight.values()):
+            raise protocol.ProtocolError("busy", "A track is already running: wait for it or cancel it.")
+        op = uuid.uuid4().hex
+        envelope = {"session": self.session_id, "reply_channel": self.channel_name, "user_id": self.user_id,
+                    "username": self.username, "video_id": self.video.pk, "op": op, "attempt": 0, "message": msg}
+        self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None}
+        if self.owner is None and self.assigning:
+            self.waiting.append(envelope)
+            return
+        await self._submit(envelope)
+
+    async def _submit(self, envelope: dict[str, Any]) -> None:
+        queue = self.owner or workers.SHARED_QUEUE
+        if self.owner is None:
+            self.assigning = True
+            envelope["assign"] = True
+            await self.send_json(protocol.message("worker", state="assigning"))
+        self.in_flight[envelope["op"]]["queue"] = queue
+        if settings.EMBEDDED:
+            submit(session_message, envelope, queue=queue)
+        else:
+            await _blocking(submit)(session_message, envelope, queue=queue)
+
+    # -- from workers and other sockets ---------------------------------------------------------
+
+    async def session_reply(self, event: dict[str, Any]) -> None:
+        """A worker's reply (``engine.channel_bridge``): learn the owner, forward the message."""
+        entry = self.in_flight.get(event["op"])
+        if entry is None or entry["envelope"]["attempt"] != event.get("attempt", 0):
+            return  # answered already, or from a delivery given up on
+        worker = event.get("worker")
+        if worker:
+            entry["worker"] = worker
+            if self.owner != worker:
+                self.owner = worker
+                self.assigning = False
+                waiting, self.waiting = self.waiting, []
+                for envelope in waiting:
+                    await self._submit(envelope)
+        if event.get("final"):
+            self.in_flight.pop(event["op"], None)
+        await self.send_json(event["message"])
+
+    async def annotate_broadcast(self, event: dict[str, Any]) -> None:
+        """Someone else's change on this video (``by``): follow it live, if still allowed to see it."""
+        if event.get("exclude") == self.channel_name:
+            return
+        now = time.monotonic()
+        if now - self._push_checked_at > self.push_check_interval:
+            self._push_allowed = await self.is_allowed()
+            self._push_checked_at = now
+        if not self._push_allowed:
+            await self.deny()
+            return
+        msg = dict(event["message"])
+        if msg.get("type") == "object":
+            masklet = dict(msg["masklet"])
+            masklet["locked_by_me"] = masklet.get("lock_holder") == self.username
+            msg["masklet"] = masklet
+        await self.send_json(msg)
+
+    async def _watch(self) -> None:
+        """Services mode: move in-flight work off a worker whose heartbeat stopped."""
+        interval = max(0.2, min(1.0, settings.WORKER_HEARTBEAT_SECONDS / 3))
+        while True:
+            await asyncio.sleep(interval)
+            lost = self.owner
+            if not self.in_flight or lost in (None, workers.SHARED_QUEUE):
+                continue
+            if await _blocking(workers.is_alive)(lost):
+                continue
+            try:
+                await self._worker_lost(lost)
+            except Exception:
+                logger.exception("could not move the session off lost worker %s", lost)
+
+    async def _worker_lost(self, lost: str) -> None:
+        logger.warning("worker %s lost: moving session %s", lost, self.session_id)
+        self.owner = None
+        self.assigning = False
+        await self.send_json(protocol.message("worker", state="lost"))
+        for op, entry in list(self.in_flight.items()):
+            if lost not in (entry["queue"], entry["worker"]):
+                continue
+            envelope = entry["envelope"]
+            await _blocking(sessions.abandon_op)(op, envelope["attempt"])
+            if entry["type"] == "track":
+                entry["envelope"] = envelope = {**envelope, "attempt": envelope["attempt"] + 1}
+                entry["worker"] = None
+                if self.owner is None and self.assigning:
+                    self.waiting.append(envelope)
+                else:
+                    await self._submit(envelope)
+            else:
+                self.in_flight.pop(op)
+                await self.send_json(protocol.error(
+                    "worker_lost", "The model worker stopped before finishing this; it was not saved. "
+                                   "Please do it again.", re=envelope["message"].get("id")))
+
+
+def _ready_video(project: Project, video_id: int) -> Video | None:
+    video = selectors.video_in_project(project, video_id)
+    return video if video is not None and video.status == Video.Status.READY else None
+
+
+def _permissions(user_id: int, project: Project) -> tuple[bool, bool]:
+    """(may view, may edit) for the user now: one read per message, roles can change any time."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return False, False
+    role = role_of(user, project)
+    return role_allows(user, role, Action.VIEW_PROJECT), role_allows(user, role, Action.ANNOTATE)
+
+
+def _blocking(function: Any) -> Any:
+    """Run a blocking call (cache, broker) off the event loop, not on the database thread."""
+    return sync_to_async(function, thread_sensitive=False)

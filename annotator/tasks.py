@@ -6,8 +6,10 @@ import logging
 
 from celery import shared_task
 
+from annotator import sessions
 from annotator.models import Video
 from annotator.services import videos
+from engine import workers  # noqa: F401  (connects the GPU workers' own-queue and heartbeat signals)
 
 logger = logging.getLogger(__name__)
 
@@ -27,3 +29,13 @@ def ingest_video(video_id: int) -> str:
     except Video.DoesNotExist:
         logger.warning("ingest of video %s skipped: it no longer exists", video_id)
         return "missing"
+
+
+@shared_task(name="annotator.session_message", acks_late=True)
+def session_message(envelope: dict) -> None:
+    """Serve one model message of a live annotation session (see ``annotator.sessions``).
+
+    Sent by ``AnnotationConsumer`` to the ``gpu`` queue, or to ``gpu.<worker>`` once a worker
+    holds the session. Never raises: every outcome, errors included, is a reply to the socket.
+    """
+    sessions.handle_envelope(envelope)

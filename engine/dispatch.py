@@ -22,6 +22,8 @@ from django.db import close_old_connections
 logger = logging.getLogger(__name__)
 
 QUEUES = ("gpu", "cpu", "train")
+#: A GPU worker's own queue (``engine.workers``) starts with this; embedded mode maps it to ``gpu``.
+OWN_GPU_QUEUE_PREFIX = "gpu."
 
 _executors: dict[str, ThreadPoolExecutor] = {}
 _lock = threading.Lock()
@@ -47,9 +49,14 @@ def _run_embedded(task: Task, args: tuple, kwargs: dict) -> Any:
 
 
 def submit(task: Task, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future | Any:
-    """Run ``task(*args, **kwargs)`` on ``queue``; returns a Future (embedded) or an AsyncResult."""
-    if queue not in QUEUES:
-        raise ValueError(f"unknown queue {queue!r}: choose one of {', '.join(QUEUES)}")
+    """Run ``task(*args, **kwargs)`` on ``queue``; returns a Future (embedded) or an AsyncResult.
+
+    ``queue`` is one of ``QUEUES`` or a GPU worker's own queue ``gpu.<nodename>``; embedded mode
+    has one in-process GPU pool, so there every ``gpu.*`` queue is ``gpu``.
+    """
+    own_gpu_queue = queue.startswith(OWN_GPU_QUEUE_PREFIX) and len(queue) > len(OWN_GPU_QUEUE_PREFIX)
+    if queue not in QUEUES and not own_gpu_queue:
+        raise ValueError(f"unknown queue {queue!r}: choose one of {', '.join(QUEUES)} or gpu.<worker>")
     if settings.EMBEDDED:
-        return _executor(queue).submit(_run_embedded, task, args, kwargs)
+        return _executor("gpu" if own_gpu_queue else queue).submit(_run_embedded, task, args, kwargs)
     return task.apply_async(args=args, kwargs=kwargs, queue=queue)

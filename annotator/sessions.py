@@ -1,0 +1,552 @@
+"""Live annotation sessions on a GPU worker: the model side of the annotation socket.
+
+The consumer (``annotator.consumers.AnnotationConsumer``) sends each model message (click, box,
+paint, clear, restore, track) as an *envelope* to the ``annotator.session_message`` task on the
+worker that holds the session. This module serves it:
+
+- A ``LiveSession`` per (video, user) holds the segmenter session (SAM 2 memory) and is only a
+  cache of the database. Objects enter it lazily, rebuilt from the masks a person made
+  (``selectors.human_masks``, replayed as mask prompts), so a session evicted, lost with its
+  worker, or moved to another worker is rebuilt transparently on the next message.
+- The ``SessionRegistry`` bounds live sessions per process (``settings.WORKER_SESSIONS``, least
+  recently used out) and drops those idle longer than ``settings.SESSION_IDLE_SECONDS``.
+- Every edit goes through ``annotator.services.annotation`` and its transaction commits BEFORE
+  the reply is sent; propagation commits in batches (every ``FLUSH_SECONDS`` or ``FLUSH_FRAMES``)
+  and streams a ``track_progress`` after each commit, checking the cancel flag every frame.
+- Replies travel through ``engine.channel_bridge`` and name this worker's own queue, so the
+  consumer sends the session's next messages here. Errors become protocol ``error`` replies;
+  the worker itself never fails a message.
+
+Envelope (a JSON dict, the task's only argument)::
+
+    {"session": "<socket session hex>", "reply_channel": "<consumer channel>", "user_id": 1,
+     "username": "ann", "video_id": 3, "op": "<op id>", "attempt": 0, "message": {<parsed message>}}
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.utils import timezone
+
+from annotator import protocol, selectors
+from annotator.models import Masklet, MaskSource, Video
+from annotator.services import annotation
+from annotator.services.annotation import EditRefused, SavedMask
+from engine import channel_bridge, workers
+from engine.segmenters import ServingModel, get_segmenter, serving_model
+from segmentation.frames import JpegFolderFrames
+from segmentation.masks import decode_rle, encode_rle
+from segmentation.segmenter import SegmentationError, SegmenterSession
+
+logger = logging.getLogger(__name__)
+
+#: Propagation commits a batch when this much time passed or this many frames are waiting.
+FLUSH_SECONDS = 0.25
+FLUSH_FRAMES = 8
+
+#: Cache keys live this long: long enough for any propagation, short enough to clean themselves up.
+FLAG_SECONDS = 3600
+
+
+def annotation_group(video_id: int) -> str:
+    """The Channels group of every annotation socket open on a video."""
+    return f"annotate-video-{video_id}"
+
+
+def cancel_key(op: str) -> str:
+    return f"masklet:cancel:{op}"
+
+
+def abandoned_session_key(session_id: str) -> str:
+    return f"masklet:abandoned-session:{session_id}"
+
+
+def abandoned_op_key(op: str, attempt: int) -> str:
+    return f"masklet:abandoned-op:{op}:{attempt}"
+
+
+def request_cancel(op: str) -> None:
+    """Ask the worker running ``op`` (a track) to stop after the frame it is on."""
+    cache.set(cancel_key(op), True, timeout=FLAG_SECONDS)
+
+
+def abandon_session(session_id: str) -> None:
+    """The socket is gone: queued messages of its session are skipped, a running track stops."""
+    cache.set(abandoned_session_key(session_id), True, timeout=FLAG_SECONDS)
+
+
+def abandon_op(op: str, attempt: int) -> None:
+    """The consumer gave up on this delivery (its worker died): never run it if it resurfaces."""
+    cache.set(abandoned_op_key(op, attempt), True, timeout=FLAG_SECONDS)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    session: str
+    reply_channel: str
+    user_id: int
+    username: str
+    video_id: int
+    op: str
+    attempt: int
+    message: dict[str, Any]
+    #: The consumer does not know which worker holds the session yet: name yourself first.
+    assign: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Envelope:
+        return cls(session=str(data["session"]), reply_channel=str(data["reply_channel"]),
+                   user_id=int(data["user_id"]), username=str(data.get("username", "")),
+                   video_id=int(data["video_id"]), op=str(data["op"]), attempt=int(data.get("attempt", 0)),
+                   message=dict(data["message"]), assign=bool(data.get("assign", False)))
+
+    def abandoned(self) -> bool:
+        flags = cache.get_many([abandoned_session_key(self.session), abandoned_op_key(self.op, self.attempt)])
+        return bool(flags)
+
+    def stop_requested(self) -> bool:
+        """A track stops when cancelled, or when its socket or its delivery was abandoned."""
+        return bool(cache.get_many([cancel_key(self.op), abandoned_session_key(self.session),
+                                    abandoned_op_key(self.op, self.attempt)]))
+
+
+class Replier:
+    """Sends replies to the asking socket and broadcasts to the others on the video."""
+
+    def __init__(self, envelope: Envelope):
+        self.envelope = envelope
+        self.re = envelope.message.get("id")
+
+    def reply(self, msg: dict[str, Any], *, final: bool) -> None:
+        event = {"type": "session.reply", "op": self.envelope.op, "attempt": self.envelope.attempt,
+                 "worker": workers.own_queue(), "final": final, "message": msg}
+        channel_bridge.send(self.envelope.reply_channel, event)
+
+    def answer(self, type_: str, **fields: Any) -> None:
+        """The final reply to the message (carries ``re``)."""
+        self.reply(protocol.message(type_, re=self.re, **fields), final=True)
+
+    def error(self, code: str, text: str) -> None:
+        self.reply(protocol.error(code, text, re=self.re) | {"op": self.envelope.op}, final=True)
+
+    def broadcast(self, type_: str, **fields: Any) -> None:
+        msg = protocol.message(type_, by=self.envelope.username, **fields)
+        channel_bridge.group_send(annotation_group(self.envelope.video_id),
+                                  {"type": "annotate.broadcast", "message": msg,
+                                   "exclude": self.envelope.reply_channel})
+
+
+# -- live sessions ------------------------------------------------------------------------------
+
+
+class LiveSession:
+    """One user's segmenter session on one video, with the objects loaded into it so far."""
+
+    def __init__(self, video: Video, user_id: int, serving: ServingModel, segmenter_session: SegmenterSession):
+        self.video_id = video.pk
+        self.user_id = user_id
+        self.serving = serving
+        self.segmenter = segmenter_session
+        self.frames = video.annotated_frame_indices()
+        self.index_of = {native: index for index, native in enumerate(self.frames)}
+        #: object id -> masklet pk of the objects whose state is in the segmenter session.
+        self.loaded: dict[int, int] = {}
+        self.last_used = time.monotonic()
+
+    def index(self, frame: int) -> int:
+        """The session index of a native frame number."""
+        try:
+            return self.index_of[frame]
+        except KeyError:
+            raise protocol.ProtocolError("bad_message", f"Frame {frame} is not an annotated frame.") from None
+
+    def ensure_objects(self, video: Video, masklets: dict[int, int]) -> None:
+        """Load objects ``{object_id: masklet pk}`` not yet in the session from the masks a person
+        made (as mask prompts). An object id that now names another masklet (deleted, re-created)
+        is reloaded."""
+        for object_id, pk in masklets.items():
+            if object_id in self.loaded and self.loaded[object_id] != pk:
+                self.forget(object_id)
+        missing = [object_id for object_id in masklets if object_id not in self.loaded]
+        if not missing:
+            return
+        for object_id, masks in selectors.human_masks(video, missing).items():
+            for frame, rle in masks:
+                if frame in self.index_of:
+                    self.segmenter.add_mask(self.index_of[frame], object_id, decode_rle(rle))
+            self.loaded[object_id] = masklets[object_id]
+
+    def forget(self, object_id: int) -> None:
+        """Drop an object's state; it is rebuilt from the database when next used."""
+        self.loaded.pop(object_id, None)
+        if object_id in self.segmenter.object_ids:
+            try:
+                self.segmenter.remove_object(object_id)
+            except SegmentationError:
+                logger.warning("could not remove object %s from a live session", object_id, exc_info=True)
+
+    def sync_objects(self, video: Video, masklets: dict[int, int]) -> None:
+        """Make the tracked set exactly ``masklets`` (propagation tracks every object it holds)."""
+        for object_id in sorted(set(self.loaded) - set(masklets)):
+            self.forget(object_id)
+        self.ensure_objects(video, masklets)
+
+    def close(self) -> None:
+        try:
+            self.segmenter.close()
+        except Exception:
+            logger.warning("closing a live session failed", exc_info=True)
+
+
+class SessionRegistry:
+    """The live sessions of this process, keyed by (video_id, user_id), bounded and aged."""
+
+    def __init__(self) -> None:
+        self._sessions: OrderedDict[tuple[int, int], LiveSession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def keys(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return list(self._sessions)
+
+    def get(self, video: Video, user_id: int, serving: ServingModel) -> tuple[LiveSession, bool]:
+        """The live session, built (empty: objects load lazily) when absent or on another model."""
+        key = (video.pk, user_id)
+        self.evict_idle()
+        with self._lock:
+            live = self._sessions.get(key)
+            if live is not None and live.serving != serving:
+                self._sessions.pop(key).close()
+                live = None
+            if live is not None:
+                self._sessions.move_to_end(key)
+                live.last_used = time.monotonic()
+                return live, False
+        frames = JpegFolderFrames(video.frames_dir)
+        if len(frames) != len(video.annotated_frame_indices()):
+            raise SegmentationError(f"the video has {len(video.annotated_frame_indices())} annotated frames but "
+                                    f"{len(frames)} frame files; ingest it again")
+        live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames))
+        with self._lock:
+            self._sessions[key] = live
+            while len(self._sessions) > max(1, settings.WORKER_SESSIONS):
+                _, evicted = self._sessions.popitem(last=False)
+                evicted.close()
+        return live, True
+
+    def evict_idle(self) -> int:
+        """Close sessions idle longer than ``SESSION_IDLE_SECONDS``; returns how many."""
+        limit = time.monotonic() - settings.SESSION_IDLE_SECONDS
+        with self._lock:
+            idle = [key for key, live in self._sessions.items() if live.last_used < limit]
+            closing = [self._sessions.pop(key) for key in idle]
+        for live in closing:
+            live.close()
+        return len(closing)
+
+    def drop(self, video_id: int, user_id: int) -> None:
+        with self._lock:
+            live = self._sessions.pop((video_id, user_id), None)
+        if live is not None:
+            live.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            closing = list(self._sessions.values())
+            self._sessions.clear()
+        for live in closing:
+            live.close()
+
+
+registry = SessionRegistry()
+
+
+# -- handling one message -----------------------------------------------------------------------
+
+
+def handle_envelope(data: dict[str, Any]) -> None:
+    """Serve one message of a session; every outcome is a reply, never an exception."""
+    try:
+        envelope = Envelope.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        logger.error("malformed session envelope dropped: %r", data)
+        return
+    if envelope.abandoned():
+        logger.info("skipping op %s of abandoned session %s", envelope.op, envelope.session)
+        return
+    replier = Replier(envelope)
+    try:
+        _handle(envelope, replier)
+    except EditRefused as refused:
+        replier.error(refused.code, refused.message)
+    except protocol.ProtocolError as refused:
+        replier.error(refused.code, refused.message)
+    except SegmentationError as failed:
+        replier.error("segmentation", f"The model could not do that: {failed}")
+    except (Video.DoesNotExist, get_user_model().DoesNotExist):
+        replier.error("not_found", "This video (or your account) no longer exists.")
+    except Exception:
+        logger.exception("session message %s failed", envelope.message.get("type"))
+        replier.error("segmentation", "Something went wrong on the model worker; nothing was changed. "
+                                      "Try again.")
+
+
+HANDLERS: dict[str, Callable[..., None]] = {}
+
+
+def _handler(type_: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def register(function: Callable[..., None]) -> Callable[..., None]:
+        HANDLERS[type_] = function
+        return function
+
+    return register
+
+
+def _handle(envelope: Envelope, replier: Replier) -> None:
+    msg = envelope.message
+    handler = HANDLERS.get(msg.get("type"))
+    if handler is None:
+        raise protocol.ProtocolError("bad_message", f"Workers do not handle {msg.get('type')!r} messages.")
+    video = Video.objects.select_related("project").get(pk=envelope.video_id, status=Video.Status.READY)
+    user = get_user_model().objects.get(pk=envelope.user_id, is_active=True)
+    queue = workers.own_queue()
+    previous_owner = cache.get(workers.owner_key(video.pk, user.pk))
+    if previous_owner and previous_owner != queue:
+        # The session lived on another worker since this one last saw it: what is here is stale.
+        registry.drop(video.pk, user.pk)
+    serving = serving_model(video.project)
+    if envelope.assign or previous_owner != queue:
+        # Name this worker at once: the consumer holds the session's next messages until it knows.
+        moved = bool(previous_owner) and previous_owner != queue
+        replier.reply(protocol.message("worker", state="rebuilding" if moved else "ready", model=serving.name),
+                      final=False)
+    live, _ = registry.get(video, user.pk, serving)
+    workers.set_session_owner(video.pk, user.pk, queue)
+    handler(envelope, replier, video, user, live)
+
+
+def _masklet(video: Video, object_id: int) -> Masklet:
+    masklet = Masklet.objects.filter(video=video, object_id=object_id).select_related("video__project").first()
+    if masklet is None:
+        raise EditRefused("not_found", f"Object {object_id} does not exist on this video.")
+    return masklet
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = call()
+    return result, (time.perf_counter() - start) * 1000.0
+
+
+def _send_mask(replier: Replier, saved: SavedMask, model_ms: float) -> None:
+    fields = saved.to_message()
+    replier.answer("mask", **fields, model_ms=round(model_ms, 2))
+    replier.broadcast("mask", **fields)
+
+
+def _prompted_edit(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession,
+                   run_model: Callable[[int, int], np.ndarray], kind: str, payload: dict) -> None:
+    """click/box: the model makes the mask, the service stores prompt + mask, then the reply."""
+    msg = envelope.message
+    object_id, frame = msg["object_id"], msg["frame"]
+    masklet = _masklet(video, object_id)
+    annotation.check_editable(masklet, user)  # no model work for an edit that would be refused
+    index = live.index(frame)
+    live.ensure_objects(video, {object_id: masklet.pk})
+    try:
+        mask, model_ms = _timed(lambda: run_model(index, object_id))
+        saved = annotation.record_edit(masklet, user, frame_index=frame, kind=kind, payload=payload,
+                                       rle=encode_rle(mask), session_id=envelope.session)
+    except BaseException:
+        live.forget(object_id)  # the model may hold a prompt the database does not: rebuild it
+        raise
+    _send_mask(replier, saved, model_ms)
+
+
+@_handler("click")
+def _click(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+    msg = envelope.message
+    label = 1 if msg["positive"] else 0
+    _prompted_edit(envelope, replier, video, user, live,
+                   lambda index, object_id: live.segmenter.add_points(index, object_id, [(msg["x"], msg["y"])],
+                                                                      [label]),
+                   "click", {"x": msg["x"], "y": msg["y"], "positive": msg["positive"]})
+
+
+@_handler("box")
+def _box(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+    box = envelope.message["box"]
+    _prompted_edit(envelope, replier, video, user, live,
+                   lambda index, object_id: live.segmenter.add_box(index, object_id, box),
+                   "box", dict(zip(("x0", "y0", "x1", "y1"), box, strict=True)))
+
+
+def decode_painted(counts: str, height: int, width: int) -> np.ndarray:
+    """The brushed mask; refuses RLE strings that do not describe exactly a (height, width) mask."""
+    rle = {"size": [height, width], "counts": counts}
+    try:
+        mask = decode_rle(rle)
+    except ValueError:
+        mask = None
+    # pycocotools fills a too-short RLE from uninitialised memory: only an exact round trip is trusted.
+    if mask is None or encode_rle(mask)["counts"] != counts:
+        raise protocol.ProtocolError("bad_message", f"The painted mask is not a valid RLE of a {width}x{height} "
+                                                    "mask (COCO compressed, column-major).")
+    return mask
+
+
+@_handler("paint")
+def _paint(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+    msg = envelope.message
+    object_id, frame = msg["object_id"], msg["frame"]
+    masklet = _masklet(video, object_id)
+    annotation.check_editable(masklet, user)
+    mask = decode_painted(msg["counts"], video.height, video.width)
+    index = live.index(frame)
+    live.ensure_objects(video, {object_id: masklet.pk})
+    try:
+        # The person's mask is stored as drawn; the model takes it as this frame's mask prompt.
+        _, model_ms = _timed(lambda: live.segmenter.add_mask(index, object_id, mask))
+        saved = annotation.record_edit(masklet, user, frame_index=frame, kind="paint",
+                                       payload={"counts": msg["counts"]},
+                                       rle={"size": [video.height, video.width], "counts": msg["counts"]},
+                                       session_id=envelope.session)
+    except BaseException:
+        live.forget(object_id)
+        raise
+    _send_mask(replier, saved, model_ms)
+
+
+def _apply_stored(live: LiveSession, index: int, masklet: Masklet, saved: SavedMask, video: Video) -> float:
+    """After clear/restore: the frame's prompt in the model becomes what is now stored."""
+    object_id = masklet.object_id
+    if live.loaded.get(object_id) != masklet.pk:
+        live.forget(object_id)
+        return 0.0  # rebuilt from the database when next used, which holds the new state
+    try:
+        if saved.source == MaskSource.HUMAN and saved.area > 0:
+            mask = decode_rle({"size": [video.height, video.width], "counts": saved.counts})
+            return _timed(lambda: live.segmenter.add_mask(index, object_id, mask))[1]
+        if object_id in live.segmenter.object_ids:
+            return _timed(lambda: live.segmenter.clear_prompts(index, object_id))[1]
+        return 0.0
+    except Exception:
+        # The row is committed; the model will be rebuilt from it rather than fail the reply.
+        logger.warning("live session out of step after %s; object %s reloads", saved.source, object_id, exc_info=True)
+        live.forget(object_id)
+        return 0.0
+
+
+@_handler("clear")
+def _clear(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+    msg = envelope.message
+    index = live.index(msg["frame"])
+    masklet = _masklet(video, msg["object_id"])
+    saved = annotation.clear_frame(masklet, user, frame_index=msg["frame"], session_id=envelope.session)
+    _send_mask(replier, saved, _apply_stored(live, index, masklet, saved, video))
+
+
+@_handler("restore")
+def _restore(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+    msg = envelope.message
+    index = live.index(msg["frame"])
+    masklet = _masklet(video, msg["object_id"])
+    saved = annotation.restore_frame(masklet, user, frame_index=msg["frame"], revision=msg["revision"],
+                                     session_id=envelope.session)
+    _send_mask(replier, saved, _apply_stored(live, index, masklet, saved, video))
+
+
+def _track_objects(video: Video, user: Any, requested: list[int] | None) -> dict[int, int]:
+    """The objects a track covers, ``{object_id: masklet pk}``: the ones asked for (each must be
+    editable), else every object locked by me."""
+    if requested is None:
+        return dict(Masklet.objects.filter(
+            video=video, status=Masklet.Status.DRAFT, lock_holder=user, lock_expires_at__gt=timezone.now(),
+        ).order_by("object_id").values_list("object_id", "pk"))
+    masklets = {}
+    for object_id in requested:
+        masklet = _masklet(video, object_id)
+        annotation.check_editable(masklet, user)
+        masklets[object_id] = masklet.pk
+    return masklets
+
+
+def _frames_to_visit(total_frames: int, index: int, direction: str) -> int:
+    return {"forward": total_frames - index, "backward": index + 1, "both": total_frames}[direction]
+
+
+@_handler("track")
+def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+    msg = envelope.message
+    index = live.index(msg["frame"])
+    object_ids = _track_objects(video, user, msg.get("object_ids"))
+    if not object_ids:
+        raise EditRefused("empty", "No object to track: select (lock) an object first.")
+    live.sync_objects(video, object_ids)
+    tracked = [object_id for object_id in object_ids if object_id in live.segmenter.object_ids]
+    if not tracked:
+        raise EditRefused("empty", "Nothing to track yet: click on the object in a frame first.")
+    total = _frames_to_visit(len(live.frames), index, msg["direction"])
+    model_version = live.serving.model_version()
+    replier.reply(protocol.message("track_started", re=replier.re, op=envelope.op, total=total, object_ids=tracked),
+                  final=False)
+
+    done = written = skipped_count = 0
+    model_ms = 0.0
+    batch: list[tuple[int, dict[int, dict]]] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal done, written, skipped_count, batch, last_flush
+        if not batch:
+            return
+        saved, skipped = annotation.save_tracked(video, user, batch, model_version=model_version,
+                                                 overwrite_human=msg["overwrite_human"])
+        done += len(batch)
+        written += len(saved)
+        skipped_count += len(skipped)
+        batch, last_flush = [], time.monotonic()
+        masks = [{k: v for k, v in s.to_message().items() if k != "previous_revision"} for s in saved]
+        skipped_list = [{"object_id": object_id, "frame": frame} for object_id, frame in skipped]
+        progress = {"op": envelope.op, "done": done, "total": total, "masks": masks, "skipped": skipped_list}
+        replier.reply(protocol.message("track_progress", **progress, model_ms=round(model_ms, 2)), final=False)
+        replier.broadcast("track_progress", **progress)
+
+    cancelled = False
+    results = live.segmenter.propagate(index, msg["direction"])
+    try:
+        while True:
+            if envelope.stop_requested():
+                cancelled = True
+                break
+            result, ms = _timed(lambda: next(results, None))
+            if result is None:
+                break
+            model_ms += ms
+            native = live.frames[result.frame_index]
+            batch.append((native, {object_id: encode_rle(result.masks[object_id])
+                                   for object_id in tracked if object_id in result.masks}))
+            if len(batch) >= FLUSH_FRAMES or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                flush()
+    except Exception:
+        flush()  # what was computed is kept
+        raise
+    finally:
+        results.close()
+    flush()
+    replier.answer("track_done", op=envelope.op, done=done, total=total, cancelled=cancelled, written=written,
+                   skipped=skipped_count, model_ms=round(model_ms, 2))

@@ -1,0 +1,104 @@
+"""Send to Channels sockets from synchronous code running on any thread, in both modes.
+
+Workers (Celery tasks, or the embedded thread pool) answer WebSocket messages through the
+channel layer. ``async_to_sync(layer.send)`` is not good enough for that:
+
+- Embedded mode: ``InMemoryChannelLayer`` keeps ``asyncio`` queues bound to the server's event
+  loop and is not thread-safe. A send from a worker thread must run ON that loop, so the
+  consumer registers the loop (``register_server_loop``) and sends are scheduled there with
+  ``asyncio.run_coroutine_threadsafe``.
+- Services mode: ``channels_redis`` keeps its connection pool per event loop; a fresh loop per
+  send (what ``async_to_sync`` does from a plain thread) would reconnect to Redis every time.
+  One long-lived event-loop thread per process carries every send, so connections are reused.
+
+Both calls block until the layer accepted the message (or ``timeout`` passed), so a caller that
+sends after a commit knows the message is on its way. Failures are logged and reported as
+``False``: a reply that cannot be delivered must not crash the worker that computed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 10.0
+
+_lock = threading.Lock()
+_server_loop: asyncio.AbstractEventLoop | None = None
+_bridge_loop: asyncio.AbstractEventLoop | None = None
+_bridge_pid: int | None = None
+
+
+def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Embedded mode: the event loop the ASGI server (and its in-memory layer) runs on."""
+    global _server_loop
+    with _lock:
+        _server_loop = loop
+
+
+def _bridge() -> asyncio.AbstractEventLoop:
+    """Services mode: this process's long-lived sending loop (a new one after a fork)."""
+    global _bridge_loop, _bridge_pid
+    with _lock:
+        if _bridge_loop is None or _bridge_pid != os.getpid() or _bridge_loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="masklet-channel-bridge", daemon=True)
+            thread.start()
+            _bridge_loop, _bridge_pid = loop, os.getpid()
+        return _bridge_loop
+
+
+def _target_loop() -> asyncio.AbstractEventLoop | None:
+    if settings.EMBEDDED:
+        loop = _server_loop
+        return loop if loop is not None and not loop.is_closed() and loop.is_running() else None
+    return _bridge()
+
+
+def _run(make: Any, what: str, timeout: float) -> bool:
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    loop = _target_loop()
+    coroutine: Coroutine = make(layer)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if loop is None:
+            # Embedded mode without a registered server (a management command): nothing listens
+            # on another loop, so a private one is fine.
+            if running is not None:
+                running.create_task(coroutine)
+                return True
+            asyncio.run(coroutine)
+            return True
+        if running is loop:
+            # Called from the loop itself: waiting here would deadlock, so just schedule.
+            loop.create_task(coroutine)
+            return True
+        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+        return True
+    except Exception:
+        logger.warning("could not deliver %s", what, exc_info=True)
+        return False
+
+
+def send(channel: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> bool:
+    """Send ``event`` to one consumer's channel; True once the layer accepted it."""
+    return _run(lambda layer: layer.send(channel, event), f"message to {channel}", timeout)
+
+
+def group_send(group: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> bool:
+    """Send ``event`` to every consumer in ``group``; True once the layer accepted it."""
+    return _run(lambda layer: layer.group_send(group, event), f"message to group {group}", timeout)

@@ -1,0 +1,138 @@
+"""Which GPU worker holds a live annotation session, and whether it is still alive.
+
+A live segmenter session (SAM 2 memory of a video) lives in one worker process, so every
+message of that session must reach that process. Each Celery worker that consumes the shared
+``gpu`` queue therefore also consumes a queue of its own, ``gpu.<nodename>`` (added by the
+``celeryd_after_setup`` signal below, so ``celery -A engine worker -Q gpu`` is all it takes).
+The first message of a session goes to ``gpu``; the worker that takes it names its own queue
+in its reply, and the consumer sends the rest there.
+
+Liveness: a worker writes a heartbeat key into the shared cache every third of
+``settings.WORKER_HEARTBEAT_SECONDS`` with that TTL. When the key is gone, the worker is taken
+for dead and its sessions move (``is_alive``). The owner of (video, user) is also kept in the
+cache, so a reloaded page goes back to the worker that still holds the session warm.
+
+Embedded mode has a single in-process pool: everything is queue ``gpu``, always alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+SHARED_QUEUE = "gpu"
+OWN_QUEUE_PREFIX = "gpu."
+
+_own_queue: str | None = None
+_heartbeat_stop = threading.Event()
+_heartbeat_thread: threading.Thread | None = None
+
+
+def queue_for_node(nodename: str) -> str:
+    """The private queue of the worker called ``nodename`` (e.g. ``gpu.gpu0@host``)."""
+    return OWN_QUEUE_PREFIX + nodename
+
+
+def own_queue() -> str:
+    """Where messages for sessions held by this process should go."""
+    if settings.EMBEDDED or _own_queue is None:
+        return SHARED_QUEUE
+    return _own_queue
+
+
+def heartbeat_key(queue: str) -> str:
+    return f"masklet:worker:{queue}"
+
+
+def owner_key(video_id: int, user_id: int) -> str:
+    return f"masklet:session-owner:{video_id}:{user_id}"
+
+
+def is_alive(queue: str | None) -> bool:
+    """Whether messages sent to ``queue`` will be served: the shared queue always is."""
+    if settings.EMBEDDED or not queue or queue == SHARED_QUEUE:
+        return True
+    return cache.get(heartbeat_key(queue)) is not None
+
+
+def set_session_owner(video_id: int, user_id: int, queue: str) -> None:
+    """Record that ``queue``'s worker holds the live session (kept while the session may live)."""
+    cache.set(owner_key(video_id, user_id), queue, timeout=settings.SESSION_IDLE_SECONDS)
+
+
+def session_owner(video_id: int, user_id: int) -> str | None:
+    """The queue of the worker holding the session, or None when no live worker holds it."""
+    queue = cache.get(owner_key(video_id, user_id))
+    return queue if queue and is_alive(queue) else None
+
+
+def beat(queue: str, info: dict[str, Any] | None = None) -> None:
+    """Write one heartbeat for ``queue`` (the thread below calls this; tests may too)."""
+    cache.set(heartbeat_key(queue), {"pid": os.getpid(), "at": time.time(), **(info or {})},
+              timeout=settings.WORKER_HEARTBEAT_SECONDS)
+
+
+def start_heartbeat(queue: str) -> None:
+    """Beat for ``queue`` on a daemon thread until ``stop_heartbeat`` (or the process ends)."""
+    global _heartbeat_thread
+    if _heartbeat_thread is not None and _heartbeat_thread.is_alive():
+        return
+    _heartbeat_stop.clear()
+    interval = max(0.1, settings.WORKER_HEARTBEAT_SECONDS / 3)
+
+    def run() -> None:
+        while not _heartbeat_stop.is_set():
+            try:
+                beat(queue)
+            except Exception:  # Redis away for a moment: keep trying, the TTL says the rest
+                logger.warning("heartbeat for %s not written", queue, exc_info=True)
+            _heartbeat_stop.wait(interval)
+
+    _heartbeat_thread = threading.Thread(target=run, name="masklet-heartbeat", daemon=True)
+    _heartbeat_thread.start()
+
+
+def stop_heartbeat(queue: str | None = None) -> None:
+    """Stop beating and drop the key, so sessions move at once after a clean shutdown."""
+    _heartbeat_stop.set()
+    if queue:
+        try:
+            cache.delete(heartbeat_key(queue))
+        except Exception:
+            logger.warning("heartbeat key of %s not removed", queue, exc_info=True)
+
+
+# -- Celery signals ---------------------------------------------------------------------------
+
+
+@celeryd_after_setup.connect
+def _add_own_queue(sender: str, instance: Any, **kwargs: Any) -> None:
+    """A worker consuming ``gpu`` also consumes ``gpu.<nodename>`` (``sender`` is the nodename)."""
+    global _own_queue
+    queues = instance.app.amqp.queues
+    if SHARED_QUEUE not in (queues.consume_from or {}):
+        return
+    _own_queue = queue_for_node(sender)
+    queues.select_add(_own_queue)
+    logger.info("worker %s also consumes its own queue %s", sender, _own_queue)
+
+
+@worker_ready.connect
+def _start_heartbeat(**kwargs: Any) -> None:
+    if _own_queue is not None:
+        start_heartbeat(_own_queue)
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**kwargs: Any) -> None:
+    if _own_queue is not None:
+        stop_heartbeat(_own_queue)
