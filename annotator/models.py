@@ -243,3 +243,58 @@ class Review(models.Model):
 
     class Meta:
         ordering = ["masklet", "created_at"]
+
+
+class MaskletOrigin(models.Model):
+    """Where an imported masklet came from, and what its source said that our own history cannot.
+
+    SA-V files carry a per-masklet count of human-edited frames (not which frames) and, for auto
+    masklets, a stability score per frame; neither can be recomputed here, so the import keeps
+    them and the SA-V export writes them back (``annotator.datasets.sav``).
+    """
+
+    masklet = models.OneToOneField(Masklet, on_delete=models.CASCADE, related_name="origin")
+    format = models.CharField(max_length=16)
+    source_file = models.CharField(max_length=500, help_text="The imported file's name.")
+    source_id = models.CharField(max_length=64, blank=True, help_text="The object's id in the source.")
+    edited_frame_count = models.PositiveIntegerField(
+        default=0, help_text="Frames a person edited before the import (SA-V masklet_edited_frame_count).")
+    stability_scores = models.JSONField(null=True, blank=True,
+                                        help_text="SA-V auto: one score per annotated frame, as imported.")
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+
+class DatasetJob(models.Model):
+    """One dataset export or import, run as a ``cpu`` task (never in the web process)."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export", "Export"
+        IMPORT = "import", "Import"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_jobs")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    format = models.CharField(max_length=16)
+    options = models.JSONField(default=dict, blank=True, help_text="Export filters, or the import's settings.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1.")
+    message = models.TextField(blank=True, help_text="What the job did, once done.")
+    error = models.TextField(blank=True, help_text="Why it failed, for people (no traceback).")
+    file = models.CharField(max_length=500, blank=True,
+                            help_text="Under MEDIA_ROOT: the export's zip, or the uploaded import file.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.format} of {self.project} ({self.status})"
