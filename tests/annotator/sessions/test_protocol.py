@@ -1,0 +1,135 @@
+"""Protocol v1 validation: every type's fields are checked strictly, with sentences a person can read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from annotator.protocol import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA,
+    ProtocolError,
+    check_against_video,
+    error,
+    message_id,
+    parse_client_message,
+)
+
+
+def parse(**fields):
+    return parse_client_message(json.dumps({"v": 1, **fields}))
+
+
+def refused(text, code="bad_message") -> str:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(text if isinstance(text, str) else json.dumps(text))
+    assert caught.value.code == code
+    return caught.value.message
+
+
+VALID = {
+    "ping": {},
+    "add_object": {"label": "car"},
+    "update_object": {"object_id": 1, "label": "car"},
+    "delete_object": {"object_id": 1},
+    "lock": {"object_id": 1},
+    "unlock": {"object_id": 1},
+    "submit": {"object_id": 1},
+    "reopen": {"object_id": 1},
+    "cancel": {"op": "abc"},
+    "click": {"object_id": 1, "frame": 4, "x": 10.5, "y": 3, "positive": False},
+    "box": {"object_id": 1, "frame": 4, "box": [1, 2, 30, 40]},
+    "paint": {"object_id": 1, "frame": 4, "counts": "0i0"},
+    "clear": {"object_id": 1, "frame": 4},
+    "restore": {"object_id": 1, "frame": 4, "revision": 0},
+    "track": {"frame": 0, "direction": "both"},
+}
+
+
+def test_every_type_has_a_valid_example():
+    assert set(VALID) == set(SCHEMA)
+
+
+@pytest.mark.parametrize("type_", sorted(VALID))
+def test_valid_messages_parse_with_their_id(type_):
+    msg = parse(type=type_, id="a-1", **VALID[type_])
+    assert msg["type"] == type_ and msg["id"] == "a-1" and msg["v"] == 1
+
+
+@pytest.mark.parametrize("type_", sorted(t for t in VALID if VALID[t]))
+def test_every_required_field_is_required(type_):
+    for name in VALID[type_]:
+        if type_ == "add_object":
+            continue  # its label is optional
+        fields = {k: v for k, v in VALID[type_].items() if k != name}
+        assert f'needs "{name}"' in refused({"v": 1, "type": type_, **fields})
+
+
+def test_defaults_are_filled_in():
+    assert parse(type="add_object")["label"] == ""
+    track = parse(type="track", frame=0, direction="forward")
+    assert track["object_ids"] is None and track["overwrite_human"] is False
+
+
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"type": "click", "object_id": 0, "frame": 0, "x": 1, "y": 1, "positive": True}, '"object_id" must be between'),
+    ({"type": "click", "object_id": True, "frame": 0, "x": 1, "y": 1, "positive": True}, "whole number"),
+    ({"type": "click", "object_id": 1, "frame": -4, "x": 1, "y": 1, "positive": True}, '"frame" must be between'),
+    ({"type": "click", "object_id": 1, "frame": 1.5, "x": 1, "y": 1, "positive": True}, "whole number"),
+    ({"type": "click", "object_id": 1, "frame": 0, "x": -1, "y": 1, "positive": True}, "must not be negative"),
+    ({"type": "click", "object_id": 1, "frame": 0, "x": "1", "y": 1, "positive": True}, "number of pixels"),
+    ({"type": "click", "object_id": 1, "frame": 0, "x": 1, "y": 1, "positive": 1}, "true or false"),
+    ({"type": "click", "object_id": 1, "frame": 0, "x": 1, "y": 1, "positive": True, "extra": 1}, "no field extra"),
+    ({"type": "box", "object_id": 1, "frame": 0, "box": [1, 2, 3]}, "four numbers"),
+    ({"type": "box", "object_id": 1, "frame": 0, "box": [5, 2, 3, 9]}, "x0 < x1"),
+    ({"type": "paint", "object_id": 1, "frame": 0, "counts": "abc~"}, "COCO compressed RLE"),
+    ({"type": "paint", "object_id": 1, "frame": 0, "counts": 5}, "must be a string"),
+    ({"type": "update_object", "object_id": 1, "label": "x" * 101}, "at most 100"),
+    ({"type": "restore", "object_id": 1, "frame": 0, "revision": -1}, '"revision" must be between'),
+    ({"type": "track", "frame": 0, "direction": "sideways"}, "forward, backward, both"),
+    ({"type": "track", "frame": 0, "direction": "both", "object_ids": []}, "non-empty list"),
+    ({"type": "track", "frame": 0, "direction": "both", "object_ids": [1, 1]}, "twice"),
+    ({"type": "track", "frame": 0, "direction": "both", "overwrite_human": "yes"}, "true or false"),
+    ({"type": "cancel", "op": "x" * 65}, "at most 64"),
+    ({"type": "ping", "id": "x" * 65}, "longer than 64"),
+    ({"type": "ping", "id": [1]}, "string or a whole number"),
+    ({"type": "fly"}, "Unknown message type"),
+    ({"type": 3}, "Unknown message type"),
+])
+def test_field_errors_say_what_is_wrong(fields, words):
+    assert words in refused({"v": 1, **fields})
+
+
+@pytest.mark.parametrize("text", ["", "nope", "[]", "3", '"ping"', '{"type": "ping"}', '{"v": 2, "type": "ping"}',
+                                  '{"v": true, "type": "ping"}', "[" * 100000])
+def test_not_a_v1_object_is_a_bad_message(text):
+    refused(text)
+
+
+def test_oversized_frames_are_refused_before_parsing():
+    text = json.dumps({"v": 1, "type": "ping", "id": 1, "pad": "x" * MAX_MESSAGE_BYTES})
+    assert "at most" in refused(text, code="too_large")
+
+
+def test_message_id_is_recovered_from_a_refused_message():
+    assert message_id('{"v": 1, "type": "fly", "id": 12}') == 12
+    assert message_id("not json") is None
+    assert message_id('{"id": {"a": 1}}') is None
+
+
+def test_video_checks():
+    frames = {0, 4, 8}
+    check_against_video(parse(**{"type": "click", **VALID["click"]}), 160, 96, frames)
+    with pytest.raises(ProtocolError, match="not an annotated frame"):
+        check_against_video(parse(type="clear", object_id=1, frame=5), 160, 96, frames)
+    with pytest.raises(ProtocolError, match="outside the 160x96 frame"):
+        check_against_video(parse(type="click", object_id=1, frame=0, x=160, y=0, positive=True), 160, 96, frames)
+    with pytest.raises(ProtocolError, match="outside"):
+        check_against_video(parse(type="box", object_id=1, frame=0, box=[200, 0, 300, 10]), 160, 96, frames)
+
+
+def test_error_codes_are_closed():
+    assert error("busy", "wait", re=3) == {"v": 1, "type": "error", "re": 3, "code": "busy", "error": "wait"}
+    with pytest.raises(ValueError):
+        error("oops", "no such code")
