@@ -7,6 +7,10 @@ progress. It reads the database at a modest interval (fast while something is in
 otherwise), so it is correct whoever changes a video; ``notify_video_changed(video)`` wakes it
 at once and can be called from ingest (sync code, any process: it goes through the channel
 layer, so it works in embedded and services mode alike).
+
+``AnnotationConsumer`` (``/ws/projects/<slug>/videos/<video_id>/annotate/``) is one annotation
+session: protocol v1 (``annotator.protocol``), object/lock messages served here, model messages
+routed to the GPU worker holding the live session (``annotator.sessions``).
 """
 
 from __future__ import annotations
