@@ -6,6 +6,8 @@ Fixtures, reusable by every browser test:
   port, in embedded mode (SQLite, in-process worker, in-memory channel layer) with its own
   fresh data directory, so it never touches the developer's or CI's database. It exposes
   ``url`` and ``shell(code)`` to seed rows through the Django shell.
+- ``masklet_server_factory`` (session): ``start(name, extra_env)`` for servers with their own
+  settings (the annotation test runs one per segmenter backend).
 - ``browser`` (session) and ``page`` (per test): headless Chromium from Debian
   (``/usr/bin/chromium``; CI installs it with ``apt-get install -y chromium``). Without it the
   tests skip with that reason.
@@ -17,6 +19,7 @@ Set ``MASKLET_E2E_ARTIFACTS=<dir>`` to keep screenshots and the server log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -94,9 +97,10 @@ def _wait_until_up(url: str, process: subprocess.Popen, server: MaskletServer) -
     raise RuntimeError(f"the server did not answer {url} within {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}")
 
 
-@pytest.fixture(scope="session")
-def masklet_server(tmp_path_factory, frontend_built, artifacts_dir) -> Iterator[MaskletServer]:
-    data_dir = tmp_path_factory.mktemp("masklet-e2e")
+@contextlib.contextmanager
+def run_masklet_server(data_dir: Path, log_path: Path,
+                       extra_env: dict[str, str] | None = None) -> Iterator[MaskletServer]:
+    """A migrated embedded-mode server on a free port with its own data directory, stopped on exit."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "REDIS_URL", "MASKLET_PRODUCTION", "DJANGO_SETTINGS_MODULE")}
     env.update({
@@ -107,9 +111,9 @@ def masklet_server(tmp_path_factory, frontend_built, artifacts_dir) -> Iterator[
         "DJANGO_SETTINGS_MODULE": "engine.settings",
         "PYTHONUNBUFFERED": "1",
     })
+    env.update(extra_env or {})
     port = _free_port()
-    server = MaskletServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, log_path=artifacts_dir / "server.log",
-                          env=env)
+    server = MaskletServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, log_path=log_path, env=env)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
                    check=True, timeout=300)
     with server.log_path.open("w") as log:
@@ -128,6 +132,27 @@ def masklet_server(tmp_path_factory, frontend_built, artifacts_dir) -> Iterator[
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="session")
+def masklet_server(tmp_path_factory, frontend_built, artifacts_dir) -> Iterator[MaskletServer]:
+    with run_masklet_server(tmp_path_factory.mktemp("masklet-e2e"), artifacts_dir / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def masklet_server_factory(tmp_path_factory, frontend_built, artifacts_dir):
+    """Start extra servers with their own environment (e.g. another segmenter); all stop at session end.
+
+    ``start(name, {"MASKLET_SEGMENTER": "sam2"})`` returns a running ``MaskletServer`` whose log is
+    ``<artifacts>/server-<name>.log``.
+    """
+    with contextlib.ExitStack() as stack:
+        def start(name: str, extra_env: dict[str, str] | None = None) -> MaskletServer:
+            return stack.enter_context(run_masklet_server(tmp_path_factory.mktemp(f"masklet-e2e-{name}"),
+                                                          artifacts_dir / f"server-{name}.log", extra_env))
+
+        yield start
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@
 //   data-masks          overlays drawn on this frame (visible objects with a non-empty mask)
 //   data-masks-expected visible objects with a non-empty stored mask on this frame
 //   data-renders        how many times the canvas was drawn (benchmarks count it)
+//   data-view           "scale tx ty": canvas CSS px = video px * scale + (tx, ty) (zoom and pan)
 
 import type { FrameCache } from "./frames";
 import type { OverlayCache } from "./overlays";
@@ -131,6 +132,7 @@ export class Renderer {
     data.frameReady = ready ? "1" : "0";
     data.masks = String(drawn);
     data.masksExpected = String(expected);
+    data.view = `${vp.scale} ${vp.tx} ${vp.ty}`;
     this.renders += 1;
     data.renders = String(this.renders);
     // Not everything is ready: draw again when the missing frame or overlay arrives.

@@ -4,7 +4,7 @@ export class Viewport {
   scale = 1;
   tx = 0; // canvas px of video x = 0
   ty = 0;
-  private fitted = false;
+  private fitted = true; // start fitted; the first resize fits the frame
 
   constructor(readonly videoWidth: number, readonly videoHeight: number) {}
 
