@@ -1,0 +1,361 @@
+"""Bringing datasets in: one video at a time, all or nothing, with errors that name the file and field.
+
+A format's reader (``sav.read``, ``coco.read``, ...) checks the file's structure and returns one
+``PendingVideo`` per video; ``import_videos`` then, for each video in turn:
+
+1. finds the video: a ready video of the project with that name, else ``{name}.<ext>`` or a
+   folder of frames ``{name}/`` in the video folder (DAVIS: the sequence's own JPEG folder),
+   which is stored and ingested like any upload (a frame folder is first packed losslessly
+   into an FFV1 Matroska file at ``fps``, so the original is a real video as everywhere else);
+2. checks every mask against the real video: RLE size, frame index (an annotated frame of the
+   project's stride), RLE counts that really cover height x width pixels;
+3. writes masklets, masks (``save_mask_frames``, source ``imported``, with revisions) and each
+   masklet's ``MaskletOrigin`` in ONE transaction.
+
+Any error rolls that video back, and a video this import created is deleted with its files:
+nothing is half-imported. Other videos of the same import carry on; the report lists failures.
+
+Object ids are kept when they are free in the video. When a file's ids collide with existing
+masklets (SA-V numbers manual and auto masklets from 0 in separate files), that file's ids are
+all shifted past the largest id in use, keeping their order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from django.db import transaction
+from pycocotools import mask as mask_utils
+
+from annotator.datasets.common import DatasetError, Progress
+from annotator.models import Masklet, MaskletOrigin, MaskSource, Project, Video
+from annotator.services.masks import MaskWrite, save_mask_frames
+from annotator.services.videos import VIDEO_EXTENSIONS, VideoRejected, create_video_from_path, ingest_video
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: Masklet status of imported masklets unless the caller says otherwise: they enter the review queue.
+DEFAULT_STATUS = Masklet.Status.SUBMITTED
+
+
+@dataclass
+class ImportedObject:
+    """One object of a source file: its masks keyed by frame (see ``ImportedVideo.keys``)."""
+
+    file: str
+    source_id: str
+    object_id: int | None
+    type: str
+    label: str
+    masks: dict[int, tuple[dict, str]]  # frame key -> (RLE {"size", "counts": str}, field for messages)
+    edited_frame_count: int = 0
+    stability_scores: list | None = None
+
+
+@dataclass
+class ImportedVideo:
+    name: str
+    file: str  # the file that named this video, for messages
+    objects: list[ImportedObject]
+    #: "native": keys are native frame numbers; "annotated": key i is the i-th annotated frame (SA-V).
+    keys: str = "native"
+    #: DAVIS annotates every frame: masks between the project's annotated frames are left out, not refused.
+    skip_unannotated: bool = False
+    frames_folder: Path | None = None
+    environment: str = ""
+    split: str = ""
+
+
+class PendingVideo(NamedTuple):
+    """A video a reader found; ``load`` parses and checks its files (raising ``DatasetError``)."""
+
+    name: str
+    load: Callable[[], ImportedVideo]
+
+
+@dataclass
+class ImportReport:
+    videos: int = 0
+    created_videos: int = 0
+    masklets: int = 0
+    masks: int = 0
+    skipped_masks: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.videos} video(s) imported ({self.created_videos} new), {self.masklets} masklet(s), "
+                f"{self.masks} mask(s)")
+        if self.skipped_masks:
+            text += f"; {self.skipped_masks} mask(s) on frames between the project's annotated frames left out"
+        if self.errors:
+            text += f"; {len(self.errors)} video(s) failed"
+        return text
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    video_dir: Path | None = None
+    user: object = None
+    status: str = DEFAULT_STATUS
+    fps: float = 24.0  # frame rate given to videos built from frame folders (DAVIS and SA-V are 24 fps)
+    format: str = ""
+
+
+def import_videos(project: Project, pending: Iterable[PendingVideo], options: ImportOptions,
+                  progress: Progress | None = None) -> ImportReport:
+    """Import each video all or nothing; failures are collected in the report, others carry on."""
+    pending = list(pending)
+    report = ImportReport()
+    for done, item in enumerate(pending, start=1):
+        try:
+            store_video(project, item.load(), options, report)
+        except DatasetError as exc:
+            report.errors.append(str(exc))
+        if progress is not None:
+            progress(done, len(pending))
+    return report
+
+
+def store_video(project: Project, item: ImportedVideo, options: ImportOptions, report: ImportReport) -> Video:
+    """Find or create the video, check every mask against it, then write everything in one transaction."""
+    video, created = resolve_video(project, item, options)
+    try:
+        planned, skipped = _plan(video, item)
+        with transaction.atomic():
+            masks = 0
+            for obj, object_id, writes in planned:
+                masklet = Masklet.objects.create(video=video, object_id=object_id, label=obj.label, type=obj.type,
+                                                 status=options.status)
+                masks += len(save_mask_frames(masklet, writes, source=MaskSource.IMPORTED, author=options.user))
+                MaskletOrigin.objects.create(masklet=masklet, format=options.format, source_file=Path(obj.file).name,
+                                             source_id=obj.source_id, edited_frame_count=obj.edited_frame_count,
+                                             stability_scores=obj.stability_scores)
+            if created and (item.environment or item.split):
+                Video.objects.filter(pk=video.pk).update(environment=item.environment[:32] or video.environment,
+                                                         split=item.split or video.split)
+    except BaseException:
+        if created:
+            delete_video(video)
+        raise
+    report.videos += 1
+    report.created_videos += int(created)
+    report.masklets += len(planned)
+    report.masks += masks
+    report.skipped_masks += skipped
+    return video
+
+
+def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject, int, list[MaskWrite]]], int]:
+    """Check every mask against the real video and choose object ids; nothing is written yet."""
+    annotated = video.annotated_frame_indices()
+    valid = set(annotated)
+    expected_size = [video.height, video.width]
+    taken = set(Masklet.objects.filter(video=video).values_list("object_id", flat=True))
+    planned, skipped = [], 0
+    shifts: dict[str, int] = {}
+    for obj in item.objects:
+        if obj.file not in shifts:
+            wanted = {o.object_id for o in item.objects if o.file == obj.file and o.object_id is not None}
+            shifts[obj.file] = max(taken) + 1 if wanted & taken else 0
+        if obj.object_id is not None:
+            object_id = obj.object_id + shifts[obj.file]
+        else:
+            object_id = max(taken, default=-1) + 1
+        taken.add(object_id)
+        writes = []
+        for key, (rle, where) in sorted(obj.masks.items()):
+            if item.keys == "annotated":
+                if key >= len(annotated):
+                    raise DatasetError(obj.file, where, f"unknown frame index: entry {key} is past the last of the "
+                                       f"{len(annotated)} annotated frames of video {video.name} "
+                                       f"({video.frame_count} frames, every {video.stride}th annotated)")
+                native = annotated[key]
+            else:
+                native = key
+            if native not in valid:
+                if item.skip_unannotated and 0 <= native < (video.frame_count or 0):
+                    skipped += 1
+                    continue
+                raise DatasetError(obj.file, where, f"unknown frame index {native}: video {video.name} has "
+                                   f"{video.frame_count} frames and annotates every {video.stride}th "
+                                   f"(0, {video.stride}, {2 * video.stride}, ...)")
+            if list(rle["size"]) != expected_size:
+                raise DatasetError(obj.file, where, f"RLE size {list(rle['size'])} does not match video "
+                                   f"{video.name}, which is {video.height}x{video.width} (height x width)")
+            writes.append(MaskWrite(native, rle))
+        planned.append((obj, object_id, writes))
+    return planned, skipped
+
+
+# -- videos ---------------------------------------------------------------------------------
+
+
+def resolve_video(project: Project, item: ImportedVideo, options: ImportOptions) -> tuple[Video, bool]:
+    """The project's ready video named ``item.name``, or one created from a file or frame folder.
+
+    Returns ``(video, created)``. A created video is ingested here (the import already runs on a
+    worker or in the CLI); if ingest fails it is deleted and the reason raised.
+    """
+    video = Video.objects.filter(project=project, name=item.name).first()
+    if video is not None:
+        if video.status != Video.Status.READY:
+            raise DatasetError(item.file, "video", f"video {item.name} of project {project.slug} is {video.status}, "
+                               "not ready")
+        return video, False
+    source = find_video_source(item.name, options.video_dir) or item.frames_folder
+    if source is None:
+        where = (f"neither {item.name}.<ext> nor a frame folder {item.name}/ is in {options.video_dir}"
+                 if options.video_dir else "give the folder holding it with --video-dir")
+        raise DatasetError(item.file, "video", f"missing video {item.name!r}: project {project.slug} has no video "
+                           f"of that name and {where}")
+    with tempfile.TemporaryDirectory(prefix="masklet-import-") as scratch:
+        path = encode_frame_folder(source, Path(scratch) / f"{item.name}.mkv", options.fps, item.file) \
+            if source.is_dir() else source
+        try:
+            video = create_video_from_path(project, path, options.user, name=item.name, schedule_ingest=False)
+        except VideoRejected as exc:
+            raise DatasetError(item.file, "video", f"{source}: {'; '.join(exc.messages)}") from None
+    video = ingest_video(video.id)
+    if video.status != Video.Status.READY:
+        reason = video.failure_reason
+        delete_video(video)
+        raise DatasetError(item.file, "video", f"{source}: {reason}")
+    return video, True
+
+
+def find_video_source(name: str, video_dir: Path | None) -> Path | None:
+    """``{name}.<video ext>`` or a folder ``{name}/`` of frames in ``video_dir``, if there is one."""
+    if video_dir is None:
+        return None
+    for extension in sorted(VIDEO_EXTENSIONS):
+        candidate = video_dir / f"{name}{extension}"
+        if candidate.is_file():
+            return candidate
+    folder = video_dir / name
+    return folder if folder.is_dir() else None
+
+
+def encode_frame_folder(folder: Path, target: Path, fps: float, file: str) -> Path:
+    """Pack a folder of frames (sorted by name, one per native frame) into a lossless FFV1 video."""
+    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
+    if not frames:
+        raise DatasetError(file, "video", f"{folder} holds no frames (.jpg or .png)")
+    first = cv2.imread(str(frames[0]))
+    if first is None:
+        raise DatasetError(file, "video", f"{frames[0]} is not a readable image")
+    height, width = first.shape[:2]
+    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+    if not writer.isOpened():
+        raise DatasetError(file, "video", "this OpenCV cannot write FFV1 video, so frame folders cannot be imported")
+    try:
+        for path in frames:
+            frame = first if path == frames[0] else cv2.imread(str(path))
+            if frame is None or frame.shape[:2] != (height, width):
+                raise DatasetError(file, "video", f"{path} is not a readable {width}x{height} image like "
+                                   f"{frames[0].name}")
+            writer.write(frame)
+    finally:
+        writer.release()
+    return target
+
+
+def delete_video(video: Video) -> None:
+    """Remove a video this import created: its row (masklets cascade), original and frames."""
+    shutil.rmtree(video.frames_dir, ignore_errors=True)
+    if video.original:
+        video.original.delete(save=False)
+    video.delete()
+
+
+# -- masks -------------------------------------------------------------------------------------
+
+
+def rle_pixel_total(counts: str) -> int | None:
+    """Sum of the runs of a compressed RLE ``counts`` string, or None when it is malformed.
+
+    The same decoding as pycocotools' ``rleFrString``, which does not check its input: a
+    truncated or mistyped string would silently give a mask of the wrong number of pixels.
+    """
+    runs: list[int] = []
+    position, length = 0, len(counts)
+    while position < length:
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= length:
+                return None
+            code = ord(counts[position]) - 48
+            if not 0 <= code <= 63:
+                return None
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            return None
+        runs.append(value)
+    return sum(runs)
+
+
+def compressed_rle(segmentation: object, height: int, width: int, file: str, where: str) -> dict:
+    """A segmentation as compressed RLE with str counts: copied when it is one, else encoded once.
+
+    Compressed RLE (counts a string) is copied unchanged after checking that its size is
+    ``[height, width]`` and its runs cover every pixel. Uncompressed RLE (counts a list) and
+    polygons (COCO's other two forms) are encoded with pycocotools.
+    """
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int | float) for v in size)):
+            raise DatasetError(file, f"{where}.size", f"an RLE size is [height, width], got {size!r}")
+        size = [int(size[0]), int(size[1])]
+        if size != [height, width]:
+            raise DatasetError(file, f"{where}.size", f"RLE size {size} does not match the frame's "
+                               f"{height}x{width} (height x width)")
+        if isinstance(counts, str):
+            total = rle_pixel_total(counts)
+            if total != height * width:
+                problem = "malformed counts" if total is None else f"counts cover {total} pixels, not {height * width}"
+                raise DatasetError(file, f"{where}.counts", f"RLE {problem}")
+            return {"size": size, "counts": counts}
+        if isinstance(counts, list) and all(isinstance(v, int) and v >= 0 for v in counts):
+            if sum(counts) != height * width:
+                raise DatasetError(file, f"{where}.counts", f"RLE counts cover {sum(counts)} pixels, not "
+                                   f"{height * width}")
+            return _as_str(mask_utils.frPyObjects(segmentation, height, width))
+        raise DatasetError(file, f"{where}.counts", "RLE counts must be a string (compressed) or a list of "
+                           "non-negative ints")
+    if isinstance(segmentation, list) and segmentation and all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation):
+        return _as_str(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width)))
+    raise DatasetError(file, where, "a segmentation must be an RLE {size, counts} or a list of polygons")
+
+
+def _as_str(rle: dict) -> dict:
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def empty_mask(rle: dict) -> bool:
+    """True for an RLE with no foreground pixel (not stored: a missing mask exports as EMPTY)."""
+    return int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")})) == 0
+
+
+def frame_number(name: str) -> int | None:
+    """The native frame number a frame file is named by (``00012.jpg`` -> 12), or None."""
+    stem = Path(name).stem
+    return int(stem) if stem.isdigit() else None
+
+
+def as_uint8_mask(mask: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(mask, dtype=np.uint8)

@@ -1,0 +1,228 @@
+"""SA-V train format: ``{video}_manual.json`` and ``{video}_auto.json``, every field as Meta's files hold it.
+
+Facts from ``../shared/docs/SAV_FORMAT.md`` (checked against the real example files):
+
+- ``masklet`` is a list over ANNOTATED frames (entry i = native frame stride*i) of lists over
+  objects, every entry holding exactly ``masklet_num`` RLEs; an object that is not visible is
+  the EMPTY RLE of the frame size, never None (Meta's loader reads None as "not annotated").
+- Stored RLE counts are copied as they are; sizes, first appearance and visibility changes
+  come from the stored areas (no mask is decoded).
+- Types as in the real files: video numbers are floats; ``masklet_first_appeared_frame`` is a
+  float in manual files and an int in auto files; manual sizes are rounded to 10 decimals (as
+  Meta's manual files are), auto sizes are not; ``masklet_stability_score`` is
+  ``[None] * masklet_num`` for manual, frames x objects for auto (1.0 where invisible).
+- ``masklet_edited_frame_count``: frames with a human revision in our history, plus the count
+  an imported SA-V file carried (SA-V does not say which frames, so a frame edited both
+  before and after the import counts twice; capped at the frame count).
+- Auto stability scores exist only for imported masks (the engine computes none); where a
+  visible mask has no score (made or changed here) the entry is None.
+
+``masklet_id`` is the masklet's object id in the video. SA-V numbers manual and auto masklets
+from 0 in separate files; one video here has one id space, so an imported auto file's ids are
+shifted past the manual ones (``annotator.datasets.importing``) and come back shifted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from annotator.datasets.common import DatasetError, ExportStats, MaskletData, VideoData
+from annotator.datasets.importing import ImportedObject, ImportedVideo, PendingVideo, compressed_rle, empty_mask
+from annotator.models import MaskletType, Project
+
+SMALL, LARGE = 32 ** 2, 96 ** 2
+MANUAL_DECIMALS = 10
+TYPES = (MaskletType.MANUAL, MaskletType.AUTO)
+
+
+def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: bool = True) -> ExportStats:
+    """Write each video's manual and auto JSON (only types it has); with ``media``, its original video too."""
+    stats = ExportStats()
+    for video in videos:
+        for kind in TYPES:
+            masklets = [m for m in video.masklets if m.type == kind]
+            if not masklets:
+                continue
+            with (out / f"{video.name}_{kind}.json").open("w") as handle:
+                json.dump(document(video, masklets, kind), handle)
+            stats.files += 1
+            stats.masklets += len(masklets)
+            stats.masks += sum(1 for m in masklets for mask in m.masks.values() if mask.area > 0)
+        if media and video.original:
+            shutil.copyfile(video.original, out / f"{video.name}{Path(video.original).suffix}")
+            stats.files += 1
+        stats.videos += 1
+    return stats
+
+
+def document(video: VideoData, masklets: list[MaskletData], kind: str) -> dict:
+    """The SA-V JSON of one video and type, keys in the order of Meta's files."""
+    frames = video.frame_indices
+    size, empty = video.size, video.empty()
+    resolution = video.height * video.width
+    manual = kind == MaskletType.MANUAL
+    rows, visible = [], []
+    for masklet in masklets:
+        masks = [masklet.visible(frame) for frame in frames]
+        visible.append([mask is not None for mask in masks])
+        rows.append(masks)
+    masklet_field = [
+        [{"size": size, "counts": column[i].counts} if column[i] is not None else empty for column in rows]
+        for i in range(len(frames))
+    ]
+    sizes = [sum(m.area for m in column if m is not None) / max(1, sum(seen))
+             for column, seen in zip(rows, visible, strict=True)]
+    firsts = [seen.index(True) for seen in visible]
+    size_rel = [value / resolution for value in sizes]
+    if manual:
+        sizes = [round(value, MANUAL_DECIMALS) for value in sizes]
+        size_rel = [round(value, MANUAL_DECIMALS) for value in size_rel]
+    return {
+        "video_id": video.name,
+        "video_duration": float(video.frame_count / video.fps),
+        "video_frame_count": float(video.frame_count),
+        "video_height": float(video.height),
+        "video_width": float(video.width),
+        "video_resolution": float(resolution),
+        "video_environment": video.environment,
+        "video_split": video.split,
+        "masklet": masklet_field,
+        "masklet_id": [m.object_id for m in masklets],
+        "masklet_size_rel": size_rel,
+        "masklet_size_abs": sizes,
+        "masklet_size_bucket": [bucket(value) for value in sizes],
+        "masklet_visibility_changes": [visibility_changes(seen, first)
+                                       for seen, first in zip(visible, firsts, strict=True)],
+        "masklet_first_appeared_frame": [float(first) if manual else first for first in firsts],
+        "masklet_frame_count": [len(frames)] * len(masklets),
+        "masklet_edited_frame_count": [min(len(frames), m.edited_frames + m.origin_edited_frames) for m in masklets],
+        "masklet_type": [kind] * len(masklets),
+        "masklet_stability_score": [None] * len(masklets) if manual else stability(masklets, rows),
+        "masklet_num": len(masklets),
+    }
+
+
+def bucket(area: float) -> str:
+    """SA-V's size bucket of a mean area: small below 32², medium below 96², large from 96²."""
+    return "small" if area < SMALL else "medium" if area < LARGE else "large"
+
+
+def visibility_changes(seen: list[bool], first: int) -> int:
+    """Visible <-> invisible transitions after the first appearance."""
+    return sum(1 for before, after in zip(seen[first:], seen[first + 1:], strict=False) if before != after)
+
+
+def stability(masklets: list[MaskletData], rows: list[list]) -> list[list[float | None]]:
+    """Frames x objects: the imported score of an imported mask, 1.0 where invisible, None where unknown."""
+    table = []
+    for i in range(len(rows[0]) if rows else 0):
+        line = []
+        for masklet, column in zip(masklets, rows, strict=True):
+            mask = column[i]
+            scores = masklet.stability_scores
+            if mask is None:
+                line.append(1.0)
+            elif mask.source == "imported" and scores is not None and i < len(scores):
+                line.append(scores[i])
+            else:
+                line.append(None)
+        table.append(line)
+    return table
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+
+def read(path: Path) -> list[PendingVideo]:
+    """SA-V JSON files: one file, or a folder of ``*_manual.json`` / ``*_auto.json``, grouped by video."""
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise DatasetError(path, "", "no SA-V .json files here")
+    by_video: dict[str, list[Path]] = {}
+    for file in files:
+        name = file.stem.removesuffix("_manual").removesuffix("_auto")
+        by_video.setdefault(name, []).append(file)
+    return [PendingVideo(name, lambda group=group: _load_video(group)) for name, group in by_video.items()]
+
+
+def _load_video(files: list[Path]) -> ImportedVideo:
+    objects, names, first = [], set(), None
+    for file in sorted(files, key=lambda f: f.stem.endswith("_auto")):  # manual first: its ids stay
+        data = load_json(file)
+        first = first or data
+        names.add(data["video_id"])
+        objects.extend(_objects(file, data))
+    if len(names) > 1:
+        raise DatasetError(files[0], "video_id", f"files of one video name different videos: {sorted(names)}")
+    return ImportedVideo(name=first["video_id"], file=str(files[0]), objects=objects, keys="annotated",
+                         environment=str(first.get("video_environment") or ""),
+                         split=str(first.get("video_split") or ""))
+
+
+def load_json(file: Path) -> dict:
+    """Parse one SA-V file and check its top-level fields."""
+    try:
+        with file.open() as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(file, "", f"malformed JSON: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(file, "", f"cannot read the file: {exc.strerror or exc}") from None
+    if not isinstance(data, dict):
+        raise DatasetError(file, "", "an SA-V file is a JSON object")
+    for name, kind in (("video_id", str), ("masklet", list), ("masklet_id", list), ("masklet_num", int),
+                       ("video_height", int | float), ("video_width", int | float)):
+        if name not in data:
+            raise DatasetError(file, name, "missing")
+        if not isinstance(data[name], kind) or isinstance(data[name], bool):
+            raise DatasetError(file, name, f"expected {getattr(kind, '__name__', 'a number')}, got "
+                               f"{type(data[name]).__name__}")
+    return data
+
+
+def _objects(file: Path, data: dict) -> list[ImportedObject]:
+    count = data["masklet_num"]
+    ids = data["masklet_id"]
+    height, width = int(data["video_height"]), int(data["video_width"])
+    if len(ids) != count or not all(isinstance(i, int) and i >= 0 for i in ids):
+        raise DatasetError(file, "masklet_id", f"expected {count} non-negative ints (masklet_num), got {ids!r}")
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise DatasetError(file, "masklet_id", f"duplicate ids {duplicates}")
+    kind = MaskletType.AUTO if file.stem.endswith("_auto") else MaskletType.MANUAL
+    types = _per_object(file, data, "masklet_type", count, None)
+    edited = _per_object(file, data, "masklet_edited_frame_count", count, 0)
+    scores = data.get("masklet_stability_score")
+    objects = [
+        ImportedObject(file=str(file), source_id=str(oid), object_id=oid,
+                       type=types[j] if types[j] in MaskletType.values else kind, label="", masks={},
+                       edited_frame_count=int(edited[j] or 0))
+        for j, oid in enumerate(ids)
+    ]
+    for i, entry in enumerate(data["masklet"]):
+        if not isinstance(entry, list) or len(entry) != count:
+            raise DatasetError(file, f"masklet[{i}]", f"expected a list of {count} RLEs (masklet_num), got "
+                               f"{len(entry) if isinstance(entry, list) else type(entry).__name__}")
+        for j, segmentation in enumerate(entry):
+            if segmentation is None:  # "not annotated" in Meta's loader: nothing to store
+                continue
+            where = f"masklet[{i}][{j}]"
+            rle = compressed_rle(segmentation, height, width, str(file), where)
+            if not empty_mask(rle):
+                objects[j].masks[i] = (rle, where)
+    if isinstance(scores, list) and kind == MaskletType.AUTO:
+        for j, obj in enumerate(objects):
+            obj.stability_scores = [row[j] if isinstance(row, list) and j < len(row) else None for row in scores]
+    return objects
+
+
+def _per_object(file: Path, data: dict, name: str, count: int, default: object) -> list:
+    values = data.get(name)
+    if values is None:
+        return [default] * count
+    if not isinstance(values, list) or len(values) != count:
+        raise DatasetError(file, name, f"expected a list of {count} values (masklet_num)")
+    return values
