@@ -1,0 +1,178 @@
+"""Bad dataset files: a clear error naming the file and the field, and nothing half-imported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotator.datasets import DatasetError, ImportOptions, import_dataset
+from annotator.datasets import importing as importing_module
+from annotator.models import MaskFrame, Masklet, Video
+from segmentation.masks import empty_rle, encode_rle
+
+pytestmark = pytest.mark.django_db
+
+H, W, FRAMES = 48, 64, 12  # make_mp4's default size; 24 fps -> annotated frames 0, 4, 8
+
+
+def square() -> dict:
+    mask = np.zeros((H, W), bool)
+    mask[10:20, 5:30] = True
+    return encode_rle(mask)
+
+
+def sav_doc(**changes) -> dict:
+    doc = {"video_id": "clip", "video_height": float(H), "video_width": float(W), "masklet_num": 2,
+           "masklet_id": [0, 1], "masklet": [[square(), empty_rle(H, W)] for _ in range(3)],
+           "masklet_type": ["manual", "manual"]}
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+def videos(tmp_path, make_mp4) -> Path:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    make_mp4(folder / "clip.mp4", frames=FRAMES)
+    return folder
+
+
+def write(tmp_path: Path, name: str, content) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def nothing_imported(project) -> None:
+    assert not Video.objects.filter(project=project).exists()
+    assert not Masklet.objects.exists() and not MaskFrame.objects.exists()
+
+
+def run(project, fmt: str, path: Path, videos: Path | None) -> str:
+    report = import_dataset(project, fmt, path, ImportOptions(video_dir=videos))
+    assert report.videos == 0 and len(report.errors) == 1, report
+    return report.errors[0]
+
+
+def test_a_good_file_imports(project, videos, isolated_files, tmp_path):
+    report = import_dataset(project, "sav", write(tmp_path, "clip_manual.json", sav_doc()),
+                            ImportOptions(video_dir=videos))
+    assert report.errors == [] and report.masks == 3
+
+
+def test_malformed_json(project, videos, isolated_files, tmp_path):
+    path = write(tmp_path, "clip_manual.json", '{"video_id": "clip", "masklet": [')
+    assert f"{path}: malformed JSON" in run(project, "sav", path, videos)
+    nothing_imported(project)
+
+
+def test_missing_field(project, videos, isolated_files, tmp_path):
+    doc = sav_doc()
+    del doc["masklet_num"]
+    path = write(tmp_path, "clip_manual.json", doc)
+    assert run(project, "sav", path, videos) == f"{path}: masklet_num: missing"
+
+
+def test_rle_size_does_not_match_the_video(project, videos, isolated_files, tmp_path, settings):
+    wrong = encode_rle(np.ones((H, W + 2), bool))
+    doc = sav_doc(video_width=float(W + 2), masklet=[[wrong, wrong]] * 3)
+    path = write(tmp_path, "clip_manual.json", doc)
+    message = run(project, "sav", path, videos)
+    assert message.startswith(f"{path}: masklet[0][0]: RLE size [48, 66] does not match video clip")
+    nothing_imported(project)  # the video created for this import is gone again, with its files
+    assert not list(Path(settings.FRAMES_ROOT).glob("*"))
+    assert not [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+
+
+def test_rle_size_does_not_match_the_declared_size(project, videos, isolated_files, tmp_path):
+    doc = sav_doc(masklet=[[square(), encode_rle(np.zeros((H, 10), bool))]] * 3)
+    path = write(tmp_path, "clip_manual.json", doc)
+    assert "masklet[0][1].size: RLE size [48, 10] does not match the frame's 48x64" in run(project, "sav", path, videos)
+
+
+def test_rle_counts_that_do_not_cover_the_frame(project, videos, isolated_files, tmp_path):
+    bad = {"size": [H, W], "counts": square()["counts"][:-3]}
+    path = write(tmp_path, "clip_manual.json", sav_doc(masklet=[[square(), bad]] * 3))
+    assert "masklet[0][1].counts: RLE counts cover" in run(project, "sav", path, videos)
+
+
+def test_unknown_frame_indices(project, videos, isolated_files, tmp_path, settings):
+    path = write(tmp_path, "clip_manual.json", sav_doc(masklet=[[square(), square()]] * 5))
+    message = run(project, "sav", path, videos)
+    assert message.startswith(f"{path}: masklet[3][0]: unknown frame index: entry 3 is past the last of the 3 "
+                              "annotated frames of video clip")
+    nothing_imported(project)
+    assert not list(Path(settings.FRAMES_ROOT).glob("*")), "the created video's frames are removed"
+
+
+def test_unknown_frame_index_in_coco(project, videos, isolated_files, tmp_path):
+    doc = {"images": [{"id": 1, "file_name": "clip/00003.jpg", "width": W, "height": H}],
+           "annotations": [{"id": 1, "image_id": 1, "segmentation": square(), "track_id": 1}]}
+    path = write(tmp_path, "annotations.json", doc)
+    assert run(project, "coco", path, videos) == (f"{path}: annotations[0]: unknown frame index 3: video clip has 12 "
+                                                  "frames and annotates every 4th (0, 4, 8, ...)")
+    nothing_imported(project)
+
+
+def test_missing_video(project, isolated_files, tmp_path):
+    path = write(tmp_path, "clip_manual.json", sav_doc())
+    message = run(project, "sav", path, tmp_path)
+    assert message == (f"{path}: video: missing video 'clip': project {project.slug} has no video of that name and "
+                       f"neither clip.<ext> nor a frame folder clip/ is in {tmp_path}")
+    assert "give the folder holding it with --video-dir" in run(project, "sav", path, None)
+
+
+def test_duplicate_ids(project, videos, isolated_files, tmp_path):
+    path = write(tmp_path, "clip_manual.json", sav_doc(masklet_id=[4, 4]))
+    assert run(project, "sav", path, videos) == f"{path}: masklet_id: duplicate ids [4]"
+    coco = {"images": [{"id": 1, "file_name": "clip/00000.jpg", "width": W, "height": H},
+                       {"id": 1, "file_name": "clip/00004.jpg", "width": W, "height": H}], "annotations": []}
+    path = write(tmp_path, "annotations.json", coco)
+    with pytest.raises(DatasetError, match=r"annotations.json: images\[1\].id: duplicate ids 1"):
+        import_dataset(project, "coco", path, ImportOptions(video_dir=videos))
+    ytvis = {"videos": [{"id": 1, "file_names": ["clip/00000.jpg"], "width": W, "height": H}],
+             "annotations": [{"id": 7, "video_id": 1, "segmentations": [square()]},
+                             {"id": 7, "video_id": 1, "segmentations": [square()]}]}
+    path = write(tmp_path, "instances.json", ytvis)
+    with pytest.raises(DatasetError, match=r"instances.json: annotations\[1\].id: duplicate ids 7"):
+        import_dataset(project, "ytvis", path, ImportOptions(video_dir=videos))
+    nothing_imported(project)
+
+
+def test_a_failure_while_writing_rolls_the_whole_video_back(project, videos, isolated_files, tmp_path, monkeypatch):
+    calls = []
+    real = importing_module.save_mask_frames
+
+    def fail_on_second(masklet, writes, **kwargs):
+        calls.append(masklet.object_id)
+        if len(calls) == 2:
+            raise DatasetError("test", "masklet", "disk full")
+        return real(masklet, writes, **kwargs)
+
+    monkeypatch.setattr(importing_module, "save_mask_frames", fail_on_second)
+    doc = sav_doc(masklet=[[square(), square()]] * 3)
+    message = run(project, "sav", write(tmp_path, "clip_manual.json", doc), videos)
+    assert message == "test: masklet: disk full" and calls == [0, 1]
+    nothing_imported(project)
+
+
+def test_cli_exit_status_and_plain_errors(project, videos, isolated_files, tmp_path, capsys):
+    path = write(tmp_path, "clip_manual.json", sav_doc(masklet_id=[1, 1]))
+    with pytest.raises(CommandError, match="1 video"):
+        call_command("import_dataset", str(path), project=project.slug, fmt="sav", video_dir=str(videos))
+    assert "masklet_id: duplicate ids [1]" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="unknown project 'nope'"):
+        call_command("import_dataset", str(path), project="nope", fmt="sav")
+    with pytest.raises(CommandError, match="no such file or folder"):
+        call_command("import_dataset", str(tmp_path / "absent.json"), project=project.slug, fmt="sav")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(CommandError, match="the output folder must be new or empty"):
+        call_command("export_dataset", project=project.slug, fmt="coco", out=str(out))
+    with pytest.raises(CommandError, match="no ready video named ghost"):
+        call_command("export_dataset", project=project.slug, fmt="coco", out=str(tmp_path / "o2"), videos=["ghost"])
