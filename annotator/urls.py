@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotator import api, views
+from annotator import api, dataset_views, views
 
 urlpatterns = [
     path("login/", views.login, name="login"),
@@ -15,6 +15,10 @@ urlpatterns = [
     path("projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>.jpg", views.video_frame,
          name="video-frame"),
     path("projects/<slug:slug>/videos/<int:video_id>/annotate/", views.video_annotate, name="video-annotate"),
+    path("projects/<slug:slug>/datasets/", dataset_views.datasets, name="datasets"),
+    path("projects/<slug:slug>/datasets/import/", dataset_views.dataset_import, name="dataset-import"),
+    path("projects/<slug:slug>/datasets/<int:job_id>/download/", dataset_views.dataset_download,
+         name="dataset-download"),
     path("api/session/", api.session, name="api-session"),
     path("api/projects/", api.project_list, name="api-project-list"),
     path("api/projects/<slug:slug>/", api.project_detail, name="api-project-detail"),
@@ -24,4 +28,5 @@ urlpatterns = [
          name="api-video-frame"),
     path("api/projects/<slug:slug>/videos/<int:video_id>/masklets/", api.video_masklets, name="api-video-masklets"),
     path("api/projects/<slug:slug>/videos/<int:video_id>/masks/", api.video_masks, name="api-video-masks"),
+    path("api/projects/<slug:slug>/datasets/jobs/", dataset_views.api_dataset_jobs, name="api-dataset-jobs"),
 ]

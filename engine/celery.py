@@ -14,3 +14,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
 app = Celery("masklet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["annotator.datasets"])  # dataset export/import jobs: annotator.datasets.tasks

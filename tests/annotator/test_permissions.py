@@ -21,6 +21,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -81,6 +82,23 @@ def _none(world: World) -> dict[str, Any]:
     return {}
 
 
+def _export_job(world: World) -> dict[str, Any]:
+    """A finished export of the world's project, its zip on disk (the download endpoint's case)."""
+    from annotator.models import DatasetJob
+
+    relative = f"exports/{world.project.slug}.zip"
+    path = settings.MEDIA_ROOT / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    job = DatasetJob.objects.create(project=world.project, kind="export", format="coco", status="done", file=relative)
+    return {"slug": world.project.slug, "job_id": job.id}
+
+
+def _dataset_upload() -> dict[str, Any]:
+    return {"format": "coco", "status": "submitted",
+            "file": SimpleUploadedFile("annotations.json", b'{"images": [], "annotations": []}', "application/json")}
+
+
 def _upload() -> dict[str, Any]:
     return {"file": SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, "video/mp4")}
 
@@ -97,6 +115,13 @@ ENDPOINTS: dict[str, list[Case]] = {
     "video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
     "video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
     "video-annotate": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "datasets": [
+        Case("GET", _project, Action.EXPORT),
+        Case("POST", _project, Action.EXPORT, ok_status=302, data=lambda: {"format": "coco", "statuses": "approved"}),
+    ],
+    "dataset-import": [Case("POST", _project, Action.MANAGE_PROJECT, ok_status=302, data=_dataset_upload)],
+    "dataset-download": [Case("GET", _export_job, Action.EXPORT)],
+    "api-dataset-jobs": [Case("GET", _project, Action.EXPORT)],
     "api-session": [Case("GET", _none, Access.PUBLIC)],
     "api-project-list": [Case("GET", _none, Access.AUTHENTICATED)],
     "api-project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
@@ -151,7 +176,7 @@ def test_views_declare_the_expected_rule(name):
 
 def _reverse_sample(name: str) -> str:
     sample = {"slug": "p", "video_id": 1, "frame_index": 0}
-    for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample):
+    for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1}):
         try:
             return reverse(name, kwargs=kwargs)
         except Exception:

@@ -1,0 +1,136 @@
+"""Dataset pages: export for admins and reviewers, import for admins; both run as jobs on the ``cpu`` queue.
+
+Thin views (see ``annotator.views``): each declares its permission rule, parses a form and
+calls one service in ``annotator.datasets.jobs``. The page refreshes itself while a job runs;
+``api_dataset_jobs`` serves the same list as JSON. Downloads are checked twice: the job must
+belong to the URL's project (404 otherwise), and its file must lie under ``MEDIA_ROOT/exports``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters
+from annotator.datasets.importing import DEFAULT_STATUS
+from annotator.datasets.jobs import archive_path, start_export, start_import
+from annotator.models import DatasetJob, Masklet, MaskletType, Project, Split
+from annotator.permissions import Action, has_permission, project_permission
+
+RECENT_JOBS = 20
+FORMAT_LABELS = {
+    "sav": "SA-V train JSON (manual + auto per video)",
+    "sav-folders": "SA-V val/test folders (24 fps frames, per-object PNGs)",
+    "coco": "COCO instances (RLE, one image per annotated frame)",
+    "ytvis": "YouTube-VIS (per-masklet RLE lists)",
+    "davis": "DAVIS (palette PNGs; overlaps: the higher object id wins)",
+}
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=[(name, FORMAT_LABELS[name]) for name in EXPORTERS])
+    statuses = forms.MultipleChoiceField(choices=Masklet.Status.choices, initial=[Masklet.Status.APPROVED],
+                                         widget=forms.CheckboxSelectMultiple, label="Masklet statuses")
+    split = forms.ChoiceField(choices=[("", "All splits"), *Split.choices], required=False)
+    type = forms.ChoiceField(choices=[("", "Manual and auto"), *MaskletType.choices], required=False)
+    videos = forms.CharField(required=False, help_text="Video names, separated by commas or spaces (empty: all).")
+    media = forms.BooleanField(required=False, initial=True, label="Include frames and videos")
+
+    def filters(self) -> ExportFilters:
+        data = self.cleaned_data
+        return ExportFilters(statuses=tuple(data["statuses"]), split=data["split"] or None, type=data["type"] or None,
+                             videos=tuple(name for name in re.split(r"[\s,]+", data["videos"]) if name))
+
+
+class ImportForm(forms.Form):
+    format = forms.ChoiceField(choices=[(name, FORMAT_LABELS[name].split(" (")[0]) for name in READERS])
+    file = forms.FileField(help_text="A .zip holding the dataset and its videos (or frame folders), or one .json "
+                                     "for videos already in the project.")
+    status = forms.ChoiceField(choices=Masklet.Status.choices, initial=DEFAULT_STATUS,
+                               label="Status of imported masklets")
+
+
+def _jobs(project: Project):
+    return DatasetJob.objects.filter(project=project).select_related("created_by")[:RECENT_JOBS]
+
+
+@require_http_methods(["GET", "POST"])
+@project_permission(Action.EXPORT)
+def datasets(request: HttpRequest, project: Project) -> HttpResponse:
+    """Choose a format and filters; POST queues the export. Lists recent jobs with progress and downloads."""
+    form = ExportForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                job = start_export(project, request.user, form.cleaned_data["format"], form.filters(),
+                                   media=form.cleaned_data["media"])
+            except (DatasetError, ValueError) as error:
+                messages.error(request, str(error))
+            else:
+                messages.success(request, f"Export {job.id} ({job.format}) queued.")
+                return redirect("datasets", slug=project.slug)
+        else:
+            messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+    jobs = list(_jobs(project))
+    can_import = has_permission(request.user, project, Action.MANAGE_PROJECT)
+    return render(request, "annotator/datasets.html", {
+        "project": project,
+        "form": form,
+        "import_form": ImportForm() if can_import else None,
+        "jobs": jobs,
+        "running": any(job.status in (DatasetJob.Status.QUEUED, DatasetJob.Status.RUNNING) for job in jobs),
+    })
+
+
+@require_POST
+@project_permission(Action.MANAGE_PROJECT)
+def dataset_import(request: HttpRequest, project: Project) -> HttpResponse:
+    """Store the upload and queue its import (admins only)."""
+    form = ImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+        return redirect("datasets", slug=project.slug)
+    try:
+        job = start_import(project, request.user, form.cleaned_data["format"], form.cleaned_data["file"],
+                           status=form.cleaned_data["status"])
+    except DatasetError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Import {job.id} ({job.format}) queued.")
+    return redirect("datasets", slug=project.slug)
+
+
+@require_GET
+@project_permission(Action.EXPORT)
+def dataset_download(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    """The finished export's zip, as an attachment."""
+    job = DatasetJob.objects.filter(pk=job_id, project=project).first()
+    path = archive_path(job) if job is not None else None
+    if path is None:
+        raise Http404("No finished export with this id in this project.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip")
+
+
+@require_GET
+@project_permission(Action.EXPORT, api=True)
+def api_dataset_jobs(request: HttpRequest, project: Project) -> JsonResponse:
+    """Recent dataset jobs with status and progress (what the page shows), for scripts and the frontend."""
+    return JsonResponse({"jobs": [job_json(project, job) for job in _jobs(project)]})
+
+
+def job_json(project: Project, job: DatasetJob) -> dict:
+    done_export = job.kind == DatasetJob.Kind.EXPORT and job.status == DatasetJob.Status.DONE
+    return {
+        "id": job.id, "kind": job.kind, "format": job.format, "status": job.status, "progress": job.progress,
+        "message": job.message, "error": job.error, "options": job.options,
+        "created_by": job.created_by.get_username() if job.created_by else None,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "download": reverse("dataset-download", args=[project.slug, job.id]) if done_export else None,
+    }

@@ -1,0 +1,198 @@
+"""Dataset exports and imports from the web: a ``DatasetJob`` row, run as a ``cpu`` task, never in the web process.
+
+``start_export`` / ``start_import`` create the job and queue ``run_job`` after the transaction
+commits (``engine.dispatch.submit``). The task writes the export to a scratch folder and zips
+it to ``MEDIA_ROOT/exports/{job}/{project}-{format}-{job}.zip``; an import unpacks the uploaded
+zip (or reads the JSON) from ``MEDIA_ROOT/dataset-imports/`` and imports it all or nothing per
+video. Progress goes to the row; failures end ``failed`` with a reason for people (the
+traceback goes to the log), and the worker carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import uuid
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, export_dataset, import_dataset
+from annotator.datasets.common import Progress
+from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
+from annotator.models import DatasetJob, Masklet, Project
+
+logger = logging.getLogger(__name__)
+
+EXPORTS_DIR = "exports"
+IMPORTS_DIR = "dataset-imports"
+UPLOAD_EXTENSIONS = (".zip", ".json")
+#: An uploaded zip may unpack to at most this many times the upload limit (zip bombs).
+UNPACK_FACTOR = 4
+#: Progress of an export up to the zip; the zip takes the rest.
+EXPORT_SHARE = 0.9
+
+
+def start_export(project: Project, user, fmt: str, filters: ExportFilters, *, media: bool = True) -> DatasetJob:
+    """Queue an export of ``project``; the job row is returned at once."""
+    if fmt not in EXPORTERS:
+        raise DatasetError("format", "", f"unknown export format {fmt!r}")
+    with transaction.atomic():
+        job = DatasetJob.objects.create(project=project, kind=DatasetJob.Kind.EXPORT, format=fmt, created_by=user,
+                                        options={"filters": filters.to_json(), "media": media})
+        transaction.on_commit(lambda: _submit(job.id))
+    return job
+
+
+def start_import(project: Project, user, fmt: str, upload: UploadedFile, *,
+                 status: str = DEFAULT_STATUS) -> DatasetJob:
+    """Store the uploaded zip or JSON under a random name and queue its import."""
+    if fmt not in READERS:
+        raise DatasetError("format", "", f"unknown import format {fmt!r}")
+    if status not in Masklet.Status.values:
+        raise DatasetError("status", "", f"unknown masklet status {status!r}")
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    if suffix not in UPLOAD_EXTENSIONS:
+        raise DatasetError(upload.name or "upload", "", "upload a .zip (dataset with its videos) or a .json file")
+    if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
+        raise DatasetError(upload.name or "upload", "", "the file is larger than the upload limit")
+    relative = f"{IMPORTS_DIR}/{uuid.uuid4().hex}{suffix}"
+    target = Path(settings.MEDIA_ROOT) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
+    with transaction.atomic():
+        job = DatasetJob.objects.create(project=project, kind=DatasetJob.Kind.IMPORT, format=fmt, created_by=user,
+                                        file=relative, options={"status": status, "upload": upload.name or ""})
+        transaction.on_commit(lambda: _submit(job.id))
+    return job
+
+
+def _submit(job_id: int) -> None:
+    from annotator.datasets.tasks import run_dataset_job  # the task module imports this one
+    from engine.dispatch import submit
+
+    try:
+        submit(run_dataset_job, job_id, queue="cpu")
+    except Exception:
+        logger.exception("could not queue dataset job %s", job_id)
+        _finish(job_id, DatasetJob.Status.FAILED, error="the job could not be queued (the task queue is "
+                "unavailable); try again later")
+
+
+def run_job(job_id: int) -> DatasetJob:
+    """The task body: run the export or import; never raises for bad data (the reason is stored)."""
+    job = DatasetJob.objects.select_related("project", "created_by").get(pk=job_id)
+    DatasetJob.objects.filter(pk=job_id).update(status=DatasetJob.Status.RUNNING, started_at=timezone.now(),
+                                                progress=0.0, error="")
+    try:
+        if job.kind == DatasetJob.Kind.EXPORT:
+            _run_export(job)
+        else:
+            _run_import(job)
+    except (DatasetError, ValueError) as exc:
+        _finish(job_id, DatasetJob.Status.FAILED, error=str(exc))
+    except Exception as exc:  # the worker must survive any input; details go to the log
+        logger.exception("dataset job %s failed", job_id)
+        _finish(job_id, DatasetJob.Status.FAILED, error=f"the {job.kind} failed ({exc.__class__.__name__}); "
+                "see the worker log")
+    return DatasetJob.objects.get(pk=job_id)
+
+
+def _progress(job_id: int, share: float) -> Progress:
+    def report(done: int, total: int) -> None:
+        DatasetJob.objects.filter(pk=job_id).update(progress=share * done / max(1, total))
+
+    return report
+
+
+def _run_export(job: DatasetJob) -> None:
+    filters = ExportFilters.from_json(job.options.get("filters", {}))
+    relative = f"{EXPORTS_DIR}/{job.id}/{job.project.slug}-{job.format}-{job.id}.zip"
+    archive = Path(settings.MEDIA_ROOT) / relative
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="masklet-export-") as scratch:
+        folder = Path(scratch) / "dataset"
+        stats = export_dataset(job.project, job.format, folder, filters, media=job.options.get("media", True),
+                               progress=_progress(job.id, EXPORT_SHARE))
+        partial = archive.with_suffix(".part")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    bundle.write(path, path.relative_to(folder).as_posix())
+        partial.replace(archive)
+    _finish(job.id, DatasetJob.Status.DONE, file=relative, message=stats.summary())
+
+
+def _run_import(job: DatasetJob) -> None:
+    upload = Path(settings.MEDIA_ROOT) / job.file
+    options = ImportOptions(user=job.created_by, status=job.options.get("status", DEFAULT_STATUS))
+    with tempfile.TemporaryDirectory(prefix="masklet-import-") as scratch:
+        if upload.suffix == ".zip":
+            root = unpack(upload, Path(scratch), job.options.get("upload") or upload.name)
+            dataset = find_dataset(root, job.format)
+            options = ImportOptions(video_dir=dataset if dataset.is_dir() else dataset.parent, user=options.user,
+                                    status=options.status)
+        else:
+            dataset = Path(scratch) / (Path(job.options.get("upload") or "dataset.json").name)
+            shutil.copyfile(upload, dataset)  # named as uploaded: SA-V file names say manual or auto
+        report = import_dataset(job.project, job.format, dataset, options, progress=_progress(job.id, 1.0))
+    failed = bool(report.errors) and report.videos == 0
+    _finish(job.id, DatasetJob.Status.FAILED if failed else DatasetJob.Status.DONE, message=report.summary(),
+            error="\n".join(report.errors))
+
+
+def unpack(archive: Path, target: Path, label: str) -> Path:
+    """Unzip safely: no absolute paths, no ``..``, no links, and a bound on the unpacked size."""
+    limit = settings.MAX_UPLOAD_BYTES * UNPACK_FACTOR
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            if sum(member.file_size for member in members) > limit:
+                raise DatasetError(label, "", "the zip unpacks to more than the limit")
+            for member in members:
+                parts = PurePosixPath(member.filename).parts
+                if member.filename.startswith("/") or ".." in parts or "\\" in member.filename:
+                    raise DatasetError(label, member.filename, "unsafe path in the zip")
+                if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise DatasetError(label, member.filename, "links are not allowed in the zip")
+            bundle.extractall(target)
+    except zipfile.BadZipFile:
+        raise DatasetError(label, "", "not a valid zip file") from None
+    return target
+
+
+def find_dataset(root: Path, fmt: str) -> Path:
+    """Where the dataset lies in an unpacked zip: the DAVIS root, the SA-V JSON folder, the COCO/YTVIS file."""
+    if fmt == "davis":
+        found = sorted(p.parent for p in root.rglob("JPEGImages") if (p.parent / "Annotations").is_dir())
+    elif fmt == "sav":
+        found = sorted({p.parent for p in root.rglob("*.json")})
+    else:
+        name = "annotations.json" if fmt == "coco" else "instances.json"
+        found = sorted(root.rglob(name)) or sorted(root.rglob("*.json"))
+    if not found:
+        raise DatasetError("upload", "", f"no {fmt} dataset in the zip")
+    return min(found, key=lambda p: len(p.parts))
+
+
+def _finish(job_id: int, status: str, **fields) -> None:
+    DatasetJob.objects.filter(pk=job_id).update(status=status, finished_at=timezone.now(),
+                                                progress=1.0 if status == DatasetJob.Status.DONE else 0.0, **fields)
+
+
+def archive_path(job: DatasetJob) -> Path | None:
+    """The finished export's zip on disk, or None; never a path outside ``MEDIA_ROOT/exports``."""
+    if job.kind != DatasetJob.Kind.EXPORT or job.status != DatasetJob.Status.DONE or not job.file:
+        return None
+    root = (Path(settings.MEDIA_ROOT) / EXPORTS_DIR).resolve()
+    path = (Path(settings.MEDIA_ROOT) / job.file).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
