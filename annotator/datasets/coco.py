@@ -57,25 +57,28 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
         arrays = JsonArrays(Path(scratch), ("videos", "images", "annotations"))
         try:
             for video_id, video in enumerate(videos, start=1):
-                arrays.add("videos", video_entry(video, video_id))
+                images, annotations = [], []  # this video's entries, written with one dumps each
                 for frame in video.frame_indices:
                     image_id += 1
-                    arrays.add("images", {"id": image_id, "file_name": f"{video.name}/{frame:05d}.jpg",
-                                          "width": video.width, "height": video.height, "video_id": video_id,
-                                          "frame_index": frame})
+                    images.append({"id": image_id, "file_name": f"{video.name}/{frame:05d}.jpg",
+                                   "width": video.width, "height": video.height, "video_id": video_id,
+                                   "frame_index": frame})
                     for masklet in video.masklets:
                         mask = masklet.visible(frame)
                         if mask is None:
                             continue
                         annotation_id += 1
-                        arrays.add("annotations", {
+                        annotations.append({
                             "id": annotation_id, "image_id": image_id, "video_id": video_id,
                             "category_id": category_id(categories, label_of(masklet)),
                             "segmentation": {"size": video.size, "counts": mask.counts},
                             "area": mask.area, "bbox": mask.bbox, "iscrowd": 0, "track_id": masklet.pk,
                             "object_id": masklet.object_id, "masklet_type": masklet.type,
                         })
-                        stats.masks += 1
+                arrays.add("videos", [video_entry(video, video_id)])
+                arrays.add("images", images)
+                arrays.add("annotations", annotations)
+                stats.masks += len(annotations)
                 stats.masklets += len(video.masklets)
                 if media:
                     copy_frames(video, out / "images" / video.name, stats)

@@ -253,12 +253,15 @@ class JsonArrays:
         self._files = {name: (scratch / f"{name}.part").open("w") for name in names}
         self._counts = dict.fromkeys(self._files, 0)
 
-    def add(self, name: str, item: dict) -> None:
+    def add(self, name: str, items: list[dict]) -> None:
+        """Append ``items`` to the array ``name`` (one ``json.dumps`` per call: the C encoder, unlike ``dump``)."""
+        if not items:
+            return
         handle = self._files[name]
         if self._counts[name]:
             handle.write(", ")
-        json.dump(item, handle)
-        self._counts[name] += 1
+        handle.write(json.dumps(items)[1:-1])
+        self._counts[name] += len(items)
 
     def write(self, target: Path, head: dict, tail: dict) -> None:
         """``target`` = ``{**head, <the arrays in order>, **tail}`` as one JSON object."""

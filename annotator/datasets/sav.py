@@ -46,8 +46,8 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
             masklets = [m for m in video.masklets if m.type == kind]
             if not masklets:
                 continue
-            with (out / f"{video.name}_{kind}.json").open("w") as handle:
-                json.dump(document(video, masklets, kind), handle)
+            # dumps, not dump: json.dump encodes in Python chunk by chunk, dumps in C (several times faster)
+            (out / f"{video.name}_{kind}.json").write_text(json.dumps(document(video, masklets, kind)))
             stats.files += 1
             stats.masklets += len(masklets)
             stats.masks += sum(1 for m in masklets for mask in m.masks.values() if mask.area > 0)

@@ -46,13 +46,14 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
         try:
             for video_id, video in enumerate(videos, start=1):
                 frames = video.frame_indices
-                arrays.add("videos", {"id": video_id, "name": video.name, "width": video.width,
-                                      "height": video.height, "length": len(frames),
-                                      "file_names": [f"{video.name}/{frame:05d}.jpg" for frame in frames]})
+                arrays.add("videos", [{"id": video_id, "name": video.name, "width": video.width,
+                                       "height": video.height, "length": len(frames),
+                                       "file_names": [f"{video.name}/{frame:05d}.jpg" for frame in frames]}])
+                annotations = []
                 for masklet in video.masklets:
                     masks = [masklet.visible(frame) for frame in frames]
                     annotation_id += 1
-                    arrays.add("annotations", {
+                    annotations.append({
                         "id": annotation_id, "video_id": video_id,
                         "category_id": category_id(categories, label_of(masklet)), "iscrowd": 0,
                         "height": video.height, "width": video.width, "length": 1,
@@ -63,6 +64,7 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
                         "bboxes": [None if m is None else m.bbox for m in masks],
                     })
                     stats.masks += sum(1 for m in masks if m is not None)
+                arrays.add("annotations", annotations)
                 stats.masklets += len(video.masklets)
                 if media:
                     copy_frames(video, out / "JPEGImages" / video.name, stats)
