@@ -20,20 +20,17 @@ are encoded once; annotations without ``track_id`` are one object each).
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from annotator.datasets.common import (
     DatasetError,
     ExportStats,
-    JsonArrays,
     VideoData,
-    categories_json,
     category_id,
     category_ids,
     copy_frames,
+    json_document,
     label_of,
 )
 from annotator.datasets.importing import (
@@ -43,6 +40,7 @@ from annotator.datasets.importing import (
     compressed_rle,
     empty_mask,
     frame_number,
+    parse_json,
 )
 from annotator.models import MaskletType, Project
 
@@ -53,40 +51,34 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
     stats = ExportStats()
     categories = category_ids(project)
     image_id = annotation_id = 0
-    with tempfile.TemporaryDirectory(dir=out, prefix=".coco-") as scratch:
-        arrays = JsonArrays(Path(scratch), ("videos", "images", "annotations"))
-        try:
-            for video_id, video in enumerate(videos, start=1):
-                images, annotations = [], []  # this video's entries, written with one dumps each
-                for frame in video.frame_indices:
-                    image_id += 1
-                    images.append({"id": image_id, "file_name": f"{video.name}/{frame:05d}.jpg",
-                                   "width": video.width, "height": video.height, "video_id": video_id,
-                                   "frame_index": frame})
-                    for masklet in video.masklets:
-                        mask = masklet.visible(frame)
-                        if mask is None:
-                            continue
-                        annotation_id += 1
-                        annotations.append({
-                            "id": annotation_id, "image_id": image_id, "video_id": video_id,
-                            "category_id": category_id(categories, label_of(masklet)),
-                            "segmentation": {"size": video.size, "counts": mask.counts},
-                            "area": mask.area, "bbox": mask.bbox, "iscrowd": 0, "track_id": masklet.pk,
-                            "object_id": masklet.object_id, "masklet_type": masklet.type,
-                        })
-                arrays.add("videos", [video_entry(video, video_id)])
-                arrays.add("images", images)
-                arrays.add("annotations", annotations)
-                stats.masks += len(annotations)
-                stats.masklets += len(video.masklets)
-                if media:
-                    copy_frames(video, out / "images" / video.name, stats)
-                stats.videos += 1
-            arrays.write(out / FILE_NAME, {"info": info(project), "licenses": []},
-                         {"categories": categories_json(categories)})
-        finally:
-            arrays.close()
+    with json_document(out / FILE_NAME, ("videos", "images", "annotations"), project, categories) as arrays:
+        for video_id, video in enumerate(videos, start=1):
+            images, annotations = [], []  # this video's entries, written with one dumps each
+            for frame in video.frame_indices:
+                image_id += 1
+                images.append({"id": image_id, "file_name": f"{video.name}/{frame:05d}.jpg",
+                               "width": video.width, "height": video.height, "video_id": video_id,
+                               "frame_index": frame})
+                for masklet in video.masklets:
+                    mask = masklet.visible(frame)
+                    if mask is None:
+                        continue
+                    annotation_id += 1
+                    annotations.append({
+                        "id": annotation_id, "image_id": image_id, "video_id": video_id,
+                        "category_id": category_id(categories, label_of(masklet)),
+                        "segmentation": {"size": video.size, "counts": mask.counts},
+                        "area": mask.area, "bbox": mask.bbox, "iscrowd": 0, "track_id": masklet.pk,
+                        "object_id": masklet.object_id, "masklet_type": masklet.type,
+                    })
+            arrays.add("videos", [video_entry(video, video_id)])
+            arrays.add("images", images)
+            arrays.add("annotations", annotations)
+            stats.masks += len(annotations)
+            stats.masklets += len(video.masklets)
+            if media:
+                copy_frames(video, out / "images" / video.name, stats)
+            stats.videos += 1
     stats.files += 1
     return stats
 
@@ -94,10 +86,6 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
 def video_entry(video: VideoData, video_id: int) -> dict:
     return {"id": video_id, "name": video.name, "width": video.width, "height": video.height, "fps": video.fps,
             "frame_count": video.frame_count, "stride": video.stride}
-
-
-def info(project: Project) -> dict:
-    return {"description": f"{project.name} (Masklet export)", "version": "1.0"}
 
 
 # -- import ---------------------------------------------------------------------------------------
@@ -158,15 +146,7 @@ def read(path: Path) -> list[PendingVideo]:
 
 def load_json(file: Path, lists: tuple[str, ...]) -> dict:
     """Parse a COCO-like file whose ``lists`` must be lists of objects."""
-    try:
-        with file.open() as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(file, "", f"malformed JSON: {exc}") from None
-    except OSError as exc:
-        raise DatasetError(file, "", f"cannot read the file: {exc.strerror or exc}") from None
-    if not isinstance(data, dict):
-        raise DatasetError(file, "", "expected a JSON object")
+    data = parse_json(file)
     for name in lists:
         if not isinstance(data.get(name), list):
             raise DatasetError(file, name, "missing" if name not in data else "expected a list")

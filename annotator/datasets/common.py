@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -278,6 +280,20 @@ class JsonArrays:
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()
+
+
+@contextmanager
+def json_document(target: Path, arrays: tuple[str, ...], project: Project,
+                  categories: dict[str, int]) -> Iterator[JsonArrays]:
+    """A COCO-like file: ``info`` and ``licenses``, the streamed ``arrays``, then the categories met on the way."""
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".parts-") as scratch:
+        parts = JsonArrays(Path(scratch), arrays)
+        try:
+            yield parts
+            parts.write(target, {"info": {"description": f"{project.name} (Masklet export)", "version": "1.0"},
+                                 "licenses": []}, {"categories": categories_json(categories)})
+        finally:
+            parts.close()
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -22,6 +22,7 @@ all shifted past the largest id in use, keeping their order.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -271,6 +272,20 @@ def delete_video(video: Video) -> None:
     if video.original:
         video.original.delete(save=False)
     video.delete()
+
+
+def parse_json(file: Path) -> dict:
+    """Read a dataset JSON file that must hold an object; errors name the file."""
+    try:
+        with file.open() as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(file, "", f"malformed JSON: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(file, "", f"cannot read the file: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise DatasetError(file, "", "expected a JSON object")
+    return data
 
 
 # -- masks -------------------------------------------------------------------------------------

@@ -30,7 +30,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from annotator.datasets.common import DatasetError, ExportStats, MaskletData, VideoData
-from annotator.datasets.importing import ImportedObject, ImportedVideo, PendingVideo, compressed_rle, empty_mask
+from annotator.datasets.importing import (
+    ImportedObject,
+    ImportedVideo,
+    PendingVideo,
+    compressed_rle,
+    empty_mask,
+    parse_json,
+)
 from annotator.models import MaskletType, Project
 
 SMALL, LARGE = 32 ** 2, 96 ** 2
@@ -164,15 +171,7 @@ def _load_video(files: list[Path]) -> ImportedVideo:
 
 def load_json(file: Path) -> dict:
     """Parse one SA-V file and check its top-level fields."""
-    try:
-        with file.open() as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(file, "", f"malformed JSON: {exc}") from None
-    except OSError as exc:
-        raise DatasetError(file, "", f"cannot read the file: {exc.strerror or exc}") from None
-    if not isinstance(data, dict):
-        raise DatasetError(file, "", "an SA-V file is a JSON object")
+    data = parse_json(file)
     for name, kind in (("video_id", str), ("masklet", list), ("masklet_id", list), ("masklet_num", int),
                        ("video_height", int | float), ("video_width", int | float)):
         if name not in data:

@@ -14,21 +14,19 @@ With ``media`` the frames go to ``JPEGImages/{video}/{frame:05d}.jpg``.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from annotator.datasets.coco import category_names as read_categories
-from annotator.datasets.coco import check_object_ids, info, load_json, new_object
+from annotator.datasets.coco import check_object_ids, load_json, new_object
 from annotator.datasets.common import (
     DatasetError,
     ExportStats,
-    JsonArrays,
     VideoData,
-    categories_json,
     category_id,
     category_ids,
     copy_frames,
+    json_document,
     label_of,
 )
 from annotator.datasets.importing import ImportedVideo, PendingVideo, compressed_rle, empty_mask, frame_number
@@ -41,38 +39,32 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
     stats = ExportStats()
     categories = category_ids(project)
     annotation_id = 0
-    with tempfile.TemporaryDirectory(dir=out, prefix=".ytvis-") as scratch:
-        arrays = JsonArrays(Path(scratch), ("videos", "annotations"))
-        try:
-            for video_id, video in enumerate(videos, start=1):
-                frames = video.frame_indices
-                arrays.add("videos", [{"id": video_id, "name": video.name, "width": video.width,
-                                       "height": video.height, "length": len(frames),
-                                       "file_names": [f"{video.name}/{frame:05d}.jpg" for frame in frames]}])
-                annotations = []
-                for masklet in video.masklets:
-                    masks = [masklet.visible(frame) for frame in frames]
-                    annotation_id += 1
-                    annotations.append({
-                        "id": annotation_id, "video_id": video_id,
-                        "category_id": category_id(categories, label_of(masklet)), "iscrowd": 0,
-                        "height": video.height, "width": video.width, "length": 1,
-                        "object_id": masklet.object_id, "masklet_type": masklet.type,
-                        "segmentations": [None if m is None else {"size": video.size, "counts": m.counts}
-                                          for m in masks],
-                        "areas": [None if m is None else m.area for m in masks],
-                        "bboxes": [None if m is None else m.bbox for m in masks],
-                    })
-                    stats.masks += sum(1 for m in masks if m is not None)
-                arrays.add("annotations", annotations)
-                stats.masklets += len(video.masklets)
-                if media:
-                    copy_frames(video, out / "JPEGImages" / video.name, stats)
-                stats.videos += 1
-            arrays.write(out / FILE_NAME, {"info": info(project), "licenses": []},
-                         {"categories": categories_json(categories)})
-        finally:
-            arrays.close()
+    with json_document(out / FILE_NAME, ("videos", "annotations"), project, categories) as arrays:
+        for video_id, video in enumerate(videos, start=1):
+            frames = video.frame_indices
+            arrays.add("videos", [{"id": video_id, "name": video.name, "width": video.width,
+                                   "height": video.height, "length": len(frames),
+                                   "file_names": [f"{video.name}/{frame:05d}.jpg" for frame in frames]}])
+            annotations = []
+            for masklet in video.masklets:
+                masks = [masklet.visible(frame) for frame in frames]
+                annotation_id += 1
+                annotations.append({
+                    "id": annotation_id, "video_id": video_id,
+                    "category_id": category_id(categories, label_of(masklet)), "iscrowd": 0,
+                    "height": video.height, "width": video.width, "length": 1,
+                    "object_id": masklet.object_id, "masklet_type": masklet.type,
+                    "segmentations": [None if m is None else {"size": video.size, "counts": m.counts}
+                                      for m in masks],
+                    "areas": [None if m is None else m.area for m in masks],
+                    "bboxes": [None if m is None else m.bbox for m in masks],
+                })
+                stats.masks += sum(1 for m in masks if m is not None)
+            arrays.add("annotations", annotations)
+            stats.masklets += len(video.masklets)
+            if media:
+                copy_frames(video, out / "JPEGImages" / video.name, stats)
+            stats.videos += 1
     stats.files += 1
     return stats
 
