@@ -157,7 +157,8 @@ def read(path: Path) -> list[PendingVideo]:
 
 def _load_video(files: list[Path]) -> ImportedVideo:
     objects, names, first = [], set(), None
-    for file in sorted(files, key=lambda f: f.stem.endswith("_auto")):  # manual first: its ids stay
+    files = sorted(files, key=lambda f: f.stem.endswith("_auto"))  # manual first: its ids stay
+    for file in files:
         data = load_json(file)
         first = first or data
         names.add(data["video_id"])

@@ -60,7 +60,7 @@ class Command(BaseCommand):
             except (DatasetError, ValueError) as exc:
                 raise CommandError(str(exc)) from None
         if options["verbosity"] > 0:
-            self.stdout.write(f"imported {report.summary()}")
+            self.stdout.write(report.summary())
         for error in report.errors:
             self.stderr.write(self.style.ERROR(error))
         if report.errors:
