@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import cv2
-import numpy as np
 from django.db import transaction
 from pycocotools import mask as mask_utils
 
@@ -370,7 +369,3 @@ def frame_number(name: str) -> int | None:
     """The native frame number a frame file is named by (``00012.jpg`` -> 12), or None."""
     stem = Path(name).stem
     return int(stem) if stem.isdigit() else None
-
-
-def as_uint8_mask(mask: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(mask, dtype=np.uint8)
