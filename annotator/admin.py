@@ -61,3 +61,18 @@ class ReviewAdmin(admin.ModelAdmin):
 
 
 admin.site.register(models.Membership)
+
+
+@admin.register(models.DatasetJob)
+class DatasetJobAdmin(admin.ModelAdmin):
+    """Jobs are made by the datasets page; the admin only inspects them."""
+
+    list_display = ["project", "kind", "format", "status", "progress", "created_by", "created_at"]
+    list_filter = ["kind", "status", "format"]
+    readonly_fields = ["progress", "message", "error", "file"]
+
+
+@admin.register(models.MaskletOrigin)
+class MaskletOriginAdmin(admin.ModelAdmin):
+    list_display = ["masklet", "format", "source_file", "source_id", "imported_at"]
+    list_filter = ["format"]

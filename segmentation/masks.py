@@ -6,11 +6,12 @@ for byte is what lets an export be read by Meta's loader unchanged.
 
 PNG conventions:
 
-- ``write_mask_png`` writes ONE object as a binary mode-``L`` PNG holding 0 and 255. SA-V's
-  ``Annotations_6fps/{video}/{obj:03d}/*.png`` are one binary mask per object and frame (objects
-  may overlap, so they are never merged into a palette), and Meta's evaluator reads any non-zero
-  value as the object; 255 rather than 1 keeps the files viewable.
-- ``write_palette_png`` writes DAVIS-style label maps (mode ``P``, pixel value k = object k).
+- ``write_palette_png`` writes label maps (mode ``P``, pixel value k = object k, DAVIS palette).
+  DAVIS annotations are such maps; SA-V's ``Annotations_6fps/{video}/{obj:03d}/*.png`` hold one
+  object per file (objects may overlap) and are written the way Meta's ``vos_inference`` writes
+  them: the same palette PNG with values 0 and 1 (``docs/DECISIONS.md``).
+- ``write_mask_png`` writes ONE object as a mode-``L`` PNG holding 0 and 255, viewable in any
+  image viewer; other tools' prediction folders often look like this.
 - Readers accept both: ``read_mask_png`` treats any non-zero value as the object (mode L 0/255,
   0/1, palette or RGB files alike), ``read_palette_png`` returns the raw label indices.
 """
@@ -95,7 +96,7 @@ def read_palette_png(path: str | Path) -> np.ndarray:
 
 
 def write_mask_png(path: str | Path, mask: np.ndarray) -> None:
-    """Write one object's mask as a binary mode-L PNG (0 background, 255 object), as SA-V's val folders hold."""
+    """Write one object's mask as a binary mode-L PNG (0 background, 255 object), viewable anywhere."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"a mask is 2-D (H, W), got shape {mask.shape}")

@@ -17,7 +17,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from annotator.models import Membership, Project, Role, Video
+from annotator.models import MaskFrame, Masklet, MaskSource, Membership, Project, Role, Video
 from annotator.services.videos import (
     VideoInvalid,
     VideoRejected,
@@ -27,7 +27,8 @@ from annotator.services.videos import (
     ingest_video,
     probe_video,
 )
-from fixtures.synthetic import PRESETS, object_labels, render_frame, write_video
+from fixtures.synthetic import PRESETS, SyntheticFrames, object_labels, render_frame, write_video
+from segmentation.masks import decode_rle
 
 pytestmark = pytest.mark.django_db
 
@@ -419,8 +420,26 @@ def test_seed_demo_is_idempotent(make_user, settings):
     assert list(Membership.objects.values_list("user__username", "role")) == [("root", Role.ADMIN)]
     stored = sorted(p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file())
     frame_dirs = [(v.id, sorted(v.frames_dir.iterdir())) for v in videos]
+    # The last video comes annotated with its exact ground truth; the first is left to annotate.
+    assert not videos[0].masklets.exists()
+    spec = replace(PRESETS["tiny"], seed=2, name="demo_02")
+    masklets = list(videos[1].masklets.order_by("object_id"))
+    assert {m.object_id: m.label for m in masklets} == object_labels(spec)
+    assert {m.status for m in masklets} == {Masklet.Status.APPROVED}
+    frames = SyntheticFrames(spec, stride=4)
+    for masklet in masklets:
+        stored_masks = {f.frame_index: f for f in masklet.frames.all()}
+        for position, native in enumerate(videos[1].annotated_frame_indices()):
+            truth = frames.masks(position).get(masklet.object_id)
+            if truth is None or not truth.any():
+                assert native not in stored_masks
+            else:
+                mask = decode_rle({"size": [spec.height, spec.width], "counts": stored_masks[native].rle_counts})
+                assert np.array_equal(mask, truth) and stored_masks[native].source == MaskSource.IMPORTED
+    mask_rows = MaskFrame.objects.count()
 
     call_command("seed_demo", "--preset", "tiny", "--videos", "2", verbosity=0)
+    assert MaskFrame.objects.count() == mask_rows
     assert Project.objects.filter(slug="demo").count() == 1
     assert list(project.videos.order_by("name")) == videos
     assert sorted(p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()) == stored

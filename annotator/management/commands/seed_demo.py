@@ -6,6 +6,10 @@ next to them under ``$MASKLET_DATA_DIR/demo/``) and ingested in this process, no
 queue, so the demo is ready when the command returns. A demo video left unfinished by an
 interrupted run is ingested again. Users are not created here (see ``bootstrap_admin``);
 every superuser becomes an admin of the demo project.
+
+When there is more than one demo video, the last one also gets its exact ground truth as
+approved masklets (source ``imported``): a finished example to look at, and data for export,
+review and training from the start. The others are left for people to annotate.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from annotator.models import Membership, Project, Role, Video
+from annotator.models import Masklet, MaskSource, Membership, Project, Role, Video
+from annotator.services.masks import MaskWrite, save_mask_frames
 from annotator.services.videos import create_video_from_path, ingest_video
-from fixtures.synthetic import KIND_LABELS, PRESETS, SyntheticSpec, generate, object_labels
+from fixtures.synthetic import KIND_LABELS, PRESETS, SyntheticFrames, SyntheticSpec, generate, object_labels
+from segmentation.masks import encode_rle
 
 DEMO_SLUG = "demo"
 DEMO_VIDEOS = 3
@@ -46,8 +52,10 @@ class Command(BaseCommand):
         specs = demo_specs(preset, videos)
         project = self._project(specs)
         out_dir = Path(settings.DATA_DIR) / "demo"
-        for spec in specs:
-            self._video(project, spec, out_dir)
+        for position, spec in enumerate(specs, start=1):
+            video = self._video(project, spec, out_dir)
+            if position == len(specs) > 1:
+                self._ground_truth(video, spec)
         self._memberships(project)
 
     def _project(self, specs: list[SyntheticSpec]) -> Project:
@@ -66,11 +74,11 @@ class Command(BaseCommand):
         self._say(f"{'created' if created else 'found'} project {project.slug!r}")
         return project
 
-    def _video(self, project: Project, spec: SyntheticSpec, out_dir: Path) -> None:
+    def _video(self, project: Project, spec: SyntheticSpec, out_dir: Path) -> Video:
         video = Video.objects.filter(project=project, name=spec.video_id).first()
         if video is not None and video.status == Video.Status.READY and video.frames_dir.is_dir():
             self._say(f"video {video.name} is ready already")
-            return
+            return video
         if video is None:
             path = out_dir / f"{spec.video_id}.mp4"
             # generate() writes the JSON metadata last: without it, an earlier run was interrupted.
@@ -83,6 +91,27 @@ class Command(BaseCommand):
         video = ingest_video(video.id)
         if video.status != Video.Status.READY:
             raise CommandError(f"demo video {video.name} failed to ingest: {video.failure_reason}")
+        return video
+
+    @transaction.atomic
+    def _ground_truth(self, video: Video, spec: SyntheticSpec) -> None:
+        """Store the video's exact masks as approved masklets, once (a video with masklets is left alone)."""
+        if video.masklets.exists():
+            return
+        frames = SyntheticFrames(spec, stride=video.stride)
+        writes: dict[int, list[MaskWrite]] = {object_id: [] for object_id in object_labels(spec)}
+        for position, native in enumerate(video.annotated_frame_indices()):
+            for object_id, mask in frames.masks(position).items():
+                if mask.any():
+                    writes[object_id].append(MaskWrite(native, encode_rle(mask)))
+        labels = object_labels(spec)
+        for object_id, object_writes in writes.items():
+            if not object_writes:
+                continue
+            masklet = Masklet.objects.create(video=video, object_id=object_id, label=labels[object_id],
+                                             status=Masklet.Status.APPROVED)
+            save_mask_frames(masklet, object_writes, source=MaskSource.IMPORTED)
+        self._say(f"stored the ground truth of {video.name} as approved masklets")
 
     def _memberships(self, project: Project) -> None:
         for user in get_user_model().objects.filter(is_superuser=True, is_active=True):
