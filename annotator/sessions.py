@@ -37,10 +37,11 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from annotator import protocol, selectors
-from annotator.models import Masklet, MaskSource, Video
+from annotator.models import MaskFrameRevision, Masklet, MaskSource, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from engine import channel_bridge, workers
@@ -57,6 +58,11 @@ FLUSH_FRAMES = 8
 
 #: Cache keys live this long: long enough for any propagation, short enough to clean themselves up.
 FLAG_SECONDS = 3600
+
+#: A live session trusts the video, user and serving model it read this long before reading them
+#: again (four queries a message otherwise). Permission is still checked on every message: by the
+#: consumer before dispatch, and again inside every edit's transaction.
+CONTEXT_SECONDS = 2.0
 
 
 def annotation_group(video_id: int) -> str:
@@ -111,9 +117,11 @@ class Envelope:
                    video_id=int(data["video_id"]), op=str(data["op"]), attempt=int(data.get("attempt", 0)),
                    message=dict(data["message"]), assign=bool(data.get("assign", False)))
 
-    def abandoned(self) -> bool:
-        flags = cache.get_many([abandoned_session_key(self.session), abandoned_op_key(self.op, self.attempt)])
-        return bool(flags)
+    def read_state(self) -> tuple[bool, str | None]:
+        """(abandoned, the session's current owner queue): one cache round trip per message."""
+        owner = workers.owner_key(self.video_id, self.user_id)
+        found = cache.get_many([abandoned_session_key(self.session), abandoned_op_key(self.op, self.attempt), owner])
+        return bool(found.keys() - {owner}), found.get(owner)
 
     def stop_requested(self) -> bool:
         """A track stops when cancelled, or when its socket or its delivery was abandoned."""
@@ -142,9 +150,9 @@ class Replier:
 
     def broadcast(self, type_: str, **fields: Any) -> None:
         msg = protocol.message(type_, by=self.envelope.username, **fields)
-        channel_bridge.group_send(annotation_group(self.envelope.video_id),
-                                  {"type": "annotate.broadcast", "message": msg,
-                                   "exclude": self.envelope.reply_channel})
+        channel_bridge.group_send_soon(annotation_group(self.envelope.video_id),
+                                       {"type": "annotate.broadcast", "message": msg,
+                                        "exclude": self.envelope.reply_channel})
 
 
 # -- live sessions ------------------------------------------------------------------------------
@@ -160,9 +168,17 @@ class LiveSession:
         self.segmenter = segmenter_session
         self.frames = video.annotated_frame_indices()
         self.index_of = {native: index for index, native in enumerate(self.frames)}
-        #: object id -> masklet pk of the objects whose state is in the segmenter session.
-        self.loaded: dict[int, int] = {}
+        #: object id -> (masklet pk, newest revision id by someone else when loaded) of the objects
+        #: whose state is in the segmenter session; a newer one means the session is stale.
+        self.loaded: dict[int, tuple[int, int | None]] = {}
         self.last_used = time.monotonic()
+        #: Messages being served with this session right now (the idle sweep leaves it alone).
+        self.busy = 0
+        #: The video and user as last read, and when (``CONTEXT_SECONDS``); when the owner key was written.
+        self.video: Video | None = None
+        self.user: Any = None
+        self.context_at = float("-inf")
+        self.owner_written_at = float("-inf")
 
     def index(self, frame: int) -> int:
         """The session index of a native frame number."""
@@ -171,12 +187,23 @@ class LiveSession:
         except KeyError:
             raise protocol.ProtocolError("bad_message", f"Frame {frame} is not an annotated frame.") from None
 
-    def ensure_objects(self, video: Video, masklets: dict[int, int]) -> None:
-        """Load objects ``{object_id: masklet pk}`` not yet in the session from the masks a person
-        made (as mask prompts). An object id that now names another masklet (deleted, re-created)
-        is reloaded."""
-        for object_id, pk in masklets.items():
-            if object_id in self.loaded and self.loaded[object_id] != pk:
+    def set_context(self, video: Video, user: Any) -> None:
+        self.video, self.user, self.context_at = video, user, time.monotonic()
+
+    def context_fresh(self) -> bool:
+        return self.video is not None and time.monotonic() - self.context_at < CONTEXT_SECONDS
+
+    def holds(self, object_id: int, pk: int) -> bool:
+        """Whether the session holds this masklet's state (not an older masklet's of the same id)."""
+        return object_id in self.loaded and self.loaded[object_id][0] == pk
+
+    def ensure_objects(self, video: Video, masklets: dict[int, tuple[int, int | None]]) -> None:
+        """Load objects ``{object_id: (masklet pk, newest revision by others)}`` not yet in the
+        session from the masks a person made (as mask prompts). An object whose id now names
+        another masklet (deleted, re-created), or that someone else edited since it was loaded
+        (my lock expired and they took it), is reloaded from the database."""
+        for object_id, state in masklets.items():
+            if object_id in self.loaded and self.loaded[object_id] != state:
                 self.forget(object_id)
         missing = [object_id for object_id in masklets if object_id not in self.loaded]
         if not missing:
@@ -196,7 +223,7 @@ class LiveSession:
             except SegmentationError:
                 logger.warning("could not remove object %s from a live session", object_id, exc_info=True)
 
-    def sync_objects(self, video: Video, masklets: dict[int, int]) -> None:
+    def sync_objects(self, video: Video, masklets: dict[int, tuple[int, int | None]]) -> None:
         """Make the tracked set exactly ``masklets`` (propagation tracks every object it holds)."""
         for object_id in sorted(set(self.loaded) - set(masklets)):
             self.forget(object_id)
@@ -210,7 +237,11 @@ class LiveSession:
 
 
 class SessionRegistry:
-    """The live sessions of this process, keyed by (video_id, user_id), bounded and aged."""
+    """The live sessions of this process, keyed by (video_id, user_id), bounded and aged.
+
+    ``checkout`` / ``get`` mark a session busy until ``release``: the idle sweep (on the worker's
+    heartbeat thread) and the bound never close a session a task is using.
+    """
 
     def __init__(self) -> None:
         self._sessions: OrderedDict[tuple[int, int], LiveSession] = OrderedDict()
@@ -223,36 +254,59 @@ class SessionRegistry:
         with self._lock:
             return list(self._sessions)
 
+    def _use(self, key: tuple[int, int], live: LiveSession) -> LiveSession:
+        """Mark ``live`` in use and most recently used (call holding the lock)."""
+        self._sessions.move_to_end(key)
+        live.last_used = time.monotonic()
+        live.busy += 1
+        return live
+
+    def checkout(self, video_id: int, user_id: int) -> LiveSession | None:
+        """The live session if this process holds one, marked busy (``release`` it)."""
+        with self._lock:
+            live = self._sessions.get((video_id, user_id))
+            return self._use((video_id, user_id), live) if live is not None else None
+
+    def release(self, live: LiveSession) -> None:
+        with self._lock:
+            live.busy = max(0, live.busy - 1)
+            live.last_used = time.monotonic()
+
     def get(self, video: Video, user_id: int, serving: ServingModel) -> tuple[LiveSession, bool]:
-        """The live session, built (empty: objects load lazily) when absent or on another model."""
+        """The live session marked busy (``release`` it), built (empty: objects load lazily) when
+        absent or on another model."""
         key = (video.pk, user_id)
-        self.evict_idle()
         with self._lock:
             live = self._sessions.get(key)
             if live is not None and live.serving != serving:
                 self._sessions.pop(key).close()
                 live = None
             if live is not None:
-                self._sessions.move_to_end(key)
-                live.last_used = time.monotonic()
-                return live, False
+                return self._use(key, live), False
         frames = JpegFolderFrames(video.frames_dir)
         if len(frames) != len(video.annotated_frame_indices()):
             raise SegmentationError(f"the video has {len(video.annotated_frame_indices())} annotated frames but "
                                     f"{len(frames)} frame files; ingest it again")
         live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames))
+        closing = []
         with self._lock:
             self._sessions[key] = live
-            while len(self._sessions) > max(1, settings.WORKER_SESSIONS):
-                _, evicted = self._sessions.popitem(last=False)
-                evicted.close()
+            self._use(key, live)
+            limit = max(1, settings.WORKER_SESSIONS)
+            for other_key, other in list(self._sessions.items()):
+                if len(self._sessions) <= limit:
+                    break
+                if not other.busy:
+                    closing.append(self._sessions.pop(other_key))
+        for evicted in closing:
+            evicted.close()
         return live, True
 
     def evict_idle(self) -> int:
-        """Close sessions idle longer than ``SESSION_IDLE_SECONDS``; returns how many."""
+        """Close sessions idle longer than ``SESSION_IDLE_SECONDS`` (not in use); returns how many."""
         limit = time.monotonic() - settings.SESSION_IDLE_SECONDS
         with self._lock:
-            idle = [key for key, live in self._sessions.items() if live.last_used < limit]
+            idle = [key for key, live in self._sessions.items() if live.last_used < limit and not live.busy]
             closing = [self._sessions.pop(key) for key in idle]
         for live in closing:
             live.close()
@@ -273,6 +327,8 @@ class SessionRegistry:
 
 
 registry = SessionRegistry()
+# Idle sessions are closed on the worker's heartbeat thread too, not only when a message arrives.
+workers.add_heartbeat_hook(registry.evict_idle)
 
 
 # -- handling one message -----------------------------------------------------------------------
@@ -285,12 +341,13 @@ def handle_envelope(data: dict[str, Any]) -> None:
     except (KeyError, TypeError, ValueError):
         logger.error("malformed session envelope dropped: %r", data)
         return
-    if envelope.abandoned():
+    abandoned, owner = envelope.read_state()
+    if abandoned:
         logger.info("skipping op %s of abandoned session %s", envelope.op, envelope.session)
         return
     replier = Replier(envelope)
     try:
-        _handle(envelope, replier)
+        _handle(envelope, replier, owner)
     except EditRefused as refused:
         replier.error(refused.code, refused.message)
     except protocol.ProtocolError as refused:
@@ -316,34 +373,63 @@ def _handler(type_: str) -> Callable[[Callable[..., None]], Callable[..., None]]
     return register
 
 
-def _handle(envelope: Envelope, replier: Replier) -> None:
+def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) -> None:
     msg = envelope.message
     handler = HANDLERS.get(msg.get("type"))
     if handler is None:
         raise protocol.ProtocolError("bad_message", f"Workers do not handle {msg.get('type')!r} messages.")
-    video = Video.objects.select_related("project").get(pk=envelope.video_id, status=Video.Status.READY)
-    user = get_user_model().objects.get(pk=envelope.user_id, is_active=True)
     queue = workers.own_queue()
-    previous_owner = cache.get(workers.owner_key(video.pk, user.pk))
     if previous_owner and previous_owner != queue:
         # The session lived on another worker since this one last saw it: what is here is stale.
-        registry.drop(video.pk, user.pk)
-    serving = serving_model(video.project)
-    if envelope.assign or previous_owner != queue:
-        # Name this worker at once: the consumer holds the session's next messages until it knows.
-        moved = bool(previous_owner) and previous_owner != queue
-        replier.reply(protocol.message("worker", state="rebuilding" if moved else "ready", model=serving.name),
-                      final=False)
-    live, _ = registry.get(video, user.pk, serving)
-    workers.set_session_owner(video.pk, user.pk, queue)
-    handler(envelope, replier, video, user, live)
+        registry.drop(envelope.video_id, envelope.user_id)
+    live = registry.checkout(envelope.video_id, envelope.user_id)
+    try:
+        if live is not None and live.context_fresh():
+            video, user, serving = live.video, live.user, live.serving
+        else:
+            video = Video.objects.select_related("project").get(pk=envelope.video_id, status=Video.Status.READY)
+            user = get_user_model().objects.get(pk=envelope.user_id, is_active=True)
+            serving = serving_model(video.project)
+        if envelope.assign or previous_owner != queue:
+            # Name this worker at once: the consumer holds the session's next messages until it knows.
+            moved = bool(previous_owner) and previous_owner != queue
+            replier.reply(protocol.message("worker", state="rebuilding" if moved else "ready", model=serving.name),
+                          final=False)
+        if live is None or not live.context_fresh():
+            if live is not None:
+                registry.release(live)
+            live = None
+            live, _ = registry.get(video, user.pk, serving)
+            live.set_context(video, user)
+        now = time.monotonic()
+        if previous_owner != queue or now - live.owner_written_at > settings.SESSION_IDLE_SECONDS / 4:
+            workers.set_session_owner(video.pk, user.pk, queue)
+            live.owner_written_at = now
+        handler(envelope, replier, video, user, live)
+    finally:
+        if live is not None:
+            registry.release(live)
 
 
-def _masklet(video: Video, object_id: int) -> Masklet:
-    masklet = Masklet.objects.filter(video=video, object_id=object_id).select_related("video__project").first()
+def _masklet(video: Video, object_id: int, user: Any) -> Masklet:
+    """The masklet (sharing ``video``) with ``others_revision``: the newest revision of its masks
+    written by someone else, which tells a live session whether what it holds is still current."""
+    masklet = Masklet.objects.filter(video=video, object_id=object_id).select_related("lock_holder").annotate(
+        others_revision=_newest_revision_by_others(user)).first()
     if masklet is None:
         raise EditRefused("not_found", f"Object {object_id} does not exist on this video.")
+    masklet.video = video
     return masklet
+
+
+def _newest_revision_by_others(user: Any) -> Subquery:
+    return Subquery(MaskFrameRevision.objects.filter(masklet=OuterRef("pk")).exclude(author_id=user.pk)
+                    .order_by("-pk").values("pk")[:1])
+
+
+def _state(masklet: Masklet) -> tuple[int, int | None]:
+    """What a live session remembers of a loaded object (see ``LiveSession.ensure_objects``)."""
+    return masklet.pk, masklet.others_revision
 
 
 def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
@@ -363,10 +449,11 @@ def _prompted_edit(envelope: Envelope, replier: Replier, video: Video, user: Any
     """click/box: the model makes the mask, the service stores prompt + mask, then the reply."""
     msg = envelope.message
     object_id, frame = msg["object_id"], msg["frame"]
-    masklet = _masklet(video, object_id)
-    annotation.check_editable(masklet, user)  # no model work for an edit that would be refused
+    masklet = _masklet(video, object_id, user)
+    # No model work for an edit that would be refused (the role is re-checked in the edit's transaction).
+    annotation.check_lock(masklet, user)
     index = live.index(frame)
-    live.ensure_objects(video, {object_id: masklet.pk})
+    live.ensure_objects(video, {object_id: _state(masklet)})
     try:
         mask, model_ms = _timed(lambda: run_model(index, object_id))
         saved = annotation.record_edit(masklet, user, frame_index=frame, kind=kind, payload=payload,
@@ -413,11 +500,11 @@ def decode_painted(counts: str, height: int, width: int) -> np.ndarray:
 def _paint(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     object_id, frame = msg["object_id"], msg["frame"]
-    masklet = _masklet(video, object_id)
-    annotation.check_editable(masklet, user)
+    masklet = _masklet(video, object_id, user)
+    annotation.check_lock(masklet, user)
     mask = decode_painted(msg["counts"], video.height, video.width)
     index = live.index(frame)
-    live.ensure_objects(video, {object_id: masklet.pk})
+    live.ensure_objects(video, {object_id: _state(masklet)})
     try:
         # The person's mask is stored as drawn; the model takes it as this frame's mask prompt.
         _, model_ms = _timed(lambda: live.segmenter.add_mask(index, object_id, mask))
@@ -434,7 +521,7 @@ def _paint(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
 def _apply_stored(live: LiveSession, index: int, masklet: Masklet, saved: SavedMask, video: Video) -> float:
     """After clear/restore: the frame's prompt in the model becomes what is now stored."""
     object_id = masklet.object_id
-    if live.loaded.get(object_id) != masklet.pk:
+    if not live.holds(object_id, masklet.pk) or live.loaded[object_id] != _state(masklet):
         live.forget(object_id)
         return 0.0  # rebuilt from the database when next used, which holds the new state
     try:
@@ -455,7 +542,7 @@ def _apply_stored(live: LiveSession, index: int, masklet: Masklet, saved: SavedM
 def _clear(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     index = live.index(msg["frame"])
-    masklet = _masklet(video, msg["object_id"])
+    masklet = _masklet(video, msg["object_id"], user)
     saved = annotation.clear_frame(masklet, user, frame_index=msg["frame"], session_id=envelope.session)
     _send_mask(replier, saved, _apply_stored(live, index, masklet, saved, video))
 
@@ -464,24 +551,26 @@ def _clear(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
 def _restore(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     index = live.index(msg["frame"])
-    masklet = _masklet(video, msg["object_id"])
+    masklet = _masklet(video, msg["object_id"], user)
     saved = annotation.restore_frame(masklet, user, frame_index=msg["frame"], revision=msg["revision"],
                                      session_id=envelope.session)
     _send_mask(replier, saved, _apply_stored(live, index, masklet, saved, video))
 
 
-def _track_objects(video: Video, user: Any, requested: list[int] | None) -> dict[int, int]:
-    """The objects a track covers, ``{object_id: masklet pk}``: the ones asked for (each must be
-    editable), else every object locked by me."""
+def _track_objects(video: Video, user: Any, requested: list[int] | None) -> dict[int, tuple[int, int | None]]:
+    """The objects a track covers, ``{object_id: (masklet pk, newest revision by others)}``: the ones
+    asked for (each must be editable), else every object locked by me."""
     if requested is None:
-        return dict(Masklet.objects.filter(
+        mine = Masklet.objects.filter(
             video=video, status=Masklet.Status.DRAFT, lock_holder=user, lock_expires_at__gt=timezone.now(),
-        ).order_by("object_id").values_list("object_id", "pk"))
+        ).annotate(others_revision=_newest_revision_by_others(user)).order_by("object_id")
+        return {object_id: (pk, others) for object_id, pk, others in mine.values_list("object_id", "pk",
+                                                                                       "others_revision")}
     masklets = {}
     for object_id in requested:
-        masklet = _masklet(video, object_id)
+        masklet = _masklet(video, object_id, user)
         annotation.check_editable(masklet, user)
-        masklets[object_id] = masklet.pk
+        masklets[object_id] = _state(masklet)
     return masklets
 
 

@@ -31,11 +31,13 @@ def ingest_video(video_id: int) -> str:
         return "missing"
 
 
-@shared_task(name="annotator.session_message", acks_late=True)
+@shared_task(name="annotator.session_message", acks_late=True, ignore_result=True)
 def session_message(envelope: dict) -> None:
     """Serve one model message of a live annotation session (see ``annotator.sessions``).
 
     Sent by ``AnnotationConsumer`` to the ``gpu`` queue, or to ``gpu.<worker>`` once a worker
     holds the session. Never raises: every outcome, errors included, is a reply to the socket.
+    ``ignore_result``: the reply travels over the channel layer; a result backend entry would cost a
+    subscribe on every publish and a write on every message, on the click's critical path.
     """
     sessions.handle_envelope(envelope)

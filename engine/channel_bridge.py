@@ -36,6 +36,9 @@ _lock = threading.Lock()
 _server_loop: asyncio.AbstractEventLoop | None = None
 _bridge_loop: asyncio.AbstractEventLoop | None = None
 _bridge_pid: int | None = None
+#: Services mode: broadcasts waiting to be sent, in order, by one task on the bridge loop.
+_outbox: asyncio.Queue | None = None
+_outbox_loop: asyncio.AbstractEventLoop | None = None
 
 
 def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -102,3 +105,42 @@ def send(channel: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> 
 def group_send(group: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> bool:
     """Send ``event`` to every consumer in ``group``; True once the layer accepted it."""
     return _run(lambda layer: layer.group_send(group, event), f"message to group {group}", timeout)
+
+
+async def _drain(outbox: asyncio.Queue) -> None:
+    layer = get_channel_layer()
+    while True:
+        group, event = await outbox.get()
+        try:
+            await layer.group_send(group, event)
+        except Exception:
+            logger.warning("could not deliver a message to group %s", group, exc_info=True)
+
+
+async def _open_outbox() -> asyncio.Queue:
+    outbox: asyncio.Queue = asyncio.Queue()
+    asyncio.get_running_loop().create_task(_drain(outbox))
+    return outbox
+
+
+def group_send_soon(group: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to ``group`` without waiting, in call order (services mode).
+
+    For broadcasts to the other sockets on a video: they must not hold the worker (the next click
+    waits behind them) and nobody acknowledges them; one sender task keeps them in order, so a
+    viewer never sees an older revision after a newer one. Embedded mode sends as ``group_send``.
+    """
+    global _outbox, _outbox_loop
+    if settings.EMBEDDED or get_channel_layer() is None:
+        group_send(group, event)
+        return
+    loop = _bridge()
+    try:
+        with _lock:
+            if _outbox is None or _outbox_loop is not loop:
+                _outbox = asyncio.run_coroutine_threadsafe(_open_outbox(), loop).result(SEND_TIMEOUT)
+                _outbox_loop = loop
+            outbox = _outbox
+        loop.call_soon_threadsafe(outbox.put_nowait, (group, event))
+    except Exception:
+        logger.warning("could not queue a message to group %s", group, exc_info=True)

@@ -21,11 +21,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.core.cache import cache
+from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,14 @@ OWN_QUEUE_PREFIX = "gpu."
 _own_queue: str | None = None
 _heartbeat_stop = threading.Event()
 _heartbeat_thread: threading.Thread | None = None
+#: Called on the heartbeat thread after every beat (e.g. the idle-session sweep of ``annotator.sessions``).
+_heartbeat_hooks: list[Callable[[], Any]] = []
+
+
+def add_heartbeat_hook(hook: Callable[[], Any]) -> None:
+    """Run ``hook()`` after every heartbeat of this worker (it must be thread-safe and quick)."""
+    if hook not in _heartbeat_hooks:
+        _heartbeat_hooks.append(hook)
 
 
 def queue_for_node(nodename: str) -> str:
@@ -95,6 +105,11 @@ def start_heartbeat(queue: str) -> None:
                 beat(queue)
             except Exception:  # Redis away for a moment: keep trying, the TTL says the rest
                 logger.warning("heartbeat for %s not written", queue, exc_info=True)
+            for hook in _heartbeat_hooks:
+                try:
+                    hook()
+                except Exception:
+                    logger.warning("heartbeat hook %r failed", hook, exc_info=True)
             _heartbeat_stop.wait(interval)
 
     _heartbeat_thread = threading.Thread(target=run, name="masklet-heartbeat", daemon=True)
@@ -124,6 +139,16 @@ def _add_own_queue(sender: str, instance: Any, **kwargs: Any) -> None:
     _own_queue = queue_for_node(sender)
     queues.select_add(_own_queue)
     logger.info("worker %s also consumes its own queue %s", sender, _own_queue)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_lifecycle(task: Any = None, **kwargs: Any) -> None:
+    """Each task in a worker is handled like a request: an unusable or too old connection is closed,
+    a good one kept (``CELERY_DB_REUSE_MAX`` stops Celery closing it after every task). Eager runs
+    (embedded mode, tests) are left alone, as Celery's own fixup leaves them."""
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
 
 @worker_ready.connect
