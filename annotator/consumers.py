@@ -47,10 +47,52 @@ CLOSE_FORBIDDEN = 4403
 
 
 class ProjectConsumer(AsyncJsonWebsocketConsumer):
-    """Base for per-project sockets: the URL has a ``slug``; ``required_action`` guards it."""
+    """Base for per-project sockets: the URL has a ``slug``; ``required_action`` guards it.
+
+    The channel layer's receive survives a Redis outage (``channel_receive``): instead of the
+    socket dying with a 1011, it waits for Redis, joins its groups again (a restarted Redis has
+    none) and calls ``on_layer_recovered``.
+    """
 
     required_action: Action = Action.VIEW_PROJECT
     project: Project | None = None
+    #: Seconds between attempts to reach the channel layer again, doubling up to the second value.
+    layer_retry = (0.2, 5.0)
+
+    @property
+    def channel_receive(self) -> Any:
+        return self._resilient_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Any) -> None:
+        """Channels sets this to ``layer.receive(channel)`` when the consumer starts: wrap it."""
+        self._layer_receive = receive
+
+    async def _resilient_receive(self) -> dict[str, Any]:
+        delay = self.layer_retry[0]
+        failed = False
+        while True:
+            try:
+                if failed:
+                    for group in self.layer_groups():
+                        await self.channel_layer.group_add(group, self.channel_name)
+                    await self.on_layer_recovered()
+                    failed = False
+                return await self._layer_receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis restarting or unreachable: wait, it comes back
+                logger.warning("channel layer unavailable (%s); retrying in %.1f s", error, delay)
+                failed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.layer_retry[1])
+
+    def layer_groups(self) -> list[str]:
+        """The groups this socket belongs to (joined again after a channel layer outage)."""
+        return []
+
+    async def on_layer_recovered(self) -> None:
+        """Called once the channel layer answers again after an outage."""
 
     async def connect(self) -> None:
         slug = self.scope["url_route"]["kwargs"]["slug"]
@@ -130,6 +172,9 @@ class VideoStatusConsumer(ProjectConsumer):
         self._known = {video["id"]: video for video in videos}
         await self.send_json({"type": "snapshot", "videos": videos})
         self._poller = asyncio.ensure_future(self._poll())
+
+    def layer_groups(self) -> list[str]:
+        return [self._group] if getattr(self, "_group", None) else []
 
     async def disconnect(self, code: int) -> None:
         poller = getattr(self, "_poller", None)
@@ -232,6 +277,22 @@ class AnnotationConsumer(ProjectConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.send_json(await database_sync_to_async(self._hello)())
         self._watchdog = None if settings.EMBEDDED else asyncio.ensure_future(self._watch())
+
+    def layer_groups(self) -> list[str]:
+        return [self.group] if getattr(self, "group", None) else []
+
+    async def on_layer_recovered(self) -> None:
+        """Redis went away: replies to model messages in flight may be lost with it. Say so, so the
+        page does them again (what the worker did commit is stored, and shown on reload)."""
+        self.owner = None if not settings.EMBEDDED else self.owner
+        self.assigning = False
+        self.waiting = []
+        for op, entry in list(self.in_flight.items()):
+            self.in_flight.pop(op)
+            await _blocking(sessions.abandon_op)(op, entry["envelope"]["attempt"])
+            await self.send_json(protocol.error(
+                "worker_lost", "The connection to the model workers was interrupted before this was confirmed; "
+                               "please do it again.", re=entry["envelope"]["message"].get("id")))
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "session_id"):
@@ -344,7 +405,11 @@ class AnnotationConsumer(ProjectConsumer):
         if self.owner is None and self.assigning:
             self.waiting.append(envelope)
             return
-        await self._submit(envelope)
+        try:
+            await self._submit(envelope)
+        except Exception:
+            self.in_flight.pop(op, None)  # never sent: a track must not stay "running"
+            raise
 
     async def _submit(self, envelope: dict[str, Any]) -> None:
         queue = self.owner or workers.SHARED_QUEUE

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -31,6 +31,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 10.0
+#: A send that fails (Redis restarting, a dead pooled connection) is tried again this many times in all.
+SEND_ATTEMPTS = 3
+RETRY_SECONDS = 0.2
 
 _lock = threading.Lock()
 _server_loop: asyncio.AbstractEventLoop | None = None
@@ -72,29 +75,37 @@ def _run(make: Any, what: str, timeout: float) -> bool:
     if layer is None:
         return False
     loop = _target_loop()
-    coroutine: Coroutine = make(layer)
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    try:
-        if loop is None:
-            # Embedded mode without a registered server (a management command): nothing listens
-            # on another loop, so a private one is fine.
+    if loop is None:
+        # Embedded mode without a registered server (a management command): nothing listens
+        # on another loop, so a private one is fine.
+        try:
             if running is not None:
-                running.create_task(coroutine)
-                return True
-            asyncio.run(coroutine)
+                running.create_task(make(layer))
+            else:
+                asyncio.run(make(layer))
             return True
-        if running is loop:
-            # Called from the loop itself: waiting here would deadlock, so just schedule.
-            loop.create_task(coroutine)
-            return True
-        asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+        except Exception:
+            logger.warning("could not deliver %s", what, exc_info=True)
+            return False
+    if running is loop:
+        # Called from the loop itself: waiting here would deadlock, so just schedule.
+        loop.create_task(make(layer))
         return True
-    except Exception:
-        logger.warning("could not deliver %s", what, exc_info=True)
-        return False
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        try:
+            asyncio.run_coroutine_threadsafe(make(layer), loop).result(timeout)
+            return True
+        except Exception:
+            # After a Redis restart the pool's first connections are dead: the next ones work.
+            logger.warning("could not deliver %s (attempt %d of %d)", what, attempt, SEND_ATTEMPTS,
+                           exc_info=attempt == SEND_ATTEMPTS)
+            if attempt < SEND_ATTEMPTS:
+                time.sleep(RETRY_SECONDS * attempt)
+    return False
 
 
 def send(channel: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> bool:
