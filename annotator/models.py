@@ -122,6 +122,8 @@ class Masklet(models.Model):
         SUBMITTED = "submitted", "Submitted"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
+        #: A reviewer's final "no": the object has no clear boundary; it never returns to annotation.
+        DISCARDED = "discarded", "Rejected for good"
 
     video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="masklets")
     object_id = models.PositiveIntegerField(help_text="Object id within the video (SA-V masklet_id).")
@@ -133,6 +135,8 @@ class Masklet(models.Model):
     lock_holder = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="locked_masklets")
     lock_expires_at = models.DateTimeField(null=True, blank=True)
+    stability_score = models.FloatField(null=True, blank=True,
+                                        help_text="Auto masklets: the seed mask's stability score (0..1).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -239,10 +243,57 @@ class Review(models.Model):
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
     reason = models.CharField(max_length=100, blank=True)
     comment = models.TextField(blank=True)
+    final = models.BooleanField(default=False, help_text="Rejected for good (no clear boundary): never reopened.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["masklet", "created_at"]
+
+
+class VideoAssignment(models.Model):
+    """Who is annotating a video (a lock with expiry, like a masklet's), and whether it is done.
+
+    The annotators' work queue hands out videos through these rows (``annotator.services.queues``).
+    """
+
+    video = models.OneToOneField(Video, on_delete=models.CASCADE, related_name="assignment")
+    holder = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True, help_text="Every object of the video is annotated.")
+    done_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def is_held(self, now=None) -> bool:
+        return self.holder_id is not None and self.expires_at is not None and self.expires_at > (now or timezone.now())
+
+
+class AutoMaskletRun(models.Model):
+    """One automatic masklet generation on a video (a ``gpu`` task), with progress for the admin page."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="auto_runs")
+    frame_index = models.PositiveIntegerField(help_text="Native frame the point grid is placed on.")
+    points_per_side = models.PositiveSmallIntegerField(default=32)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1.")
+    created_count = models.PositiveIntegerField(default=0, help_text="Auto masklets stored.")
+    stats = models.JSONField(default=dict, blank=True, help_text="Candidates, kept, dropped as duplicates, ...")
+    model_name = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
 
 class MaskletOrigin(models.Model):
