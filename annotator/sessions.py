@@ -444,42 +444,61 @@ def _send_mask(replier: Replier, saved: SavedMask, model_ms: float) -> None:
     replier.broadcast("mask", **fields)
 
 
-def _prompted_edit(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession,
-                   run_model: Callable[[int, int], np.ndarray], kind: str, payload: dict) -> None:
-    """click/box: the model makes the mask, the service stores prompt + mask, then the reply."""
+def _model_edit(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession, kind: str,
+                payload: dict, run_model: Callable[[int, int], np.ndarray], drawn: dict | None = None) -> None:
+    """click/box/paint in ONE transaction: lock and re-check the masklet (reading in the same query
+    whether someone else changed it since the session loaded it), run the model on the live
+    session, store prompt + mask; the reply goes after the commit. ``drawn``: the person's own
+    mask (paint), stored as drawn; otherwise the model's mask is stored."""
     msg = envelope.message
     object_id, frame = msg["object_id"], msg["frame"]
-    masklet = _masklet(video, object_id, user)
-    # No model work for an edit that would be refused (the role is re-checked in the edit's transaction).
-    annotation.check_lock(masklet, user)
     index = live.index(frame)
-    live.ensure_objects(video, {object_id: _state(masklet)})
-    try:
+    model_ms = 0.0
+
+    def compute(row: Masklet) -> dict:
+        nonlocal model_ms
+        live.ensure_objects(video, {object_id: _state(row)})
         mask, model_ms = _timed(lambda: run_model(index, object_id))
-        saved = annotation.record_edit(masklet, user, frame_index=frame, kind=kind, payload=payload,
-                                       rle=encode_rle(mask), session_id=envelope.session)
-    except BaseException:
-        live.forget(object_id)  # the model may hold a prompt the database does not: rebuild it
-        raise
+        return drawn if drawn is not None else encode_rle(mask)
+
+    known = object_id in live.loaded
+    for attempt in (1, 2):
+        masklet = _masklet_ref(live, video, object_id, user)
+        try:
+            saved = annotation.record_edit(masklet, user, frame_index=frame, kind=kind, payload=payload, rle=compute,
+                                           session_id=envelope.session,
+                                           annotations={"others_revision": _newest_revision_by_others(user)})
+            break
+        except BaseException as error:
+            live.forget(object_id)  # the model may hold a prompt the database does not: rebuild it
+            # The masklet the session knew was deleted (and maybe re-created under the same id): look it up.
+            stale = isinstance(error, EditRefused) and error.code == "not_found" and known and attempt == 1
+            if not stale:
+                raise
     _send_mask(replier, saved, model_ms)
+
+
+def _masklet_ref(live: LiveSession, video: Video, object_id: int, user: Any) -> Masklet:
+    """The masklet to lock for an edit: the one the session holds (no query), else looked up."""
+    if object_id in live.loaded:
+        return Masklet(pk=live.loaded[object_id][0], video=video, object_id=object_id)
+    return _masklet(video, object_id, user)
 
 
 @_handler("click")
 def _click(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     label = 1 if msg["positive"] else 0
-    _prompted_edit(envelope, replier, video, user, live,
-                   lambda index, object_id: live.segmenter.add_points(index, object_id, [(msg["x"], msg["y"])],
-                                                                      [label]),
-                   "click", {"x": msg["x"], "y": msg["y"], "positive": msg["positive"]})
+    payload = {"x": msg["x"], "y": msg["y"], "positive": msg["positive"]}
+    _model_edit(envelope, replier, video, user, live, "click", payload,
+                lambda index, object_id: live.segmenter.add_points(index, object_id, [(msg["x"], msg["y"])], [label]))
 
 
 @_handler("box")
 def _box(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     box = envelope.message["box"]
-    _prompted_edit(envelope, replier, video, user, live,
-                   lambda index, object_id: live.segmenter.add_box(index, object_id, box),
-                   "box", dict(zip(("x0", "y0", "x1", "y1"), box, strict=True)))
+    _model_edit(envelope, replier, video, user, live, "box", dict(zip(("x0", "y0", "x1", "y1"), box, strict=True)),
+                lambda index, object_id: live.segmenter.add_box(index, object_id, box))
 
 
 def decode_painted(counts: str, height: int, width: int) -> np.ndarray:
@@ -499,23 +518,11 @@ def decode_painted(counts: str, height: int, width: int) -> np.ndarray:
 @_handler("paint")
 def _paint(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
-    object_id, frame = msg["object_id"], msg["frame"]
-    masklet = _masklet(video, object_id, user)
-    annotation.check_lock(masklet, user)
     mask = decode_painted(msg["counts"], video.height, video.width)
-    index = live.index(frame)
-    live.ensure_objects(video, {object_id: _state(masklet)})
-    try:
-        # The person's mask is stored as drawn; the model takes it as this frame's mask prompt.
-        _, model_ms = _timed(lambda: live.segmenter.add_mask(index, object_id, mask))
-        saved = annotation.record_edit(masklet, user, frame_index=frame, kind="paint",
-                                       payload={"counts": msg["counts"]},
-                                       rle={"size": [video.height, video.width], "counts": msg["counts"]},
-                                       session_id=envelope.session)
-    except BaseException:
-        live.forget(object_id)
-        raise
-    _send_mask(replier, saved, model_ms)
+    # The person's mask is stored as drawn; the model takes it as this frame's mask prompt.
+    _model_edit(envelope, replier, video, user, live, "paint", {"counts": msg["counts"]},
+                lambda index, object_id: live.segmenter.add_mask(index, object_id, mask),
+                drawn={"size": [video.height, video.width], "counts": msg["counts"]})
 
 
 def _apply_stored(live: LiveSession, index: int, masklet: Masklet, saved: SavedMask, video: Video) -> float:

@@ -20,6 +20,7 @@ is shown to the annotator as is, so it is written in plain words.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,10 +28,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Subquery
 from django.utils import timezone
 
-from annotator.models import MaskFrame, Masklet, MaskSource, Prompt, Role, Video
+from annotator.models import MaskFrame, Masklet, MaskSource, Membership, Prompt, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
 from segmentation.masks import decode_rle, empty_rle, encode_rle
@@ -86,10 +87,12 @@ def _name(masklet: Masklet) -> str:
 def _check_may_annotate(masklet_or_video: Masklet | Video, user: User) -> None:
     """The user's role in the project must allow annotating (superusers may)."""
     video = masklet_or_video.video if isinstance(masklet_or_video, Masklet) else masklet_or_video
-    project = video.project
     if not (user.is_authenticated and user.is_active):
         raise EditRefused("forbidden", "Sign in to edit.")
-    role = role_of(user, project)
+    if hasattr(masklet_or_video, "member_role"):  # read with the row (``_locked_row``): no second query
+        role = Role(masklet_or_video.member_role) if masklet_or_video.member_role else None
+    else:
+        role = role_of(user, video.project)
     if role is None and not user.is_superuser:
         raise EditRefused("forbidden", "You are not a member of this project.")
     if not role_allows(user, role, Action.ANNOTATE):
@@ -117,12 +120,6 @@ def _check_not_locked_by_other(masklet: Masklet, user: User) -> None:
 def check_editable(masklet: Masklet, user: User) -> None:
     """Raise ``EditRefused`` unless ``user`` may edit ``masklet`` right now (see the module rules)."""
     _check_may_annotate(masklet, user)
-    check_lock(masklet, user)
-
-
-def check_lock(masklet: Masklet, user: User) -> None:
-    """The masklet half of ``check_editable`` (draft, and my live lock), without reading the role:
-    for a quick refusal before costly work whose write re-checks everything in its transaction."""
     _check_draft(masklet)
     _check_not_locked_by_other(masklet, user)
     if not masklet.is_locked_by(user):
@@ -140,10 +137,18 @@ def _check_label(video: Video, label: str) -> str:
     return label
 
 
-def _locked_row(masklet: Masklet) -> Masklet:
-    """The masklet re-read under a row lock (call inside a transaction), sharing the caller's video."""
+def _locked_row(masklet: Masklet, user: User | None = None, annotations: dict[str, Any] | None = None) -> Masklet:
+    """The masklet re-read under a row lock (call inside a transaction), sharing the caller's video.
+
+    With ``user``, the row carries ``member_role`` (their role in the project, read in the same
+    query, used by ``check_editable``); ``annotations`` are added to the query as they are.
+    """
+    rows = Masklet.objects.select_for_update().filter(pk=masklet.pk)
+    if user is not None and user.is_authenticated:
+        rows = rows.annotate(member_role=Subquery(Membership.objects.filter(
+            project_id=masklet.video.project_id, user_id=user.pk).values("role")[:1]))
     try:
-        row = Masklet.objects.select_for_update().get(pk=masklet.pk)
+        row = rows.annotate(**(annotations or {})).get()
     except Masklet.DoesNotExist:
         raise EditRefused("not_found", f"{_name(masklet).capitalize()} no longer exists.") from None
     row.video = masklet.video
@@ -293,34 +298,42 @@ def _check_frame(video: Video, frame_index: int) -> int:
 
 
 def _edit(masklet: Masklet, user: User, frame_index: int, kind: str, payload: dict, session_id: str,
-          write: Any) -> SavedMask:
+          write: Any, annotations: dict[str, Any] | None = None) -> SavedMask:
     """The shared transaction of every person's edit: re-check, log the prompt, write, renew the lock."""
     with transaction.atomic():
-        row = _locked_row(masklet)
+        row = _locked_row(masklet, user, annotations)
         check_editable(row, user)
         _check_frame(row.video, frame_index)
         Prompt.objects.create(masklet=row, frame_index=frame_index, kind=kind, payload=payload, author=user,
                               session_id=(session_id or "")[:64])
-        saved = write(row)
+        saved = write(row)  # may compute the mask now, holding the row (see record_edit)
         row.lock_expires_at = _lock_until()
         row.save(update_fields=["lock_expires_at", "updated_at"])
     return saved
 
 
-def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, payload: dict, rle: dict,
-                session_id: str) -> SavedMask:
+def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, payload: dict,
+                rle: dict | Callable[[Masklet], dict], session_id: str,
+                annotations: dict[str, Any] | None = None) -> SavedMask:
     """Store a person's click/box/brush and the mask it produced, as source ``human``.
 
     ``kind`` is a protocol type (``click``, ``box``, ``paint``) or a ``Prompt.Kind`` value.
+    ``rle`` may be a function of the locked, re-checked row (with ``annotations`` added to its
+    query) that computes the mask: a live session runs the model there, so an edit that would be
+    refused costs no model work and the row cannot change between the check and the write.
     """
     prompt_kind = EDIT_KINDS.get(kind)
     if prompt_kind is None:
         raise EditRefused("bad_message", f"Unknown kind of edit “{kind}”.")
     payload = _clean_payload(prompt_kind, payload, masklet.video)
-    if prompt_kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
-        rle = _canonical(rle)
-    return _edit(masklet, user, frame_index, prompt_kind, payload, session_id,
-                 lambda row: _write(row, user, frame_index, rle, source=MaskSource.HUMAN))
+
+    def write(row: Masklet) -> SavedMask:
+        mask = rle(row) if callable(rle) else rle
+        if prompt_kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
+            mask = _canonical(mask)
+        return _write(row, user, frame_index, mask, source=MaskSource.HUMAN)
+
+    return _edit(masklet, user, frame_index, prompt_kind, payload, session_id, write, annotations)
 
 
 def clear_frame(masklet: Masklet, user: User, *, frame_index: int, session_id: str) -> SavedMask:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache
 
 from annotator.models import MaskFrame, Role
 from engine import workers
+from segmentation.masks import encode_rle
 
 from .conftest import run, services_only
 
@@ -97,7 +99,12 @@ def test_worker_lost_mid_track_moves_the_track_to_another_worker(ann_video, open
     async def scenario():
         _, _, ws = await open_socket(user, video)
         object_id = (await ws.request("add_object"))["masklet"]["object_id"]
-        await ws.request("click", object_id=object_id, frame=0, positive=True, **POINT)
+        # A painted mask, not a click: a random-weight model's click mask may be empty, and an empty
+        # mask gives the next worker nothing to rebuild the object from ("nothing to track").
+        painted = np.zeros((video.height, video.width), dtype=bool)
+        painted[30:60, 60:100] = True
+        mask = await ws.request("paint", object_id=object_id, frame=0, counts=encode_rle(painted)["counts"])
+        assert mask["type"] == "mask" and mask["area"] > 0, mask
         second = gpu_worker()
         track_id = await ws.send("track", frame=0, direction="forward")
         await ws.until(lambda m: m["type"] == "track_progress", timeout=60)

@@ -186,3 +186,23 @@ def test_the_heartbeat_sweep_closes_idle_sessions_but_not_busy_ones(two_videos, 
     assert sessions.registry.keys() == [(first.pk, user.pk)]
     sessions.registry.release(busy)
     assert sessions.registry.evict_idle() == 1 and len(sessions.registry) == 0
+
+
+def test_an_object_deleted_and_created_again_under_its_id_is_edited_fresh(two_videos, open_socket):
+    user, video, _ = two_videos
+
+    async def scenario():
+        _, _, ws = await open_socket(user, video)
+        first = (await ws.request("add_object"))["masklet"]["object_id"]
+        assert (await ws.request("click", object_id=first, frame=0, positive=True, **POINT))["type"] == "mask"
+        assert (await ws.request("delete_object", object_id=first))["type"] == "object_deleted"
+        again = (await ws.request("add_object"))["masklet"]["object_id"]
+        assert again == first  # ids count up from the highest left: the id names a new masklet
+        mask = await ws.request("click", object_id=again, frame=4, positive=True, **POINT)
+        assert mask["type"] == "mask" and mask["revision"] == 1, mask
+        done = await ws.request("track", frame=4, direction="forward")
+        assert done["type"] == "track_done" and done["skipped"] == 1, done  # only the new click's frame
+        await ws.close()
+
+    run(scenario)
+    assert sorted(frame for (_, frame) in masks_of(video)) == [4, 8, 12, 16, 20]
