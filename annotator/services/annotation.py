@@ -106,6 +106,9 @@ def _check_draft(masklet: Masklet) -> None:
                                        "it cannot be edited unless the reviewer sends it back.")
     if masklet.status == Masklet.Status.APPROVED:
         raise EditRefused("read_only", f"{_name(masklet).capitalize()} was approved; it can no longer be edited.")
+    if masklet.status == Masklet.Status.DISCARDED:
+        raise EditRefused("read_only", f"The reviewer rejected {_name(masklet)} for good (no clear boundary); "
+                                       "it can no longer be edited.")
     if masklet.status == Masklet.Status.REJECTED:
         raise EditRefused("read_only", f"The reviewer sent {_name(masklet)} back; reopen it to edit it.")
 
