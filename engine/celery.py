@@ -15,3 +15,4 @@ app = Celery("masklet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["annotator.datasets"])  # dataset export/import jobs: annotator.datasets.tasks
+app.autodiscover_tasks(["annotator.automasks"])  # auto-masklet generation: annotator.automasks.tasks
