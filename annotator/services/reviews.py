@@ -1,0 +1,90 @@
+"""Verification: a reviewer's verdict on a submitted masklet, kept forever as history.
+
+- satisfactory -> approved;
+- unsatisfactory with a reason from ``REASONS`` (+ free text) -> rejected: back to its annotator,
+  who sees the latest review on the annotation page and reopens it;
+- unsatisfactory and final (reason ``no_clear_boundary``: the object has no clear boundary) ->
+  discarded ("rejected for good"), never reopened.
+
+Every verdict is a new ``Review`` row; nothing is overwritten. Nobody reviews their own masklet
+(``annotator.services.queues.own_masklets``), and a masklet another reviewer holds is theirs
+until their claim expires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from annotator.models import Masklet, Review
+from annotator.permissions import Action, User, has_permission
+from annotator.services.annotation import EditRefused
+from annotator.services.queues import own_masklets
+
+#: The pick list of reasons an unsatisfactory masklet is sent back with (code -> what the annotator reads).
+REASONS: dict[str, str] = {
+    "inaccurate_boundary": "Boundary is inaccurate",
+    "missing_frames": "Object missing on some frames",
+    "extra_frames": "Mask where the object is not visible",
+    "wrong_object": "Mask follows a different object",
+    "leak": "Mask leaks onto the background or other objects",
+    "incomplete": "Part of the object is missing",
+    "wrong_label": "Wrong label",
+    "other": "Other (see comment)",
+}
+#: The one reason for rejecting for good.
+FINAL_REASONS: dict[str, str] = {"no_clear_boundary": "Object has no clear boundary"}
+
+
+def reason_label(code: str) -> str:
+    """What people read for a stored reason code (unknown codes are shown as they are)."""
+    return REASONS.get(code) or FINAL_REASONS.get(code) or code
+
+
+def review_masklet(masklet: Masklet, reviewer: User, *, verdict: str, reason: str = "", comment: str = "",
+                   final: bool = False) -> Review:
+    """Record a verdict and move the masklet on (see the module docstring); raises ``EditRefused``."""
+    comment = (comment or "").strip()
+    if verdict not in Review.Verdict.values:
+        raise EditRefused("bad_message", "The verdict is satisfactory or unsatisfactory.")
+    if verdict == Review.Verdict.SATISFACTORY:
+        reason, final = "", False
+    elif final:
+        reason = reason or "no_clear_boundary"
+        if reason not in FINAL_REASONS:
+            raise EditRefused("bad_message", "Rejecting for good is only for objects without a clear boundary.")
+    elif reason not in REASONS:
+        raise EditRefused("bad_message", "Choose a reason from the list to send the masklet back.")
+    elif reason == "other" and not comment:
+        raise EditRefused("bad_message", "Say what is wrong in the comment when the reason is “Other”.")
+    with transaction.atomic():
+        row = Masklet.objects.select_for_update().select_related("video__project").filter(pk=masklet.pk).first()
+        if row is None:
+            raise EditRefused("not_found", "That masklet no longer exists.")
+        if not has_permission(reviewer, row.video.project, Action.REVIEW):
+            raise EditRefused("forbidden", "Your role in this project does not allow reviewing.")
+        if Masklet.objects.filter(pk=row.pk).filter(own_masklets(reviewer)).exists():
+            raise EditRefused("forbidden", "You worked on this masklet: someone else must review it.")
+        if row.status != Masklet.Status.SUBMITTED:
+            raise EditRefused("read_only", f"This masklet is {row.get_status_display().lower()}, "
+                                           "not waiting for review.")
+        if row.lock_is_active() and row.lock_holder_id != reviewer.pk:
+            raise EditRefused("locked", "Another reviewer is checking this masklet.")
+        review = Review.objects.create(masklet=row, reviewer=reviewer, verdict=verdict, reason=reason,
+                                       comment=comment, final=final)
+        if verdict == Review.Verdict.SATISFACTORY:
+            row.status = Masklet.Status.APPROVED
+        else:
+            row.status = Masklet.Status.DISCARDED if final else Masklet.Status.REJECTED
+        row.lock_holder, row.lock_expires_at = None, None
+        row.save(update_fields=["status", "lock_holder", "lock_expires_at", "updated_at"])
+    return review
+
+
+def review_history(masklet: Masklet) -> list[dict[str, Any]]:
+    """Every verdict on the masklet, oldest first, for the review page and the API."""
+    return [{"verdict": r.verdict, "reason": r.reason, "reason_label": reason_label(r.reason) if r.reason else "",
+             "comment": r.comment, "final": r.final, "reviewer": r.reviewer.get_username() if r.reviewer else None,
+             "at": r.created_at.isoformat()}
+            for r in masklet.reviews.select_related("reviewer").order_by("created_at", "id")]
