@@ -25,11 +25,13 @@ Envelope (a JSON dict, the task's only argument)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connections
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -606,21 +609,27 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
     batch: list[tuple[int, dict[int, dict]]] = []
     last_flush = time.monotonic()
 
-    def flush() -> None:
-        nonlocal done, written, skipped_count, batch, last_flush
-        if not batch:
-            return
-        saved, skipped = annotation.save_tracked(video, user, batch, model_version=model_version,
+    def store(frames: list[tuple[int, dict[int, dict]]], model_ms_so_far: float) -> None:
+        """On the writer thread: commit one batch, then report it."""
+        nonlocal done, written, skipped_count
+        saved, skipped = annotation.save_tracked(video, user, frames, model_version=model_version,
                                                  overwrite_human=msg["overwrite_human"])
-        done += len(batch)
+        done += len(frames)
         written += len(saved)
         skipped_count += len(skipped)
-        batch, last_flush = [], time.monotonic()
         masks = [{k: v for k, v in s.to_message().items() if k != "previous_revision"} for s in saved]
         skipped_list = [{"object_id": object_id, "frame": frame} for object_id, frame in skipped]
         progress = {"op": envelope.op, "done": done, "total": total, "masks": masks, "skipped": skipped_list}
-        replier.reply(protocol.message("track_progress", **progress, model_ms=round(model_ms, 2)), final=False)
+        replier.reply(protocol.message("track_progress", **progress, model_ms=round(model_ms_so_far, 2)), final=False)
         replier.broadcast("track_progress", **progress)
+
+    writer = TrackWriter(store)
+
+    def flush() -> None:
+        nonlocal batch, last_flush
+        if batch:
+            writer.submit(batch, model_ms)
+            batch, last_flush = [], time.monotonic()
 
     cancelled = False
     results = live.segmenter.propagate(index, msg["direction"])
@@ -638,11 +647,45 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
                                    for object_id in tracked if object_id in result.masks}))
             if len(batch) >= FLUSH_FRAMES or time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()
+        flush()
     except Exception:
-        flush()  # what was computed is kept
+        with contextlib.suppress(Exception):
+            flush()  # what was computed is kept
         raise
     finally:
         results.close()
-    flush()
+        writer.finish()  # every batch committed and reported (or the first failure raised) before track_done
     replier.answer("track_done", op=envelope.op, done=done, total=total, cancelled=cancelled, written=written,
                    skipped=skipped_count, model_ms=round(model_ms, 2))
+
+
+class TrackWriter:
+    """Commits propagation batches on one thread of its own, in order, while the model computes
+    the next frames (the database no longer stalls the segmenter); ``store`` sends each batch's
+    ``track_progress`` after its commit. At most ``MAX_PENDING`` batches wait, so a slow database
+    slows the model down instead of filling memory; a failed commit stops the track."""
+
+    MAX_PENDING = 4
+
+    def __init__(self, store: Callable[[list[tuple[int, dict[int, dict]]], float], None]):
+        self._store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masklet-track-writer")
+        self._pending: deque[Future] = deque()
+
+    def _collect(self, keep: int) -> None:
+        """Wait until at most ``keep`` batches are pending; raises the first failed commit."""
+        while self._pending and (len(self._pending) > keep or self._pending[0].done()):
+            self._pending.popleft().result()
+
+    def submit(self, frames: list[tuple[int, dict[int, dict]]], model_ms: float) -> None:
+        self._collect(self.MAX_PENDING - 1)
+        self._pending.append(self._executor.submit(self._store, frames, model_ms))
+
+    def finish(self) -> None:
+        try:
+            self._collect(0)
+        finally:
+            for future in self._pending:  # after a failure: let the rest finish, then stop
+                future.exception()
+            self._executor.submit(connections.close_all).result()  # the writer thread's connection
+            self._executor.shutdown(wait=True)
