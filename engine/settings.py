@@ -151,6 +151,10 @@ else:
             "NAME": DATA_DIR / "masklet.sqlite3",
             # Worker threads and the server share the file: wait for locks instead of failing.
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            # Tests use a file too (one per test process): Django's default in-memory test database
+            # is shared-cache, where a worker thread's write that meets a read fails at once with
+            # "table is locked" instead of waiting.
+            "TEST": {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
