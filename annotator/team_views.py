@@ -1,0 +1,225 @@
+"""Team pages: members and splits, work queues, verification, auto masklets and effort charts.
+
+Thin views (see ``annotator.views``): each declares its permission rule and calls one service
+(``annotator.services.team`` / ``queues`` / ``reviews``, ``annotator.automasks.runs``,
+``annotator.metrics``). Refusals from services come back as messages on the page.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from annotator import metrics
+from annotator.automasks.runs import start_run
+from annotator.charts import bar_chart
+from annotator.models import AutoMaskletRun, Masklet, Project, Role, Split, Video
+from annotator.permissions import Action, project_permission
+from annotator.selectors import masklet_to_dict, video_in_project
+from annotator.services import queues, team
+from annotator.services.annotation import EditRefused
+from annotator.services.reviews import FINAL_REASONS, REASONS, review_history, review_masklet
+
+#: Meta's Phase 3 figures (SAM 2 paper, Table 1; ``docs/DATA_ENGINE.md``), drawn as reference lines.
+PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
+
+
+def _runs(project: Project) -> list[dict]:
+    runs = AutoMaskletRun.objects.filter(video__project=project).select_related("video")[:20]
+    return [{"id": r.id, "video": r.video.name, "video_id": r.video_id, "frame": r.frame_index, "status": r.status,
+             "progress": round(r.progress, 3), "created": r.created_count, "model": r.model_name, "error": r.error,
+             "stats": {k: v for k, v in r.stats.items() if k != "masklet_ids"}} for r in runs]
+
+
+def _charts(project: Project) -> list:
+    people = metrics.effort_by_annotator(project)
+    names = list(people)
+    rows = {name: people[name] for name in names}
+    percent = [(n, e.edited_frame_share * 100 if e.edited_frame_share is not None else None) for n, e in rows.items()]
+    return [
+        bar_chart("Active seconds per annotated frame", [(n, e.active_seconds_per_frame) for n, e in rows.items()],
+                  "{:.1f} s", reference=("Phase 3: 4.5 s", PHASE3["seconds"])),
+        bar_chart("Clicks per clicked frame", [(n, e.clicks_per_clicked_frame) for n, e in rows.items()],
+                  reference=("Phase 3: 2.68", PHASE3["clicks"])),
+        bar_chart("% of frames edited", percent, "{:.1f} %", reference=("Phase 3: 19 %", PHASE3["edited"])),
+        bar_chart("Masklets per active hour", [(n, e.masklets_per_hour) for n, e in rows.items()], "{:.1f}"),
+        bar_chart("Review rejection rate", [(n, e.rejection_rate * 100 if e.rejection_rate is not None else None)
+                                            for n, e in rows.items()], "{:.0f} %"),
+    ]
+
+
+@require_http_methods(["GET", "POST"])
+@project_permission(Action.MANAGE_MEMBERS)
+def team_page(request: HttpRequest, project: Project) -> HttpResponse:
+    """Members (add, role, remove), who works on what, splits, queues, auto masklets and effort charts."""
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "add":
+                membership = team.add_member(project, request.POST.get("user", ""), request.POST.get("role", ""))
+                messages.success(request, f"{membership.user.get_username()} joined as {membership.role}.")
+            elif action == "role":
+                membership = team.set_role(project, int(request.POST.get("user_id", 0)), request.POST.get("role", ""))
+                messages.success(request, f"{membership.user.get_username()} is now {membership.role}.")
+            elif action == "remove":
+                team.remove_member(project, int(request.POST.get("user_id", 0)))
+                messages.success(request, "Member removed; their locks went back to the queue.")
+            else:
+                messages.error(request, "Unknown team action.")
+        except (team.TeamError, ValueError) as error:
+            messages.error(request, str(error))
+        return redirect("team", slug=project.slug)
+    effort = metrics.project_effort(project)
+    return render(request, "annotator/team.html", {
+        "project": project, "members": team.who_works_on_what(project), "roles": Role.choices,
+        "splits": Split.choices, "videos": Video.objects.filter(project=project).order_by("name"),
+        "counts": queues.queue_counts(project), "runs": _runs(project), "charts": _charts(project),
+        "effort": effort.as_dict(), "people": {n: e.as_dict() for n, e in metrics.effort_by_annotator(project).items()},
+        "gap_cap": metrics.ACTIVE_GAP_CAP_SECONDS,
+    })
+
+
+@require_POST
+@project_permission(Action.MANAGE_PROJECT)
+def team_splits(request: HttpRequest, project: Project) -> HttpResponse:
+    """Assign videos to train/val/test (checkboxes + one split)."""
+    try:
+        ids = [int(pk) for pk in request.POST.getlist("videos")]
+        changed = team.set_split(project, ids, request.POST.get("split", ""))
+        messages.success(request, f"{changed} video(s) moved to {request.POST.get('split')}.")
+    except (team.TeamError, ValueError) as error:
+        messages.error(request, str(error))
+    return redirect(reverse("team", kwargs={"slug": project.slug}) + "#splits")
+
+
+@require_POST
+@project_permission(Action.MANAGE_PROJECT)
+def auto_masklets(request: HttpRequest, project: Project) -> HttpResponse:
+    """Queue automatic masklet generation for a video on a chosen frame."""
+    video = video_in_project(project, int(request.POST.get("video", 0) or 0))
+    if video is None:
+        messages.error(request, "Choose a video of this project.")
+        return redirect(reverse("team", kwargs={"slug": project.slug}) + "#auto")
+    try:
+        per_side = int(request.POST["points_per_side"]) if request.POST.get("points_per_side") else None
+        run = start_run(video, request.user, frame_index=int(request.POST.get("frame", 0) or 0),
+                        points_per_side=per_side)
+        messages.success(request, f"Auto masklets for {video.name} queued (run {run.id}).")
+    except EditRefused as error:
+        messages.error(request, error.message)
+    except ValueError:
+        messages.error(request, "The frame and grid size are whole numbers.")
+    return redirect(reverse("team", kwargs={"slug": project.slug}) + "#auto")
+
+
+@require_GET
+@project_permission(Action.MANAGE_PROJECT, api=True)
+def api_auto_masklet_runs(request: HttpRequest, project: Project) -> JsonResponse:
+    """Recent runs with progress (the team page polls this while one runs)."""
+    return JsonResponse({"runs": _runs(project)})
+
+
+@require_GET
+@project_permission(Action.MANAGE_MEMBERS, api=True)
+def api_effort(request: HttpRequest, project: Project) -> JsonResponse:
+    """The effort metrics as JSON: project, per annotator and per model version."""
+    return JsonResponse({
+        "project": metrics.project_effort(project).as_dict(),
+        "annotators": {name: e.as_dict() for name, e in metrics.effort_by_annotator(project).items()},
+        "model_versions": {str(k): e.as_dict() for k, e in metrics.effort_by_model_version(project).items()},
+        "active_gap_cap_seconds": metrics.ACTIVE_GAP_CAP_SECONDS,
+    })
+
+
+# -- queues ------------------------------------------------------------------------------
+
+
+@require_POST
+@project_permission(Action.ANNOTATE)
+def work_next(request: HttpRequest, project: Project) -> HttpResponse:
+    """Claim the next work item and open it on the annotation page."""
+    try:
+        item = queues.next_work(project, request.user)
+    except EditRefused as error:
+        messages.error(request, error.message)
+        return redirect("project-detail", slug=project.slug)
+    if item is None:
+        messages.info(request, "Nothing left to annotate in this project right now.")
+        return redirect("project-detail", slug=project.slug)
+    url = reverse("video-annotate", kwargs={"slug": project.slug, "video_id": item.video.id})
+    if item.masklet is not None:
+        url += f"?object={item.masklet.object_id}"
+        if item.reason == "rejected":
+            messages.info(request, f"Object {item.masklet.object_id} came back from review: fix it and submit again.")
+    return redirect(url)
+
+
+@require_POST
+@project_permission(Action.ANNOTATE)
+def video_finish(request: HttpRequest, project: Project, video_id: int) -> HttpResponse:
+    """Mark a video's objects all annotated (it leaves the annotators' queue)."""
+    video = video_in_project(project, video_id)
+    if video is None:
+        raise Http404("No such video in this project.")
+    queues.finish_video(video, request.user)
+    messages.success(request, f"{video.name} is done.")
+    return redirect("project-detail", slug=project.slug)
+
+
+@require_POST
+@project_permission(Action.REVIEW)
+def review_next(request: HttpRequest, project: Project) -> HttpResponse:
+    """Claim the next submitted masklet (never one's own) and open the review page."""
+    masklet = queues.next_review(project, request.user)
+    if masklet is None:
+        messages.info(request, "No masklet is waiting for review.")
+        return redirect("project-detail", slug=project.slug)
+    return redirect("masklet-review", slug=project.slug, masklet_id=masklet.id)
+
+
+def _masklet(project: Project, masklet_id: int) -> Masklet:
+    masklet = Masklet.objects.filter(pk=masklet_id, video__project=project).select_related("video").first()
+    if masklet is None:
+        raise Http404("No such masklet in this project.")
+    return masklet
+
+
+@require_http_methods(["GET", "POST"])
+@project_permission(Action.REVIEW)
+def masklet_review(request: HttpRequest, project: Project, masklet_id: int) -> HttpResponse:
+    """Play the masklet over its video and give a verdict; POST records it and opens the next one."""
+    masklet = _masklet(project, masklet_id)
+    if request.method == "POST":
+        verdict = request.POST.get("verdict", "")
+        final = verdict == "discard"
+        try:
+            review_masklet(masklet, request.user, verdict="unsatisfactory" if final else verdict,
+                           reason=request.POST.get("final_reason" if final else "reason", ""),
+                           comment=request.POST.get("comment", ""), final=final)
+        except EditRefused as error:
+            messages.error(request, error.message)
+            return redirect("masklet-review", slug=project.slug, masklet_id=masklet.id)
+        masklet.refresh_from_db()
+        messages.success(request, f"{masklet.video.name} object {masklet.object_id}: "
+                                  f"{masklet.get_status_display().lower()}.")
+        following = queues.next_review(project, request.user)
+        if following is None:
+            messages.info(request, "No more masklets waiting for review.")
+            return redirect("project-detail", slug=project.slug)
+        return redirect("masklet-review", slug=project.slug, masklet_id=following.id)
+    video = masklet.video
+    return render(request, "annotator/review.html", {
+        "project": project, "video": video, "masklet": masklet, "history": review_history(masklet),
+        "reasons": REASONS, "final_reasons": FINAL_REASONS,
+        "can_judge": masklet.status == Masklet.Status.SUBMITTED,
+        "config": {
+            "objectId": masklet.object_id, "width": video.width, "height": video.height,
+            "frames": video.annotated_frame_indices(), "fps": float(project.annotation_fps or 6),
+            "frameUrl": reverse("video-frame", kwargs={"slug": project.slug, "video_id": video.id, "frame_index": 0}),
+            "masksUrl": reverse("api-video-masks", kwargs={"slug": project.slug, "video_id": video.id}),
+            "masklet": masklet_to_dict(masklet, request.user),
+        },
+    })
