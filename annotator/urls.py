@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotator import api, dataset_views, views
+from annotator import api, dataset_views, team_views, views
 
 urlpatterns = [
     path("login/", views.login, name="login"),
@@ -19,6 +19,15 @@ urlpatterns = [
     path("projects/<slug:slug>/datasets/import/", dataset_views.dataset_import, name="dataset-import"),
     path("projects/<slug:slug>/datasets/<int:job_id>/download/", dataset_views.dataset_download,
          name="dataset-download"),
+    path("projects/<slug:slug>/team/", team_views.team_page, name="team"),
+    path("projects/<slug:slug>/team/splits/", team_views.team_splits, name="team-splits"),
+    path("projects/<slug:slug>/auto-masklets/", team_views.auto_masklets, name="auto-masklets"),
+    path("projects/<slug:slug>/work/next/", team_views.work_next, name="work-next"),
+    path("projects/<slug:slug>/videos/<int:video_id>/finish/", team_views.video_finish, name="video-finish"),
+    path("projects/<slug:slug>/review/next/", team_views.review_next, name="review-next"),
+    path("projects/<slug:slug>/masklets/<int:masklet_id>/review/", team_views.masklet_review, name="masklet-review"),
+    path("api/projects/<slug:slug>/auto-masklets/", team_views.api_auto_masklet_runs, name="api-auto-masklet-runs"),
+    path("api/projects/<slug:slug>/effort/", team_views.api_effort, name="api-effort"),
     path("api/session/", api.session, name="api-session"),
     path("api/projects/", api.project_list, name="api-project-list"),
     path("api/projects/<slug:slug>/", api.project_detail, name="api-project-detail"),
