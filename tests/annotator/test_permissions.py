@@ -94,6 +94,15 @@ def _export_job(world: World) -> dict[str, Any]:
     return {"slug": world.project.slug, "job_id": job.id}
 
 
+def _submitted_masklet(world: World) -> dict[str, Any]:
+    """A submitted masklet of the world's video (the review page's case); the annotator made it."""
+    from annotator.models import Masklet
+
+    masklet = Masklet.objects.create(video=world.video, object_id=Masklet.objects.count() + 1,
+                                     status=Masklet.Status.SUBMITTED, assignee=world.users["annotator"])
+    return {"slug": world.project.slug, "masklet_id": masklet.id}
+
+
 def _dataset_upload() -> dict[str, Any]:
     return {"format": "coco", "status": "submitted",
             "file": SimpleUploadedFile("annotations.json", b'{"images": [], "annotations": []}', "application/json")}
@@ -122,6 +131,21 @@ ENDPOINTS: dict[str, list[Case]] = {
     "dataset-import": [Case("POST", _project, Action.MANAGE_PROJECT, ok_status=302, data=_dataset_upload)],
     "dataset-download": [Case("GET", _export_job, Action.EXPORT)],
     "api-dataset-jobs": [Case("GET", _project, Action.EXPORT)],
+    "team": [
+        Case("GET", _project, Action.MANAGE_MEMBERS),
+        Case("POST", _project, Action.MANAGE_MEMBERS, ok_status=302, data=lambda: {"action": "add", "user": "nobody"}),
+    ],
+    "team-splits": [Case("POST", _project, Action.MANAGE_PROJECT, ok_status=302, data=lambda: {"split": "val"})],
+    "auto-masklets": [Case("POST", _project, Action.MANAGE_PROJECT, ok_status=302, data=lambda: {"video": ""})],
+    "work-next": [Case("POST", _project, Action.ANNOTATE, ok_status=302)],
+    "video-finish": [Case("POST", _video, Action.ANNOTATE, ok_status=302)],
+    "review-next": [Case("POST", _project, Action.REVIEW, ok_status=302)],
+    "masklet-review": [
+        Case("GET", _submitted_masklet, Action.REVIEW),
+        Case("POST", _submitted_masklet, Action.REVIEW, ok_status=302, data=lambda: {"verdict": "satisfactory"}),
+    ],
+    "api-auto-masklet-runs": [Case("GET", _project, Action.MANAGE_PROJECT)],
+    "api-effort": [Case("GET", _project, Action.MANAGE_MEMBERS)],
     "api-session": [Case("GET", _none, Access.PUBLIC)],
     "api-project-list": [Case("GET", _none, Access.AUTHENTICATED)],
     "api-project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
@@ -176,7 +200,8 @@ def test_views_declare_the_expected_rule(name):
 
 def _reverse_sample(name: str) -> str:
     sample = {"slug": "p", "video_id": 1, "frame_index": 0}
-    for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1}):
+    for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1},
+                   {"slug": "p", "masklet_id": 1}):
         try:
             return reverse(name, kwargs=kwargs)
         except Exception:
