@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 #: Propagation commits a batch when this much time passed or this many frames are waiting.
 FLUSH_SECONDS = 0.25
 FLUSH_FRAMES = 8
+#: A running track reads its cancel flag at most this often (a cache round trip per frame otherwise).
+CANCEL_CHECK_SECONDS = 0.1
 
 #: Cache keys live this long: long enough for any propagation, short enough to clean themselves up.
 FLAG_SECONDS = 3600
@@ -632,12 +634,15 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
             batch, last_flush = [], time.monotonic()
 
     cancelled = False
+    checked_at = float("-inf")
     results = live.segmenter.propagate(index, msg["direction"])
     try:
         while True:
-            if envelope.stop_requested():
-                cancelled = True
-                break
+            if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
+                if envelope.stop_requested():
+                    cancelled = True
+                    break
+                checked_at = time.monotonic()
             result, ms = _timed(lambda: next(results, None))
             if result is None:
                 break
