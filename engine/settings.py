@@ -217,6 +217,40 @@ SESSION_IDLE_SECONDS = float(os.environ.get("MASKLET_SESSION_IDLE_S", "600"))
 LOCK_SECONDS = float(os.environ.get("MASKLET_LOCK_SECONDS", "120"))
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("MASKLET_WORKER_HEARTBEAT_S", "10"))
 
+# -- model in the loop: retraining, evaluation, registry (engine.training, engine.tasks) --------
+# Defaults of each project's LoopSettings (created on first use; edit them per project in the admin):
+# MASKLET_LOOP_ENABLED (1), MASKLET_LOOP_MIN_NEW_MASKLETS (20 newly approved train masklets),
+# MASKLET_LOOP_MIN_HOURS (24 h since the last run), MASKLET_LOOP_AUTO_PROMOTE (1),
+# MASKLET_LOOP_PROMOTE_MARGIN (0.01 J&F), MASKLET_LOOP_STEPS (200), MASKLET_LOOP_IMAGE_SIZE
+# (= MASKLET_SAM2_IMAGE_SIZE), MASKLET_LOOP_LR (5e-6, Meta's fine-tuning rate), MASKLET_LOOP_CLIP_LENGTH (8).
+# Engine-wide: MASKLET_LOOP_TICK_S (300, how often beat checks), MASKLET_LOOP_RUN_STALE_S (600, a running
+# run without a heartbeat this long is failed), MASKLET_LOOP_HEARTBEAT_S (30), MASKLET_LOOP_PROGRESS_S
+# (1, progress writes), MASKLET_LOOP_DDP (1: torchrun + DDP when >1 GPU), MASKLET_LOOP_EVAL_CLICKS (3 per
+# prompted frame), MASKLET_LOOP_EVAL_FRAMES (3 prompted frames), MASKLET_LOOP_EVAL_BUDGET (20 clicks to
+# reach J&F 0.9), MASKLET_LOOP_EVAL_MAX_FRAMES (0 = every annotated frame of a val video).
+LOOP_ENABLED = env_flag("MASKLET_LOOP_ENABLED", True)
+LOOP_MIN_NEW_MASKLETS = int(os.environ.get("MASKLET_LOOP_MIN_NEW_MASKLETS", "20"))
+LOOP_MIN_HOURS = float(os.environ.get("MASKLET_LOOP_MIN_HOURS", "24"))
+LOOP_AUTO_PROMOTE = env_flag("MASKLET_LOOP_AUTO_PROMOTE", True)
+LOOP_PROMOTE_MARGIN = float(os.environ.get("MASKLET_LOOP_PROMOTE_MARGIN", "0.01"))
+LOOP_TRAIN_STEPS = int(os.environ.get("MASKLET_LOOP_STEPS", "200"))
+LOOP_IMAGE_SIZE = int(os.environ.get("MASKLET_LOOP_IMAGE_SIZE", str(SAM2_IMAGE_SIZE)))
+LOOP_LR = float(os.environ.get("MASKLET_LOOP_LR", "5e-6"))
+LOOP_CLIP_LENGTH = int(os.environ.get("MASKLET_LOOP_CLIP_LENGTH", "8"))
+LOOP_TICK_SECONDS = float(os.environ.get("MASKLET_LOOP_TICK_S", "300"))
+LOOP_RUN_STALE_S = float(os.environ.get("MASKLET_LOOP_RUN_STALE_S", "600"))
+LOOP_HEARTBEAT_S = float(os.environ.get("MASKLET_LOOP_HEARTBEAT_S", "30"))
+LOOP_PROGRESS_EVERY_S = float(os.environ.get("MASKLET_LOOP_PROGRESS_S", "1"))
+LOOP_DDP = env_flag("MASKLET_LOOP_DDP", True)
+LOOP_EVAL_CLICKS = int(os.environ.get("MASKLET_LOOP_EVAL_CLICKS", "3"))
+LOOP_EVAL_PROMPTED_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_FRAMES", "3"))
+LOOP_EVAL_CLICK_BUDGET = int(os.environ.get("MASKLET_LOOP_EVAL_BUDGET", "20"))
+LOOP_EVAL_MAX_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_MAX_FRAMES", "0"))
+MODELS_ROOT = DATA_DIR / "models"
+CELERY_BEAT_SCHEDULE = {
+    "masklet-loop-tick": {"task": "engine.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
+}
+
 # -- auth -------------------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
