@@ -39,7 +39,35 @@ class ModelVersion(models.Model):
         return self.name
 
 
+class ModelVersionEvent(models.Model):
+    """The audit trail of the registry: who registered, promoted, retired or rolled back what, and when."""
+
+    class Action(models.TextChoices):
+        REGISTERED = "registered", "Registered"
+        PROMOTED = "promoted", "Promoted"
+        AUTO_PROMOTED = "auto_promoted", "Promoted automatically"
+        RETIRED = "retired", "Retired"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+
+    project = models.ForeignKey("annotator.Project", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="model_events")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    previous_production = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                            related_name="+", help_text="What served before this change.")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="Empty: the engine itself (auto-promotion).")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
 class TrainingRun(models.Model):
+    #: Statuses of a run that has not ended; at most one such run per project (DB constraint).
+    ACTIVE = ("queued", "running")
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -59,6 +87,11 @@ class TrainingRun(models.Model):
     progress = models.FloatField(default=0.0)
     loss_curve = models.JSONField(default=list, blank=True)
     log = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the run failed, for people.")
+    trigger = models.CharField(max_length=16, default="manual", help_text="manual or schedule.")
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, help_text="Celery node (or process) running it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -67,6 +100,38 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project"], condition=models.Q(status__in=("queued", "running")),
+                                    name="one_active_training_run_per_project")
+        ]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
+class LoopSettings(models.Model):
+    """Per-project knobs of the periodic retraining job; created from the MASKLET_LOOP_* defaults."""
+
+    project = models.OneToOneField("annotator.Project", on_delete=models.CASCADE, related_name="loop_settings")
+    enabled = models.BooleanField(default=True, help_text="Let the periodic job start runs for this project.")
+    min_new_masklets = models.PositiveIntegerField(default=20,
+                                                   help_text="Newly approved train masklets since the last run.")
+    min_hours = models.FloatField(default=24.0, help_text="Hours since the last run started.")
+    auto_promote = models.BooleanField(default=True)
+    promote_margin = models.FloatField(default=0.01, help_text="J&F a candidate must gain over production.")
+    steps = models.PositiveIntegerField(default=200)
+    image_size = models.PositiveIntegerField(default=1024)
+    model_config = models.CharField(max_length=200, default="sam2.1_hiera_t",
+                                    help_text="Config of a first run (later runs use production's).")
+    lr = models.FloatField(default=5e-6)
+    clip_length = models.PositiveIntegerField(default=8)
+
+    class Meta:
+        verbose_name_plural = "loop settings"
+
+    def __str__(self) -> str:
+        return f"loop settings of {self.project}"
 
 
 class Evaluation(models.Model):

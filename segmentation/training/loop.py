@@ -5,6 +5,11 @@ the window, Meta's multi-step loss, AdamW with gradient clipping. What Meta's tr
 top (distributed data parallel, TensorBoard, dataset mixing, checkpoint resume) the data
 engine does not need: it fine-tunes a few hundred clips on one device between annotation
 rounds, reports progress through a callback and must be cancellable.
+
+Several GPUs: run ``fine_tune`` in every process of a ``torch.distributed`` group (torchrun;
+``segmentation.training.distributed`` launches it). It then wraps the model in
+``DistributedDataParallel``: every rank starts from the same weights, draws its own clips and
+prompts, gradients are averaged at each step, rank 0 saves the checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from segmentation import sam2_model
 from segmentation.training.clips import Clip, sample_window, to_batch
@@ -81,6 +88,8 @@ class FineTuneResult:
     checkpoint: Path | None
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    #: The trained ``SAM2Train`` (unwrapped from DDP), for callers that check or reuse the weights.
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
     @property
     def seconds_per_step(self) -> float:
@@ -111,7 +120,9 @@ def fine_tune(
     if not clips:
         raise ValueError("fine_tune needs at least one clip")
     device = sam2_model.select_device(config.device)
-    torch.manual_seed(config.seed)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
     overrides = training_overrides(
         config.prob_mask_prompt,
         config.prob_box_prompt,
@@ -122,16 +133,21 @@ def fine_tune(
         config.prob_correction_from_gt,
     )
     model = build_train_model(config.model_config, config.image_size, device, overrides, init_checkpoint)
-    model.rng = np.random.default_rng(config.seed)  # SAM2Train's prompt sampler (Meta fixes it to 42)
+    # SAM2Train's prompt sampler (Meta fixes it to 42); each rank samples its own prompts and clips.
+    model.rng = np.random.default_rng(config.seed + 1000 * rank)
     loss_fn = build_loss()
     optimizer = _build_optimizer(model, config)
-    rng = np.random.default_rng(config.seed + 1)
+    rng = np.random.default_rng(config.seed + 1 + 1000 * rank)
+    forward = model
+    params = [p for p in model.parameters() if p.requires_grad]
+    if distributed:
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = device.type == "cuda" and config.bf16
 
     history: list[dict[str, float]] = []
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
-        if cancel is not None and cancel.is_set():
+        if _stop_requested(cancel, distributed, device):
             return FineTuneResult(step - 1, True, None, time.perf_counter() - started, history)
         step_started = time.perf_counter()
         lrs = _set_lr(optimizer, config, step - 1)
@@ -140,7 +156,7 @@ def fine_tune(
         batch = to_batch([clip], [window], config.image_size, device)
 
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-            outputs = model(batch)
+            outputs = forward(batch)
             losses = loss_fn(outputs, batch.masks)
         total = losses[CORE_LOSS_KEY]
         if not math.isfinite(total.item()):
@@ -150,7 +166,14 @@ def fine_tune(
         # is the input mask itself (``use_mask_input_as_output_without_sam``): then nothing in
         # the loss depends on the weights and there is nothing to learn from this sample.
         learned = total.requires_grad
-        if learned:
+        if distributed:
+            # Every rank must reduce every parameter's gradient at every step, or DDP waits forever:
+            # a zero-weighted sum touches them all (also on a rank whose sample had nothing to learn).
+            (total + 0.0 * sum(p.sum() for p in params)).backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+        elif learned:
             total.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -167,7 +190,7 @@ def fine_tune(
 
     seconds = time.perf_counter() - started
     path = None
-    if out_checkpoint is not None:
+    if out_checkpoint is not None and rank == 0:
         meta = {
             "config": sam2_model.resolve_config(config.model_config),
             "image_size": int(config.image_size),
@@ -176,7 +199,19 @@ def fine_tune(
             "fine_tune_config": {k: v for k, v in asdict(config).items() if v is not None},
         }
         path = save_checkpoint(model, out_checkpoint, meta)
-    return FineTuneResult(config.steps, False, path, seconds, history)
+    if distributed:
+        dist.barrier()  # nobody reports success before the checkpoint exists
+    return FineTuneResult(config.steps, False, path, seconds, history, model=model)
+
+
+def _stop_requested(cancel: threading.Event | None, distributed: bool, device: torch.device) -> bool:
+    """Whether to stop before this step; under DDP every rank stops if any rank was asked to."""
+    asked = cancel is not None and cancel.is_set()
+    if not distributed:
+        return asked
+    flag = torch.tensor([1.0 if asked else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _build_optimizer(model: torch.nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
