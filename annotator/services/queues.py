@@ -100,22 +100,29 @@ def _claim_video(project: Project, user: User, now: datetime) -> WorkItem | None
         .exclude(lock_holder=user)
     free = VideoAssignment.objects.filter(video__project=project, video__status=Video.Status.READY,
                                           done_at__isnull=True).filter(_free(now, "holder", "expires_at", user))
-    with transaction.atomic():
-        candidates = list(_for_update(free.exclude(Exists(locked_by_other))).order_by("video__name", "video_id")
-                          .values_list("pk", flat=True)[:_CANDIDATES])
-        candidates = _mine_first(candidates, user)
-        for pk in candidates:
-            claimed = free.filter(pk=pk).update(holder=user, expires_at=expires, updated_at=now)
-            if claimed:
-                video = Video.objects.get(assignment__pk=pk)
-                return WorkItem(video, None, "video", expires)
+    pool = free.exclude(Exists(locked_by_other))
+    held = pool.filter(holder=user).values_list("pk", flat=True).first()
+    pk = _claim(pool.order_by("video__name", "video_id"), held,
+                lambda pk: free.filter(pk=pk).update(holder=user, expires_at=expires, updated_at=now))
+    if pk is None:
+        return None
+    return WorkItem(Video.objects.get(assignment__pk=pk), None, "video", expires)
+
+
+def _claim(pool: QuerySet, first: int | None, take) -> int | None:
+    """Lock one candidate row at a time (SKIP LOCKED: rows others are claiming are passed over, and
+    each claimer holds only the row it is taking) and take it with a compare-and-set ``take(pk)``."""
+    tried: list[int] = []
+    for _ in range(_CANDIDATES):
+        with transaction.atomic():
+            pk = first if first is not None and not tried else \
+                _for_update(pool.exclude(pk__in=tried)).values_list("pk", flat=True).first()
+            if pk is None:
+                return None
+            if take(pk):
+                return pk
+        tried.append(pk)
     return None
-
-
-def _mine_first(pks: list[int], user: User) -> list[int]:
-    """Resume the video the user already holds before starting another."""
-    held = set(VideoAssignment.objects.filter(pk__in=pks, holder=user).values_list("pk", flat=True))
-    return sorted(pks, key=lambda pk: pk not in held)
 
 
 def finish_video(video: Video, user: User) -> VideoAssignment:
@@ -144,12 +151,9 @@ def next_review(project: Project, user: User) -> Masklet | None:
     free = Masklet.objects.filter(video__project=project, status=Masklet.Status.SUBMITTED) \
         .filter(_free(now, "lock_holder", "lock_expires_at", user)).exclude(own_masklets(user))
     expires = now + timedelta(seconds=REVIEW_LOCK_SECONDS)
-    with transaction.atomic():
-        candidates = list(_for_update(free).order_by("updated_at", "id").values_list("pk", flat=True)[:_CANDIDATES])
-        for pk in candidates:
-            if free.filter(pk=pk).update(lock_holder=user, lock_expires_at=expires):
-                return Masklet.objects.select_related("video").get(pk=pk)
-    return None
+    pk = _claim(free.order_by("updated_at", "id"), None,
+                lambda pk: free.filter(pk=pk).update(lock_holder=user, lock_expires_at=expires))
+    return Masklet.objects.select_related("video").get(pk=pk) if pk is not None else None
 
 
 def queue_counts(project: Project) -> dict[str, int]:
