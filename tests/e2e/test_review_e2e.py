@@ -1,0 +1,135 @@
+"""Three people, three roles, one masklet's review round trip in Chromium.
+
+The annotator takes work from the queue and submits their object; the reviewer takes it from
+the review queue, plays it over the video and sends it back with a reason; the annotator gets it
+back from the queue (reopened), fixes it with a click and resubmits; the reviewer approves it.
+Every step is checked against the stored rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SLUG = "demo"
+PASSWORD = "e2e-review-password"
+SEED = f"""
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from annotator.models import Masklet, Membership, Project, Role, Video
+from annotator.services.annotation import create_masklet, release_lock
+from annotator.services.masks import MaskWrite, save_mask_frames
+from segmentation.masks import encode_rle
+call_command("seed_demo", videos=1, verbosity=0)
+project = Project.objects.get(slug={SLUG!r})
+User = get_user_model()
+people = {{name: User.objects.create_user(name, password={PASSWORD!r}) for name in ("ann", "rev", "boss")}}
+for name, role in (("ann", Role.ANNOTATOR), ("rev", Role.REVIEWER), ("boss", Role.ADMIN)):
+    Membership.objects.create(project=project, user=people[name], role=role)
+video = Video.objects.filter(project=project).exclude(masklets__isnull=False).order_by("name").first() or \\
+    Video.objects.filter(project=project).order_by("name").first()
+Masklet.objects.filter(video__project=project).exclude(video=video).update(status="approved")
+masklet = create_masklet(video, people["ann"])
+mask = np.zeros((video.height, video.width), bool)
+mask[40:120, 60:160] = True
+save_mask_frames(masklet, [MaskWrite(0, encode_rle(mask))], source="human", author=people["ann"])
+release_lock(masklet, people["ann"])
+print(video.id, masklet.id, masklet.object_id)
+"""
+STATE = """
+import json
+from annotator.models import Masklet, Review
+m = Masklet.objects.get(pk={masklet})
+print(json.dumps({{"status": m.status, "reviews": list(Review.objects.filter(masklet=m).order_by("id")
+      .values_list("verdict", "reason", "comment"))}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def review_server(masklet_server_factory):
+    server = masklet_server_factory("review")
+    video_id, masklet_id, object_id = (int(v) for v in server.shell(SEED).strip().splitlines()[-1].split())
+    return server, video_id, masklet_id, object_id
+
+
+def _person(browser, server, name: str):
+    context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 950})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto("/login/")
+    page.fill("#id_username", name)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+    return context, page
+
+
+def _state(server, masklet_id: int) -> dict:
+    return json.loads(server.shell(STATE.format(masklet=masklet_id)).strip().splitlines()[-1])
+
+
+def _annotate_and_submit(page, object_id: int, fix: bool) -> None:
+    page.goto(f"/projects/{SLUG}/")
+    page.click("#work-next")
+    page.wait_for_url("**/annotate/**")
+    page.wait_for_function("document.getElementById('frame-canvas').dataset.connection === 'connected'")
+    page.wait_for_function("document.getElementById('frame-canvas').dataset.frameReady === '1'")
+    row = page.locator("li.object").filter(has_text=f"{object_id}").first
+    row.locator(".object-name").click()
+    if fix:  # a click inside the object on frame 0: the fix
+        box = page.locator("#frame-canvas").bounding_box()
+        scale, tx, ty = (float(v) for v in page.get_attribute("#frame-canvas", "data-view").split())
+        page.mouse.click(box["x"] + tx + 110 * scale, box["y"] + ty + 80 * scale)
+        page.wait_for_function("document.getElementById('frame-canvas').dataset.busy === '0'")
+    page.click("#object-submit")
+    page.wait_for_function("document.querySelector('li.object .object-status').textContent === 'Submitted'")
+
+
+def _review(page, verdict: str, reason: str = "", comment: str = "") -> None:
+    page.goto(f"/projects/{SLUG}/")
+    page.click("#review-next")
+    page.wait_for_url("**/review/")
+    page.wait_for_function("document.body.dataset.reviewReady === 'true'")
+    first = page.get_attribute("#review-canvas", "data-frame")
+    page.click("#review-play")  # plays the masklet over the video
+    page.wait_for_function(f"document.getElementById('review-canvas').dataset.frame !== '{first}'")
+    page.click("#review-play")
+    page.locator("#review-scrub").fill("3")
+    page.wait_for_function("document.getElementById('review-canvas').dataset.frame === '12'")
+    if verdict == "unsatisfactory":
+        page.select_option("#verdict-reason", reason)
+        page.fill("#verdict-comment", comment)
+        page.click("#verdict-bad")
+    else:
+        page.click("#verdict-ok")
+    page.wait_for_url(f"**/projects/{SLUG}/")
+
+
+def test_submit_reject_fix_resubmit_approve(browser, review_server, artifacts_dir):
+    server, _video_id, masklet_id, object_id = review_server
+    ann_context, ann = _person(browser, server, "ann")
+    rev_context, rev = _person(browser, server, "rev")
+    try:
+        _annotate_and_submit(ann, object_id, fix=False)
+        assert _state(server, masklet_id)["status"] == "submitted"
+
+        _review(rev, "unsatisfactory", "missing_frames", "It is missing after frame 8")
+        rev.screenshot(path=str(artifacts_dir / "review-sent-back.png"))
+        state = _state(server, masklet_id)
+        assert state == {"status": "rejected",
+                         "reviews": [["unsatisfactory", "missing_frames", "It is missing after frame 8"]]}
+
+        _annotate_and_submit(ann, object_id, fix=True)  # the queue reopens it for its annotator first
+        assert _state(server, masklet_id)["status"] == "submitted"
+
+        _review(rev, "satisfactory")
+        state = _state(server, masklet_id)
+        assert state["status"] == "approved"
+        assert [r[0] for r in state["reviews"]] == ["unsatisfactory", "satisfactory"]
+    finally:
+        ann_context.close()
+        rev_context.close()
