@@ -6,5 +6,6 @@ from engine import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("engine.dashboard_urls")),
     path("", include("annotator.urls")),
 ]

@@ -30,6 +30,7 @@ from annotator.consumers import ProjectConsumer, VideoStatusConsumer
 from annotator.models import Membership, Role, Video
 from annotator.permissions import RULES, Access, Action, rule_of
 from annotator.routing import websocket_urlpatterns
+from engine.routing import websocket_urlpatterns as engine_websocket_urlpatterns
 
 PERSONAS = ("anonymous", "non_member", "staff", "annotator", "reviewer", "admin", "superuser")
 MEMBER_ROLES = {"annotator": Role.ANNOTATOR, "reviewer": Role.REVIEWER, "admin": Role.ADMIN}
@@ -157,6 +158,15 @@ ENDPOINTS: dict[str, list[Case]] = {
     "api-video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
     "api-video-masklets": [Case("GET", _video, Action.VIEW_PROJECT)],
     "api-video-masks": [Case("GET", _video, Action.VIEW_PROJECT)],
+    # The retraining dashboard (engine.dashboard): admins only. The world has no approved masklets, no active
+    # run and no versions, so allowed actions are refused with 409/400 and change nothing.
+    "models": [Case("GET", _project, Action.MANAGE_MODELS)],
+    "api-models": [Case("GET", _project, Action.MANAGE_MODELS)],
+    "api-models-start": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
+    "api-models-cancel": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
+    "api-models-promote": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],
+    "api-models-rollback": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
+    "api-models-register": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],
 }
 
 
@@ -292,7 +302,7 @@ def test_non_member_404_is_the_same_as_for_a_missing_project(world):
 
 
 def test_every_websocket_route_is_a_project_consumer():
-    for route in websocket_urlpatterns:
+    for route in websocket_urlpatterns + engine_websocket_urlpatterns:
         consumer = route.callback.consumer_class
         assert issubclass(consumer, ProjectConsumer), f"{route.pattern} must check membership (ProjectConsumer)"
 

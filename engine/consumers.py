@@ -1,0 +1,47 @@
+"""The retraining dashboard's socket: live progress of a project's training runs (admins only)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from annotator.consumers import ProjectConsumer
+from annotator.permissions import Action
+from engine.training import training_group
+
+
+class TrainingConsumer(ProjectConsumer):
+    """Sends ``{"type": "hello", "run": {...} | null}`` (the active run), then ``{"type": "run", ...}``
+    for every progress step, status change and promotion that ``engine.training`` broadcasts."""
+
+    required_action = Action.MANAGE_MODELS
+
+    async def on_authorized(self) -> None:
+        self._group = training_group(self.project.id)
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(self._group, self.channel_name)
+        await self.send_json({"type": "hello", "run": await database_sync_to_async(self._active_run)()})
+
+    def _active_run(self) -> dict[str, Any] | None:
+        from engine.dashboard import _run
+        from engine.models import TrainingRun
+
+        run = TrainingRun.objects.filter(project=self.project, status__in=TrainingRun.ACTIVE).first()
+        return _run(run) if run is not None else None
+
+    def layer_groups(self) -> list[str]:
+        return [self._group] if getattr(self, "_group", None) else []
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "_group", None) and self.channel_layer is not None:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(self._group, self.channel_name)
+
+    async def training_event(self, message: dict[str, Any]) -> None:
+        """Group message from ``engine.training.broadcast``; the role is checked again before relaying."""
+        if not await self.is_allowed():
+            await self.deny()
+            return
+        await self.send_json({"type": "run", **message["event"]})

@@ -1,0 +1,228 @@
+"""The admin retraining dashboard: one page, a JSON state, the actions, all admin-only (MANAGE_MODELS).
+
+Views are thin: each declares its rule and calls one function of ``engine.registry`` /
+``engine.training``. ``dashboard_state`` is everything the page draws (the TypeScript in
+``frontend/src/dashboard.ts`` renders the charts); live run progress arrives on the socket of
+``engine.consumers.TrainingConsumer`` and the page re-reads this state when a run ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+from django.db.models import Count, Min
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from annotator.permissions import Action, project_permission
+from engine import registry, training
+from engine.models import Evaluation, ModelVersion, ModelVersionEvent, TrainingRun
+from engine.segmenters import serving_model
+
+RECENT_RUNS = 20
+RECENT_EVENTS = 30
+
+
+def _version(version: ModelVersion, evaluations: dict[int, list[Evaluation]]) -> dict[str, Any]:
+    evals = evaluations.get(version.pk, [])
+    latest = evals[0] if evals else None
+    return {
+        "id": version.pk, "name": version.name, "status": version.status, "config": version.sam2_config,
+        "image_size": version.image_size, "checkpoint": version.checkpoint, "parent": version.parent_id,
+        "shared": version.project_id is None, "created_at": version.created_at.isoformat(),
+        "evaluation": None if latest is None else {
+            "j": latest.j, "f": latest.f, "jf": latest.j_and_f, "clicks_to_target": latest.clicks_to_target,
+            "jf_after": latest.details.get("jf_after", []), "target_reached": latest.details.get("target_reached"),
+            "target_seconds": latest.details.get("target_seconds"), "num_objects": latest.details.get("num_objects"),
+            "created_at": latest.created_at.isoformat(),
+        },
+    }
+
+
+def _run(run: TrainingRun) -> dict[str, Any]:
+    return {
+        "id": run.pk, "status": run.status, "trigger": run.trigger, "progress": run.progress,
+        "loss_curve": run.loss_curve, "log": run.log[-6000:], "error": run.error,
+        "base_version": run.base_version_id, "produced_version": run.produced_version_id,
+        "parameters": run.parameters, "masklets": run.data_snapshot.get("masklet_count"),
+        "frames": run.data_snapshot.get("frame_count"), "cancel_requested": run.cancel_requested,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def dataset_growth(project: Any) -> dict[str, Any]:
+    """Masklets by status and type now, and day by day: masklets created (manual/auto), approved, frames annotated."""
+    from annotator.models import MaskFrameRevision, Masklet, Review
+
+    masklets = Masklet.objects.filter(video__project=project)
+    by_status_type = [{"status": row["status"], "type": row["type"], "count": row["n"]}
+                      for row in masklets.values("status", "type").annotate(n=Count("id")).order_by()]
+    created: dict[str, Counter] = defaultdict(Counter)
+    for row in masklets.annotate(day=TruncDate("created_at")).values("day", "type").annotate(n=Count("id")).order_by():
+        created[row["type"]][row["day"].isoformat()] += row["n"]
+    # Approval day: the first satisfactory review, else (imported, or approved without a review) the last update.
+    approved_days: Counter = Counter()
+    first_review = dict(Review.objects.filter(masklet__video__project=project, verdict="satisfactory")
+                        .values("masklet_id").annotate(at=Min("created_at")).values_list("masklet_id", "at"))
+    for masklet_id, updated in masklets.filter(status=Masklet.Status.APPROVED).values_list("id", "updated_at"):
+        approved_days[(first_review.get(masklet_id) or updated).date().isoformat()] += 1
+    frames: Counter = Counter()
+    for row in (MaskFrameRevision.objects.filter(masklet__video__project=project, revision=1)
+                .annotate(day=TruncDate("created_at")).values("day").annotate(n=Count("id")).order_by()):
+        frames[row["day"].isoformat()] += row["n"]
+    days = sorted(set(approved_days) | set(frames) | {d for c in created.values() for d in c})
+    series: dict[str, list[int]] = {"manual": [], "auto": [], "approved": [], "frames": []}
+    totals = Counter()
+    for day in days:
+        totals["manual"] += created["manual"][day]
+        totals["auto"] += created["auto"][day]
+        totals["approved"] += approved_days[day]
+        totals["frames"] += frames[day]
+        for key in series:
+            series[key].append(totals[key])
+    return {"by_status_type": by_status_type, "days": days, "cumulative": series}
+
+
+def effort_by_version(project: Any) -> list[dict[str, Any]]:
+    """Table 1's columns per model version, from the interaction log (``annotator.metrics``)."""
+    from annotator.metrics import effort_by_model_version
+
+    names = dict(ModelVersion.objects.values_list("id", "name"))
+    rows = []
+    for version_id, effort in effort_by_model_version(project).items():
+        rows.append({"version": version_id, "name": names.get(version_id, "fallback model (no version)"),
+                     **effort.as_dict()})
+    return sorted(rows, key=lambda row: (row["version"] is not None, row["version"] or 0))
+
+
+def dashboard_state(project: Any) -> dict[str, Any]:
+    """Everything the dashboard draws."""
+    versions = list(ModelVersion.objects.filter(project=project).order_by("created_at", "id"))
+    evaluations: dict[int, list[Evaluation]] = defaultdict(list)
+    for evaluation in Evaluation.objects.filter(model_version__in=versions, split="val").order_by("-created_at"):
+        evaluations[evaluation.model_version_id].append(evaluation)
+    runs = list(TrainingRun.objects.filter(project=project).order_by("-created_at")[:RECENT_RUNS])
+    knobs = training.loop_settings(project)
+    events = (ModelVersionEvent.objects.filter(project=project).select_related("version", "actor")
+              .order_by("-created_at", "-id")[:RECENT_EVENTS])
+    return {
+        "project": {"slug": project.slug, "name": project.name},
+        "serving": serving_model(project).name,
+        "versions": [_version(v, evaluations) for v in versions],
+        "runs": [_run(r) for r in runs],
+        "active_run": next((_run(r) for r in runs if r.is_active), None),
+        "events": [{"action": e.action, "version": e.version.name, "actor": e.actor.get_username() if e.actor else
+                    "engine", "note": e.note, "at": e.created_at.isoformat()} for e in events],
+        "growth": dataset_growth(project),
+        "effort": effort_by_version(project),
+        "loop": {"enabled": knobs.enabled, "min_new_masklets": knobs.min_new_masklets, "min_hours": knobs.min_hours,
+                 "auto_promote": knobs.auto_promote, "promote_margin": knobs.promote_margin, "steps": knobs.steps,
+                 "new_masklets": training.new_approved_masklets(project)},
+    }
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+
+def _refused(message: str, status: int = 409) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    return request.POST.dict()
+
+
+@require_GET
+@project_permission(Action.MANAGE_MODELS)
+def models_page(request: HttpRequest, project: Any) -> HttpResponse:
+    return render(request, "engine/models_dashboard.html", {"project": project, "state": dashboard_state(project)})
+
+
+@require_GET
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_models(request: HttpRequest, project: Any) -> JsonResponse:
+    return JsonResponse(dashboard_state(project))
+
+
+@require_POST
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_start_run(request: HttpRequest, project: Any) -> JsonResponse:
+    try:
+        run = training.start_run(project, request.user)
+    except training.RunRefused as error:
+        return _refused(str(error))
+    return JsonResponse({"run": _run(run)}, status=202)
+
+
+@require_POST
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_cancel_run(request: HttpRequest, project: Any) -> JsonResponse:
+    run = TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE).first()
+    if run is None:
+        return _refused("no training run of this project is queued or running")
+    try:
+        run = training.cancel_run(run)
+    except training.RunRefused as error:
+        return _refused(str(error))
+    return JsonResponse({"run": _run(run)})
+
+
+@require_POST
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
+    version_id = _body(request).get("version")
+    version = ModelVersion.objects.filter(project=project, pk=version_id).first() if str(version_id).isdigit() else None
+    if version is None:
+        return _refused("name a version of this project to promote", 400)
+    try:
+        registry.promote(version, request.user)
+    except registry.RegistryError as error:
+        return _refused(str(error))
+    return JsonResponse({"serving": serving_model(project).name})
+
+
+@require_POST
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
+    try:
+        restored = registry.roll_back(project, request.user)
+    except registry.RegistryError as error:
+        return _refused(str(error))
+    return JsonResponse({"restored": restored.pk if restored else None, "serving": serving_model(project).name})
+
+
+@require_POST
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_register(request: HttpRequest, project: Any) -> JsonResponse:
+    """Register from a server-side ``path`` or an uploaded ``file``, with ``config`` and ``image_size``."""
+    data = _body(request)
+    upload = request.FILES.get("file")
+    path = (data.get("path") or "").strip()
+    if not upload and not path:
+        return _refused("give a checkpoint path on the server or upload a checkpoint file", 400)
+    try:
+        image_size = int(data.get("image_size") or 1024)
+    except ValueError:
+        return _refused("image_size must be a whole number", 400)
+    config = (data.get("config") or "sam2.1_hiera_t").strip()
+    saved = registry.save_upload(upload) if upload else None
+    try:
+        version = registry.register_version(project, name=data.get("name") or "", checkpoint=saved or path,
+                                            config=config, image_size=image_size, user=request.user)
+    except registry.RegistryError as error:
+        if saved is not None:
+            saved.unlink(missing_ok=True)
+        return _refused(f"not registered: {error}", 400)
+    return JsonResponse({"version": version.pk, "name": version.name}, status=201)
