@@ -1,0 +1,234 @@
+// The admin retraining dashboard: versions, evaluations, loss curves, dataset growth, effort per
+// model version, and the live progress of the running training run (WebSocket). State comes from
+// engine.dashboard.dashboard_state (embedded in the page, then re-read from the JSON API).
+
+import { barChart, lineChart, PALETTE, Series, stackedBars } from "./dashboard/charts";
+
+interface Evaluation {
+  j: number; f: number; jf: number; clicks_to_target: number | null; jf_after: Array<number | null>;
+  target_reached: number | null; target_seconds: number | null; num_objects: number | null;
+}
+interface Version {
+  id: number; name: string; status: string; config: string; image_size: number; checkpoint: string;
+  parent: number | null; created_at: string; evaluation: Evaluation | null;
+}
+interface Run {
+  id: number; status: string; trigger: string; progress: number; loss_curve: Array<[number, number]>; log: string;
+  error: string; produced_version: number | null; masklets: number | null; frames: number | null;
+  parameters: Record<string, unknown>; cancel_requested: boolean; created_at: string; finished_at: string | null;
+}
+interface EffortRow {
+  version: number | null; name: string; active_seconds_per_frame: number | null;
+  clicks_per_clicked_frame: number | null; edited_frame_share: number | null; annotated_frames: number;
+  masklets: number;
+}
+interface State {
+  serving: string;
+  versions: Version[];
+  runs: Run[];
+  active_run: Run | null;
+  events: Array<{ action: string; version: string; actor: string; note: string; at: string }>;
+  growth: { by_status_type: Array<{ status: string; type: string; count: number }>; days: string[];
+    cumulative: Record<string, number[]> };
+  effort: EffortRow[];
+  loop: { enabled: boolean; min_new_masklets: number; min_hours: number; auto_promote: boolean;
+    promote_margin: number; steps: number; new_masklets: number };
+}
+type RunEvent = { type: "run"; run: number; status?: string; progress?: number; step?: number; steps?: number;
+  loss?: number; error?: string; promoted?: number };
+
+const root = document.getElementById("dashboard") as HTMLElement;
+const csrf = (root.querySelector("input[name=csrfmiddlewaretoken]") as HTMLInputElement).value;
+let state = JSON.parse((document.getElementById("dashboard-state") as HTMLElement).textContent || "{}") as State;
+let liveLoss: Array<[number, number]> = [];
+
+function $(id: string): HTMLElement {
+  return document.getElementById(id) as HTMLElement;
+}
+
+function cell(row: HTMLTableRowElement, content: string | Node, tag: "td" | "th" = "td"): HTMLElement {
+  const node = document.createElement(tag);
+  if (typeof content === "string") node.textContent = content;
+  else node.appendChild(content);
+  row.appendChild(node);
+  return node;
+}
+
+function table(host: HTMLElement, headers: string[], rows: Array<Array<string | Node>>): void {
+  const t = document.createElement("table");
+  t.className = "table";
+  const head = t.createTHead().insertRow();
+  headers.forEach((h) => cell(head, h, "th"));
+  const body = t.createTBody();
+  rows.forEach((r) => { const tr = body.insertRow(); r.forEach((c) => cell(tr, c)); });
+  host.replaceChildren(t);
+}
+
+const num = (v: number | null | undefined, digits = 2) => (v === null || v === undefined ? "–" : v.toFixed(digits));
+
+function showError(message: string | null): void {
+  const box = $("action-error");
+  box.hidden = !message;
+  box.textContent = message || "";
+}
+
+async function post(url: string, body: BodyInit | null = null): Promise<void> {
+  showError(null);
+  const response = await fetch(url, { method: "POST", body, headers: { "X-CSRFToken": csrf },
+    credentials: "same-origin" });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) showError(data.error || `Request failed (${response.status})`);
+  await refresh();
+}
+
+async function refresh(): Promise<void> {
+  const response = await fetch(root.dataset.api as string, { credentials: "same-origin" });
+  if (response.ok) { state = await response.json(); render(); }
+}
+
+function promoteButton(version: Version): Node {
+  if (version.status === "production") return document.createTextNode("serving");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "Promote";
+  button.addEventListener("click", () => {
+    const body = new FormData();
+    body.append("version", String(version.id));
+    void post(root.dataset.promote as string, body);
+  });
+  return button;
+}
+
+function renderVersions(): void {
+  const rows = state.versions.map((v) => [
+    v.name, v.status, `${v.config.split("/").pop()?.replace(".yaml", "")} @${v.image_size}`,
+    num(v.evaluation?.jf, 3), num(v.evaluation?.jf_after?.[0] ?? null, 3), num(v.evaluation?.clicks_to_target, 2),
+    num(v.evaluation?.target_reached ?? null, 2), num(v.evaluation?.target_seconds ?? null, 1), promoteButton(v),
+  ]);
+  if (rows.length === 0) {
+    $("versions").textContent = "No version registered: the classical backend (or the settings' model) serves.";
+  } else {
+    table($("versions"), ["version", "status", "model", "J&F", "J&F@1 frame", "clicks to 0.9", "reached",
+      "est. seconds", ""], rows);
+  }
+  const evaluated = state.versions.filter((v) => v.evaluation);
+  const jfSeries: Series[] = evaluated.map((v, i) => ({
+    name: v.name, color: PALETTE[i % PALETTE.length],
+    points: (v.evaluation?.jf_after || []).map((value, k) => [k + 1, value ?? 0] as [number, number]),
+  }));
+  lineChart($("chart-jf"), jfSeries, { yMin: 0, yMax: 1, xLabel: "prompted frames", yLabel: "J&F" });
+  barChart($("chart-clicks"), evaluated.map((v, i) => ({ label: v.name, value: v.evaluation?.clicks_to_target ?? null,
+    color: PALETTE[i % PALETTE.length] })), { yLabel: "clicks" });
+}
+
+function renderRuns(): void {
+  const series: Series[] = state.runs.slice(0, 8).reverse().map((run) => ({
+    name: `run ${run.id}`,
+    points: run.status === "running" && liveLoss.length > run.loss_curve.length ? liveLoss : run.loss_curve,
+  }));
+  lineChart($("chart-loss"), series, { xLabel: "step", yLabel: "loss" });
+  table($("runs"), ["run", "status", "trigger", "masklets", "steps", "version", "finished", "error"],
+    state.runs.map((r) => [String(r.id), r.status, r.trigger, String(r.masklets ?? "–"),
+      String(r.parameters.steps ?? "–"), r.produced_version ? String(r.produced_version) : "–",
+      r.finished_at ? new Date(r.finished_at).toLocaleString() : "–", r.error || ""]));
+}
+
+function renderLive(event?: RunEvent): void {
+  const run = state.active_run;
+  const host = $("run-live");
+  if (!run) {
+    host.replaceChildren();
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.textContent = "No run is queued or running.";
+    host.appendChild(p);
+    return;
+  }
+  const progress = event?.progress ?? run.progress;
+  host.replaceChildren();
+  const title = document.createElement("p");
+  const step = event?.step ? ` — step ${event.step}/${event.steps}, loss ${num(event.loss ?? null, 3)}` : "";
+  title.textContent = `Run ${run.id}: ${event?.status ?? run.status}${run.cancel_requested ? " (cancelling)" : ""}` +
+    ` — ${Math.round(progress * 100)} %${step}`;
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  bar.value = progress;
+  const log = document.createElement("pre");
+  log.className = "log";
+  log.textContent = run.log.split("\n").slice(-8).join("\n");
+  host.append(title, bar, log);
+}
+
+function renderGrowth(): void {
+  const g = state.growth;
+  const labels = g.days.map((d) => d.slice(5));
+  const series: Series[] = ["manual", "auto", "approved", "frames"].map((key) => ({
+    name: key === "frames" ? "frames annotated" : `${key} masklets`,
+    points: (g.cumulative[key] || []).map((v, i) => [i, v] as [number, number]),
+  }));
+  lineChart($("chart-growth"), series, { xLabels: labels.length <= 12 ? labels : undefined, xLabel: "day" });
+  const statuses = [...new Set(g.by_status_type.map((r) => r.status))];
+  const types = [...new Set(g.by_status_type.map((r) => r.type))];
+  stackedBars($("chart-status"), statuses, types,
+    (status, type) => g.by_status_type.find((r) => r.status === status && r.type === type)?.count ?? 0);
+}
+
+function renderEffort(): void {
+  table($("effort"), ["model version", "s per frame", "clicks per clicked frame", "% frames edited",
+    "annotated frames", "masklets"], state.effort.map((e) => [e.name, num(e.active_seconds_per_frame, 1),
+    num(e.clicks_per_clicked_frame, 2), e.edited_frame_share === null ? "–" : `${(e.edited_frame_share * 100).toFixed(1)} %`,
+    String(e.annotated_frames), String(e.masklets)]));
+  barChart($("chart-effort"), state.effort.map((e) => ({ label: e.name, value: e.active_seconds_per_frame })),
+    { yLabel: "s/frame" });
+}
+
+function render(event?: RunEvent): void {
+  $("serving").textContent = state.serving;
+  const loop = state.loop;
+  $("loop-status").textContent = `Schedule ${loop.enabled ? "on" : "off"}: a run starts after ${loop.min_new_masklets} ` +
+    `newly approved masklets (now ${loop.new_masklets}) and ${loop.min_hours} h; auto-promote ` +
+    `${loop.auto_promote ? `when J&F gains ≥ ${loop.promote_margin}` : "off"}.`;
+  ($("cancel-run") as HTMLButtonElement).disabled = !state.active_run;
+  ($("start-run") as HTMLButtonElement).disabled = !!state.active_run;
+  renderLive(event);
+  renderVersions();
+  renderRuns();
+  renderGrowth();
+  renderEffort();
+  table($("events"), ["when", "who", "what", "version", "note"], state.events.map((e) =>
+    [new Date(e.at).toLocaleString(), e.actor, e.action.replace("_", " "), e.version, e.note]));
+}
+
+function connect(): void {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}${root.dataset.socket}`);
+  socket.addEventListener("message", (message) => {
+    const data = JSON.parse(message.data) as RunEvent | { type: "hello" };
+    if (data.type !== "run") return;
+    if (data.step !== undefined && data.loss !== undefined) {
+      liveLoss = state.active_run && state.active_run.id === data.run ? [...liveLoss, [data.step, data.loss]] : [];
+      if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
+      renderLive(data);
+      renderRuns();
+    }
+    if (data.status && data.status !== "running" || data.promoted || (data.status === "running" && !data.step)) {
+      liveLoss = [];
+      void refresh();
+    }
+  });
+  socket.addEventListener("close", () => window.setTimeout(connect, 3000));
+}
+
+$("start-run").addEventListener("click", () => void post(root.dataset.start as string));
+$("cancel-run").addEventListener("click", () => void post(root.dataset.cancel as string));
+$("rollback").addEventListener("click", () => {
+  if (window.confirm("Retire the production version and restore the one before it?")) {
+    void post(root.dataset.rollback as string);
+  }
+});
+$("register").addEventListener("submit", (event) => {
+  event.preventDefault();
+  void post(root.dataset.register as string, new FormData(event.target as HTMLFormElement));
+});
+render();
+connect();
