@@ -223,7 +223,8 @@ WORKER_HEARTBEAT_SECONDS = float(os.environ.get("MASKLET_WORKER_HEARTBEAT_S", "1
 # MASKLET_LOOP_MIN_HOURS (24 h since the last run), MASKLET_LOOP_AUTO_PROMOTE (1),
 # MASKLET_LOOP_PROMOTE_MARGIN (0.01 J&F), MASKLET_LOOP_STEPS (200), MASKLET_LOOP_IMAGE_SIZE
 # (= MASKLET_SAM2_IMAGE_SIZE), MASKLET_LOOP_LR (5e-6, Meta's fine-tuning rate), MASKLET_LOOP_CLIP_LENGTH (8).
-# Engine-wide: MASKLET_LOOP_TICK_S (300, how often beat checks), MASKLET_LOOP_RUN_STALE_S (600, a running
+# Engine-wide: MASKLET_LOOP_TICK_S (300, how often beat, or the embedded server, checks; 0: never),
+# MASKLET_LOOP_RUN_STALE_S (600, a running
 # run without a heartbeat this long is failed), MASKLET_LOOP_HEARTBEAT_S (30), MASKLET_LOOP_PROGRESS_S
 # (1, progress writes), MASKLET_LOOP_DDP (1: torchrun + DDP when >1 GPU), MASKLET_LOOP_EVAL_CLICKS (3 per
 # prompted frame), MASKLET_LOOP_EVAL_FRAMES (3 prompted frames), MASKLET_LOOP_EVAL_BUDGET (20 clicks to

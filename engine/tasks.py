@@ -9,6 +9,7 @@ that consumes ``train`` starts, it fails the runs its previous incarnation (same
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import shared_task
@@ -35,6 +36,33 @@ def loop_tick() -> dict[str, Any]:
     from engine.training import periodic_tick
 
     return periodic_tick()
+
+
+_embedded_beat: threading.Thread | None = None
+
+
+def start_embedded_beat(interval: float) -> None:
+    """Embedded mode has no ``celery beat``: a daemon thread sends ``loop_tick`` to the cpu pool every ``interval`` s.
+
+    Started by the ASGI server (``engine.asgi``), once per process; the first tick comes one
+    interval after start, so short-lived servers (tests) never tick. ``interval <= 0`` disables it.
+    """
+    global _embedded_beat
+    if interval <= 0 or (_embedded_beat is not None and _embedded_beat.is_alive()):
+        return
+    from engine.dispatch import submit
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                submit(loop_tick, queue="cpu")
+            except Exception:
+                logger.exception("embedded beat could not send loop_tick")
+
+    _embedded_beat = threading.Thread(target=beat, name="masklet-embedded-beat", daemon=True)
+    _embedded_beat.start()
 
 
 @celeryd_after_setup.connect

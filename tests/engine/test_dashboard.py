@@ -1,0 +1,125 @@
+"""The retraining dashboard: the state it draws, its actions, and the live socket (admins only)."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from annotator.models import Membership, Role
+from engine import registry, training
+from engine.loop_demo import random_checkpoint
+from engine.models import Evaluation, ModelVersion, TrainingRun
+from engine.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(loop_project):
+    project = loop_project(train=2, val=1, slug="dash")
+    admin = Membership.objects.get(project=project, role=Role.ADMIN).user
+    client = Client()
+    client.force_login(admin)
+    return project, client, admin
+
+
+def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, tmp_path):
+    project, client, admin = admin_client
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
+    version = registry.register_version(project, name="meta tiny", checkpoint=checkpoint, config="tiny",
+                                        image_size=64, user=admin)
+    Evaluation.objects.create(model_version=version, j=0.5, f=0.6, j_and_f=0.55, clicks_to_target=4.0,
+                              details={"jf_after": [0.4, 0.55], "num_objects": 1})
+    TrainingRun.objects.create(project=project, status="succeeded", loss_curve=[[1, 3.0], [2, 2.0]],
+                               produced_version=version)
+    page = client.get(reverse("models", args=[project.slug]))
+    assert page.status_code == 200 and b"dashboard.js" in page.content and b"dashboard-state" in page.content
+    state = client.get(reverse("api-models", args=[project.slug])).json()
+    assert state["versions"][0]["evaluation"]["jf_after"] == [0.4, 0.55]
+    assert state["runs"][0]["loss_curve"] == [[1, 3.0], [2, 2.0]]
+    assert state["active_run"] is None
+    assert {(r["status"], r["type"], r["count"]) for r in state["growth"]["by_status_type"]} == {
+        ("approved", "manual", 3)}
+    assert state["growth"]["cumulative"]["approved"][-1] == 3
+    assert state["growth"]["cumulative"]["frames"][-1] == 9  # 3 videos x 3 annotated frames
+    assert state["events"][0]["action"] == "registered" and state["events"][0]["actor"] == admin.username
+    assert state["loop"]["new_masklets"] == 2
+    assert isinstance(state["effort"], list)
+
+
+def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.dispatch.submit", lambda *a, **k: None)
+    project, client, admin = admin_client
+    start = client.post(reverse("api-models-start", args=[project.slug]))
+    assert start.status_code == 202 and start.json()["run"]["status"] == "queued"
+    again = client.post(reverse("api-models-start", args=[project.slug]))
+    assert again.status_code == 409 and "already" in again.json()["error"]
+    cancel = client.post(reverse("api-models-cancel", args=[project.slug]))
+    assert cancel.status_code == 200 and cancel.json()["run"]["status"] == "cancelled"
+
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
+    v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64)
+    promoted = client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk})
+    assert promoted.status_code == 200 and "v1" in promoted.json()["serving"]
+    assert client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk}).status_code == 409
+    rolled = client.post(reverse("api-models-rollback", args=[project.slug]))
+    assert rolled.status_code == 200 and rolled.json()["restored"] is None
+    assert ModelVersion.objects.get(pk=v1.pk).status == "retired"
+
+
+def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, tmp_path, settings):
+    project, client, _ = admin_client
+    url = reverse("api-models-register", args=[project.slug])
+    bad = client.post(url, {"file": SimpleUploadedFile("broken.pt", b"nope"), "config": "tiny", "image_size": 64})
+    assert bad.status_code == 400 and "cannot read" in bad.json()["error"]
+    assert not list((settings.MODELS_ROOT / "uploads").glob("*.pt"))
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "good.pt")
+    good = client.post(url, {"file": SimpleUploadedFile("good.pt", checkpoint.read_bytes()), "config": "tiny",
+                             "image_size": 64, "name": "uploaded"})
+    assert good.status_code == 201
+    version = ModelVersion.objects.get(pk=good.json()["version"])
+    assert version.name == "uploaded" and version.status == "candidate"
+    by_path = client.post(url, {"path": str(checkpoint), "config": "sam2.1_hiera_s", "image_size": 64})
+    assert by_path.status_code == 400 and "does not match" in by_path.json()["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_socket_relays_run_events_to_admins_only(loop_project):
+    project = loop_project(train=1, val=0, slug="sock")
+    admin = Membership.objects.get(project=project, role=Role.ADMIN).user
+    from django.contrib.auth import get_user_model
+
+    annotator = get_user_model().objects.create_user("ann")
+    Membership.objects.create(project=project, user=annotator, role=Role.ANNOTATOR)
+
+    async def scenario():
+        path = f"/ws/projects/{project.slug}/models/"
+        refused = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        refused.scope["user"] = annotator
+        connected, _ = await refused.connect(timeout=5)
+        assert not connected
+        socket = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        socket.scope["user"] = admin
+        connected, _ = await socket.connect(timeout=5)
+        assert connected
+        assert await socket.receive_json_from(timeout=5) == {"type": "hello", "run": None}
+        await get_channel_layer().group_send(training.training_group(project.id), {
+            "type": "training.event", "event": {"run": 7, "status": "running", "step": 3, "loss": 1.5}})
+        message = await socket.receive_json_from(timeout=5)
+        assert message == {"type": "run", "run": 7, "status": "running", "step": 3, "loss": 1.5}
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_broadcast_goes_to_the_project_group(monkeypatch):
+    sent = []
+    monkeypatch.setattr("engine.channel_bridge.group_send_soon", lambda group, event: sent.append((group, event)))
+    training.broadcast(5, {"run": 1, "progress": 0.5})
+    assert sent == [("project-5-training", {"type": "training.event", "event": {"run": 1, "progress": 0.5}})]
