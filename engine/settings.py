@@ -180,7 +180,10 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_CAPACITY},
+            # redis-py's asyncio default socket_timeout (5 s) equals channels_redis's BZPOPMIN
+            # wait (5 s): under load the empty reply arrived after the timeout and the socket's
+            # receive failed ("Timeout reading"). Reads get room; a dead connection still fails.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": CHANNEL_CAPACITY},
         }
     }
     CELERY_BROKER_URL = REDIS_URL
