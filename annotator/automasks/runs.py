@@ -144,7 +144,9 @@ def _store_tracks(run: AutoMaskletRun, session, seed: int, native: list[int], ke
 
     for frame, masks in generate.propagate(session, seed, {pk: p.mask for pk, p in kept.items()}):
         for pk in kept:
-            mask = masks.get(pk)
+            # The seed frame keeps the selected proposal itself: it is what was cleaned and deduplicated
+            # (against the others and the stored masks), where the model's echo of it may drift.
+            mask = kept[pk].mask if frame == seed else masks.get(pk)
             if mask is None:
                 mask = np.zeros((session.height, session.width), bool)
             pending[pk].append(MaskWrite(native[frame], encode_rle(mask)))

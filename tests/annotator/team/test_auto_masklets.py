@@ -7,14 +7,18 @@ nothing is spurious (a background region). The numbers are printed (``-s``) for 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+import torch
 
 from annotator.automasks import generate
 from annotator.automasks.runs import execute, start_run
 from annotator.models import AutoMaskletRun, MaskFrame, Masklet
 from annotator.services.annotation import EditRefused
 from annotator.services.queues import next_review
+from fixtures.synthetic import SyntheticSpec
 from segmentation.masks import decode_rle
 
 MATCH_IOU = 0.5
@@ -39,6 +43,16 @@ def _score(video, frames, run) -> dict[str, int]:
             "duplicates": duplicates, "spurious": spurious}
 
 
+def _check_stored_tracks(video, auto: list[Masklet]) -> None:
+    """Every auto masklet is propagated through the whole video, with no component or hole under 200 px."""
+    frames = len(video.annotated_frame_indices())
+    assert all(m.frames.count() == frames for m in auto)
+    rows = MaskFrame.objects.filter(masklet__in=auto, area__gt=0).values_list("rle_counts", flat=True)[:40]
+    for counts in rows:
+        mask = decode_rle({"size": [video.height, video.width], "counts": counts}).astype(bool)
+        assert generate.clean_mask(mask).sum() == mask.sum()
+
+
 def test_classical_auto_masklets_on_a_synthetic_video(team, synthetic_video, capsys):
     video, frames = synthetic_video(team.project)
     run = start_run(video, team.admin, frame_index=0)
@@ -53,11 +67,7 @@ def test_classical_auto_masklets_on_a_synthetic_video(team, synthetic_video, cap
     assert auto.count() == run.created_count > 0
     assert set(auto.values_list("status", flat=True)) == {Masklet.Status.SUBMITTED}
     assert all(0 <= m.stability_score <= 1 for m in auto)
-    frames_each = {m.pk: m.frames.count() for m in auto}
-    assert set(frames_each.values()) == {len(video.annotated_frame_indices())}  # propagated through the video
-    for counts in MaskFrame.objects.filter(masklet__in=auto, area__gt=0).values_list("rle_counts", flat=True)[:20]:
-        mask = decode_rle({"size": [video.height, video.width], "counts": counts}).astype(bool)
-        assert generate.clean_mask(mask).sum() == mask.sum()  # no component or hole under 200 px
+    _check_stored_tracks(video, list(auto))
     assert next_review(team.project, team.reviewer).type == "auto"  # into verification like manual ones
     again = execute(start_run(video, team.admin, frame_index=0).pk)
     assert again.created_count == 0 and again.stats["existing"] >= run.created_count  # no duplicates of itself
@@ -91,3 +101,45 @@ def test_select_drops_near_duplicates_and_existing_masks():
                                   existing=[c])
     assert [p.stability for p in kept] == [0.9]
     assert (stats["duplicates"], stats["existing"]) == (1, 1)
+
+
+@pytest.mark.slow
+def test_sam2_auto_masklets_with_a_small_random_weight_model(team, synthetic_video, settings, monkeypatch):
+    """The SAM 2 path end to end (automatic mask generator on the serving model at 256 px, on CPU).
+    Random weights find nothing in particular, so this checks the plumbing and the invariants."""
+    from engine.segmenters import forget_segmenters
+
+    settings.SEGMENTER, settings.SAM2_IMAGE_SIZE, settings.SAM2_CHECKPOINT, settings.DEVICE = "sam2", 256, "", "cpu"
+    # Random weights predict low IoUs: let the generator's own filters pass everything, and ours
+    # keep anything, so masks reach cleanup, dedup, propagation and storage.
+    from sam2 import automatic_mask_generator as amg
+
+    class Permissive(amg.SAM2AutomaticMaskGenerator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
+                                               "box_nms_thresh": 1.0})
+
+    monkeypatch.setattr(amg, "SAM2AutomaticMaskGenerator", Permissive)
+    monkeypatch.setattr(generate, "select", functools.partial(generate.select, min_stability=0.0))
+    spec = SyntheticSpec(seed=5, width=160, height=96, num_frames=12, num_objects=3)
+    video, _ = synthetic_video(team.project, spec=spec)
+    torch.manual_seed(2)  # the random weights, and so what they find (3 masklets with this seed)
+    try:
+        run = execute(start_run(video, team.admin, frame_index=0, points_per_side=8).pk)
+        assert run.status == AutoMaskletRun.Status.DONE, run.error
+        assert run.model_name.startswith("SAM 2.1 hiera-t @256") and run.progress == 1.0
+        assert run.stats["proposals"] == sum(v for k, v in run.stats.items()
+                                             if k in ("too_small", "too_large", "unstable", "duplicates",
+                                                      "existing", "kept"))
+        auto = list(Masklet.objects.filter(video=video, type="auto"))
+        assert len(auto) == run.created_count == run.stats["kept"] >= 1
+        assert {m.status for m in auto} == {Masklet.Status.SUBMITTED}
+        assert all(0 <= m.stability_score <= 1 for m in auto)
+        _check_stored_tracks(video, auto)
+        seeds = [decode_rle({"size": [video.height, video.width], "counts": m.frames.get(frame_index=0).rle_counts})
+                 .astype(bool) for m in auto]
+        assert not any(generate.is_duplicate(mask, seeds[:i]) for i, mask in enumerate(seeds))
+        again = execute(start_run(video, team.admin, frame_index=0, points_per_side=8).pk)
+        assert again.status == AutoMaskletRun.Status.DONE and again.created_count == 0, again.stats
+    finally:
+        forget_segmenters()
