@@ -11,10 +11,31 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(models.TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "status", "progress", "created_at", "finished_at"]
-    list_filter = ["status"]
+    list_display = ["id", "project", "status", "trigger", "progress", "worker", "created_at", "finished_at"]
+    list_filter = ["status", "trigger"]
 
 
 @admin.register(models.Evaluation)
 class EvaluationAdmin(admin.ModelAdmin):
     list_display = ["model_version", "split", "j_and_f", "clicks_to_target", "created_at"]
+
+
+@admin.register(models.ModelVersionEvent)
+class ModelVersionEventAdmin(admin.ModelAdmin):
+    """The registry's audit trail: read-only here, it is written by ``engine.registry`` only."""
+
+    list_display = ["created_at", "project", "action", "version", "previous_production", "actor", "note"]
+    list_filter = ["action"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(models.LoopSettings)
+class LoopSettingsAdmin(admin.ModelAdmin):
+    """Per-project retraining schedule and training knobs (defaults from ``MASKLET_LOOP_*``)."""
+
+    list_display = ["project", "enabled", "min_new_masklets", "min_hours", "auto_promote", "promote_margin", "steps"]
