@@ -63,6 +63,7 @@ def test_classical_auto_masklets_on_a_synthetic_video(team, synthetic_video, cap
         print(f"\nauto masklets (classical, {run.stats}): {score}")
     assert score["found"] >= score["objects"] - 1  # most objects found
     assert score["duplicates"] == 0
+    assert score["spurious"] == 0  # background patches fail the edge-support filter
     auto = Masklet.objects.filter(video=video, type="auto")
     assert auto.count() == run.created_count > 0
     assert set(auto.values_list("status", flat=True)) == {Masklet.Status.SUBMITTED}
@@ -89,6 +90,20 @@ def test_clean_mask_removes_small_components_and_holes():
     mask[50:55, 50:55] = True  # a 25 px island
     cleaned = generate.clean_mask(mask)
     assert cleaned[22, 22] and not cleaned[52, 52] and cleaned.sum() == 40 * 40
+
+
+def test_edge_support_tells_an_outlined_object_from_a_background_patch():
+    image = np.full((80, 120, 3), 90, np.uint8)
+    image[20:50, 30:70] = (200, 40, 40)  # an object with a hard edge
+    gradient = generate.gradient_magnitude(image + np.random.default_rng(0).integers(0, 6, image.shape, np.uint8))
+    object_mask = np.zeros((80, 120), bool)
+    object_mask[20:50, 30:70] = True
+    patch = np.zeros_like(object_mask)
+    patch[50:75, 75:115] = True  # even background all round
+    assert generate.edge_support(gradient, object_mask) > 0.95 > 0.1 > generate.edge_support(gradient, patch)
+    kept, stats = generate.select([generate.Proposal(object_mask, 0.95, edge_support=1.0),
+                                   generate.Proposal(patch, 0.99, edge_support=0.05)])
+    assert [p.edge_support for p in kept] == [1.0] and stats["weak_edges"] == 1
 
 
 def test_select_drops_near_duplicates_and_existing_masks():
@@ -129,8 +144,8 @@ def test_sam2_auto_masklets_with_a_small_random_weight_model(team, synthetic_vid
         assert run.status == AutoMaskletRun.Status.DONE, run.error
         assert run.model_name.startswith("SAM 2.1 hiera-t @256") and run.progress == 1.0
         assert run.stats["proposals"] == sum(v for k, v in run.stats.items()
-                                             if k in ("too_small", "too_large", "unstable", "duplicates",
-                                                      "existing", "kept"))
+                                             if k in ("too_small", "too_large", "unstable", "weak_edges",
+                                                      "duplicates", "existing", "kept"))
         auto = list(Masklet.objects.filter(video=video, type="auto"))
         assert len(auto) == run.created_count == run.stats["kept"] >= 1
         assert {m.status for m in auto} == {Masklet.Status.SUBMITTED}
