@@ -2,8 +2,10 @@
 
 The annotator takes work from the queue and submits their object; the reviewer takes it from
 the review queue, plays it over the video and sends it back with a reason; the annotator gets it
-back from the queue (reopened), fixes it with a click and resubmits; the reviewer approves it.
-Every step is checked against the stored rows.
+back from the queue (reopened), fixes it with a click and resubmits; the reviewer approves it;
+the annotator marks the video done and the queue has nothing left for them. The queue's link
+(``?object=N``) selects and locks the object without a click. Every step is checked against
+the stored rows.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ print(video.id, masklet.id, masklet.object_id)
 STATE = """
 import json
 from annotator.models import Masklet, Review
+from annotator.models import VideoAssignment
 m = Masklet.objects.get(pk={masklet})
-print(json.dumps({{"status": m.status, "reviews": list(Review.objects.filter(masklet=m).order_by("id")
-      .values_list("verdict", "reason", "comment"))}}))
+done = VideoAssignment.objects.filter(video=m.video, done_at__isnull=False).values_list("done_by__username", flat=True)
+reviews = Review.objects.filter(masklet=m).order_by("id").values_list("verdict", "reason", "comment")
+print(json.dumps({{"status": m.status, "done_by": list(done), "reviews": list(reviews)}}))
 """
 
 
@@ -75,11 +79,13 @@ def _state(server, masklet_id: int) -> dict:
 def _annotate_and_submit(page, object_id: int, fix: bool) -> None:
     page.goto(f"/projects/{SLUG}/")
     page.click("#work-next")
-    page.wait_for_url("**/annotate/**")
+    page.wait_for_url(f"**/annotate/?object={object_id}")
     page.wait_for_function("document.getElementById('frame-canvas').dataset.connection === 'connected'")
     page.wait_for_function("document.getElementById('frame-canvas').dataset.frameReady === '1'")
-    row = page.locator("li.object").filter(has_text=f"{object_id}").first
-    row.locator(".object-name").click()
+    # No click on the row: the queue's ?object= selected the object and took its lock.
+    row = page.locator("li.object.selected")
+    assert row.count() == 1 and str(object_id) in row.inner_text()
+    page.wait_for_function("!document.querySelector('#object-submit').disabled")
     if fix:  # a click inside the object on frame 0: the fix
         box = page.locator("#frame-canvas").bounding_box()
         scale, tx, ty = (float(v) for v in page.get_attribute("#frame-canvas", "data-view").split())
@@ -109,6 +115,17 @@ def _review(page, verdict: str, reason: str = "", comment: str = "") -> None:
     page.wait_for_url(f"**/projects/{SLUG}/")
 
 
+def _finish_video(page) -> None:
+    page.goto(f"/projects/{SLUG}/")
+    page.click("#work-next")  # the video itself now (its object is approved)
+    page.wait_for_url("**/annotate/")
+    page.wait_for_function("document.getElementById('frame-canvas').dataset.connection === 'connected'")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#video-finish")
+    page.wait_for_url(f"**/projects/{SLUG}/")
+    assert "is done" in page.inner_text(".messages")
+
+
 def test_submit_reject_fix_resubmit_approve(browser, review_server, artifacts_dir):
     server, _video_id, masklet_id, object_id = review_server
     ann_context, ann = _person(browser, server, "ann")
@@ -120,7 +137,7 @@ def test_submit_reject_fix_resubmit_approve(browser, review_server, artifacts_di
         _review(rev, "unsatisfactory", "missing_frames", "It is missing after frame 8")
         rev.screenshot(path=str(artifacts_dir / "review-sent-back.png"))
         state = _state(server, masklet_id)
-        assert state == {"status": "rejected",
+        assert state == {"status": "rejected", "done_by": [],
                          "reviews": [["unsatisfactory", "missing_frames", "It is missing after frame 8"]]}
 
         _annotate_and_submit(ann, object_id, fix=True)  # the queue reopens it for its annotator first
@@ -130,6 +147,13 @@ def test_submit_reject_fix_resubmit_approve(browser, review_server, artifacts_di
         state = _state(server, masklet_id)
         assert state["status"] == "approved"
         assert [r[0] for r in state["reviews"]] == ["unsatisfactory", "satisfactory"]
+        assert state["done_by"] == []
+
+        _finish_video(ann)
+        assert _state(server, masklet_id)["done_by"] == ["ann"]
+        ann.click("#work-next")  # the only video is done: nothing left
+        ann.wait_for_url(f"**/projects/{SLUG}/")
+        assert "Nothing left to annotate" in ann.inner_text(".messages")
     finally:
         ann_context.close()
         rev_context.close()

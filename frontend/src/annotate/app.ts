@@ -117,8 +117,12 @@ export class AnnotateApp {
     this.bindKeys();
     this.setTool("click");
     this.refreshPanel();
-    const initial = Number(new URLSearchParams(location.search).get("frame"));
+    const params = new URLSearchParams(location.search);
+    const initial = Number(params.get("frame"));
     this.seek(Math.max(0, frames.indexOf(initial)));
+    // The work queue links here with ?object=N: that object is selected (and so locked) on hello.
+    const wanted = Number(params.get("object"));
+    if (Number.isInteger(wanted) && wanted > 0) this.selected = wanted;
     void this.fetchMasks();
     this.connection.open();
   }
@@ -632,8 +636,20 @@ export class AnnotateApp {
     on("#help-open", () => this.toggleHelp());
     on("#help-close", () => this.toggleHelp(false));
     on("#status-error .dismiss", () => this.clearError());
+    this.root.querySelector<HTMLFormElement>("#video-finish-form")?.addEventListener("submit", (event) => {
+      if (!window.confirm(this.finishQuestion())) event.preventDefault();
+    });
     el<HTMLInputElement>(this.root, "#brush-size").addEventListener("input", (event) =>
       this.setBrush(Number((event.target as HTMLInputElement).value)));
+  }
+
+  /** What "Video done" asks, naming the objects that are still drafts (they would not reach review). */
+  private finishQuestion(): string {
+    const drafts = [...this.store.masklets.values()].filter((m) => m.status === "draft" || m.status === "rejected");
+    const open = drafts.length
+      ? `\n\n${drafts.length} object${drafts.length === 1 ? " is" : "s are"} not submitted: ${drafts.map((m) => objectName(m)).join(", ")}.`
+      : "";
+    return `Mark this video done? It leaves the work queue; submitted objects still go to review.${open}`;
   }
 
   private zoom(factor: number): void {
