@@ -20,7 +20,7 @@ def bar_chart(title: str, rows: Sequence[tuple[str, float | None]], fmt: str = "
     values = [v for _, v in rows if v is not None] + ([reference[1]] if reference else [])
     top = max(values) if values and max(values) > 0 else 1.0
     span = WIDTH - LABEL_WIDTH - VALUE_WIDTH
-    height = BAR_HEIGHT * max(1, len(rows)) + 30
+    height = BAR_HEIGHT * max(1, len(rows)) + 30 + (14 if reference else 0)  # room for the reference label
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
              f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
              f'<text x="0" y="14" class="chart-title">{escape(title)}</text>']

@@ -24,6 +24,7 @@ interface StoredMask {
 }
 
 const COLOUR = hexToRgb("#ff3d7f");
+const EDGE = hexToRgb("#fff200");
 
 function outline(mask: Uint8Array, width: number, height: number): Uint8Array {
   const edge = new Uint8Array(mask.length);
@@ -63,16 +64,18 @@ async function main(): Promise<void> {
     const key = `${frame}:${outlineBox.checked}`;
     let image = decoded.get(key);
     if (!image) {
-      let mask = decodeMask(rle, height, width);
-      if (outlineBox.checked) mask = outline(mask, width, height);
+      // A translucent fill (unless "outline only") and an opaque edge in a second colour: the fill
+      // alone vanishes over an object of a similar colour, the edge is what the boundary is judged by.
+      const mask = decodeMask(rle, height, width);
+      const edge = outline(mask, width, height);
       image = new ImageData(width, height);
-      const alpha = outlineBox.checked ? 255 : 110;
       for (let i = 0; i < mask.length; i++) {
-        if (!mask[i]) continue;
-        image.data[4 * i] = COLOUR[0];
-        image.data[4 * i + 1] = COLOUR[1];
-        image.data[4 * i + 2] = COLOUR[2];
-        image.data[4 * i + 3] = alpha;
+        const colour = edge[i] ? EDGE : mask[i] && !outlineBox.checked ? COLOUR : null;
+        if (!colour) continue;
+        image.data[4 * i] = colour[0];
+        image.data[4 * i + 1] = colour[1];
+        image.data[4 * i + 2] = colour[2];
+        image.data[4 * i + 3] = edge[i] ? 255 : 110;
       }
       decoded.set(key, image);
     }
@@ -148,9 +151,9 @@ async function main(): Promise<void> {
     if (mask.area > 0) visible++;
   }
   note.textContent = `Object visible on ${visible} of ${frames.length} annotated frames. Space plays, ← → step.`;
-  document.body.dataset.reviewReady = "true";
   const first = frames.findIndex((frame) => (body.masks.find((m) => m.object_id === config.objectId && m.frame === frame)?.area ?? 0) > 0);
   show(first >= 0 ? first : 0);
+  document.body.dataset.reviewReady = "true";
 }
 
 void main();
