@@ -9,10 +9,11 @@ itself, and two people asking at the same moment never get the same item:
   update matches a row, whatever the database (on Postgres the WHERE is re-checked after a row
   lock wait; SQLite runs the whole transaction under its one write lock, ``IMMEDIATE`` mode).
 
-Annotators, in order: a masklet of theirs that a reviewer sent back (reopened for them), a
-draft of theirs nobody holds, then a ready video that is not done and that nobody else holds
-(their own held video first). Reviewers: the submitted masklet they already hold, else the
-oldest submitted masklet that is not their own (they are not its assignee and never edited it).
+Annotators, in order: a masklet of theirs that a reviewer sent back (reopened for them), an auto
+masklet a reviewer sent back (nobody's yet: it becomes theirs), a draft of theirs nobody holds,
+then a ready video that is not done and that nobody else holds (their own held video first).
+Reviewers: the submitted masklet they already hold, else the oldest submitted masklet that is not
+their own (they are not its assignee and never edited it).
 """
 
 from __future__ import annotations
@@ -76,10 +77,18 @@ def next_work(project: Project, user: User) -> WorkItem | None:
     _check(project, user, Action.ANNOTATE)
     now = timezone.now()
     mine = Masklet.objects.filter(video__project=project, video__status=Video.Status.READY, assignee=user)
-    rejected = mine.filter(status=Masklet.Status.REJECTED).order_by("updated_at", "id").first()
+    # Sent back by a reviewer: one's own first, then auto masklets nobody annotated yet (whoever
+    # reopens one first becomes its assignee; a claimer who loses that race falls through).
+    unowned = Masklet.objects.filter(video__project=project, video__status=Video.Status.READY, assignee__isnull=True)
+    rejected = mine.filter(status=Masklet.Status.REJECTED).order_by("updated_at", "id").first() or \
+        unowned.filter(status=Masklet.Status.REJECTED).order_by("updated_at", "id").first()
     if rejected is not None:
-        masklet = reopen_masklet(rejected, user)
-        return WorkItem(rejected.video, masklet, "rejected", masklet.lock_expires_at)
+        try:
+            masklet = reopen_masklet(rejected, user)
+            Masklet.objects.filter(pk=masklet.pk, assignee__isnull=True).update(assignee=user)
+            return WorkItem(rejected.video, masklet, "rejected", masklet.lock_expires_at)
+        except EditRefused:
+            pass
     draft = mine.filter(status=Masklet.Status.DRAFT).filter(_free(now, "lock_holder", "lock_expires_at", user)) \
         .select_related("video").order_by("updated_at", "id").first()
     if draft is not None:

@@ -145,6 +145,18 @@ def test_review_round_trip_reject_fix_resubmit_approve(team):
     assert history[0]["reason_label"] == "Object missing on some frames" and history[0]["comment"] == "frame 4"
 
 
+def test_a_rejected_auto_masklet_goes_to_the_first_annotator_who_asks(team):
+    video = _videos(team.project, 1)[0]
+    auto = Masklet.objects.create(video=video, object_id=1, type="auto", status=Masklet.Status.SUBMITTED)
+    review_masklet(next_review(team.project, team.reviewer), team.reviewer, verdict="unsatisfactory",
+                   reason="leak")
+    item = next_work(team.project, team.annotator)
+    assert (item.reason, item.masklet.pk, item.masklet.status) == ("rejected", auto.pk, Masklet.Status.DRAFT)
+    auto.refresh_from_db()
+    assert auto.assignee == team.annotator and auto.lock_holder == team.annotator
+    assert next_work(team.project, team.annotator2) is None  # not handed out twice (and its video is busy)
+
+
 def test_rejected_for_good_is_never_reopened(team):
     video = _videos(team.project, 1)[0]
     masklet = _submitted(video, team.annotator)
