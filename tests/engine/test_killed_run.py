@@ -89,6 +89,9 @@ def test_sigkilled_train_worker_leaves_a_failed_run_with_logs_and_no_version(set
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        from tests.annotator.sessions.conftest import _wait_for_other_db_sessions_to_close
+
+        _wait_for_other_db_sessions_to_close()  # the worker's connection ends a moment after it: let the DB drop
     failed = TrainingRun.objects.get(pk=run.pk)
     assert "restarted while the run was running" in failed.error
     assert len(failed.loss_curve) >= steps_stored  # the loss curve and the log survive
