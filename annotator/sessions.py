@@ -166,10 +166,14 @@ class Replier:
 class LiveSession:
     """One user's segmenter session on one video, with the objects loaded into it so far."""
 
-    def __init__(self, video: Video, user_id: int, serving: ServingModel, segmenter_session: SegmenterSession):
+    def __init__(self, video: Video, user_id: int, serving: ServingModel, segmenter_session: SegmenterSession,
+                 page: str = ""):
         self.video_id = video.pk
         self.user_id = user_id
         self.serving = serving
+        #: The annotation page (socket session id) last served: that page keeps this model version
+        #: even after another is promoted; a newly opened page gets the new one.
+        self.page = page
         self.segmenter = segmenter_session
         self.frames = video.annotated_frame_indices()
         self.index_of = {native: index for index, native in enumerate(self.frames)}
@@ -277,22 +281,24 @@ class SessionRegistry:
             live.busy = max(0, live.busy - 1)
             live.last_used = time.monotonic()
 
-    def get(self, video: Video, user_id: int, serving: ServingModel) -> tuple[LiveSession, bool]:
+    def get(self, video: Video, user_id: int, serving: ServingModel, page: str = "") -> tuple[LiveSession, bool]:
         """The live session marked busy (``release`` it), built (empty: objects load lazily) when
-        absent or on another model."""
+        absent, or when a new ``page`` opens after the project's serving model changed: an open
+        page keeps the version it started with."""
         key = (video.pk, user_id)
         with self._lock:
             live = self._sessions.get(key)
-            if live is not None and live.serving != serving:
+            if live is not None and live.serving != serving and live.page != page:
                 self._sessions.pop(key).close()
                 live = None
             if live is not None:
+                live.page = page
                 return self._use(key, live), False
         frames = JpegFolderFrames(video.frames_dir)
         if len(frames) != len(video.annotated_frame_indices()):
             raise SegmentationError(f"the video has {len(video.annotated_frame_indices())} annotated frames but "
                                     f"{len(frames)} frame files; ingest it again")
-        live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames))
+        live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames), page)
         closing = []
         with self._lock:
             self._sessions[key] = live
@@ -389,7 +395,9 @@ def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) ->
         registry.drop(envelope.video_id, envelope.user_id)
     live = registry.checkout(envelope.video_id, envelope.user_id)
     try:
-        if live is not None and live.context_fresh():
+        # A newly opened page re-reads the serving model at once (a promotion reaches it).
+        fresh = live is not None and live.context_fresh() and live.page == envelope.session
+        if fresh:
             video, user, serving = live.video, live.user, live.serving
         else:
             video = Video.objects.select_related("project").get(pk=envelope.video_id, status=Video.Status.READY)
@@ -400,11 +408,11 @@ def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) ->
             moved = bool(previous_owner) and previous_owner != queue
             replier.reply(protocol.message("worker", state="rebuilding" if moved else "ready", model=serving.name),
                           final=False)
-        if live is None or not live.context_fresh():
+        if not fresh:
             if live is not None:
                 registry.release(live)
             live = None
-            live, _ = registry.get(video, user.pk, serving)
+            live, _ = registry.get(video, user.pk, serving, envelope.session)
             live.set_context(video, user)
         now = time.monotonic()
         if previous_owner != queue or now - live.owner_written_at > settings.SESSION_IDLE_SECONDS / 4:
@@ -472,7 +480,8 @@ def _model_edit(envelope: Envelope, replier: Replier, video: Video, user: Any, l
         try:
             saved = annotation.record_edit(masklet, user, frame_index=frame, kind=kind, payload=payload, rle=compute,
                                            session_id=envelope.session,
-                                           annotations={"others_revision": _newest_revision_by_others(user)})
+                                           annotations={"others_revision": _newest_revision_by_others(user)},
+                                           model_version=live.serving.model_version())
             break
         except BaseException as error:
             live.forget(object_id)  # the model may hold a prompt the database does not: rebuild it

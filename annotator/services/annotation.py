@@ -275,10 +275,11 @@ def _canonical(rle: dict) -> dict:
         raise EditRefused("bad_message", f"The painted mask could not be read: {error}.") from None
 
 
-def _write(row: Masklet, user: User, frame_index: int, rle: dict, *, source: str) -> SavedMask:
+def _write(row: Masklet, user: User, frame_index: int, rle: dict, *, source: str,
+           model_version: Any = None) -> SavedMask:
     """One frame's mask through the one mask writer; its refusals become ``bad_message``."""
     try:
-        save_mask_frames(row, [MaskWrite(frame_index, rle)], source=source, author=user)
+        save_mask_frames(row, [MaskWrite(frame_index, rle)], source=source, author=user, model_version=model_version)
     except ValidationError as error:
         raise EditRefused("bad_message", " ".join(error.messages)) from None
     return _saved(row, frame_index)
@@ -317,13 +318,15 @@ def _edit(masklet: Masklet, user: User, frame_index: int, kind: str, payload: di
 
 def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, payload: dict,
                 rle: dict | Callable[[Masklet], dict], session_id: str,
-                annotations: dict[str, Any] | None = None) -> SavedMask:
+                annotations: dict[str, Any] | None = None, model_version: Any = None) -> SavedMask:
     """Store a person's click/box/brush and the mask it produced, as source ``human``.
 
     ``kind`` is a protocol type (``click``, ``box``, ``paint``) or a ``Prompt.Kind`` value.
     ``rle`` may be a function of the locked, re-checked row (with ``annotations`` added to its
     query) that computes the mask: a live session runs the model there, so an edit that would be
     refused costs no model work and the row cannot change between the check and the write.
+    ``model_version``: the registered version that turned a click or box into the mask (None for
+    the settings' model); a painted mask is the person's own and records none.
     """
     prompt_kind = EDIT_KINDS.get(kind)
     if prompt_kind is None:
@@ -332,9 +335,11 @@ def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, pa
 
     def write(row: Masklet) -> SavedMask:
         mask = rle(row) if callable(rle) else rle
-        if prompt_kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
+        drawn = prompt_kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK)
+        if drawn:
             mask = _canonical(mask)
-        return _write(row, user, frame_index, mask, source=MaskSource.HUMAN)
+        return _write(row, user, frame_index, mask, source=MaskSource.HUMAN,
+                      model_version=None if drawn else model_version)
 
     return _edit(masklet, user, frame_index, prompt_kind, payload, session_id, write, annotations)
 

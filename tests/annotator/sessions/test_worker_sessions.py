@@ -206,3 +206,46 @@ def test_an_object_deleted_and_created_again_under_its_id_is_edited_fresh(two_vi
 
     run(scenario)
     assert sorted(frame for (_, frame) in masks_of(video)) == [4, 8, 12, 16, 20]
+
+
+@pytest.mark.slow
+def test_an_open_page_keeps_its_model_version_and_a_new_page_gets_the_promoted_one(two_videos, open_socket):
+    """Masks record the version that made them; a promotion reaches newly opened pages only."""
+    from engine.models import ModelVersion
+    from engine.segmenters import forget_segmenters
+
+    user, video, _ = two_videos
+    tiny = {"sam2_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "image_size": 256, "checkpoint": ""}
+    v1 = ModelVersion.objects.create(project=video.project, name="v1", status=ModelVersion.Status.PRODUCTION, **tiny)
+    v2 = ModelVersion.objects.create(project=video.project, name="v2", **tiny)
+
+    def promote_v2() -> None:
+        ModelVersion.objects.filter(pk=v1.pk).update(status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.filter(pk=v2.pk).update(status=ModelVersion.Status.PRODUCTION)
+
+    def version_of(frame: int) -> int | None:
+        return MaskFrame.objects.get(masklet__video=video, frame_index=frame).model_version_id
+
+    async def scenario():
+        _, _, first_page = await open_socket(user, video)
+        object_id = (await first_page.request("add_object"))["masklet"]["object_id"]
+        click = {"object_id": object_id, "positive": True, "timeout": 300, **POINT}
+        assert (await first_page.request("click", frame=0, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(0) == v1.pk
+
+        await database_sync_to_async(promote_v2)()
+        await asyncio.sleep(sessions.CONTEXT_SECONDS + 0.5)  # past the worker's re-read of the serving model
+        assert (await first_page.request("click", frame=4, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(4) == v1.pk  # the open page keeps v1
+        await first_page.close()
+
+        _, _, second_page = await open_socket(user, video)
+        assert second_page.received[0]["model"].startswith("v2 — SAM 2.1 hiera-t @256")
+        assert (await second_page.request("click", frame=8, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(8) == v2.pk  # a new page gets v2
+        await second_page.close()
+
+    try:
+        run(scenario)
+    finally:
+        forget_segmenters()
