@@ -9,9 +9,15 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
-pytestmark = pytest.mark.slow
+# About 12 minutes on a 2-core CPU, and nothing in it depends on the mode: CI's embedded pass runs it,
+# the Postgres + Redis pass skips it.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not settings.EMBEDDED, reason="mode-independent and slow: runs in the embedded pass"),
+]
 
 
 def test_loop_demo_cuts_the_clicks_version_after_version(tmp_path):
