@@ -178,3 +178,22 @@ def page(browser, masklet_server):
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def sign_in(browser):
+    """``sign_in(server, username, password) -> (context, page)``: one person's own browser context,
+    signed in through the login page (several people can work side by side in one test)."""
+
+    def open_as(server: MaskletServer, username: str, password: str):
+        context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 950})
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        page.goto("/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/")
+        return context, page
+
+    return open_as

@@ -60,17 +60,6 @@ def review_server(masklet_server_factory):
     return server, video_id, masklet_id, object_id
 
 
-def _person(browser, server, name: str):
-    context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 950})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/login/")
-    page.fill("#id_username", name)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/")
-    return context, page
-
 
 def _state(server, masklet_id: int) -> dict:
     return json.loads(server.shell(STATE.format(masklet=masklet_id)).strip().splitlines()[-1])
@@ -126,10 +115,10 @@ def _finish_video(page) -> None:
     assert "is done" in page.inner_text(".messages")
 
 
-def test_submit_reject_fix_resubmit_approve(browser, review_server, artifacts_dir):
+def test_submit_reject_fix_resubmit_approve(sign_in, review_server, artifacts_dir):
     server, _video_id, masklet_id, object_id = review_server
-    ann_context, ann = _person(browser, server, "ann")
-    rev_context, rev = _person(browser, server, "rev")
+    ann_context, ann = sign_in(server, "ann", PASSWORD)
+    rev_context, rev = sign_in(server, "rev", PASSWORD)
     try:
         _annotate_and_submit(ann, object_id, fix=False)
         assert _state(server, masklet_id)["status"] == "submitted"

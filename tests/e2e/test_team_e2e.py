@@ -58,17 +58,6 @@ def team_server(masklet_server_factory):
     return server, int(server.shell(SEED).strip().splitlines()[-1])
 
 
-def _person(browser, server, name: str):
-    context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 950})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/login/")
-    page.fill("#id_username", name)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/")
-    return context, page
-
 
 def _state(server, video_id: int) -> dict:
     return json.loads(server.shell(STATE.format(video=video_id)).strip().splitlines()[-1])
@@ -146,11 +135,11 @@ def _reviewer_works(page, artifacts_dir) -> None:
     page.wait_for_load_state()
 
 
-def test_three_roles_run_a_small_project(browser, team_server, artifacts_dir):
+def test_three_roles_run_a_small_project(sign_in, team_server, artifacts_dir):
     server, video_id = team_server
     contexts = []
     try:
-        contexts.append(boss_context := _person(browser, server, "boss")[0])
+        contexts.append(boss_context := sign_in(server, "boss", PASSWORD)[0])
         boss = boss_context.pages[0]
         _admin_sets_up(boss, video_id)
         state = _state(server, video_id)
@@ -159,10 +148,10 @@ def test_three_roles_run_a_small_project(browser, team_server, artifacts_dir):
         auto = [m for m in state["masklets"] if m[0] == "auto"]
         assert auto and {status for _, status in auto} == {"submitted"}
 
-        ann_context, ann = _person(browser, server, "ann")
+        ann_context, ann = sign_in(server, "ann", PASSWORD)
         contexts.append(ann_context)
         _annotator_works(ann, artifacts_dir)
-        rev_context, rev = _person(browser, server, "rev")
+        rev_context, rev = sign_in(server, "rev", PASSWORD)
         contexts.append(rev_context)
         _reviewer_works(rev, artifacts_dir)
 
