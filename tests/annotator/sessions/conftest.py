@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,6 +40,8 @@ from annotator.models import Video
 from annotator.services.videos import create_video_from_path, ingest_video
 from engine import workers
 from fixtures.synthetic import PRESETS, write_video
+
+from .live_stack import Service, worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -178,37 +179,15 @@ def worker_database_url() -> str:
 
 
 @dataclass
-class WorkerProcess:
-    """A running ``celery worker -Q gpu`` subprocess; ``queue`` is its own ``gpu.<nodename>``."""
+class WorkerProcess(Service):
+    """A running ``celery worker -Q gpu`` subprocess; ``queue`` is its own ``gpu.<nodename>``.
+    ``kill()`` is SIGKILL: no clean shutdown, the heartbeat key just expires."""
 
-    process: subprocess.Popen
-    nodename: str
-    log_path: Path
+    nodename: str = ""
     queue: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.queue = workers.queue_for_node(self.nodename)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, the heartbeat key just expires."""
-        if self.alive():
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture
@@ -226,12 +205,9 @@ def gpu_worker(settings, tmp_path: Path, transactional_db) -> Iterator[Callable[
                     **(env or {})}
         log_path = tmp_path / f"{name}.log"
         with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "engine", "worker", "-Q", "gpu", "-P", "solo",
-                 "-n", nodename, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                 "--without-heartbeat"],
-                cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        worker = WorkerProcess(process, nodename, log_path)
+            process = subprocess.Popen(worker_command(nodename), cwd=REPO_ROOT, env=full_env, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        worker = WorkerProcess(process, log_path, name, nodename)
         started.append(worker)
         deadline = time.monotonic() + timeout
         while not workers.is_alive(worker.queue):
