@@ -12,8 +12,9 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from annotator.models import MaskFrame, Masklet, MaskSource, Membership, Project, Review, Role, Video
+from annotator.models import MaskFrame, Masklet, Membership, Project, Review, Role, Video
 from annotator.permissions import User
+from annotator.services.masks import ACCEPTED_SOURCES
 
 
 def projects_for_user(user: User) -> QuerySet[Project]:
@@ -154,11 +155,12 @@ def video_masks(video: Video, start: int | None = None, end: int | None = None) 
 
 
 def human_masks(video: Video, object_ids: Iterable[int]) -> dict[int, list[tuple[int, dict]]]:
-    """What a live session is rebuilt from: per object, the non-empty masks a person made, by frame."""
+    """What a live session is rebuilt from: per object, the non-empty masks a person made (here or
+    imported, see ``ACCEPTED_SOURCES``), by frame."""
     size = [video.height, video.width]
     result: dict[int, list[tuple[int, dict]]] = {int(object_id): [] for object_id in object_ids}
     rows = MaskFrame.objects.filter(masklet__video=video, masklet__object_id__in=list(result),
-                                    source=MaskSource.HUMAN, area__gt=0)
+                                    source__in=ACCEPTED_SOURCES, area__gt=0)
     for object_id, frame_index, counts in rows.order_by("masklet__object_id", "frame_index").values_list(
             "masklet__object_id", "frame_index", "rle_counts"):
         result[object_id].append((frame_index, {"size": size, "counts": counts}))

@@ -44,9 +44,10 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from annotator import protocol, selectors
-from annotator.models import MaskFrameRevision, Masklet, MaskSource, Video
+from annotator.models import MaskFrameRevision, Masklet, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
+from annotator.services.masks import ACCEPTED_SOURCES
 from engine import channel_bridge, workers
 from engine.segmenters import ServingModel, get_segmenter, serving_model
 from segmentation.frames import JpegFolderFrames
@@ -546,7 +547,7 @@ def _apply_stored(live: LiveSession, index: int, masklet: Masklet, saved: SavedM
         live.forget(object_id)
         return 0.0  # rebuilt from the database when next used, which holds the new state
     try:
-        if saved.source == MaskSource.HUMAN and saved.area > 0:
+        if saved.source in ACCEPTED_SOURCES and saved.area > 0:
             mask = decode_rle({"size": [video.height, video.width], "counts": saved.counts})
             return _timed(lambda: live.segmenter.add_mask(index, object_id, mask))[1]
         if object_id in live.segmenter.object_ids:

@@ -17,6 +17,13 @@ from django.db import transaction
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource
 from segmentation.masks import rle_area, rle_bbox
 
+#: Sources of accepted human annotation: a person drew the mask, here (``human``) or in another
+#: tool whose dataset was imported (``imported``). Propagation does not overwrite them (unless
+#: asked) and a live session is rebuilt with them as prompts (``selectors.human_masks``). Not the
+#: same as "edited here": SA-V edited-frame counts and the effort metrics count people's own work
+#: in this tool (``human`` revisions, the prompt log), never imported masks.
+ACCEPTED_SOURCES = frozenset({MaskSource.HUMAN, MaskSource.IMPORTED})
+
 
 @dataclass(frozen=True)
 class MaskWrite:
@@ -38,7 +45,8 @@ def save_mask_frames(
     """Store masks for several frames of one masklet; returns the frame indices written.
 
     With ``overwrite_human=False`` (propagation's default upstream), frames whose current mask
-    came from a person are left as they are: a model never silently replaces a human edit.
+    came from a person (any of ``ACCEPTED_SOURCES``, imported masks included) are left as they
+    are: a model never silently replaces human annotation.
     """
     if source not in MaskSource.values:
         raise ValidationError(f"unknown mask source {source!r}")
@@ -60,7 +68,7 @@ def save_mask_frames(
         to_create, to_update, revisions = [], [], []
         for write in writes:
             existing = current.get(write.frame_index)
-            if existing is not None and not overwrite_human and existing.source == MaskSource.HUMAN:
+            if existing is not None and not overwrite_human and existing.source in ACCEPTED_SOURCES:
                 continue
             fields = {
                 "rle_counts": write.rle["counts"],
