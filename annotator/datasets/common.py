@@ -100,6 +100,7 @@ class MaskletData:
     edited_frames: int = 0  # frames with a human revision here
     origin_edited_frames: int = 0  # edited before an import (SA-V), see MaskletOrigin
     stability_scores: list | None = None  # per annotated frame, as imported (SA-V auto)
+    stability_score: float | None = None  # the masklet's own (auto masklets this engine generated)
 
     def visible(self, frame_index: int) -> Mask | None:
         """The mask on ``frame_index`` when the object is visible there (area > 0), else None."""
@@ -199,9 +200,9 @@ def read_video(video_id: int, filters: ExportFilters, *, with_bbox: bool = False
     """One video's fields, selected masklets and current masks, straight from ``values_list``."""
     video = Video.objects.get(pk=video_id)
     masklets = {
-        pk: MaskletData(pk=pk, object_id=object_id, label=label, type=kind)
-        for pk, object_id, label, kind in Masklet.objects.filter(video_id=video_id, **_masklet_filter(filters))
-        .order_by("object_id").values_list("id", "object_id", "label", "type")
+        pk: MaskletData(pk=pk, object_id=object_id, label=label, type=kind, stability_score=score)
+        for pk, object_id, label, kind, score in Masklet.objects.filter(video_id=video_id, **_masklet_filter(filters))
+        .order_by("object_id").values_list("id", "object_id", "label", "type", "stability_score")
     }
     fields = ["masklet_id", "frame_index", "rle_counts", "area", "source"] + (["bbox"] if with_bbox else [])
     rows = (MaskFrame.objects.filter(masklet__video_id=video_id, **_masklet_filter(filters, prefix="masklet__"))

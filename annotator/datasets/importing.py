@@ -65,6 +65,8 @@ class ImportedVideo:
     objects: list[ImportedObject]
     #: "native": keys are native frame numbers; "annotated": key i is the i-th annotated frame (SA-V).
     keys: str = "native"
+    #: With ``keys="annotated"``: how many annotated frames the file has (to catch a stride mismatch).
+    annotated_frames: int | None = None
     #: DAVIS annotates every frame: masks between the project's annotated frames are left out, not refused.
     skip_unannotated: bool = False
     frames_folder: Path | None = None
@@ -159,6 +161,12 @@ def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject,
     taken = set(Masklet.objects.filter(video=video).values_list("object_id", flat=True))
     planned, skipped = [], 0
     shifts: dict[str, int] = {}
+    if item.keys == "annotated" and item.annotated_frames is not None and item.annotated_frames < len(annotated):
+        # entry i is the i-th annotated frame: fewer entries than the video has means another stride
+        raise DatasetError(item.file, "masklet", f"{item.annotated_frames} annotated frames, but video "
+                           f"{video.name} has {len(annotated)} ({video.frame_count} frames, {every(video.stride)} "
+                           "annotated): the file was annotated at another frame rate than the project's "
+                           "(SA-V: 6 fps, every 4th frame at 24 fps)")
     for obj in item.objects:
         if obj.file not in shifts:
             wanted = {o.object_id for o in item.objects if o.file == obj.file and o.object_id is not None}
@@ -174,7 +182,7 @@ def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject,
                 if key >= len(annotated):
                     raise DatasetError(obj.file, where, f"unknown frame index: entry {key} is past the last of the "
                                        f"{len(annotated)} annotated frames of video {video.name} "
-                                       f"({video.frame_count} frames, every {video.stride}th annotated)")
+                                       f"({video.frame_count} frames, {every(video.stride)} annotated)")
                 native = annotated[key]
             else:
                 native = key
@@ -183,7 +191,7 @@ def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject,
                     skipped += 1
                     continue
                 raise DatasetError(obj.file, where, f"unknown frame index {native}: video {video.name} has "
-                                   f"{video.frame_count} frames and annotates every {video.stride}th "
+                                   f"{video.frame_count} frames and annotates {every(video.stride)} "
                                    f"(0, {video.stride}, {2 * video.stride}, ...)")
             if list(rle["size"]) != expected_size:
                 raise DatasetError(obj.file, where, f"RLE size {list(rle['size'])} does not match video "
@@ -191,6 +199,14 @@ def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject,
             writes.append(MaskWrite(native, rle))
         planned.append((obj, object_id, writes))
     return planned, skipped
+
+
+def every(stride: int) -> str:
+    """``every 4th`` frame, for messages (``every frame`` at stride 1)."""
+    if stride == 1:
+        return "every frame"
+    suffix = "th" if 10 <= stride % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(stride % 10, "th")
+    return f"every {stride}{suffix}"
 
 
 # -- videos ---------------------------------------------------------------------------------

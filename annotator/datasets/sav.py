@@ -10,12 +10,15 @@ Facts from ``../shared/docs/SAV_FORMAT.md`` (checked against the real example fi
 - Types as in the real files: video numbers are floats; ``masklet_first_appeared_frame`` is a
   float in manual files and an int in auto files; manual sizes are rounded to 10 decimals (as
   Meta's manual files are), auto sizes are not; ``masklet_stability_score`` is
-  ``[None] * masklet_num`` for manual, frames x objects for auto (1.0 where invisible).
+  ``[None] * masklet_num`` for manual, frames x objects of floats for auto (1.0 where invisible).
 - ``masklet_edited_frame_count``: frames with a human revision in our history, plus the count
   an imported SA-V file carried (SA-V does not say which frames, so a frame edited both
   before and after the import counts twice; capped at the frame count).
-- Auto stability scores exist only for imported masks (the engine computes none); where a
-  visible mask has no score (made or changed here) the entry is None.
+- Auto stability scores, where the object is visible: the imported per-frame score while the
+  mask is still the imported one (``MaskletOrigin``), else the masklet's own ``stability_score``
+  (what auto-masklet generation measured on its seed mask, ``annotator.automasks``), else 1.0
+  (a mask with no model estimate: one a person made). Never None: Meta's files hold a float in
+  every entry.
 
 ``masklet_id`` is the masklet's object id in the video. SA-V numbers manual and auto masklets
 from 0 in separate files; one video here has one id space, so an imported auto file's ids are
@@ -38,9 +41,12 @@ from annotator.datasets.importing import (
     empty_mask,
     parse_json,
 )
-from annotator.models import MaskletType, Project
+from annotator.models import MaskletType, MaskSource, Project
 
 SMALL, LARGE = 32 ** 2, 96 ** 2
+#: Auto stability score where the object is not visible (as in Meta's files), and of a visible mask no
+#: model scored (a person's).
+INVISIBLE_SCORE = UNKNOWN_SCORE = 1.0
 MANUAL_DECIMALS = 10
 TYPES = (MaskletType.MANUAL, MaskletType.AUTO)
 
@@ -122,22 +128,29 @@ def visibility_changes(seen: list[bool], first: int) -> int:
     return sum(1 for before, after in zip(seen[first:], seen[first + 1:], strict=False) if before != after)
 
 
-def stability(masklets: list[MaskletData], rows: list[list]) -> list[list[float | None]]:
-    """Frames x objects: the imported score of an imported mask, 1.0 where invisible, None where unknown."""
+def stability(masklets: list[MaskletData], rows: list[list]) -> list[list[float]]:
+    """Frames x objects, a float in every entry as in Meta's auto files (see the module docstring)."""
     table = []
     for i in range(len(rows[0]) if rows else 0):
         line = []
         for masklet, column in zip(masklets, rows, strict=True):
             mask = column[i]
-            scores = masklet.stability_scores
+            imported = masklet.stability_scores[i] if masklet.stability_scores and i < len(
+                masklet.stability_scores) else None
             if mask is None:
-                line.append(1.0)
-            elif mask.source == "imported" and scores is not None and i < len(scores):
-                line.append(scores[i])
+                line.append(INVISIBLE_SCORE)
+            elif mask.source == MaskSource.IMPORTED and _is_score(imported):
+                line.append(float(imported))
+            elif _is_score(masklet.stability_score):
+                line.append(float(masklet.stability_score))
             else:
-                line.append(None)
+                line.append(UNKNOWN_SCORE)
         table.append(line)
     return table
+
+
+def _is_score(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # -- import ---------------------------------------------------------------------------------------
@@ -162,10 +175,14 @@ def _load_video(files: list[Path]) -> ImportedVideo:
         data = load_json(file)
         first = first or data
         names.add(data["video_id"])
+        if len(data["masklet"]) != len(first["masklet"]):
+            raise DatasetError(file, "masklet", f"{len(data['masklet'])} annotated frames, but "
+                               f"{files[0].name} has {len(first['masklet'])}")
         objects.extend(_objects(file, data))
     if len(names) > 1:
         raise DatasetError(files[0], "video_id", f"files of one video name different videos: {sorted(names)}")
     return ImportedVideo(name=first["video_id"], file=str(files[0]), objects=objects, keys="annotated",
+                         annotated_frames=len(first["masklet"]),
                          environment=str(first.get("video_environment") or ""),
                          split=str(first.get("video_split") or ""))
 

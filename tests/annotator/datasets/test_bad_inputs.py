@@ -109,6 +109,15 @@ def test_unknown_frame_indices(project, videos, isolated_files, tmp_path, settin
     assert not list(Path(settings.FRAMES_ROOT).glob("*")), "the created video's frames are removed"
 
 
+def test_sav_file_of_another_stride(make_project, videos, isolated_files, tmp_path):
+    project = make_project(annotation_fps=24)  # every frame annotated: 12, the file has 3 (every 4th)
+    path = write(tmp_path, "clip_manual.json", sav_doc())
+    assert run(project, "sav", path, videos) == (
+        f"{path}: masklet: 3 annotated frames, but video clip has 12 (12 frames, every frame annotated): the file "
+        "was annotated at another frame rate than the project's (SA-V: 6 fps, every 4th frame at 24 fps)")
+    nothing_imported(project)
+
+
 def test_unknown_frame_index_in_coco(project, videos, isolated_files, tmp_path):
     doc = {"images": [{"id": 1, "file_name": "clip/00003.jpg", "width": W, "height": H}],
            "annotations": [{"id": 1, "image_id": 1, "segmentation": square(), "track_id": 1}]}

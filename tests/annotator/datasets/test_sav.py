@@ -74,8 +74,18 @@ def test_sav_fields_from_our_own_data(small_video, user, tmp_path):
     save_mask_frames(manual, [MaskWrite(8, _mask(0, 3))], source=MaskSource.HUMAN, author=user)
     save_mask_frames(manual, [MaskWrite(8, _mask(0, 4)), MaskWrite(16, _mask(2, 8))], source=MaskSource.HUMAN,
                      author=user)
-    auto = Masklet.objects.create(video=small_video, object_id=7, type="auto", status=Masklet.Status.APPROVED)
-    save_mask_frames(auto, [MaskWrite(0, _mask(6, 8))], source=MaskSource.MODEL)
+    # an auto masklet generated here: its seed stability score (annotator.automasks) on every visible frame
+    auto = Masklet.objects.create(video=small_video, object_id=7, type="auto", status=Masklet.Status.APPROVED,
+                                  stability_score=0.9375)
+    save_mask_frames(auto, [MaskWrite(0, _mask(6, 8)), MaskWrite(4, _mask(5, 8))], source=MaskSource.MODEL)
+    # an imported SA-V auto masklet: its per-frame scores while a mask is the imported one; frame 8 is
+    # changed here, and a masklet without a score of its own gets 1.0 there
+    imported = Masklet.objects.create(video=small_video, object_id=8, type="auto", status=Masklet.Status.APPROVED)
+    save_mask_frames(imported, [MaskWrite(4, _mask(1, 3)), MaskWrite(8, _mask(1, 3)), MaskWrite(12, _mask(1, 3))],
+                     source=MaskSource.IMPORTED)
+    MaskletOrigin.objects.create(masklet=imported, format="sav", source_file="clip_auto.json", source_id="0",
+                                 stability_scores=[1.0, 0.5, 0.625, 0.75, 0.875])
+    save_mask_frames(imported, [MaskWrite(8, _mask(1, 4))], source=MaskSource.HUMAN, author=user)
     Masklet.objects.create(video=small_video, object_id=9, status=Masklet.Status.DRAFT)  # not approved: left out
 
     export_dataset(small_video.project, "sav", tmp_path / "out", media=False)
@@ -95,9 +105,12 @@ def test_sav_fields_from_our_own_data(small_video, user, tmp_path):
     assert data["video_environment"] == "Outdoor" and data["video_split"] == "train"
     assert data["masklet_stability_score"] == [None]
     auto_data = json.loads((tmp_path / "out" / "clip_auto.json").read_text())
-    assert auto_data["masklet_first_appeared_frame"] == [0]
-    assert auto_data["masklet_stability_score"] == [[None], [1.0], [1.0], [1.0], [1.0]]  # no score computed here
-    assert auto_data["masklet_edited_frame_count"] == [0]
+    assert auto_data["masklet_id"] == [7, 8] and auto_data["masklet_first_appeared_frame"] == [0, 1]
+    # frames x objects; 1.0 where the object is not visible, as in Meta's auto files
+    assert auto_data["masklet_stability_score"] == [[0.9375, 1.0], [0.9375, 0.5], [1.0, 1.0], [1.0, 0.75],
+                                                    [1.0, 1.0]]
+    assert _types(auto_data["masklet_stability_score"]) == [["float", "float"]] * 5
+    assert auto_data["masklet_edited_frame_count"] == [0, 1]
 
 
 def test_cli_export_and_import(sav_example, sav_video_dir, make_project, isolated_files, tmp_path, capsys):
