@@ -227,8 +227,12 @@ def release_lock(masklet: Masklet, user: User) -> Masklet:
 
 
 def renew_locks(video: Video, user: User) -> int:
-    """Extend the user's live locks on the video (the page's ``ping``); returns how many."""
+    """Extend the user's live locks on the video (the page's ``ping``): their draft masklets' locks and
+    their work-queue hold on the video itself; returns how many masklet locks were renewed."""
+    from annotator.services.queues import renew_video_hold  # queues builds on this module
+
     now = timezone.now()
+    renew_video_hold(video, user)
     return Masklet.objects.filter(video=video, lock_holder=user, lock_expires_at__gt=now,
                                   status=Masklet.Status.DRAFT).update(lock_expires_at=_lock_until())
 

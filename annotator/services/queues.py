@@ -11,7 +11,8 @@ itself, and two people asking at the same moment never get the same item:
 
 Annotators, in order: a masklet of theirs that a reviewer sent back (reopened for them), an auto
 masklet a reviewer sent back (nobody's yet: it becomes theirs), a draft of theirs nobody holds,
-then a ready video that is not done and that nobody else holds (their own held video first).
+then a ready video that is not done and that nobody else holds (their own held video first). A held
+video stays held while its annotation page is open (the page's ping renews it, ``renew_video_hold``).
 Reviewers: the submitted masklet they already hold, else the oldest submitted masklet that is not
 their own (they are not its assignee and never edited it).
 """
@@ -142,6 +143,15 @@ def finish_video(video: Video, user: User) -> VideoAssignment:
     assignment.holder, assignment.expires_at = None, None
     assignment.save()
     return assignment
+
+
+def renew_video_hold(video: Video, user: User) -> bool:
+    """Extend the user's live hold on the video (the annotation page's ping, through
+    ``annotation.renew_locks``): a page left open keeps its video, an abandoned one lets it go.
+    An expired hold is not revived, as with masklet locks; returns whether one was renewed."""
+    now = timezone.now()
+    return bool(VideoAssignment.objects.filter(video=video, holder=user, expires_at__gt=now, done_at__isnull=True)
+                .update(expires_at=now + timedelta(seconds=_work_lock_seconds()), updated_at=now))
 
 
 def release_video(video: Video, user: User) -> None:
