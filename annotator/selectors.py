@@ -15,6 +15,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from annotator.models import MaskFrame, Masklet, Membership, Project, Review, Role, Video
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
+from annotator.services.reviews import reason_label
 
 
 def projects_for_user(user: User) -> QuerySet[Project]:
@@ -129,6 +130,7 @@ def masklet_to_dict(masklet: Masklet, viewer: User) -> dict[str, Any]:
         "review": {
             "verdict": latest.verdict,
             "reason": latest.reason,
+            "reason_label": reason_label(latest.reason) if latest.reason else "",
             "comment": latest.comment,
             "reviewer": latest.reviewer.get_username() if latest.reviewer else None,
             "at": latest.created_at.isoformat(),

@@ -19,7 +19,7 @@ from annotator.charts import bar_chart
 from annotator.models import AutoMaskletRun, Masklet, Project, Role, Split, Video
 from annotator.permissions import Action, project_permission
 from annotator.selectors import masklet_to_dict, video_in_project
-from annotator.services import queues, team
+from annotator.services import queues, reviews, team
 from annotator.services.annotation import EditRefused
 from annotator.services.reviews import FINAL_REASONS, REASONS, review_history, review_masklet
 
@@ -152,8 +152,10 @@ def work_next(request: HttpRequest, project: Project) -> HttpResponse:
     url = reverse("video-annotate", kwargs={"slug": project.slug, "video_id": item.video.id})
     if item.masklet is not None:
         url += f"?object={item.masklet.object_id}"
-        if item.reason == "rejected":
-            messages.info(request, f"Object {item.masklet.object_id} came back from review: fix it and submit again.")
+        review = reviews.open_review(item.masklet) if item.reason == "rejected" else None
+        if review is not None:
+            messages.info(request, f"Object {item.masklet.object_id} came back from review — "
+                                   f"{reviews.describe_review(review)}. Fix it and submit it again.")
     return redirect(url)
 
 

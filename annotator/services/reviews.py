@@ -2,7 +2,8 @@
 
 - satisfactory -> approved;
 - unsatisfactory with a reason from ``REASONS`` (+ free text) -> rejected: back to its annotator,
-  who sees the latest review on the annotation page and reopens it;
+  who reopens it (the work queue does so for them) and sees the reason (``open_review``) on the
+  annotation page and in the queue's message until they submit it again;
 - unsatisfactory and final (reason ``no_clear_boundary``: the object has no clear boundary) ->
   discarded ("rejected for good"), never reopened.
 
@@ -80,6 +81,24 @@ def review_masklet(masklet: Masklet, reviewer: User, *, verdict: str, reason: st
         row.lock_holder, row.lock_expires_at = None, None
         row.save(update_fields=["status", "lock_holder", "lock_expires_at", "updated_at"])
     return review
+
+
+def open_review(masklet: Masklet) -> Review | None:
+    """The verdict that sent the masklet back and that its annotator has not answered yet: its latest
+    review, when unsatisfactory, while the masklet is rejected (or a draft again after reopening).
+    Resubmitting answers it; a discarded masklet has nothing left to answer."""
+    if masklet.status not in (Masklet.Status.REJECTED, Masklet.Status.DRAFT):
+        return None
+    latest = masklet.reviews.select_related("reviewer").order_by("-created_at", "-id").first()
+    return latest if latest is not None and latest.verdict == Review.Verdict.UNSATISFACTORY else None
+
+
+def describe_review(review: Review) -> str:
+    """The reviewer's reason in one line for people: label, comment and who said it."""
+    text = reason_label(review.reason) if review.reason else "no reason given"
+    if review.comment:
+        text += f": “{review.comment}”"
+    return f"{text} ({review.reviewer.get_username() if review.reviewer else 'a former reviewer'})"
 
 
 def review_history(masklet: Masklet) -> list[dict[str, Any]]:

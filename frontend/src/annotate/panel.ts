@@ -1,5 +1,5 @@
 // The objects panel: one row per masklet (colour, label, status, lock, show/hide, delete) and
-// the selected object's details (review verdict and reason, Submit / Reopen).
+// the selected object's details (the reviewer's reason while it is sent back, Submit / Reopen).
 
 import type { MaskletJSON } from "./protocol";
 import type { Store } from "./store";
@@ -16,6 +16,7 @@ export interface PanelActions {
 
 const STATUS_WORDS: Record<string, string> = {
   draft: "Draft", submitted: "Submitted", approved: "Approved", rejected: "Rejected",
+  discarded: "Rejected for good",
 };
 
 export function objectName(masklet: MaskletJSON): string {
@@ -149,24 +150,8 @@ export class ObjectsPanel {
     else if (masklet.status === "submitted") note.textContent = "Submitted for review: read only until a reviewer decides.";
     else if (masklet.status === "approved") note.textContent = "Approved: read only.";
     if (note.textContent) this.details.append(note);
-    if (masklet.review && masklet.status === "rejected") {
-      const review = document.createElement("div");
-      review.className = "review-box";
-      review.dataset.role = "review";
-      const who = document.createElement("strong");
-      who.textContent = `Rejected by ${masklet.review.reviewer || "a reviewer"}: `;
-      const reason = document.createElement("span");
-      reason.className = "review-reason";
-      reason.textContent = masklet.review.reason || "no reason given";
-      review.append(who, reason);
-      if (masklet.review.comment) {
-        const comment = document.createElement("p");
-        comment.className = "review-comment";
-        comment.textContent = masklet.review.comment;
-        review.append(comment);
-      }
-      this.details.append(review);
-    }
+    const review = this.reviewBox(masklet);
+    if (review) this.details.append(review);
     const buttons = document.createElement("div");
     buttons.className = "object-actions";
     if (this.store.canEdit && masklet.status === "draft") {
@@ -176,6 +161,39 @@ export class ObjectsPanel {
       buttons.append(this.button("reopen", id, "Reopen", Boolean(masklet.lock_holder && !masklet.locked_by_me), "primary"));
     }
     if (buttons.childElementCount) this.details.append(buttons);
+  }
+
+  /** The reviewer's verdict the annotator still has to answer: shown while the object is sent back,
+   *  still after it is reopened (the work queue reopens it before the page opens) until it is
+   *  submitted again; and for an object rejected for good. */
+  private reviewBox(masklet: MaskletJSON): HTMLElement | null {
+    const review = masklet.review;
+    const open = masklet.status === "rejected" || masklet.status === "draft" || masklet.status === "discarded";
+    if (!review || review.verdict !== "unsatisfactory" || !open) return null;
+    const box = document.createElement("div");
+    box.className = "review-box";
+    box.dataset.role = "review";
+    const who = document.createElement("strong");
+    const reviewer = review.reviewer || "a reviewer";
+    who.textContent = masklet.status === "discarded" ? `Rejected for good by ${reviewer}: ` : `Sent back by ${reviewer}: `;
+    const reason = document.createElement("span");
+    reason.className = "review-reason";
+    reason.textContent = review.reason_label || review.reason || "no reason given";
+    box.append(who, reason);
+    if (review.comment) {
+      const comment = document.createElement("p");
+      comment.className = "review-comment";
+      comment.textContent = review.comment;
+      box.append(comment);
+    }
+    if (masklet.status !== "discarded") {
+      const next = document.createElement("p");
+      next.className = "small review-next";
+      next.textContent = masklet.status === "draft" ? "Fix it, then submit it for review again."
+        : "Reopen it to fix it.";
+      box.append(next);
+    }
+    return box;
   }
 
   private button(action: string, id: number, text: string, disabled: boolean, kind: string): HTMLButtonElement {

@@ -3,12 +3,14 @@
 export const PROTOCOL_VERSION = 1;
 
 export type MaskSource = "human" | "model" | "imported";
-export type MaskletStatus = "draft" | "submitted" | "approved" | "rejected";
+export type MaskletStatus = "draft" | "submitted" | "approved" | "rejected" | "discarded";
 export type Direction = "forward" | "backward" | "both";
 
 export interface ReviewJSON {
   verdict: string;
   reason: string;
+  /** The reason as people read it (the pick list's words). */
+  reason_label: string;
   comment: string;
   reviewer: string;
   at: string;
