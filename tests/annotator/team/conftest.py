@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
+from django.utils import timezone
 
-from annotator.models import Role, Video
+from annotator.models import Masklet, Role, Video
+from annotator.services.annotation import create_masklet, submit_masklet
+from annotator.services.masks import MaskWrite, save_mask_frames
 from fixtures.synthetic import SyntheticFrames, SyntheticSpec
+from segmentation.masks import encode_rle
 
 
 @dataclass
@@ -51,3 +57,41 @@ def synthetic_video(settings, tmp_path) -> Callable[..., tuple[Video, SyntheticF
         return video, frames
 
     return make
+
+
+@pytest.fixture
+def later(monkeypatch) -> Callable[[float], Any]:
+    """``later(seconds)``: from now on the clock reads that many seconds after the test began; returns that time."""
+    start = timezone.now()
+
+    def shift(seconds: float):
+        moment = start + timedelta(seconds=seconds)
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+        return moment
+
+    return shift
+
+
+def _videos(project, count: int) -> list[Video]:
+    return [Video.objects.create(project=project, name=f"v{i}", status=Video.Status.READY, frame_count=8, stride=4,
+                                 width=16, height=12, annotated_frame_count=2) for i in range(count)]
+
+
+def _submitted(video: Video, user) -> Masklet:
+    masklet = create_masklet(video, user)
+    mask = np.zeros((12, 16), bool)
+    mask[2:8, 3:9] = True
+    save_mask_frames(masklet, [MaskWrite(0, encode_rle(mask))], source="human", author=user)
+    return submit_masklet(masklet, user)
+
+
+@pytest.fixture
+def make_videos() -> Callable[[Any, int], list[Video]]:
+    """``make_videos(project, count)``: READY 16x12 videos ``v0, v1, ...`` of two annotated frames (no files)."""
+    return _videos
+
+
+@pytest.fixture
+def make_submitted() -> Callable[[Video, Any], Masklet]:
+    """``make_submitted(video, user)``: a masklet the user made (one human mask on frame 0) and submitted."""
+    return _submitted

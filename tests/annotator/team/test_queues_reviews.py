@@ -10,30 +10,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import numpy as np
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from annotator.models import Masklet, Review, Role, Video, VideoAssignment
+from annotator.models import Masklet, Review, Role, VideoAssignment
 from annotator.services.annotation import EditRefused, create_masklet, reopen_masklet, submit_masklet
-from annotator.services.masks import MaskWrite, save_mask_frames
 from annotator.services.queues import next_review, next_work
 from annotator.services.reviews import review_history, review_masklet
-from segmentation.masks import encode_rle
-
-
-def _videos(project, count: int) -> list[Video]:
-    return [Video.objects.create(project=project, name=f"v{i}", status=Video.Status.READY, frame_count=8, stride=4,
-                                 width=16, height=12, annotated_frame_count=2) for i in range(count)]
-
-
-def _submitted(video, user) -> Masklet:
-    masklet = create_masklet(video, user)
-    mask = np.zeros((12, 16), bool)
-    mask[2:8, 3:9] = True
-    save_mask_frames(masklet, [MaskWrite(0, encode_rle(mask))], source="human", author=user)
-    return submit_masklet(masklet, user)
 
 
 def _race(workers: list, call) -> list:
@@ -60,10 +44,10 @@ def _race(workers: list, call) -> list:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_annotators_asking_at_once_never_get_the_same_video(make_user, make_project):
+def test_annotators_asking_at_once_never_get_the_same_video(make_user, make_project, make_videos):
     people = [make_user(f"a{i}") for i in range(6)]
     project = make_project(members={p: Role.ANNOTATOR for p in people})
-    _videos(project, 3)
+    make_videos(project, 3)
     items = _race(people, lambda person: next_work(project, person))
     claimed = [item.video.id for item in items if item is not None]
     assert len(claimed) == 3 and len(set(claimed)) == 3  # every video once, the other three get nothing
@@ -72,19 +56,19 @@ def test_annotators_asking_at_once_never_get_the_same_video(make_user, make_proj
 
 
 @pytest.mark.django_db(transaction=True)
-def test_reviewers_asking_at_once_never_get_the_same_masklet(make_user, make_project):
+def test_reviewers_asking_at_once_never_get_the_same_masklet(make_user, make_project, make_videos, make_submitted):
     annotator = make_user("ann")
     reviewers = [make_user(f"r{i}") for i in range(4)]
     project = make_project(members={annotator: Role.ANNOTATOR, **{r: Role.REVIEWER for r in reviewers}})
-    video = _videos(project, 1)[0]
+    video = make_videos(project, 1)[0]
     for _ in range(2):
-        _submitted(video, annotator)
+        make_submitted(video, annotator)
     got = [m.pk for m in _race(reviewers, lambda person: next_review(project, person)) if m is not None]
     assert len(got) == 2 and len(set(got)) == 2
 
 
-def test_a_held_video_comes_back_to_its_holder_and_to_others_once_the_lock_expires(team):
-    video = _videos(team.project, 1)[0]
+def test_a_held_video_comes_back_to_its_holder_and_to_others_once_the_lock_expires(team, make_videos):
+    video = make_videos(team.project, 1)[0]
     first = next_work(team.project, team.annotator)
     assert first.video == video and first.reason == "video"
     assert next_work(team.project, team.annotator2) is None  # held by someone else
@@ -93,23 +77,23 @@ def test_a_held_video_comes_back_to_its_holder_and_to_others_once_the_lock_expir
     assert next_work(team.project, team.annotator2).video == video  # abandoned: back in the queue
 
 
-def test_a_video_someone_is_editing_is_not_handed_out(team):
-    video, other = _videos(team.project, 2)
+def test_a_video_someone_is_editing_is_not_handed_out(team, make_videos):
+    video, other = make_videos(team.project, 2)
     create_masklet(video, team.annotator)  # a live masklet lock on v0
     assert next_work(team.project, team.annotator2).video == other
 
 
-def test_done_videos_leave_the_queue(team):
+def test_done_videos_leave_the_queue(team, make_videos):
     from annotator.services.queues import finish_video
 
-    video = _videos(team.project, 1)[0]
+    video = make_videos(team.project, 1)[0]
     finish_video(video, team.annotator)
     assert next_work(team.project, team.annotator2) is None
 
 
-def test_reviewers_never_get_their_own_masklet(team):
-    video = _videos(team.project, 1)[0]
-    _submitted(video, team.admin)  # the admin annotated it
+def test_reviewers_never_get_their_own_masklet(team, make_videos, make_submitted):
+    video = make_videos(team.project, 1)[0]
+    make_submitted(video, team.admin)  # the admin annotated it
     assert next_review(team.project, team.admin) is None
     mine = next_review(team.project, team.reviewer)
     assert mine is not None and mine.lock_holder == team.reviewer
@@ -122,9 +106,9 @@ def test_reviewers_never_get_their_own_masklet(team):
         next_review(team.project, team.annotator)  # annotators have no review queue
 
 
-def test_review_round_trip_reject_fix_resubmit_approve(team):
-    video = _videos(team.project, 1)[0]
-    masklet = _submitted(video, team.annotator)
+def test_review_round_trip_reject_fix_resubmit_approve(team, make_videos, make_submitted):
+    video = make_videos(team.project, 1)[0]
+    masklet = make_submitted(video, team.annotator)
     claimed = next_review(team.project, team.reviewer)
     with pytest.raises(EditRefused):
         review_masklet(claimed, team.reviewer, verdict="unsatisfactory")  # a reason is required
@@ -145,8 +129,8 @@ def test_review_round_trip_reject_fix_resubmit_approve(team):
     assert history[0]["reason_label"] == "Object missing on some frames" and history[0]["comment"] == "frame 4"
 
 
-def test_a_rejected_auto_masklet_goes_to_the_first_annotator_who_asks(team):
-    video = _videos(team.project, 1)[0]
+def test_a_rejected_auto_masklet_goes_to_the_first_annotator_who_asks(team, make_videos):
+    video = make_videos(team.project, 1)[0]
     auto = Masklet.objects.create(video=video, object_id=1, type="auto", status=Masklet.Status.SUBMITTED)
     review_masklet(next_review(team.project, team.reviewer), team.reviewer, verdict="unsatisfactory",
                    reason="leak")
@@ -157,9 +141,9 @@ def test_a_rejected_auto_masklet_goes_to_the_first_annotator_who_asks(team):
     assert next_work(team.project, team.annotator2) is None  # not handed out twice (and its video is busy)
 
 
-def test_rejected_for_good_is_never_reopened(team):
-    video = _videos(team.project, 1)[0]
-    masklet = _submitted(video, team.annotator)
+def test_rejected_for_good_is_never_reopened(team, make_videos, make_submitted):
+    video = make_videos(team.project, 1)[0]
+    masklet = make_submitted(video, team.annotator)
     review_masklet(next_review(team.project, team.reviewer), team.reviewer, verdict="unsatisfactory", final=True)
     masklet.refresh_from_db()
     assert masklet.status == Masklet.Status.DISCARDED
@@ -169,12 +153,12 @@ def test_rejected_for_good_is_never_reopened(team):
     assert next_work(team.project, team.annotator).reason == "video"  # not handed back
 
 
-def test_team_changes_keep_an_admin_and_release_locks(team):
+def test_team_changes_keep_an_admin_and_release_locks(team, make_videos):
     from annotator.services import team as team_service
 
     with pytest.raises(team_service.TeamError):
         team_service.set_role(team.project, team.admin.pk, "annotator")  # the only admin
-    video = _videos(team.project, 1)[0]
+    video = make_videos(team.project, 1)[0]
     next_work(team.project, team.annotator)
     team_service.remove_member(team.project, team.annotator.pk)
     assert VideoAssignment.objects.get(video=video).holder is None
