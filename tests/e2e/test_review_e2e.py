@@ -2,7 +2,8 @@
 
 The annotator takes work from the queue and submits their object; the reviewer takes it from
 the review queue, plays it over the video and sends it back with a reason; the annotator gets it
-back from the queue (reopened), fixes it with a click and resubmits; the reviewer approves it;
+back from the queue (reopened) and reads the reviewer's reason (pick-list label, comment, who)
+in the queue's message and in the object's panel, fixes it with a click and resubmits; the reviewer approves it;
 the annotator marks the video done and the queue has nothing left for them. The queue's link
 (``?object=N``) selects and locks the object without a click. Every step is checked against
 the stored rows.
@@ -65,7 +66,8 @@ def _state(server, masklet_id: int) -> dict:
     return json.loads(server.shell(STATE.format(masklet=masklet_id)).strip().splitlines()[-1])
 
 
-def _annotate_and_submit(page, object_id: int, fix: bool) -> None:
+def _annotate_and_submit(page, object_id: int, fix: bool, sent_back: tuple[str, str, str] | None = None) -> None:
+    """``sent_back``: (reason label, comment, reviewer) the annotator must be able to read on the page."""
     page.goto(f"/projects/{SLUG}/")
     page.click("#work-next")
     page.wait_for_url(f"**/annotate/?object={object_id}")
@@ -75,6 +77,17 @@ def _annotate_and_submit(page, object_id: int, fix: bool) -> None:
     row = page.locator("li.object.selected")
     assert row.count() == 1 and str(object_id) in row.inner_text()
     page.wait_for_function("!document.querySelector('#object-submit').disabled")
+    review = page.locator("[data-role=review]")
+    if sent_back is None:
+        assert review.count() == 0
+    else:  # reopened by the queue (a draft again), yet the reviewer's reason is on the page
+        label, comment, reviewer = sent_back
+        flash = page.inner_text(".messages")
+        assert "came back from review" in flash and label in flash and comment in flash, flash
+        assert review.count() == 1
+        assert f"Sent back by {reviewer}" in review.inner_text()
+        assert page.inner_text("[data-role=review] .review-reason") == label
+        assert page.inner_text("[data-role=review] .review-comment") == comment
     if fix:  # a click inside the object on frame 0: the fix
         box = page.locator("#frame-canvas").bounding_box()
         scale, tx, ty = (float(v) for v in page.get_attribute("#frame-canvas", "data-view").split())
@@ -82,6 +95,7 @@ def _annotate_and_submit(page, object_id: int, fix: bool) -> None:
         page.wait_for_function("document.getElementById('frame-canvas').dataset.busy === '0'")
     page.click("#object-submit")
     page.wait_for_function("document.querySelector('li.object .object-status').textContent === 'Submitted'")
+    assert page.locator("[data-role=review]").count() == 0  # answered: the resubmitted masklet waits for review
 
 
 def _review(page, verdict: str, reason: str = "", comment: str = "") -> None:
@@ -129,7 +143,9 @@ def test_submit_reject_fix_resubmit_approve(sign_in, review_server, artifacts_di
         assert state == {"status": "rejected", "done_by": [],
                          "reviews": [["unsatisfactory", "missing_frames", "It is missing after frame 8"]]}
 
-        _annotate_and_submit(ann, object_id, fix=True)  # the queue reopens it for its annotator first
+        # The queue reopens it for its annotator first, and they read why it came back.
+        _annotate_and_submit(ann, object_id, fix=True, sent_back=(
+            "Object missing on some frames", "It is missing after frame 8", "rev"))
         assert _state(server, masklet_id)["status"] == "submitted"
 
         _review(rev, "satisfactory")
