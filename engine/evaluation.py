@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,27 @@ class EvalSettings:
                    click_budget=settings.LOOP_EVAL_CLICK_BUDGET, max_video_frames=settings.LOOP_EVAL_MAX_FRAMES)
 
 
-def evaluate_segmenter(segmenter: Segmenter, records: list[VideoRecord], config: EvalSettings) -> dict[str, Any]:
-    """Run the simulated annotator on ``records`` and return ``summarize``'s dict."""
+def evaluate_segmenter(segmenter: Segmenter, records: list[VideoRecord], config: EvalSettings,
+                       on_object: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the simulated annotator on ``records`` and return ``summarize``'s dict.
+
+    ``on_object(done, total)`` is called after each measured object (objects of all records):
+    a training run reports progress there and stops there when it is cancelled, by raising.
+    """
     if config.max_video_frames:
         records = [r.truncated(min(config.max_video_frames, r.num_frames)) for r in records]
+    total = sum(len(r.object_ids) for r in records)
+    done = 0
+
+    def measured(entry: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        if on_object is not None:
+            on_object(done, total)
+
     results = run_evaluation(segmenter, records, protocol="offline", clicks=config.clicks,
                              max_frames=config.max_frames, progress=False, target=config.target,
-                             target_clicks=config.click_budget)
+                             target_clicks=config.click_budget, on_object=measured)
     return summarize(results, config)
 
 

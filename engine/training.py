@@ -12,7 +12,11 @@ leaves no version behind:
   starts, and by the periodic job) fails runs whose worker restarted or went silent, and
   deletes checkpoints no version points to;
 - a task redelivered after its worker died (``acks_late``) finds its run already ``running`` and
-  fails it instead of training twice.
+  fails it instead of training twice; a duplicate delivery while the run's worker is alive
+  (fresh heartbeat) is dropped and leaves the run alone;
+- a cancel is honoured while fine-tuning (every step), while evaluating (every measured
+  object) and under the run's row lock in the registering transaction: a cancelled run ends
+  ``cancelled`` with no version and its checkpoint deleted, whenever the cancel came.
 
 Progress, the loss of every step and the log are stored on the run and broadcast to the
 dashboard's socket group (``engine.dashboard_consumer``) as they happen.
@@ -51,6 +55,10 @@ TRAIN_SHARE = 0.8
 
 class RunRefused(Exception):
     """A run cannot start (one is active, nothing to train on); the message is for people."""
+
+
+class RunCancelled(Exception):
+    """Raised inside a running run when its cancel flag is seen; the message says where it stopped."""
 
 
 def training_group(project_id: int) -> str:
@@ -216,7 +224,9 @@ def start_run(project: Any, user: Any = None, *, trigger: str = "manual",
 
 
 def cancel_run(run: TrainingRun) -> TrainingRun:
-    """Ask a run to stop: a queued run ends at once, a running one before its next step."""
+    """Ask a run to stop: a queued run ends at once; a running one at its next training step or
+    evaluated object, and at the latest when it would register its version (the registering
+    transaction re-reads the flag under the same row lock as this one)."""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if not run.is_active:
@@ -331,26 +341,63 @@ def _claim(run_id: int) -> TrainingRun | None:
         return run
     run = TrainingRun.objects.filter(pk=run_id).first()
     if run is not None and run.status == Status.RUNNING:
+        if run.worker != worker_name() and _alive(run):
+            # The broker delivered the message again (visibility timeout) while its worker still runs it.
+            logger.warning("run %s: duplicate delivery ignored, %s is still running it", run_id, run.worker)
+            return None
         _fail(run_id, f"the worker running it ({run.worker}) was lost; the task was delivered again",
               expect=Status.RUNNING)
     return None
 
 
-def execute_run(run_id: int, on_progress: Callable[[TrainingRun], None] | None = None) -> str:
+def _alive(run: TrainingRun) -> bool:
+    """Whether the run's worker showed a sign of life within ``LOOP_RUN_STALE_S``."""
+    beat = run.heartbeat_at or run.started_at
+    return beat is not None and (timezone.now() - beat).total_seconds() < settings.LOOP_RUN_STALE_S
+
+
+#: ``on_progress(stage, progress)``: told after each stored progress step, stage "train",
+#: "evaluate" or "register" (just before the registering transaction); for observers (tests, demos).
+ProgressHook = Callable[[str, float], None]
+
+
+def execute_run(run_id: int, on_progress: ProgressHook | None = None) -> str:
     """Run a queued training run to its end; returns the final status. Never raises for the run's own failures."""
     run = _claim(run_id)
     if run is None:
         return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "missing"
     with _Heartbeat(run_id, settings.LOOP_HEARTBEAT_S):
         try:
-            return _execute(run)
+            return _execute(run, on_progress or (lambda stage, progress: None))
+        except RunCancelled as where:
+            _end_cancelled(run, str(where))
+            return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "missing"
         except Exception as error:
             logger.exception("training run %s failed", run_id)
             _fail(run_id, f"{type(error).__name__}: {error}", detail=traceback.format_exc())
             return Status.FAILED
 
 
-def _execute(run: TrainingRun) -> str:
+def _stop_if_cancelled(run_id: int, where: str) -> None:
+    if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
+        raise RunCancelled(where)
+
+
+def _end_cancelled(run: TrainingRun, where: str) -> bool:
+    """running -> cancelled under the row lock; its checkpoint (no version points to it) is deleted."""
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().filter(pk=run.pk, status=Status.RUNNING).first()
+        if locked is None:
+            return False
+        locked.status, locked.finished_at = Status.CANCELLED, timezone.now()
+        locked.log += _line(f"cancelled {where}; nothing registered")
+        locked.save(update_fields=["status", "finished_at", "log"])
+    registry.remove_checkpoint_copy(checkpoint_path(run))
+    broadcast(run.project_id, {"run": run.pk, "status": Status.CANCELLED})
+    return True
+
+
+def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
     from segmentation.training.loop import FineTuneConfig
 
     params = run.parameters
@@ -385,21 +432,19 @@ def _execute(run: TrainingRun) -> str:
                                 f"({metrics.get('seconds', 0):.1f} s/step)")
         broadcast(run.project_id, {"run": run.pk, "status": Status.RUNNING, "progress": progress, "step": step,
                                    "steps": config.steps, "loss": loss})
+        on_progress("train", progress)
         if TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
             cancel.set()
 
     _append_log(run.pk, f"fine-tuning {config.model_config} @{config.image_size} for {config.steps} steps from "
                         f"{init or 'random weights'}")
     result = fine_tune_here_or_distributed(clips, config, init, out, on_step, cancel)
+    TrainingRun.objects.filter(pk=run.pk).update(loss_curve=list(losses))
     if result.cancelled:
-        TrainingRun.objects.filter(pk=run.pk).update(status=Status.CANCELLED, finished_at=timezone.now(),
-                                                     loss_curve=list(losses))
-        _append_log(run.pk, f"cancelled after {result.steps_done} steps; nothing registered")
-        broadcast(run.project_id, {"run": run.pk, "status": Status.CANCELLED})
-        return Status.CANCELLED
-    TrainingRun.objects.filter(pk=run.pk).update(loss_curve=list(losses), progress=TRAIN_SHARE)
+        raise RunCancelled(f"after {result.steps_done} of {config.steps} steps")
+    TrainingRun.objects.filter(pk=run.pk).update(progress=TRAIN_SHARE)
     _append_log(run.pk, f"checkpoint written: {out} ({result.seconds:.0f} s, {result.seconds_per_step:.2f} s/step)")
-    return _evaluate_and_register(run, config, out)
+    return _evaluate_and_register(run, config, out, on_progress)
 
 
 def fine_tune_here_or_distributed(clips: list[Any], config: Any, init: str | None, out: Path,
@@ -414,35 +459,60 @@ def fine_tune_here_or_distributed(clips: list[Any], config: Any, init: str | Non
     return fine_tune(clips, config, init_checkpoint=init, out_checkpoint=out, on_step=on_step, cancel=cancel)
 
 
-def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path) -> str:
+#: Share of the progress bar at which the candidate's evaluation ends (the base version's follows).
+CANDIDATE_EVALUATED = 0.9
+
+
+def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_progress: ProgressHook) -> str:
     from engine.evaluation import EvalSettings, evaluate_segmenter, val_records
     from segmentation.backends import build_segmenter
 
+    _stop_if_cancelled(run.pk, "after fine-tuning")
     records, val_key = val_records(run.project)
     eval_settings = EvalSettings.from_settings()
     candidate_summary: dict[str, Any] | None = None
     production_summary: dict[str, Any] | None = None
     base = run.base_version
+    progress = TRAIN_SHARE
+
+    def evaluated(what: str, start: float, end: float) -> Callable[[int, int], None]:
+        """Progress after each measured object; the cancel flag is read there too."""
+        def on_object(done: int, total: int) -> None:
+            nonlocal progress
+            progress = start + (end - start) * done / max(1, total)
+            TrainingRun.objects.filter(pk=run.pk).update(progress=progress, heartbeat_at=timezone.now())
+            broadcast(run.project_id, {"run": run.pk, "status": Status.RUNNING, "progress": progress,
+                                       "stage": f"evaluating {what}", "done": done, "total": total})
+            on_progress("evaluate", progress)
+            _stop_if_cancelled(run.pk, f"while evaluating {what} ({done} of {total} objects measured)")
+        return on_object
+
     if records:
         _append_log(run.pk, f"evaluating on {len(records)} val videos")
         segmenter = build_segmenter("sam2", config=config.model_config, checkpoint=checkpoint,
                                     image_size=config.image_size, device=settings.DEVICE or None)
-        candidate_summary = {**evaluate_segmenter(segmenter, records, eval_settings), "val_key": val_key}
-        TrainingRun.objects.filter(pk=run.pk).update(progress=0.9, heartbeat_at=timezone.now())
+        candidate_summary = {**evaluate_segmenter(segmenter, records, eval_settings,
+                                                  evaluated("the candidate", TRAIN_SHARE, CANDIDATE_EVALUATED)),
+                             "val_key": val_key}
         if base is not None:
             production_summary = reusable_evaluation(base, val_key)
             if production_summary is None:
                 segmenter = build_segmenter("sam2", config=base.sam2_config, checkpoint=base.checkpoint or None,
                                             image_size=base.image_size, device=settings.DEVICE or None)
-                production_summary = {**evaluate_segmenter(segmenter, records, eval_settings), "val_key": val_key}
+                production_summary = {**evaluate_segmenter(segmenter, records, eval_settings,
+                                                           evaluated(base.name, CANDIDATE_EVALUATED, 0.98)),
+                                      "val_key": val_key}
         _append_log(run.pk, "candidate: " + describe_summary(candidate_summary))
     else:
         registry.check_loadable(checkpoint, config.model_config, config.image_size)
         _append_log(run.pk, "no approved masklets on val videos: registered without an evaluation")
+    on_progress("register", progress)
     with transaction.atomic():
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != Status.RUNNING:
             raise RunRefused(f"the run became {locked.status} while it was finishing")
+        if locked.cancel_requested:  # cancel_run takes this lock too: either it waits for us, or we see it
+            raise RunCancelled("before registering its version")
         version = registry.register_version(
             run.project, name=f"run {run.pk}", checkpoint=checkpoint, config=config.model_config,
             image_size=config.image_size, parent=base, check=False, user=run.created_by,

@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ def run_evaluation(
     progress: bool = True,
     target: float = 0.9,
     target_clicks: int = 20,
+    on_object: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol (and clicks-to-target unless ``target_clicks`` is 0) on every object of every video.
 
@@ -81,6 +82,8 @@ def run_evaluation(
     and ``summary`` with means over all objects. One session is opened per video and reset per
     object and measurement. ``clicks_to_target`` counts the whole budget for an object that
     never reached the target (so it is a lower bound when ``target_reached`` < 1).
+    ``on_object`` is called with each object's entry once it is measured: progress, and a way
+    to stop (an exception it raises ends the evaluation).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -116,6 +119,8 @@ def run_evaluation(
                     }
                     objects.append(entry)
                     del gt
+                    if on_object is not None:
+                        on_object(entry)
             all_objects.extend(objects)
             videos.append(
                 {

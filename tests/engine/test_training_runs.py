@@ -177,3 +177,95 @@ def test_the_periodic_job_starts_runs_when_enough_is_new_and_enough_time_passed(
     knobs.save()
     assert training.due_projects() == []
     assert MaskFrame.objects.exists()
+
+
+def production_version(project, tmp_path):
+    """A registered random-weight tiny SAM 2 at 64 px in production: the base the next run starts from."""
+    from engine import registry
+    from engine.loop_demo import random_checkpoint
+
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v0.pt")
+    version = registry.register_version(project, name="v0", checkpoint=checkpoint, config="tiny", image_size=64)
+    return registry.promote(version)
+
+
+def cancel_at(run, stage, seen):
+    """An ``execute_run`` progress hook that cancels the run the first time ``stage`` reports."""
+
+    def hook(reported, progress):
+        seen.append((reported, progress))
+        current = TrainingRun.objects.get(pk=run.pk)
+        if reported == stage and not current.cancel_requested:
+            assert training.checkpoint_path(run).exists()  # fine-tuning wrote it: the cancel must delete it
+            training.cancel_run(current)
+
+    return hook
+
+
+def test_a_cancel_during_evaluation_ends_the_run_cancelled_at_the_next_object(loop_project):
+    project = loop_project(train=1, val=2)
+    run = training.start_run(project)
+    seen = []
+    assert training.execute_run(run.pk, on_progress=cancel_at(run, "evaluate", seen)) == "cancelled"
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.finished_at is not None and run.produced_version is None
+    # Stopped after the first of the two val objects: the second was never measured.
+    assert [stage for stage, _ in seen] == ["train", "train", "evaluate"]
+    assert seen[-1][1] == pytest.approx((training.TRAIN_SHARE + training.CANDIDATE_EVALUATED) / 2)
+    assert "cancelled while evaluating the candidate (1 of 2 objects measured); nothing registered" in run.log
+    assert not ModelVersion.objects.exists() and not Evaluation.objects.exists()
+    assert not training.checkpoint_path(run).exists()
+    with pytest.raises(training.RunRefused, match="already ended"):
+        training.cancel_run(run)
+
+
+def test_a_cancel_just_before_registering_leaves_production_alone(loop_project, tmp_path):
+    """The candidate would auto-promote (any margin wins), but the cancel seen under the row lock
+    in the registering transaction stops it: no version, no evaluation, production unchanged."""
+    project = loop_project(train=1, val=1)
+    base = production_version(project, tmp_path)
+    knobs = training.loop_settings(project)
+    knobs.promote_margin = -10.0
+    knobs.save()
+    run = training.start_run(project)
+    seen = []
+    assert training.execute_run(run.pk, on_progress=cancel_at(run, "register", seen)) == "cancelled"
+    assert [stage for stage, _ in seen][-3:] == ["evaluate", "evaluate", "register"]  # candidate, then base
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.produced_version is None
+    assert "cancelled before registering its version; nothing registered" in run.log
+    assert list(ModelVersion.objects.values_list("pk", "status")) == [(base.pk, "production")]
+    assert not Evaluation.objects.exists()
+    assert not training.checkpoint_path(run).exists()
+
+
+def test_a_candidate_that_does_not_beat_production_stays_a_candidate(loop_project, tmp_path):
+    project = loop_project(train=1, val=1)
+    base = production_version(project, tmp_path)
+    knobs = training.loop_settings(project)
+    assert knobs.auto_promote
+    knobs.promote_margin = 2.0  # J&F is at most 1: nothing can be 2 above production
+    knobs.save()
+    run = training.start_run(project)
+    assert run.base_version == base
+    assert training.execute_run(run.pk) == "succeeded"
+    run.refresh_from_db()
+    candidate = run.produced_version
+    assert candidate.status == "candidate" and candidate.parent == base
+    assert ModelVersion.objects.get(pk=base.pk).status == "production"
+    assert Evaluation.objects.filter(model_version=base).count() == 1  # measured on the same val set
+    assert "left as a candidate for an admin: J&F" in run.log and "is not 2.000 above production's" in run.log
+    assert "promoted" not in run.log
+
+
+def test_a_duplicate_delivery_leaves_a_live_run_alone(loop_project, settings):
+    """acks_late on Redis: a message still unacked past the visibility timeout is delivered again;
+    while the run's worker keeps its heartbeat, the second delivery must not fail the healthy run."""
+    project = loop_project(train=1, val=0)
+    run = training.start_run(project)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", worker="train@other", started_at=timezone.now(),
+                                                 heartbeat_at=timezone.now())
+    assert training.execute_run(run.pk) == "running"
+    assert TrainingRun.objects.get(pk=run.pk).status == "running"
+    settings.LOOP_RUN_STALE_S = 0  # the same delivery once the worker has gone silent: lost, failed
+    assert training.execute_run(run.pk) == "failed"
