@@ -164,15 +164,22 @@ def select_video_ids(project: Project, filters: ExportFilters) -> list[int]:
     """Ready videos of ``project`` with at least one masklet passing ``filters``, by name."""
     videos = Video.objects.filter(project=project, status=Video.Status.READY)
     if filters.videos:
-        known = set(videos.filter(name__in=filters.videos).values_list("name", flat=True))
-        missing = [name for name in filters.videos if name not in known]
-        if missing:
-            raise DatasetError("--videos", "", f"no ready video named {', '.join(missing)} in project {project.slug}")
+        check_video_names(project, filters.videos)
         videos = videos.filter(name__in=filters.videos)
     if filters.split:
         videos = videos.filter(split=filters.split)
     masklets = _masklet_filter(filters, prefix="masklets__")
     return list(videos.filter(**masklets).distinct().order_by("name").values_list("id", flat=True))
+
+
+def check_video_names(project: Project, names: Iterable[str]) -> None:
+    """Every name must be a ready video of ``project`` (a typo must not silently export less)."""
+    names = list(names)
+    known = set(Video.objects.filter(project=project, status=Video.Status.READY, name__in=names)
+                .values_list("name", flat=True))
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise DatasetError("--videos", "", f"no ready video named {', '.join(missing)} in project {project.slug}")
 
 
 def _masklet_filter(filters: ExportFilters, prefix: str = "") -> dict:

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, export_dataset, import_dataset
-from annotator.datasets.common import Progress
+from annotator.datasets.common import Progress, check_video_names
 from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
 from annotator.models import DatasetJob, Masklet, Project
 
@@ -39,9 +39,11 @@ EXPORT_SHARE = 0.9
 
 
 def start_export(project: Project, user, fmt: str, filters: ExportFilters, *, media: bool = True) -> DatasetJob:
-    """Queue an export of ``project``; the job row is returned at once."""
+    """Queue an export of ``project``; the job row is returned at once. Named videos are checked now
+    (one query), so a typo is answered on the page rather than by a failed job."""
     if fmt not in EXPORTERS:
         raise DatasetError("format", "", f"unknown export format {fmt!r}")
+    check_video_names(project, filters.videos)
     with transaction.atomic():
         job = DatasetJob.objects.create(project=project, kind=DatasetJob.Kind.EXPORT, format=fmt, created_by=user,
                                         options={"filters": filters.to_json(), "media": media})
