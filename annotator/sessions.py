@@ -93,14 +93,20 @@ def request_cancel(op: str) -> None:
     cache.set(cancel_key(op), True, timeout=FLAG_SECONDS)
 
 
+def abandoned_flag_seconds() -> float:
+    """How long "abandoned" flags live: past the broker's visibility timeout, after which Redis
+    delivers a killed worker's unacked message again; it must still find its flag and be skipped."""
+    return settings.BROKER_VISIBILITY_SECONDS + FLAG_SECONDS
+
+
 def abandon_session(session_id: str) -> None:
     """The socket is gone: queued messages of its session are skipped, a running track stops."""
-    cache.set(abandoned_session_key(session_id), True, timeout=FLAG_SECONDS)
+    cache.set(abandoned_session_key(session_id), True, timeout=abandoned_flag_seconds())
 
 
 def abandon_op(op: str, attempt: int) -> None:
     """The consumer gave up on this delivery (its worker died): never run it if it resurfaces."""
-    cache.set(abandoned_op_key(op, attempt), True, timeout=FLAG_SECONDS)
+    cache.set(abandoned_op_key(op, attempt), True, timeout=abandoned_flag_seconds())
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With acks_late, Redis hands a message that stays unacked longer than the visibility timeout to
+# another worker (kombu's default: 1 h); a training run lasts longer than that. The timeout must
+# exceed the longest run, and it also delays the redelivery of a killed worker's messages (runs
+# are failed by engine.training's recovery anyway; live-session messages are re-sent by the
+# consumer). MASKLET_BROKER_VISIBILITY_S, default 48 h.
+BROKER_VISIBILITY_SECONDS = float(os.environ.get("MASKLET_BROKER_VISIBILITY_S", str(48 * 3600)))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_SECONDS}
 # Celery closes the database connection after every task unless told to reuse it: a new Postgres
 # connection per live-session message cost ~5 ms of each click. Workers instead follow Django's own
 # rules (CONN_MAX_AGE + health checks) through close_old_connections() around each task
