@@ -39,18 +39,24 @@ def synthetic_project(make_project, isolated_files, tmp_path) -> Callable[..., P
 
     def make(name: str = "tiny", *, status: str = Masklet.Status.APPROVED, split: str = "val",
              **overrides) -> Project:
-        spec: SyntheticSpec = preset(name, **overrides)
         project = make_project(labels=["ball", "box"])
-        path = tmp_path / f"{spec.video_id}.mp4"
-        write_video(spec, path)
-        video = create_video_from_path(project, path, name=spec.video_id, schedule_ingest=False)
-        video = ingest_video(video.id)
-        assert video.status == Video.Status.READY, video.failure_reason
-        Video.objects.filter(pk=video.pk).update(split=split)
-        store_ground_truth(video, spec, status)
+        add_synthetic_video(project, preset(name, **overrides), tmp_path, status=status, split=split)
         return project
 
     return make
+
+
+def add_synthetic_video(project: Project, spec: SyntheticSpec, folder: Path, *,
+                        status: str = Masklet.Status.APPROVED, split: str = "val") -> Video:
+    """Render ``spec`` to ``folder``, ingest it into ``project`` and store its ground truth as masklets."""
+    path = folder / f"{spec.video_id}.mp4"
+    write_video(spec, path)
+    video = create_video_from_path(project, path, name=spec.video_id, schedule_ingest=False)
+    video = ingest_video(video.id)
+    assert video.status == Video.Status.READY, video.failure_reason
+    Video.objects.filter(pk=video.pk).update(split=split)
+    store_ground_truth(video, spec, status)
+    return video
 
 
 def store_ground_truth(video: Video, spec: SyntheticSpec, status: str) -> None:

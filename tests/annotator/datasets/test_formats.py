@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from annotator.datasets import ExportFilters, ImportOptions, export_dataset, import_dataset
 from annotator.models import MaskFrame, Masklet, Video
-from fixtures.synthetic import SyntheticFrames, preset
+from fixtures.synthetic import PRESETS, SyntheticFrames, preset
 from segmentation.datasets import load_davis, load_sav_folders
 from segmentation.masks import decode_rle, read_palette_png
+from tests.annotator.datasets.conftest import add_synthetic_video
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +56,84 @@ def test_coco_loads_scores_ap_1_and_reimports_the_same_masks(synthetic_project, 
     assert stored_masks(again) == stored_masks(project)
     assert sorted(Masklet.objects.filter(video__project=again).values_list("label", flat=True)) == sorted(
         Masklet.objects.filter(video__project=project).values_list("label", flat=True))
+
+
+def pycocotools_bbox(segmentation: dict) -> list[float]:
+    """The box of the DECODED mask, re-encoded and measured by pycocotools (not the stored bbox)."""
+    pixels = decode_rle(segmentation)
+    box = mask_utils.toBbox(mask_utils.encode(np.asfortranarray(pixels.astype(np.uint8)))).tolist()
+    ys, xs = np.nonzero(pixels)
+    assert box == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1], "pycocotools agrees"
+    return box
+
+
+@pytest.fixture
+def two_videos(synthetic_project, tmp_path):
+    project = synthetic_project()
+    add_synthetic_video(project, replace(PRESETS["tiny"], seed=7, name="synth_two"), tmp_path)
+    return project
+
+
+def test_coco_images_annotations_boxes_and_tracks(two_videos, tmp_path):
+    project = two_videos
+    export_dataset(project, "coco", tmp_path / "coco", media=False)
+    data = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    videos = {video["id"]: video for video in data["videos"]}
+    assert sorted(v["name"] for v in videos.values()) == ["synth_tiny", "synth_two"] and len(videos) == 2
+    images = {image["id"]: image for image in data["images"]}
+    assert len(images) == len(data["images"]) == 12
+    for image in images.values():
+        video = videos[image["video_id"]]
+        assert image["file_name"] == f"{video['name']}/{image['frame_index']:05d}.jpg"
+        assert (image["width"], image["height"]) == (160, 96)
+    assert {(videos[i["video_id"]]["name"], i["frame_index"]) for i in images.values()} == {
+        (name, frame) for name in ("synth_tiny", "synth_two") for frame in range(0, 24, 4)}
+    categories = {category["id"]: category["name"] for category in data["categories"]}
+    assert [categories[1], categories[2]] == ["ball", "box"], "the project's labels first, in order"
+    stored = stored_masks(project)
+    tracks: dict[int, tuple[str, int]] = {}
+    seen = set()
+    for annotation in data["annotations"]:
+        image = images[annotation["image_id"]]
+        assert annotation["video_id"] == image["video_id"]
+        name = videos[image["video_id"]]["name"]
+        masklet = Masklet.objects.get(video__project=project, video__name=name, object_id=annotation["object_id"])
+        assert annotation["track_id"] == masklet.pk, "the masklet id is the track id"
+        assert tracks.setdefault(annotation["track_id"], (name, masklet.object_id)) == (name, masklet.object_id)
+        key = (name, masklet.object_id, image["frame_index"])
+        assert annotation["segmentation"] == {"size": [96, 160], "counts": stored[key]}
+        assert annotation["bbox"] == pycocotools_bbox(annotation["segmentation"])
+        assert annotation["area"] == int(decode_rle(annotation["segmentation"]).sum())
+        assert categories[annotation["category_id"]] == (masklet.label or "object")
+        seen.add(key)
+    assert seen == set(stored), "one annotation per visible stored mask, no more"
+    assert len(tracks) == Masklet.objects.filter(video__project=project).count() == 6
+
+
+def test_ytvis_videos_frames_boxes(two_videos, tmp_path):
+    project = two_videos
+    export_dataset(project, "ytvis", tmp_path / "ytvis", media=False)
+    data = json.loads((tmp_path / "ytvis" / "instances.json").read_text())
+    videos = {video["id"]: video for video in data["videos"]}
+    for video in videos.values():
+        assert video["file_names"] == [f"{video['name']}/{i:05d}.jpg" for i in range(0, 24, 4)]
+        assert (video["length"], video["width"], video["height"]) == (6, 160, 96)
+    stored = stored_masks(project)
+    seen = set()
+    for annotation in data["annotations"]:
+        name = videos[annotation["video_id"]]["name"]
+        for frame, segmentation, area, box in zip(range(0, 24, 4), annotation["segmentations"], annotation["areas"],
+                                                  annotation["bboxes"], strict=True):
+            key = (name, annotation["object_id"], frame)
+            if segmentation is None:
+                assert key not in stored and area is None and box is None
+                continue
+            assert segmentation["counts"] == stored[key]
+            assert box == pycocotools_bbox(segmentation)
+            assert area == int(decode_rle(segmentation).sum())
+            seen.add(key)
+    assert seen == set(stored)
+    assert len(data["annotations"]) == 6
 
 
 def test_ytvis_loads_as_plain_json_and_reimports(synthetic_project, tmp_path):
