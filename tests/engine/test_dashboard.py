@@ -50,7 +50,44 @@ def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, t
     assert state["growth"]["cumulative"]["frames"][-1] == 9  # 3 videos x 3 annotated frames
     assert state["events"][0]["action"] == "registered" and state["events"][0]["actor"] == admin.username
     assert state["loop"]["new_masklets"] == 2
-    assert isinstance(state["effort"], list)
+    assert state["effort"] == []  # imported masks: nobody clicked yet
+
+
+def test_effort_per_model_version_has_table_1s_columns_from_the_interaction_log(admin_client, tmp_path):
+    """Three clicks on two frames of a new object, then the version tracks its third frame: the
+    object is that version's, and its effort is worked out by hand from the stored prompts."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotator.models import Prompt, Video
+    from annotator.services import annotation
+    from segmentation.masks import empty_rle
+
+    project, client, admin = admin_client
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
+    version = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64)
+    video = Video.objects.filter(project=project, split="train").order_by("id").first()
+    masklet = annotation.create_masklet(video, admin)
+    mask = empty_rle(video.height, video.width)
+    for frame, x in ((0, 10.0), (0, 20.0), (3, 30.0)):
+        annotation.record_edit(masklet, admin, frame_index=frame, kind="click", session_id="page",
+                               payload={"x": x, "y": 10.0, "positive": True}, rle=mask, model_version=version)
+    annotation.save_tracked(video, admin, [(6, {masklet.object_id: mask})], model_version=version)
+    # Gaps of 10 s and of 100 s (a break: counted as the 60 s cap) between the three clicks.
+    start = timezone.now() - timedelta(hours=1)
+    for prompt, offset in zip(Prompt.objects.filter(masklet=masklet).order_by("id"), (0, 10, 110), strict=True):
+        Prompt.objects.filter(pk=prompt.pk).update(created_at=start + timedelta(seconds=offset))
+
+    effort = client.get(reverse("api-models", args=[project.slug])).json()["effort"]
+    assert len(effort) == 1
+    row = effort[0]
+    assert (row["version"], row["name"]) == (version.pk, "v1")
+    assert (row["clicks"], row["clicked_frames"], row["edited_frames"], row["annotated_frames"]) == (3, 2, 2, 3)
+    assert row["active_seconds"] == pytest.approx(70.0)
+    assert row["active_seconds_per_frame"] == pytest.approx(70.0 / 3)  # seconds per annotated frame
+    assert row["clicks_per_clicked_frame"] == pytest.approx(1.5)
+    assert row["edited_frame_share"] == pytest.approx(2 / 3)
 
 
 def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypatch):
