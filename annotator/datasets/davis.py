@@ -14,7 +14,9 @@ Import: each sequence of ``JPEGImages/480p`` with annotations becomes a video (a
 of the same name is reused, else the JPEGs are packed into a lossless video at ``--fps``,
 default 24 as DAVIS). Pixel value k is object k (a sequence whose only value is 255, DAVIS 2016
 style, is object 1). DAVIS annotates every frame; the project annotates every stride-th frame,
-so masks on frames in between are left out and counted in the report.
+so masks on frames in between are left out and counted in the report. Every PNG must name a
+frame, be a palette or gray label map and have the frames' size; a sequence with frames but no
+annotations (or the reverse) fails with the folder named, and the other sequences carry on.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from annotator.datasets.common import DatasetError, ExportStats, VideoData, copy_frames
 from annotator.datasets.importing import ImportedObject, ImportedVideo, PendingVideo
 from annotator.models import MaskletType, Project
 from segmentation.datasets import VideoRecord, load_davis
+from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle, write_palette_png
 
 RESOLUTION = "480p"
 MAX_OBJECTS = 255
+LABEL_MODES = ("P", "L", "1")  # what segmentation.masks.read_palette_png reads
 
 
 def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: bool = True) -> ExportStats:
@@ -64,16 +69,37 @@ def label_map(video: VideoData, frame: int, stats: ExportStats) -> np.ndarray:
 
 
 def read(path: Path) -> list[PendingVideo]:
-    """Every DAVIS sequence under ``path`` with frames and annotations."""
+    """Every DAVIS sequence under ``path``; each is checked when it is imported (one failing sequence
+    is reported, the others carry on). A sequence with frames but no annotations, or the reverse, fails."""
+    frames_root, annotations_root = path / "JPEGImages" / RESOLUTION, path / "Annotations" / RESOLUTION
+    for folder in (frames_root, annotations_root):
+        if not folder.is_dir():
+            raise DatasetError(path, folder.relative_to(path).as_posix(), "missing folder: a DAVIS dataset holds "
+                               f"JPEGImages/{RESOLUTION}/{{sequence}}/00000.jpg, ... and "
+                               f"Annotations/{RESOLUTION}/{{sequence}}/00000.png, ...")
+    framed = {p.name for p in frames_root.iterdir() if p.is_dir()}
+    annotated = {p.name for p in annotations_root.iterdir() if p.is_dir()}
+    if not framed & annotated:
+        raise DatasetError(annotations_root, "", f"no sequence has both frames ({len(framed)} in {frames_root}) and "
+                           f"annotations ({len(annotated)} here)")
+    return [PendingVideo(name, lambda name=name: _load(path, name, name in framed, name in annotated))
+            for name in sorted(framed | annotated)]
+
+
+def _load(root: Path, name: str, framed: bool, annotated: bool) -> ImportedVideo:
+    frames_folder, annotations = root / "JPEGImages" / RESOLUTION / name, root / "Annotations" / RESOLUTION / name
+    if not annotated:
+        raise DatasetError(annotations, "", f"missing: sequence {name} has frames in {frames_folder} but no "
+                           "annotation folder")
+    if not framed:
+        raise DatasetError(frames_folder, "", f"missing: sequence {name} has annotations in {annotations} but no "
+                           "frames folder")
     try:
-        records = load_davis(path, resolution=RESOLUTION)
-    except FileNotFoundError as exc:
-        raise DatasetError(path, "", str(exc)) from None
-    return [PendingVideo(record.name, lambda record=record: _load(record)) for record in records]
-
-
-def _load(record: VideoRecord) -> ImportedVideo:
-    annotations = record.annotation_folder  # type: ignore[attr-defined]
+        record = load_davis(root, [name], resolution=RESOLUTION)[0]
+        first = JpegFolderFrames(frames_folder)
+    except (FileNotFoundError, ValueError) as exc:
+        raise DatasetError(frames_folder, "", str(exc)) from None
+    check_pngs(record, annotations, (first.width, first.height))
     objects = []
     for object_id in record.object_ids:
         masks = {}
@@ -83,6 +109,29 @@ def _load(record: VideoRecord) -> ImportedVideo:
         objects.append(ImportedObject(file=str(annotations), source_id=str(object_id), object_id=object_id,
                                       type=MaskletType.MANUAL, label="", masks=masks))
     if not objects:
-        raise DatasetError(annotations, "", "no object in any annotation PNG")
+        raise DatasetError(annotations, "", "every annotation PNG is all background (0): no object to import")
     return ImportedVideo(name=record.name, file=str(annotations), objects=objects, skip_unannotated=True,
                          frames_folder=record.frame_folder)
+
+
+def check_pngs(record: VideoRecord, annotations: Path, frame_size: tuple[int, int]) -> None:
+    """Every PNG names a frame, is a label map (palette or gray) and has the frames' size."""
+    pngs = sorted(annotations.glob("*.png"))
+    if not pngs:
+        raise DatasetError(annotations, "", "no annotation PNG (expected 00000.png, ... named like the frames)")
+    stems = set(record.frame_names)
+    for png in pngs:
+        if png.stem not in stems:
+            raise DatasetError(png, "frame", f"unknown frame index: {png.stem} is not one of the {len(stems)} "
+                               f"frames of {record.frame_folder} ({record.frame_names[0]} .. {record.frame_names[-1]})")
+        try:
+            with Image.open(png) as image:
+                mode, size = image.mode, image.size
+        except OSError as exc:
+            raise DatasetError(png, "", f"not a readable PNG ({exc.__class__.__name__})") from None
+        if mode not in LABEL_MODES:
+            raise DatasetError(png, "mode", f"a DAVIS annotation is a palette (or gray) PNG whose pixel value k is "
+                               f"object k, got mode {mode}")
+        if size != frame_size:
+            raise DatasetError(png, "size", f"the PNG is {size[0]}x{size[1]} but the frames of {record.name} are "
+                               f"{frame_size[0]}x{frame_size[1]} (width x height)")

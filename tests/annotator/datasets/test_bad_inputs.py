@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image
 
 from annotator.datasets import DatasetError, ImportOptions, import_dataset
 from annotator.datasets import importing as importing_module
 from annotator.models import MaskFrame, Masklet, Video
-from segmentation.masks import empty_rle, encode_rle
+from segmentation.masks import empty_rle, encode_rle, write_palette_png
 
 pytestmark = pytest.mark.django_db
 
@@ -185,3 +188,145 @@ def test_cli_exit_status_and_plain_errors(project, videos, isolated_files, tmp_p
         call_command("export_dataset", project=project.slug, fmt="coco", out=str(out))
     with pytest.raises(CommandError, match="no ready video named ghost"):
         call_command("export_dataset", project=project.slug, fmt="coco", out=str(tmp_path / "o2"), videos=["ghost"])
+
+
+def test_unknown_frame_index_in_ytvis(project, videos, isolated_files, tmp_path):
+    doc = {"videos": [{"id": 1, "name": "clip", "file_names": ["clip/00000.jpg", "clip/00003.jpg"], "width": W,
+                       "height": H}],
+           "annotations": [{"id": 1, "video_id": 1, "segmentations": [square(), square()]}]}
+    path = write(tmp_path, "instances.json", doc)
+    assert run(project, "ytvis", path, videos) == (
+        f"{path}: annotations[0].segmentations[1]: unknown frame index 3: video clip has 12 frames and annotates "
+        "every 4th (0, 4, 8, ...)")
+    nothing_imported(project)
+    doc["videos"][0]["file_names"][1] = "clip/last.jpg"
+    with pytest.raises(DatasetError, match=r"instances.json: videos\[0\].file_names: unknown frame index: "
+                                           r"'clip/last.jpg' is not numbered by frame"):
+        import_dataset(project, "ytvis", write(tmp_path, "instances.json", doc), ImportOptions(video_dir=videos))
+    nothing_imported(project)
+
+
+def test_missing_video_in_coco_and_ytvis(project, videos, isolated_files, tmp_path):
+    coco = {"images": [{"id": 1, "file_name": "ghost/00000.jpg", "width": W, "height": H}],
+            "annotations": [{"id": 1, "image_id": 1, "segmentation": square(), "track_id": 1}]}
+    ytvis = {"videos": [{"id": 1, "name": "ghost", "file_names": ["ghost/00000.jpg"], "width": W, "height": H}],
+             "annotations": [{"id": 1, "video_id": 1, "segmentations": [square()]}]}
+    for fmt, name, doc in (("coco", "annotations.json", coco), ("ytvis", "instances.json", ytvis)):
+        path = write(tmp_path, name, doc)
+        assert run(project, fmt, path, videos) == (
+            f"{path}: video: missing video 'ghost': project {project.slug} has no video of that name and neither "
+            f"ghost.<ext> nor a frame folder ghost/ is in {videos}")
+        nothing_imported(project)
+    # an annotation naming a video the file does not list
+    ytvis["annotations"][0]["video_id"] = 2
+    with pytest.raises(DatasetError, match=r"instances.json: annotations\[0\].video_id: unknown video id 2"):
+        import_dataset(project, "ytvis", write(tmp_path, "instances.json", ytvis), ImportOptions(video_dir=videos))
+    nothing_imported(project)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("coco", "annotations.json"), ("ytvis", "instances.json")])
+def test_malformed_json_from_the_cli(project, videos, isolated_files, tmp_path, fmt, name):
+    path = write(tmp_path, name, '{"images": [{"id": 1,, }]')
+    with pytest.raises(CommandError) as caught:
+        call_command("import_dataset", str(path), project=project.slug, fmt=fmt, video_dir=str(videos))
+    assert str(caught.value).startswith(f"{path}: malformed JSON: Expecting")
+    assert "line 1 column" in str(caught.value)
+    path = write(tmp_path, name, '[1, 2]')
+    with pytest.raises(CommandError, match=f"{name}: expected a JSON object"):
+        call_command("import_dataset", str(path), project=project.slug, fmt=fmt, video_dir=str(videos))
+    path = write(tmp_path, name, {"images": {}, "videos": {}, "annotations": []})
+    field = "images" if fmt == "coco" else "videos"
+    with pytest.raises(CommandError, match=f"{name}: {field}: expected a list"):
+        call_command("import_dataset", str(path), project=project.slug, fmt=fmt, video_dir=str(videos))
+    nothing_imported(project)
+
+
+# -- DAVIS ------------------------------------------------------------------------------------
+
+
+def make_davis(root: Path, sequence: str = "seq", frames: int = FRAMES, size: tuple[int, int] = (W, H)) -> Path:
+    """A small DAVIS folder: ``frames`` JPEGs and one palette PNG (object 1) per frame."""
+    jpegs, pngs = root / "JPEGImages" / "480p" / sequence, root / "Annotations" / "480p" / sequence
+    jpegs.mkdir(parents=True)
+    pngs.mkdir(parents=True)
+    for index in range(frames):
+        cv2.imwrite(str(jpegs / f"{index:05d}.jpg"), np.full((size[1], size[0], 3), 90, np.uint8))
+        labels = np.zeros((size[1], size[0]), np.uint8)
+        labels[10:20, 5 + index:30 + index] = 1
+        write_palette_png(pngs / f"{index:05d}.png", labels)
+    return root
+
+
+def test_a_good_davis_folder_imports(project, isolated_files, tmp_path):
+    report = import_dataset(project, "davis", make_davis(tmp_path / "davis"))
+    assert report.errors == [] and (report.videos, report.masklets, report.masks) == (1, 1, 3)
+
+
+def test_davis_png_size_differs_from_the_frames(project, isolated_files, tmp_path, settings):
+    root = make_davis(tmp_path / "davis")
+    png = root / "Annotations" / "480p" / "seq" / "00004.png"
+    write_palette_png(png, np.ones((H // 2, W // 2), np.uint8))
+    assert run(project, "davis", root, None) == (f"{png}: size: the PNG is 32x24 but the frames of seq are 64x48 "
+                                                 "(width x height)")
+    nothing_imported(project)
+    assert not [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()], "no video was made for it"
+
+
+def test_davis_pngs_that_are_not_label_maps_or_name_no_frame(project, isolated_files, tmp_path):
+    root = make_davis(tmp_path / "davis")
+    png = root / "Annotations" / "480p" / "seq" / "00002.png"
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(png)
+    assert run(project, "davis", root, None) == (f"{png}: mode: a DAVIS annotation is a palette (or gray) PNG "
+                                                 "whose pixel value k is object k, got mode RGB")
+    png.write_bytes(b"not a png")
+    assert run(project, "davis", root, None) == f"{png}: not a readable PNG (UnidentifiedImageError)"
+    png.unlink()
+    extra = root / "Annotations" / "480p" / "seq" / "00012.png"
+    write_palette_png(extra, np.ones((H, W), np.uint8))
+    assert run(project, "davis", root, None) == (f"{extra}: frame: unknown frame index: 00012 is not one of the 12 "
+                                                 f"frames of {root / 'JPEGImages' / '480p' / 'seq'} (00000 .. 00011)")
+    nothing_imported(project)
+
+
+def test_davis_without_annotations(project, isolated_files, tmp_path):
+    root = make_davis(tmp_path / "davis")
+    annotations = root / "Annotations" / "480p" / "seq"
+    for png in annotations.iterdir():
+        write_palette_png(png, np.zeros((H, W), np.uint8))
+    assert run(project, "davis", root, None) == (f"{annotations}: every annotation PNG is all background (0): no "
+                                                 "object to import")
+    for png in list(annotations.iterdir()):
+        png.unlink()
+    assert run(project, "davis", root, None) == (f"{annotations}: no annotation PNG (expected 00000.png, ... named "
+                                                 "like the frames)")
+    annotations.rmdir()
+    with pytest.raises(DatasetError) as caught:
+        import_dataset(project, "davis", root)
+    assert str(caught.value) == (f"{annotations.parent}: no sequence has both frames (1 in "
+                                 f"{root / 'JPEGImages' / '480p'}) and annotations (0 here)")
+    nothing_imported(project)
+
+
+def test_davis_sequence_missing_its_annotations_fails_alone(project, isolated_files, tmp_path):
+    root = make_davis(tmp_path / "davis")
+    make_davis(tmp_path / "other", sequence="lonely")
+    (tmp_path / "other" / "JPEGImages" / "480p" / "lonely").rename(root / "JPEGImages" / "480p" / "lonely")
+    report = import_dataset(project, "davis", root)
+    assert report.videos == 1 and report.errors == [
+        f"{root / 'Annotations' / '480p' / 'lonely'}: missing: sequence lonely has frames in "
+        f"{root / 'JPEGImages' / '480p' / 'lonely'} but no annotation folder"]
+    assert list(Video.objects.filter(project=project).values_list("name", flat=True)) == ["seq"]
+
+
+def test_davis_missing_jpegimages(project, isolated_files, tmp_path):
+    root = make_davis(tmp_path / "davis")
+    shutil.rmtree(root / "JPEGImages")
+    message = ("JPEGImages/480p: missing folder: a DAVIS dataset holds JPEGImages/480p/{sequence}/00000.jpg, ... "
+               "and Annotations/480p/{sequence}/00000.png, ...")
+    with pytest.raises(DatasetError) as caught:
+        import_dataset(project, "davis", root)
+    assert str(caught.value) == f"{root}: {message}"
+    with pytest.raises(CommandError) as caught:
+        call_command("import_dataset", str(root), project=project.slug, fmt="davis")
+    assert str(caught.value) == f"{root}: {message}"
+    nothing_imported(project)
