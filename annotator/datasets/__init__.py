@@ -9,6 +9,9 @@ and the web jobs (``annotator.datasets.jobs``) call.
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -46,19 +49,31 @@ def export_dataset(project: Project, fmt: str, out: str | Path, filters: ExportF
 
     ``media`` adds the pixels each format ships (frames, original videos); without it only the
     annotations are written. ``progress(videos done, videos in all)`` is called after each video.
+    The export is written to a hidden folder beside ``out`` and renamed to ``out`` only when it
+    is complete: a failed export leaves ``out`` as it was, never a partial dataset that looks whole.
     """
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(EXPORTERS)}")
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "." and "x/.." get a real name and parent
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(out, "", "the output folder must be new or empty")
-    out.mkdir(parents=True, exist_ok=True)
     filters = filters or ExportFilters()
     video_ids = select_video_ids(project, filters)
-    if progress is not None:
-        progress(0, len(video_ids))
-    videos = iter_videos(video_ids, filters, with_bbox=fmt in WITH_BBOX, progress=progress)
-    return EXPORTERS[fmt](project, videos, out, media=media)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    partial.mkdir()  # not mkdtemp: the export is an ordinary folder (umask), not a private one
+    try:
+        if progress is not None:
+            progress(0, len(video_ids))
+        videos = iter_videos(video_ids, filters, with_bbox=fmt in WITH_BBOX, progress=progress)
+        stats = EXPORTERS[fmt](project, videos, partial, media=media)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above); if something was put there since, this fails and nothing moves
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return stats
 
 
 def import_dataset(project: Project, fmt: str, path: str | Path, options: ImportOptions | None = None, *,

@@ -34,6 +34,8 @@ IMPORTS_DIR = "dataset-imports"
 UPLOAD_EXTENSIONS = (".zip", ".json")
 #: An uploaded zip may unpack to at most this many times the upload limit (zip bombs).
 UNPACK_FACTOR = 4
+#: Files stored in an export zip as they are (already compressed).
+COMPRESSED_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".zip"})
 #: Progress of an export up to the zip; the zip takes the rest.
 EXPORT_SHARE = 0.9
 
@@ -127,9 +129,14 @@ def _run_export(job: DatasetJob) -> None:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
-                    bundle.write(path, path.relative_to(folder).as_posix())
+                    bundle.write(path, path.relative_to(folder).as_posix(), compress_type=compression(path))
         partial.replace(archive)
     _finish(job.id, DatasetJob.Status.DONE, file=relative, message=stats.summary())
+
+
+def compression(path: Path) -> int:
+    """STORE what is compressed already (deflating JPEG, PNG or video costs time and gains nothing), else DEFLATE."""
+    return zipfile.ZIP_STORED if path.suffix.lower() in COMPRESSED_SUFFIXES else zipfile.ZIP_DEFLATED
 
 
 def _run_import(job: DatasetJob) -> None:

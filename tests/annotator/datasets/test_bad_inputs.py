@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,8 +15,11 @@ from PIL import Image
 
 from annotator.datasets import DatasetError, ImportOptions, import_dataset
 from annotator.datasets import importing as importing_module
-from annotator.models import MaskFrame, Masklet, Video
+from annotator.datasets.jobs import run_job
+from annotator.models import DatasetJob, MaskFrame, Masklet, Video
+from fixtures.synthetic import PRESETS
 from segmentation.masks import empty_rle, encode_rle, write_palette_png
+from tests.annotator.datasets.conftest import add_synthetic_video
 
 pytestmark = pytest.mark.django_db
 
@@ -330,3 +334,29 @@ def test_davis_missing_jpegimages(project, isolated_files, tmp_path):
         call_command("import_dataset", str(root), project=project.slug, fmt="davis")
     assert str(caught.value) == f"{root}: {message}"
     nothing_imported(project)
+
+
+# -- failed exports -----------------------------------------------------------------------------
+
+
+def test_a_failed_export_leaves_no_partial_dataset(synthetic_project, tmp_path, settings):
+    project = synthetic_project()
+    second = add_synthetic_video(project, replace(PRESETS["tiny"], seed=7, name="synth_two"), tmp_path)
+    shutil.rmtree(second.frames_dir)  # the second video fails after the first was written
+    exports = tmp_path / "exports"
+    for out, existed in ((exports / "new", False), (exports / "empty", True)):
+        if existed:
+            out.mkdir(parents=True)
+        with pytest.raises(CommandError, match=r"synth_two: frames: frame 00000.jpg is missing"):
+            call_command("export_dataset", project=project.slug, fmt="coco", out=str(out), verbosity=0)
+        assert out.is_dir() == existed and (not existed or not any(out.iterdir())), "left as it was"
+    assert sorted(p.name for p in exports.iterdir()) == ["empty"], "no hidden partial folder left behind"
+    call_command("export_dataset", project=project.slug, fmt="coco", out=str(exports / "empty"), no_media=True,
+                 verbosity=0)
+    assert sorted(p.name for p in (exports / "empty").iterdir()) == ["annotations.json"]
+    assert sorted(p.name for p in exports.iterdir()) == ["empty"]
+
+    job = DatasetJob.objects.create(project=project, kind="export", format="davis", options={"filters": {}})
+    job = run_job(job.id)
+    assert job.status == DatasetJob.Status.FAILED and "synth_two: frames: frame 00000.jpg is missing" in job.error
+    assert not [p for p in (Path(settings.MEDIA_ROOT) / "exports").rglob("*") if p.is_file()], "no zip, no .part"

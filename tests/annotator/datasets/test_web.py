@@ -61,6 +61,8 @@ def test_export_from_the_page_runs_as_a_job_and_downloads(synthetic_project, mak
     with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as bundle:
         names = bundle.namelist()
         assert "annotations.json" in names and "images/synth_tiny/00000.jpg" in names
+        kinds = {info.filename.rsplit(".", 1)[-1]: info.compress_type for info in bundle.infolist()}
+        assert kinds == {"json": zipfile.ZIP_DEFLATED, "jpg": zipfile.ZIP_STORED}, "JPEGs are stored, not deflated"
         bundle.extract("annotations.json", tmp_path)
     coco = COCO(str(tmp_path / "annotations.json"))
     assert len(coco.getImgIds()) == 6
