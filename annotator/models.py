@@ -31,6 +31,10 @@ class Project(models.Model):
         help_text="Frames per second that people annotate (SA-V: 6, i.e. every 4th frame at 24 fps).",
     )
     labels = models.JSONField(default=list, blank=True, help_text="The label set, a list of names.")
+    auto_masklets_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Opt-in: videos uploaded from this time on get auto masklets once ready (the periodic job, "
+                  "annotator.automasks.runs.scheduled_tick); empty: only when an admin asks.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -270,13 +274,24 @@ class VideoAssignment(models.Model):
 
 
 class AutoMaskletRun(models.Model):
-    """One automatic masklet generation on a video (a ``gpu`` task), with progress for the admin page."""
+    """One automatic masklet generation on a video (a ``gpu`` task), with progress for the admin page.
+
+    At most one queued-or-running run per video (a partial unique constraint), so an admin's click
+    and the periodic job can never both generate for the same video at once.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "An admin"
+        SCHEDULE = "schedule", "The periodic job"
+
+    #: Statuses of a run that has not ended.
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="auto_runs")
     frame_index = models.PositiveIntegerField(help_text="Native frame the point grid is placed on.")
@@ -287,6 +302,7 @@ class AutoMaskletRun(models.Model):
     stats = models.JSONField(default=dict, blank=True, help_text="Candidates, kept, dropped as duplicates, ...")
     model_name = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
+    trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.MANUAL)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -294,6 +310,8 @@ class AutoMaskletRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["video"], condition=models.Q(status__in=["queued", "running"]),
+                                               name="one_active_auto_masklet_run_per_video")]
 
 
 class MaskletOrigin(models.Model):

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotator import metrics
-from annotator.automasks.runs import start_run
+from annotator.automasks.runs import set_schedule, start_run
 from annotator.charts import bar_chart
 from annotator.models import AutoMaskletRun, Masklet, Project, Role, Split, Video
 from annotator.permissions import Action, project_permission
@@ -30,6 +30,7 @@ PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
 def _runs(project: Project) -> list[dict]:
     runs = AutoMaskletRun.objects.filter(video__project=project).select_related("video")[:20]
     return [{"id": r.id, "video": r.video.name, "video_id": r.video_id, "frame": r.frame_index, "status": r.status,
+             "trigger": r.trigger,
              "progress": round(r.progress, 3), "created": r.created_count, "model": r.model_name, "error": r.error,
              "stats": {k: v for k, v in r.stats.items() if k != "masklet_ids"}} for r in runs]
 
@@ -98,7 +99,14 @@ def team_splits(request: HttpRequest, project: Project) -> HttpResponse:
 @require_POST
 @project_permission(Action.MANAGE_PROJECT)
 def auto_masklets(request: HttpRequest, project: Project) -> HttpResponse:
-    """Queue automatic masklet generation for a video on a chosen frame."""
+    """Queue automatic masklet generation for a video on a chosen frame; ``action=schedule`` turns the
+    periodic job on (``enabled=1``: every video uploaded from now on) or off for the project."""
+    if request.POST.get("action") == "schedule":
+        enabled = request.POST.get("enabled") == "1"
+        set_schedule(project, request.user, enabled=enabled)
+        messages.success(request, "Every video uploaded from now on gets auto masklets once it is ready."
+                         if enabled else "New videos no longer get auto masklets by themselves.")
+        return redirect(reverse("team", kwargs={"slug": project.slug}) + "#auto")
     video = video_in_project(project, int(request.POST.get("video", 0) or 0))
     if video is None:
         messages.error(request, "Choose a video of this project.")

@@ -25,7 +25,7 @@ application = ProtocolTypeRouter(
 
 from django.conf import settings  # noqa: E402
 
-if settings.EMBEDDED:  # no celery beat process in embedded mode: the server ticks the model loop itself
+if settings.EMBEDDED:  # no celery beat process in embedded mode: the server sends CELERY_BEAT_SCHEDULE itself
     from engine.tasks import start_embedded_beat  # noqa: E402
 
-    start_embedded_beat(settings.LOOP_TICK_SECONDS)
+    start_embedded_beat()

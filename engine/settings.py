@@ -258,8 +258,12 @@ LOOP_EVAL_PROMPTED_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_FRAMES", "3"))
 LOOP_EVAL_CLICK_BUDGET = int(os.environ.get("MASKLET_LOOP_EVAL_BUDGET", "20"))
 LOOP_EVAL_MAX_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_MAX_FRAMES", "0"))
 MODELS_ROOT = DATA_DIR / "models"
+# What `celery -A engine beat` sends (the embedded server sends the same itself, engine.tasks.start_embedded_beat):
+# the model loop's tick, and auto masklets for newly ready videos of opted-in projects (same period).
 CELERY_BEAT_SCHEDULE = {
     "masklet-loop-tick": {"task": "engine.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
+    "masklet-auto-masklets-tick": {"task": "annotator.auto_masklets_tick", "schedule": LOOP_TICK_SECONDS,
+                                   "options": {"queue": "cpu"}},
 }
 
 # -- auth -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Celery tasks of the model loop: the training run (``train`` queue) and the periodic job (beat).
 
 ``celery -A engine worker -Q train`` runs ``train_model``; ``celery -A engine beat`` sends
-``loop_tick`` every ``MASKLET_LOOP_TICK_S`` seconds (``CELERY_BEAT_SCHEDULE``). When a worker
+``loop_tick`` every ``MASKLET_LOOP_TICK_S`` seconds (``CELERY_BEAT_SCHEDULE``; in embedded mode
+``start_embedded_beat`` sends that schedule). When a worker
 that consumes ``train`` starts, it fails the runs its previous incarnation (same node name) left
 ``running``: a SIGKILLed or crashed worker never leaves a run hanging.
 """
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -41,28 +45,53 @@ def loop_tick() -> dict[str, Any]:
 _embedded_beat: threading.Thread | None = None
 
 
-def start_embedded_beat(interval: float) -> None:
-    """Embedded mode has no ``celery beat``: a daemon thread sends ``loop_tick`` to the cpu pool every ``interval`` s.
+def _period(schedule: Any) -> float:
+    """A beat entry's period in seconds (numbers and timedeltas; anything else is not run in embedded mode)."""
+    if isinstance(schedule, timedelta):
+        return schedule.total_seconds()
+    return float(schedule) if isinstance(schedule, int | float) else 0.0
 
-    Started by the ASGI server (``engine.asgi``), once per process; the first tick comes one
-    interval after start, so short-lived servers (tests) never tick. ``interval <= 0`` disables it.
+
+def start_embedded_beat(schedule: Mapping[str, Mapping[str, Any]] | None = None) -> threading.Event | None:
+    """Embedded mode has no ``celery beat``: a daemon thread sends each entry of ``CELERY_BEAT_SCHEDULE``
+    (or ``schedule``) to its queue's in-process pool at the entry's period, as beat would.
+
+    Started by the ASGI server (``engine.asgi``), once per process; each entry first runs one period
+    after start, so short-lived servers (tests) never tick. A period <= 0 turns an entry off
+    (``MASKLET_LOOP_TICK_S=0``). Returns the event that stops the thread (None: nothing started).
     """
     global _embedded_beat
-    if interval <= 0 or (_embedded_beat is not None and _embedded_beat.is_alive()):
-        return
+    if _embedded_beat is not None and _embedded_beat.is_alive():
+        return None
+    from django.conf import settings
+
+    from engine.celery import app
     from engine.dispatch import submit
 
+    app.loader.import_default_modules()  # what a worker does first: autodiscovery registers every task
+    entries = [(app.tasks[entry["task"]], _period(entry["schedule"]), entry.get("options", {}).get("queue", "cpu"))
+               for entry in (settings.CELERY_BEAT_SCHEDULE if schedule is None else schedule).values()]
+    entries = [entry for entry in entries if entry[1] > 0]
+    if not entries:
+        return None
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(interval):
-            try:
-                submit(loop_tick, queue="cpu")
-            except Exception:
-                logger.exception("embedded beat could not send loop_tick")
+        due = [time.monotonic() + period for _, period, _ in entries]
+        while not stop.wait(max(0.0, min(due) - time.monotonic())):
+            now = time.monotonic()
+            for number, (task, period, queue) in enumerate(entries):
+                if due[number] > now:
+                    continue
+                due[number] = now + period
+                try:
+                    submit(task, queue=queue)
+                except Exception:
+                    logger.exception("embedded beat could not send %s", task.name)
 
     _embedded_beat = threading.Thread(target=beat, name="masklet-embedded-beat", daemon=True)
     _embedded_beat.start()
+    return stop
 
 
 @celeryd_after_setup.connect

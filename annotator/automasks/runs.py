@@ -1,24 +1,31 @@
 """Starting and running auto-masklet generation for a video, and storing what it finds.
 
 ``start_run`` (web process, admins) records an ``AutoMaskletRun`` and submits the ``gpu`` task
-after commit; ``execute`` (the task) loads the serving segmenter, makes and selects proposals
-on the chosen frame (``annotator.automasks.generate``), propagates them and stores each as a
-masklet of type ``auto``, status ``submitted`` (so it enters the review queue like a manual
-one), its masks with source ``model``, and its seed stability score. Progress goes to the run
-row; a failure deletes the run's half-written masklets and says why in ``error``.
+after commit; ``scheduled_tick`` (the periodic job: Celery beat, or the embedded server's beat)
+does the same, on the first annotated frame, for every video of an opted-in project
+(``Project.auto_masklets_since``, set by ``set_schedule``) that became ready without a run yet.
+One queued-or-running run per video is a database constraint, so an admin's click and the
+periodic job never both generate for one video.
+
+``execute`` (the task) loads the serving segmenter, makes and selects proposals on the chosen
+frame (``annotator.automasks.generate``), propagates them and stores each as a masklet of type
+``auto``, status ``submitted`` (so it enters the review queue like a manual one), its masks with
+source ``model``, and its seed stability score. Progress goes to the run row; a failure deletes
+the run's half-written masklets and says why in ``error``.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
-from django.db import transaction
-from django.db.models import Max
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from annotator.automasks import generate
-from annotator.models import AutoMaskletRun, MaskFrame, Masklet, MaskletType, MaskSource, Video
+from annotator.models import AutoMaskletRun, MaskFrame, Masklet, MaskletType, MaskSource, Project, Video
 from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused
 from annotator.services.masks import MaskWrite, save_mask_frames
@@ -28,29 +35,77 @@ from segmentation.masks import decode_rle, encode_rle
 logger = logging.getLogger(__name__)
 #: Propagated frames are written in batches of this many frames (one transaction each).
 WRITE_BATCH = 8
+#: The periodic job keeps at most this many runs of one project queued or running, so a batch of
+#: uploads does not fill the ``gpu`` queue ahead of people's clicks; the rest wait for later ticks.
+SCHEDULED_ACTIVE_PER_PROJECT = 2
 
 
 def start_run(video: Video, user: User, *, frame_index: int = 0, points_per_side: int | None = None) -> AutoMaskletRun:
-    """Queue generation on ``frame_index`` (a native annotated frame) of a ready video."""
+    """Queue generation on ``frame_index`` (a native annotated frame) of a ready video (admins)."""
+    if not has_permission(user, video.project, Action.MANAGE_PROJECT):
+        raise EditRefused("forbidden", "Only project admins can generate auto masklets.")
+    return _queue(video, frame_index=frame_index, points_per_side=points_per_side, created_by=user,
+                  trigger=AutoMaskletRun.Trigger.MANUAL)
+
+
+def _queue(video: Video, *, frame_index: int, points_per_side: int | None, created_by: Any,
+           trigger: str) -> AutoMaskletRun:
     from annotator.automasks.tasks import run_auto_masklets
     from engine.dispatch import submit
 
-    if not has_permission(user, video.project, Action.MANAGE_PROJECT):
-        raise EditRefused("forbidden", "Only project admins can generate auto masklets.")
     if video.status != Video.Status.READY:
         raise EditRefused("not_found", "The video is not ready yet.")
     if frame_index not in video.annotated_frame_indices():
         raise EditRefused("bad_message", f"Frame {frame_index} is not one of this video's annotated frames.")
     if points_per_side is not None and not 2 <= points_per_side <= 64:
         raise EditRefused("bad_message", "The point grid has 2 to 64 points per side.")
-    if AutoMaskletRun.objects.filter(video=video, status__in=[AutoMaskletRun.Status.QUEUED,
-                                                              AutoMaskletRun.Status.RUNNING]).exists():
-        raise EditRefused("busy", "Auto masklets are already being generated for this video.")
-    with transaction.atomic():
-        run = AutoMaskletRun.objects.create(video=video, frame_index=frame_index, created_by=user,
-                                            points_per_side=points_per_side or 0)
-        transaction.on_commit(lambda: submit(run_auto_masklets, run.pk, queue="gpu"))
+    try:
+        with transaction.atomic():
+            run = AutoMaskletRun.objects.create(video=video, frame_index=frame_index, created_by=created_by,
+                                                points_per_side=points_per_side or 0, trigger=trigger)
+            transaction.on_commit(lambda: submit(run_auto_masklets, run.pk, queue="gpu"))
+    except IntegrityError:  # one_active_auto_masklet_run_per_video
+        raise EditRefused("busy", "Auto masklets are already being generated for this video.") from None
     return run
+
+
+def set_schedule(project: Project, user: User, *, enabled: bool) -> Project:
+    """Opt the project in (videos uploaded from now on get auto masklets once ready) or out."""
+    if not has_permission(user, project, Action.MANAGE_PROJECT):
+        raise EditRefused("forbidden", "Only project admins can schedule auto masklets.")
+    since = (project.auto_masklets_since or timezone.now()) if enabled else None
+    Project.objects.filter(pk=project.pk).update(auto_masklets_since=since)
+    project.auto_masklets_since = since
+    return project
+
+
+def due_videos() -> QuerySet[Video]:
+    """Ready videos of opted-in projects, uploaded since the opt-in, that never had an auto-masklet run."""
+    return Video.objects.filter(status=Video.Status.READY, project__auto_masklets_since__isnull=False,
+                                created_at__gte=F("project__auto_masklets_since"),
+                                auto_runs__isnull=True).select_related("project").order_by("created_at", "id")
+
+
+def scheduled_tick() -> dict[str, list[int]]:
+    """What the periodic job runs: queue a run on frame 0 for each due video, within each project's
+    ``SCHEDULED_ACTIVE_PER_PROJECT``. A video whose run failed is not retried (an admin can)."""
+    active: dict[int, int] = {}
+    started: list[int] = []
+    for video in due_videos():
+        if video.project_id not in active:
+            active[video.project_id] = AutoMaskletRun.objects.filter(
+                video__project_id=video.project_id, status__in=AutoMaskletRun.ACTIVE).count()
+        if active[video.project_id] >= SCHEDULED_ACTIVE_PER_PROJECT:
+            continue
+        try:
+            run = _queue(video, frame_index=0, points_per_side=None, created_by=None,
+                         trigger=AutoMaskletRun.Trigger.SCHEDULE)
+        except EditRefused as refused:  # an admin's run started in the meantime, or no frame 0
+            logger.info("scheduled auto masklets for video %s not started: %s", video.pk, refused.message)
+            continue
+        active[video.project_id] += 1
+        started.append(run.pk)
+    return {"started": started}
 
 
 def _update(run: AutoMaskletRun, **fields) -> None:

@@ -1,4 +1,5 @@
-"""Celery entry point for auto-masklet generation (queue ``gpu``: it runs the segmenter)."""
+"""Celery entry points for auto masklets: a run (queue ``gpu``: it runs the segmenter) and the periodic
+job that starts runs for newly ready videos of opted-in projects (``CELERY_BEAT_SCHEDULE``, queue ``cpu``)."""
 
 from __future__ import annotations
 
@@ -11,3 +12,11 @@ def run_auto_masklets(run_id: int) -> str:
     from annotator.automasks.runs import execute
 
     return execute(run_id).status
+
+
+@shared_task(name="annotator.auto_masklets_tick")
+def auto_masklets_tick() -> dict[str, list[int]]:
+    """Start the runs that are due (``annotator.automasks.runs.scheduled_tick``)."""
+    from annotator.automasks.runs import scheduled_tick
+
+    return scheduled_tick()

@@ -72,8 +72,8 @@ def later(monkeypatch) -> Callable[[float], Any]:
     return shift
 
 
-def _videos(project, count: int) -> list[Video]:
-    return [Video.objects.create(project=project, name=f"v{i}", status=Video.Status.READY, frame_count=8, stride=4,
+def _videos(project, count: int, prefix: str = "v", status: str = Video.Status.READY) -> list[Video]:
+    return [Video.objects.create(project=project, name=f"{prefix}{i}", status=status, frame_count=8, stride=4,
                                  width=16, height=12, annotated_frame_count=2) for i in range(count)]
 
 
@@ -86,8 +86,9 @@ def _submitted(video: Video, user) -> Masklet:
 
 
 @pytest.fixture
-def make_videos() -> Callable[[Any, int], list[Video]]:
-    """``make_videos(project, count)``: READY 16x12 videos ``v0, v1, ...`` of two annotated frames (no files)."""
+def make_videos() -> Callable[..., list[Video]]:
+    """``make_videos(project, count, prefix="v", status=READY)``: 16x12 videos ``v0, v1, ...`` of two
+    annotated frames (no frame files)."""
     return _videos
 
 
