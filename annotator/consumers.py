@@ -309,13 +309,17 @@ class AnnotationConsumer(ProjectConsumer):
     def _hello(self) -> dict[str, Any]:
         user = get_user_model().objects.get(pk=self.user_id)
         video, project = self.video, self.project
+        serving = serving_model(project)
+        #: The page keeps this version (None: the settings' model): every envelope carries it, so a
+        #: rebuilt live session serves it too (``annotator.sessions.page_model``).
+        self.model_version = serving.model_version_id
         return protocol.message(
             "hello", session=self.session_id, protocol=protocol.PROTOCOL_VERSION,
             user={"id": user.pk, "username": user.get_username()},
             can_edit=has_permission(user, project, Action.ANNOTATE),
             video={"id": video.pk, "name": video.name, "width": video.width, "height": video.height,
                    "frames": video.annotated_frame_indices()},
-            labels=list(project.labels or []), model=serving_model(project).name,
+            labels=list(project.labels or []), model=serving.name,
             lock_seconds=settings.LOCK_SECONDS,
             masklets=[selectors.masklet_to_dict(m, user) for m in selectors.masklets_for_video(video)],
         )
@@ -400,7 +404,8 @@ class AnnotationConsumer(ProjectConsumer):
             raise protocol.ProtocolError("busy", "A track is already running: wait for it or cancel it.")
         op = uuid.uuid4().hex
         envelope = {"session": self.session_id, "reply_channel": self.channel_name, "user_id": self.user_id,
-                    "username": self.username, "video_id": self.video.pk, "op": op, "attempt": 0, "message": msg}
+                    "username": self.username, "video_id": self.video.pk, "op": op, "attempt": 0,
+                    "model_version": self.model_version, "message": msg}
         self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None}
         if self.owner is None and self.assigning:
             self.waiting.append(envelope)
@@ -430,6 +435,8 @@ class AnnotationConsumer(ProjectConsumer):
         entry = self.in_flight.get(event["op"])
         if entry is None or entry["envelope"]["attempt"] != event.get("attempt", 0):
             return  # answered already, or from a delivery given up on
+        if "model_version" in event:  # the page's version is gone: the worker fell back to this one
+            self.model_version = event["model_version"]
         worker = event.get("worker")
         if worker:
             entry["worker"] = worker

@@ -61,9 +61,11 @@ Server -> client::
     error:          {"type":"error","re":..,"code":"<code>","error":"<plain words>"}
 
 Error codes: bad_message, too_large, forbidden, read_only, locked, not_found, segmentation,
-worker_lost, empty, busy. ``mask`` and ``track_progress`` are sent only after their rows are
-committed. Other sockets on the same video receive ``mask`` / ``track_progress`` / ``object`` /
-``object_deleted`` too, with ``"by": "<username>"`` and without ``re``.
+worker_lost, empty, busy, model_changed (no ``re``: the model version the page started with is
+gone, so its edits now use the model named by the ``worker`` message just before it). ``mask``
+and ``track_progress`` are sent only after their rows are committed. Other sockets on the same
+video receive ``mask`` / ``track_progress`` / ``object`` / ``object_deleted`` too, with
+``"by": "<username>"`` and without ``re``.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ MAX_COUNTS_LENGTH = MAX_MESSAGE_BYTES - 1024
 
 ERROR_CODES = frozenset({
     "bad_message", "too_large", "forbidden", "read_only", "locked", "not_found", "segmentation",
-    "worker_lost", "empty", "busy",
+    "worker_lost", "empty", "busy", "model_changed",
 })
 CONSUMER_TYPES = frozenset({
     "ping", "add_object", "update_object", "delete_object", "lock", "unlock", "submit", "reopen", "cancel",

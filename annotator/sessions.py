@@ -16,11 +16,19 @@ worker that holds the session. This module serves it:
 - Replies travel through ``engine.channel_bridge`` and name this worker's own queue, so the
   consumer sends the session's next messages here. Errors become protocol ``error`` replies;
   the worker itself never fails a message.
+- A page keeps the model version it started with: the consumer pins the version serving when
+  the page connected (``hello``) and every envelope carries it (``model_version``; null: the
+  settings' model), so a session rebuilt after eviction, a lost worker or a move to another
+  worker serves that version again, not a newer production one. Only when the version no
+  longer exists (or its checkpoint file is gone) does the page fall back to the project's
+  serving model; it is told (``worker`` with the new model's name, then error
+  ``model_changed``), and the consumer pins the fallback (``model_version`` on the reply event).
 
 Envelope (a JSON dict, the task's only argument)::
 
     {"session": "<socket session hex>", "reply_channel": "<consumer channel>", "user_id": 1,
-     "username": "ann", "video_id": 3, "op": "<op id>", "attempt": 0, "message": {<parsed message>}}
+     "username": "ann", "video_id": 3, "op": "<op id>", "attempt": 0, "model_version": 7,
+     "message": {<parsed message>}}
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +58,8 @@ from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
 from engine import channel_bridge, workers
-from engine.segmenters import ServingModel, get_segmenter, serving_model
+from engine.models import ModelVersion
+from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
 from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle
 from segmentation.segmenter import SegmentationError, SegmenterSession
@@ -121,13 +131,19 @@ class Envelope:
     message: dict[str, Any]
     #: The consumer does not know which worker holds the session yet: name yourself first.
     assign: bool = False
+    #: The page's model version (None: the settings' model), when ``pinned``; an envelope without
+    #: one follows the project's serving model.
+    model_version: int | None = None
+    pinned: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Envelope:
+        version = data.get("model_version")
         return cls(session=str(data["session"]), reply_channel=str(data["reply_channel"]),
                    user_id=int(data["user_id"]), username=str(data.get("username", "")),
                    video_id=int(data["video_id"]), op=str(data["op"]), attempt=int(data.get("attempt", 0)),
-                   message=dict(data["message"]), assign=bool(data.get("assign", False)))
+                   message=dict(data["message"]), assign=bool(data.get("assign", False)),
+                   model_version=None if version is None else int(version), pinned="model_version" in data)
 
     def read_state(self) -> tuple[bool, str | None]:
         """(abandoned, the session's current owner queue): one cache round trip per message."""
@@ -148,10 +164,16 @@ class Replier:
         self.envelope = envelope
         self.re = envelope.message.get("id")
 
-    def reply(self, msg: dict[str, Any], *, final: bool) -> None:
+    def reply(self, msg: dict[str, Any], *, final: bool, **event_fields: Any) -> None:
         event = {"type": "session.reply", "op": self.envelope.op, "attempt": self.envelope.attempt,
-                 "worker": workers.own_queue(), "final": final, "message": msg}
+                 "worker": workers.own_queue(), "final": final, "message": msg, **event_fields}
         channel_bridge.send(self.envelope.reply_channel, event)
+
+    def model_changed(self, serving: ServingModel, text: str) -> None:
+        """The page's version is gone: show the model now serving it, say why, re-pin the consumer."""
+        for msg in (protocol.message("worker", state="ready", model=serving.name),
+                    protocol.error("model_changed", text)):
+            self.reply(msg, final=False, model_version=serving.model_version_id)
 
     def answer(self, type_: str, **fields: Any) -> None:
         """The final reply to the message (carries ``re``)."""
@@ -173,14 +195,10 @@ class Replier:
 class LiveSession:
     """One user's segmenter session on one video, with the objects loaded into it so far."""
 
-    def __init__(self, video: Video, user_id: int, serving: ServingModel, segmenter_session: SegmenterSession,
-                 page: str = ""):
+    def __init__(self, video: Video, user_id: int, serving: ServingModel, segmenter_session: SegmenterSession):
         self.video_id = video.pk
         self.user_id = user_id
         self.serving = serving
-        #: The annotation page (socket session id) last served: that page keeps this model version
-        #: even after another is promoted; a newly opened page gets the new one.
-        self.page = page
         self.segmenter = segmenter_session
         self.frames = video.annotated_frame_indices()
         self.index_of = {native: index for index, native in enumerate(self.frames)}
@@ -208,6 +226,10 @@ class LiveSession:
 
     def context_fresh(self) -> bool:
         return self.video is not None and time.monotonic() - self.context_at < CONTEXT_SECONDS
+
+    def serves(self, envelope: Envelope) -> bool:
+        """Whether this session runs the model the envelope's page is pinned to."""
+        return envelope.pinned and self.serving.model_version_id == envelope.model_version
 
     def holds(self, object_id: int, pk: int) -> bool:
         """Whether the session holds this masklet's state (not an older masklet's of the same id)."""
@@ -288,24 +310,22 @@ class SessionRegistry:
             live.busy = max(0, live.busy - 1)
             live.last_used = time.monotonic()
 
-    def get(self, video: Video, user_id: int, serving: ServingModel, page: str = "") -> tuple[LiveSession, bool]:
+    def get(self, video: Video, user_id: int, serving: ServingModel) -> tuple[LiveSession, bool]:
         """The live session marked busy (``release`` it), built (empty: objects load lazily) when
-        absent, or when a new ``page`` opens after the project's serving model changed: an open
-        page keeps the version it started with."""
+        absent or when it runs another model than ``serving`` (the page's, see ``page_model``)."""
         key = (video.pk, user_id)
         with self._lock:
             live = self._sessions.get(key)
-            if live is not None and live.serving != serving and live.page != page:
+            if live is not None and live.serving != serving:
                 self._sessions.pop(key).close()
                 live = None
             if live is not None:
-                live.page = page
                 return self._use(key, live), False
         frames = JpegFolderFrames(video.frames_dir)
         if len(frames) != len(video.annotated_frame_indices()):
             raise SegmentationError(f"the video has {len(video.annotated_frame_indices())} annotated frames but "
                                     f"{len(frames)} frame files; ingest it again")
-        live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames), page)
+        live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames))
         closing = []
         with self._lock:
             self._sessions[key] = live
@@ -380,6 +400,24 @@ def handle_envelope(data: dict[str, Any]) -> None:
                                       "Try again.")
 
 
+def page_model(project: Any, envelope: Envelope) -> tuple[ServingModel, str | None]:
+    """The model a page works with, and a notice for the page when that is not the one it started with.
+
+    The pinned version while it still exists with its checkpoint (retired or not: the page
+    keeps it), else the project's serving model; an unpinned envelope gets the serving model.
+    """
+    if not envelope.pinned:
+        return serving_model(project), None
+    if envelope.model_version is None:
+        return settings_model(), None
+    version = ModelVersion.objects.filter(pk=envelope.model_version).first()
+    if version is not None and (not version.checkpoint or Path(version.checkpoint).is_file()):
+        return version_model(version), None
+    current = serving_model(project)
+    gone = "was deleted" if version is None else f"({version.name}) lost its checkpoint file"
+    return current, f"The model version this page started with {gone}: your edits now use {current.name}."
+
+
 HANDLERS: dict[str, Callable[..., None]] = {}
 
 
@@ -401,15 +439,15 @@ def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) ->
         # The session lived on another worker since this one last saw it: what is here is stale.
         registry.drop(envelope.video_id, envelope.user_id)
     live = registry.checkout(envelope.video_id, envelope.user_id)
+    notice = None
     try:
-        # A newly opened page re-reads the serving model at once (a promotion reaches it).
-        fresh = live is not None and live.context_fresh() and live.page == envelope.session
+        fresh = live is not None and live.context_fresh() and live.serves(envelope)
         if fresh:
             video, user, serving = live.video, live.user, live.serving
         else:
             video = Video.objects.select_related("project").get(pk=envelope.video_id, status=Video.Status.READY)
             user = get_user_model().objects.get(pk=envelope.user_id, is_active=True)
-            serving = serving_model(video.project)
+            serving, notice = page_model(video.project, envelope)
         if envelope.assign or previous_owner != queue:
             # Name this worker at once: the consumer holds the session's next messages until it knows.
             moved = bool(previous_owner) and previous_owner != queue
@@ -419,8 +457,10 @@ def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) ->
             if live is not None:
                 registry.release(live)
             live = None
-            live, _ = registry.get(video, user.pk, serving, envelope.session)
+            live, _ = registry.get(video, user.pk, serving)
             live.set_context(video, user)
+        if notice:
+            replier.model_changed(serving, notice)
         now = time.monotonic()
         if previous_owner != queue or now - live.owner_written_at > settings.SESSION_IDLE_SECONDS / 4:
             workers.set_session_owner(video.pk, user.pk, queue)

@@ -65,9 +65,17 @@ def serving_model(project) -> ServingModel:
     """The production version of ``project``, else the shared one, else the settings' model."""
     versions = ModelVersion.objects.filter(status=ModelVersion.Status.PRODUCTION)
     version = versions.filter(project=project).first() or versions.filter(project__isnull=True).first()
-    if version is not None:
-        return ServingModel(backend="sam2", config=version.sam2_config, checkpoint=version.checkpoint,
-                            image_size=version.image_size, model_version_id=version.pk, version_name=version.name)
+    return version_model(version) if version is not None else settings_model()
+
+
+def version_model(version: ModelVersion) -> ServingModel:
+    """A registered version as workers build it (whatever its status: an open page may keep a retired one)."""
+    return ServingModel(backend="sam2", config=version.sam2_config, checkpoint=version.checkpoint,
+                        image_size=version.image_size, model_version_id=version.pk, version_name=version.name)
+
+
+def settings_model() -> ServingModel:
+    """The ``SEGMENTER`` / ``SAM2_*`` settings' model: what serves when no version is in production."""
     if settings.SEGMENTER == "classical":
         return ServingModel(backend="classical")
     return ServingModel(backend="sam2", config=settings.SAM2_CONFIG, checkpoint=settings.SAM2_CHECKPOINT,

@@ -208,44 +208,132 @@ def test_an_object_deleted_and_created_again_under_its_id_is_edited_fresh(two_vi
     assert sorted(frame for (_, frame) in masks_of(video)) == [4, 8, 12, 16, 20]
 
 
-@pytest.mark.slow
-def test_an_open_page_keeps_its_model_version_and_a_new_page_gets_the_promoted_one(two_videos, open_socket):
-    """Masks record the version that made them; a promotion reaches newly opened pages only."""
+def two_versions(video):
+    """v1 in production and a candidate v2: random-weight tiny SAM 2 at 256 px (no checkpoint file)."""
     from engine.models import ModelVersion
-    from engine.segmenters import forget_segmenters
 
-    user, video, _ = two_videos
     tiny = {"sam2_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "image_size": 256, "checkpoint": ""}
     v1 = ModelVersion.objects.create(project=video.project, name="v1", status=ModelVersion.Status.PRODUCTION, **tiny)
     v2 = ModelVersion.objects.create(project=video.project, name="v2", **tiny)
+    return v1, v2
 
-    def promote_v2() -> None:
-        ModelVersion.objects.filter(pk=v1.pk).update(status=ModelVersion.Status.RETIRED)
-        ModelVersion.objects.filter(pk=v2.pk).update(status=ModelVersion.Status.PRODUCTION)
 
-    def version_of(frame: int) -> int | None:
-        return MaskFrame.objects.get(masklet__video=video, frame_index=frame).model_version_id
+def promote(old, new) -> None:
+    from engine.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=old.pk).update(status=ModelVersion.Status.RETIRED)
+    ModelVersion.objects.filter(pk=new.pk).update(status=ModelVersion.Status.PRODUCTION)
+
+
+def version_of(video, frame: int) -> int | None:
+    return MaskFrame.objects.get(masklet__video=video, frame_index=frame).model_version_id
+
+
+@pytest.mark.slow
+def test_an_open_page_keeps_its_model_version_after_promotion_and_eviction_and_a_new_page_gets_the_new_one(
+        two_videos, open_socket):
+    """Masks record the version that made them; a promotion reaches newly opened pages only, even
+    when the open page's live session is evicted (or lost with its worker) and rebuilt."""
+    from engine.segmenters import forget_segmenters
+
+    user, video, _ = two_videos
+    v1, v2 = two_versions(video)
 
     async def scenario():
         _, _, first_page = await open_socket(user, video)
+        assert first_page.received[0]["model"].startswith("v1 — SAM 2.1 hiera-t @256")
         object_id = (await first_page.request("add_object"))["masklet"]["object_id"]
         click = {"object_id": object_id, "positive": True, "timeout": 300, **POINT}
         assert (await first_page.request("click", frame=0, **click))["type"] == "mask"
-        assert await database_sync_to_async(version_of)(0) == v1.pk
+        assert await database_sync_to_async(version_of)(video, 0) == v1.pk
 
-        await database_sync_to_async(promote_v2)()
-        await asyncio.sleep(sessions.CONTEXT_SECONDS + 0.5)  # past the worker's re-read of the serving model
+        await database_sync_to_async(promote)(v1, v2)
+        await asyncio.sleep(sessions.CONTEXT_SECONDS + 0.5)  # past the worker's re-read of the page's model
         assert (await first_page.request("click", frame=4, **click))["type"] == "mask"
-        assert await database_sync_to_async(version_of)(4) == v1.pk  # the open page keeps v1
+        assert await database_sync_to_async(version_of)(video, 4) == v1.pk  # the open page keeps v1
+
+        sessions.registry.clear()  # evicted, or its worker lost: rebuilt from the database on the next click
+        assert (await first_page.request("click", frame=8, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(video, 8) == v1.pk  # still v1, not production's v2
+        assert not [m for m in first_page.received if m.get("code") == "model_changed"]
         await first_page.close()
 
         _, _, second_page = await open_socket(user, video)
         assert second_page.received[0]["model"].startswith("v2 — SAM 2.1 hiera-t @256")
-        assert (await second_page.request("click", frame=8, **click))["type"] == "mask"
-        assert await database_sync_to_async(version_of)(8) == v2.pk  # a new page gets v2
+        assert (await second_page.request("click", frame=12, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(video, 12) == v2.pk  # a new page gets v2
         await second_page.close()
 
     try:
         run(scenario)
     finally:
         forget_segmenters()
+
+
+@pytest.mark.slow
+def test_a_page_whose_version_was_deleted_falls_back_to_production_and_is_told(two_videos, open_socket):
+    from engine.models import ModelVersion
+    from engine.segmenters import forget_segmenters
+
+    user, video, _ = two_videos
+    v1, v2 = two_versions(video)
+
+    def promote_and_delete_v1() -> None:
+        promote(v1, v2)
+        ModelVersion.objects.filter(pk=v1.pk).delete()
+
+    async def scenario():
+        _, _, page = await open_socket(user, video)
+        object_id = (await page.request("add_object"))["masklet"]["object_id"]
+        click = {"object_id": object_id, "positive": True, "timeout": 300, **POINT}
+        assert (await page.request("click", frame=0, **click))["type"] == "mask"
+        await database_sync_to_async(promote_and_delete_v1)()
+        sessions.registry.clear()
+        mark = len(page.received)
+        assert (await page.request("click", frame=4, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(video, 4) == v2.pk
+        told = page.received[mark:]
+        worker = next(m for m in told if m["type"] == "worker")
+        assert worker["state"] == "ready" and worker["model"].startswith("v2 — SAM 2.1 hiera-t @256")
+        notice = next(m for m in told if m["type"] == "error")
+        assert notice["code"] == "model_changed" and "re" not in notice
+        assert notice["error"].startswith("The model version this page started with was deleted: your edits now "
+                                          "use v2")
+        # The consumer now holds v2 for the page: later clicks, even after another rebuild, need no notice.
+        sessions.registry.clear()
+        mark = len(page.received)
+        assert (await page.request("click", frame=8, **click))["type"] == "mask"
+        assert await database_sync_to_async(version_of)(video, 8) == v2.pk
+        assert not [m for m in page.received[mark:] if m["type"] in ("error", "worker")]
+        await page.close()
+
+    try:
+        run(scenario)
+    finally:
+        forget_segmenters()
+
+
+def test_page_model_keeps_a_retired_version_and_falls_back_when_its_checkpoint_is_gone(two_videos, tmp_path):
+    """Which model a page's envelope gets (no model is loaded here)."""
+    from engine.models import ModelVersion
+
+    _, video, _ = two_videos
+    project = video.project
+    checkpoint = tmp_path / "v1.pt"
+    checkpoint.write_bytes(b"weights")
+    v1 = ModelVersion.objects.create(project=project, name="v1", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
+                                     image_size=256, checkpoint=str(checkpoint), status=ModelVersion.Status.RETIRED)
+
+    def envelope(**pin):
+        return sessions.Envelope.from_dict({"session": "s", "reply_channel": "c", "user_id": 1, "video_id": video.pk,
+                                            "op": "o", "message": {"type": "click"}, **pin})
+
+    kept, notice = sessions.page_model(project, envelope(model_version=v1.pk))
+    assert (kept.model_version_id, notice) == (v1.pk, None)  # retired, but the page started with it
+    assert sessions.page_model(project, envelope(model_version=None)) == (sessions.settings_model(), None)
+    assert sessions.page_model(project, envelope()) == (sessions.serving_model(project), None)  # not pinned
+    checkpoint.unlink()
+    fallback, notice = sessions.page_model(project, envelope(model_version=v1.pk))
+    assert fallback == sessions.serving_model(project) and fallback.backend == "classical"
+    assert notice == ("The model version this page started with (v1) lost its checkpoint file: your edits now use "
+                      "classical (OpenCV).")
