@@ -35,21 +35,29 @@ def _runs(project: Project) -> list[dict]:
              "stats": {k: v for k, v in r.stats.items() if k != "masklet_ids"}} for r in runs]
 
 
-def _charts(project: Project) -> list:
-    people = metrics.effort_by_annotator(project)
-    names = list(people)
-    rows = {name: people[name] for name in names}
-    percent = [(n, e.edited_frame_share * 100 if e.edited_frame_share is not None else None) for n, e in rows.items()]
+def _effort_charts(rows: list[tuple[str, dict]], by: str) -> list:
+    """The five effort charts over ``(label, Effort.as_dict())`` rows, e.g. one per annotator or per version."""
+    def column(key: str, scale: float = 1.0) -> list[tuple[str, float | None]]:
+        return [(label, e[key] * scale if e[key] is not None else None) for label, e in rows]
+
     return [
-        bar_chart("Active seconds per annotated frame", [(n, e.active_seconds_per_frame) for n, e in rows.items()],
-                  "{:.1f} s", reference=("Phase 3: 4.5 s", PHASE3["seconds"])),
-        bar_chart("Clicks per clicked frame", [(n, e.clicks_per_clicked_frame) for n, e in rows.items()],
+        bar_chart(f"Active seconds per annotated frame, {by}", column("active_seconds_per_frame"), "{:.1f} s",
+                  reference=("Phase 3: 4.5 s", PHASE3["seconds"])),
+        bar_chart(f"Clicks per clicked frame, {by}", column("clicks_per_clicked_frame"),
                   reference=("Phase 3: 2.68", PHASE3["clicks"])),
-        bar_chart("% of frames edited", percent, "{:.1f} %", reference=("Phase 3: 19 %", PHASE3["edited"])),
-        bar_chart("Masklets per active hour", [(n, e.masklets_per_hour) for n, e in rows.items()], "{:.1f}"),
-        bar_chart("Review rejection rate", [(n, e.rejection_rate * 100 if e.rejection_rate is not None else None)
-                                            for n, e in rows.items()], "{:.0f} %"),
+        bar_chart(f"% of frames edited, {by}", column("edited_frame_share", 100), "{:.1f} %",
+                  reference=("Phase 3: 19 %", PHASE3["edited"])),
+        bar_chart(f"Masklets per active hour, {by}", column("masklets_per_hour"), "{:.1f}"),
+        bar_chart(f"Review rejection rate, {by}", column("rejection_rate", 100), "{:.0f} %"),
     ]
+
+
+def _versions(project: Project) -> list[dict]:
+    """Effort per model version (``engine.dashboard.effort_by_version``: named, fallback model first)."""
+    from engine.dashboard import effort_by_version
+
+    return [{**row, "label": row["name"] if row["version"] is not None else "fallback model"}
+            for row in effort_by_version(project)]
 
 
 @require_http_methods(["GET", "POST"])
@@ -73,12 +81,15 @@ def team_page(request: HttpRequest, project: Project) -> HttpResponse:
         except (team.TeamError, ValueError) as error:
             messages.error(request, str(error))
         return redirect("team", slug=project.slug)
-    effort = metrics.project_effort(project)
+    people = {name: e.as_dict() for name, e in metrics.effort_by_annotator(project).items()}
+    versions = _versions(project)
     return render(request, "annotator/team.html", {
         "project": project, "members": team.who_works_on_what(project), "roles": Role.choices,
         "splits": Split.choices, "videos": Video.objects.filter(project=project).order_by("name"),
-        "counts": queues.queue_counts(project), "runs": _runs(project), "charts": _charts(project),
-        "effort": effort.as_dict(), "people": {n: e.as_dict() for n, e in metrics.effort_by_annotator(project).items()},
+        "counts": queues.queue_counts(project), "runs": _runs(project),
+        "charts": _effort_charts(list(people.items()), "by annotator"),
+        "version_charts": _effort_charts([(row["label"], row) for row in versions], "by model version"),
+        "effort": metrics.project_effort(project).as_dict(), "people": people, "versions": versions,
         "gap_cap": metrics.ACTIVE_GAP_CAP_SECONDS,
     })
 

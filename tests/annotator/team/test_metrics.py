@@ -18,9 +18,12 @@ Model version v1 wrote 3 model revisions of A and v2 one: A belongs to v1; B has
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from annotator import metrics
@@ -113,3 +116,69 @@ def test_empty_project_has_no_ratios(make_project):
     effort = metrics.project_effort(make_project())
     assert effort.active_seconds_per_frame is None and effort.rejection_rate is None
     assert metrics.effort_by_annotator(make_project()) == {}
+
+
+# -- what the team page and its JSON show (the same scripted log) ---------------------------------
+
+#: Hand-computed from the log above. A (v1): ann1's 90 s + ann2's 8 s over 10 frames; clicks on
+#: frames 0, 0, 4 (ann1) and 8 (ann2); edited frames 0, 4, 8; approved; reviews bad, good.
+#: B (no version): ann2's 2 s over 5 frames; two clicks on frame 0; submitted; one bad review.
+BY_VERSION = {
+    "v1": {"interactions": 6, "clicks": 4, "clicked_frames": 3, "edited_frames": 3, "annotated_frames": 10,
+           "active_seconds": 98.0, "masklets": 1, "masklets_done": 1, "reviews": 2, "rejections": 1,
+           "active_seconds_per_frame": 9.8, "clicks_per_clicked_frame": 4 / 3, "edited_frame_share": 0.3,
+           "masklets_per_hour": 3600 / 98, "rejection_rate": 0.5},
+    "None": {"interactions": 2, "clicks": 2, "clicked_frames": 1, "edited_frames": 1, "annotated_frames": 5,
+             "active_seconds": 2.0, "masklets": 1, "masklets_done": 1, "reviews": 1, "rejections": 1,
+             "active_seconds_per_frame": 0.4, "clicks_per_clicked_frame": 2.0, "edited_frame_share": 0.2,
+             "masklets_per_hour": 1800.0, "rejection_rate": 1.0},
+}
+
+
+@pytest.fixture
+def admin_client(scripted, make_user, make_membership):
+    """A signed-in admin of the scripted project (the team page and its JSON are theirs)."""
+    boss = make_user("boss")
+    make_membership(scripted[0], boss, Role.ADMIN)
+    client = Client()
+    client.force_login(boss)
+    return client
+
+
+def test_the_effort_api_matches_the_hand_computed_values(scripted, admin_client):
+    project, v1 = scripted
+    data = admin_client.get(reverse("api-effort", kwargs={"slug": project.slug})).json()
+    assert data["active_gap_cap_seconds"] == 60.0
+    assert set(data["model_versions"]) == {str(v1.pk), "None"}
+    for key, expected in (("v1", str(v1.pk)), ("None", "None")):
+        assert data["model_versions"][expected] == pytest.approx(BY_VERSION[key]), key
+    assert data["project"] == pytest.approx({
+        "interactions": 8, "clicks": 6, "clicked_frames": 4, "edited_frames": 4, "annotated_frames": 15,
+        "active_seconds": 100.0, "masklets": 2, "masklets_done": 2, "reviews": 3, "rejections": 2,
+        "active_seconds_per_frame": 100 / 15, "clicks_per_clicked_frame": 1.5, "edited_frame_share": 4 / 15,
+        "masklets_per_hour": 72.0, "rejection_rate": 2 / 3})
+    assert data["annotators"]["ann1"] == pytest.approx({
+        "interactions": 5, "clicks": 3, "clicked_frames": 2, "edited_frames": 3, "annotated_frames": 10,
+        "active_seconds": 90.0, "masklets": 1, "masklets_done": 1, "reviews": 2, "rejections": 1,
+        "active_seconds_per_frame": 9.0, "clicks_per_clicked_frame": 1.5, "edited_frame_share": 0.3,
+        "masklets_per_hour": 40.0, "rejection_rate": 0.5})
+    assert data["annotators"]["ann2"]["active_seconds"] == 10.0 and data["annotators"]["ann2"]["masklets"] == 2
+
+
+def test_the_team_page_charts_effort_per_model_version(scripted, admin_client):
+    project, v1 = scripted
+    html = admin_client.get(reverse("team", kwargs={"slug": project.slug})).content.decode()
+    charts = html[html.index('id="version-charts"'):html.index('id="version-effort-table"')]
+    titles = re.findall(r'<text x="0" y="14" class="chart-title">([^<]+)</text>', charts)
+    assert titles == [f"{t}, by model version" for t in (
+        "Active seconds per annotated frame", "Clicks per clicked frame", "% of frames edited",
+        "Masklets per active hour", "Review rejection rate")]
+    bars = re.findall(r'class="chart-bar"><title>([^<]+)</title>', charts)
+    assert bars == [  # the fallback model first, then v1, in each chart
+        "fallback model: 0.4 s", "v1: 9.8 s", "fallback model: 2.00", "v1: 1.33",
+        "fallback model: 20.0 %", "v1: 30.0 %", "fallback model: 1800.0", "v1: 36.7",
+        "fallback model: 100 %", "v1: 50 %"]
+    table = html[html.index('id="version-effort-table"'):]
+    row = re.search(rf'<tr data-version="{v1.pk}">(.*?)</tr>', table, re.S).group(1)
+    assert re.findall(r'<td[^>]*>([^<]*)</td>', row) == ["v1", "1", "9.80", "1.33", "30 %", "36.7", "50 %"]
+    assert '<tr data-version="none"><td>fallback model</td>' in table
