@@ -3,7 +3,8 @@
 Formats: ``sav`` (SA-V train JSON per video and type), ``sav-folders`` (SA-V val/test layout,
 every native frame decoded from the original video), ``coco``, ``ytvis`` and ``davis`` (palette
 label maps: where masks overlap, the higher object id wins). Default: approved masklets only.
-Exit status 0 on success, 1 with a plain message on any error.
+The dataset is written beside ``--out`` and moved into place when complete, so a failed export
+leaves ``--out`` as it was. Exit status 0 on success, 1 with a plain message on any error.
 """
 
 from __future__ import annotations
