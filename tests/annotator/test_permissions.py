@@ -5,8 +5,12 @@
    endpoint cannot ship without a rule and without being exercised here.
 2. For each endpoint x each persona (anonymous, non-member, staff non-member, annotator,
    reviewer, admin, superuser), make the real request and check allowed / denied.
+   Where a redirect alone cannot tell whether the action happened (the review verdict), the case
+   also checks its effect for allowed people and its absence for the others.
 3. The same for the project WebSocket: non-members and anonymous users are refused on connect,
-   and a member who loses their membership is cut off on the next message.
+   and a member who loses their membership is cut off on the next message. The annotation
+   socket's matrix (every edit message type x every kind of person, roles changed while it is
+   open) is ``tests/annotator/sessions/test_socket_permissions.py``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class Case:
     expects: Access | Action
     ok_status: int | tuple[int, ...] = 200
     data: Callable[[], dict[str, Any]] | None = None
+    #: ``verify(world, url_kwargs, user, allowed)`` after each persona's request: the effect happened
+    #: for allowed people and not for the others. With it, ``kwargs`` is called once per persona.
+    verify: Callable[[World, dict[str, Any], Any, bool], None] | None = None
 
 
 def _project(world: World) -> dict[str, Any]:
@@ -102,6 +109,18 @@ def _submitted_masklet(world: World) -> dict[str, Any]:
     masklet = Masklet.objects.create(video=world.video, object_id=Masklet.objects.count() + 1,
                                      status=Masklet.Status.SUBMITTED, assignee=world.users["annotator"])
     return {"slug": world.project.slug, "masklet_id": masklet.id}
+
+
+def _verdict_recorded(world: World, kwargs: dict[str, Any], user: Any, allowed: bool) -> None:
+    """A 302 alone does not say whether the verdict was kept: an allowed reviewer's is, nobody else's."""
+    from annotator.models import Masklet, Review
+
+    masklet = Masklet.objects.get(pk=kwargs["masklet_id"])
+    reviews = list(Review.objects.filter(masklet=masklet).values_list("reviewer_id", "verdict"))
+    if allowed:
+        assert (masklet.status, reviews) == ("approved", [(user.pk, "satisfactory")]), (user, masklet.status, reviews)
+    else:
+        assert (masklet.status, reviews) == ("submitted", []), (user, masklet.status, reviews)
 
 
 def _dataset_upload() -> dict[str, Any]:
@@ -143,7 +162,8 @@ ENDPOINTS: dict[str, list[Case]] = {
     "review-next": [Case("POST", _project, Action.REVIEW, ok_status=302)],
     "masklet-review": [
         Case("GET", _submitted_masklet, Action.REVIEW),
-        Case("POST", _submitted_masklet, Action.REVIEW, ok_status=302, data=lambda: {"verdict": "satisfactory"}),
+        Case("POST", _submitted_masklet, Action.REVIEW, ok_status=302, data=lambda: {"verdict": "satisfactory"},
+             verify=_verdict_recorded),
     ],
     "api-auto-masklet-runs": [Case("GET", _project, Action.MANAGE_PROJECT)],
     "api-effort": [Case("GET", _project, Action.MANAGE_MEMBERS)],
@@ -266,9 +286,12 @@ def _denied_status(persona: str, expects: Access | Action, api: bool) -> int:
 @pytest.mark.parametrize("name", sorted(ENDPOINTS))
 def test_permission_matrix(name, world):
     for case in ENDPOINTS[name]:
-        url = reverse(name, kwargs=case.kwargs(world))
+        kwargs = case.kwargs(world)
         api = name.startswith("api-")
         for persona in PERSONAS:
+            if case.verify is not None:  # each persona acts on a fresh object, so one's effect is not another's
+                kwargs = case.kwargs(world)
+            url = reverse(name, kwargs=kwargs)
             client = Client()
             if persona != "anonymous":
                 client.force_login(world.users[persona])
@@ -280,6 +303,8 @@ def test_permission_matrix(name, world):
                 assert response.status_code in ok, f"{label}: expected {ok}, got {response.status_code}"
                 if response.status_code == 302 and case.expects != Access.PUBLIC:
                     assert "/login/" not in response["Location"], f"{label} was sent to the login page"
+                if case.verify is not None:
+                    case.verify(world, kwargs, world.users[persona], True)
             else:
                 expected = _denied_status(persona, case.expects, api)
                 assert response.status_code == expected, f"{label}: expected {expected}, got {response.status_code}"
@@ -287,6 +312,8 @@ def test_permission_matrix(name, world):
                     assert response["Location"].startswith(reverse("login")), label
                 if api:
                     assert "error" in response.json(), label
+                if case.verify is not None:
+                    case.verify(world, kwargs, world.users.get(persona), False)
 
 
 def test_non_member_404_is_the_same_as_for_a_missing_project(world):
