@@ -171,7 +171,7 @@ def work_next(request: HttpRequest, project: Project) -> HttpResponse:
     url = reverse("video-annotate", kwargs={"slug": project.slug, "video_id": item.video.id})
     if item.masklet is not None:
         url += f"?object={item.masklet.object_id}"
-        review = reviews.open_review(item.masklet) if item.reason == "rejected" else None
+        review = reviews.open_review(item.masklet)  # sent back now, or earlier and not yet resubmitted
         if review is not None:
             messages.info(request, f"Object {item.masklet.object_id} came back from review — "
                                    f"{reviews.describe_review(review)}. Fix it and submit it again.")

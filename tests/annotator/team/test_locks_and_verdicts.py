@@ -192,6 +192,10 @@ def test_other_needs_a_comment_and_the_annotator_reads_the_reason_when_it_comes_
                                    "“Label says dog, it is a cat” (rev). Fix it and submit it again."]
     masklet.refresh_from_db()
     assert (masklet.status, masklet.lock_holder) == (Masklet.Status.DRAFT, team.annotator)
+    # Left unfinished and handed out again as a draft: the reason is still said.
+    Masklet.objects.filter(pk=masklet.pk).update(lock_holder=None, lock_expires_at=None)
+    again = annotator.post(reverse("work-next", kwargs={"slug": team.project.slug}))
+    assert "came back from review — Other (see comment)" in _messages(again)[0]
     listed = annotator.get(reverse("api-video-masklets", kwargs={"slug": team.project.slug,
                                                                  "video_id": video.id})).json()["masklets"]
     assert listed[0]["review"] | {"at": None} == {
