@@ -35,7 +35,7 @@ interface State {
     promote_margin: number; steps: number; new_masklets: number };
 }
 type RunEvent = { type: "run"; run: number; status?: string; progress?: number; step?: number; steps?: number;
-  loss?: number; error?: string; promoted?: number };
+  loss?: number; error?: string; promoted?: number; stage?: string; done?: number; total?: number };
 
 const root = document.getElementById("dashboard") as HTMLElement;
 const csrf = (root.querySelector("input[name=csrfmiddlewaretoken]") as HTMLInputElement).value;
@@ -127,9 +127,10 @@ function renderRuns(): void {
     points: run.status === "running" && liveLoss.length > run.loss_curve.length ? liveLoss : run.loss_curve,
   }));
   lineChart($("chart-loss"), series, { xLabel: "step", yLabel: "loss" });
+  const versionName = (id: number | null) => state.versions.find((v) => v.id === id)?.name ?? (id ? `#${id}` : "–");
   table($("runs"), ["run", "status", "trigger", "masklets", "steps", "version", "finished", "error"],
     state.runs.map((r) => [String(r.id), r.status, r.trigger, String(r.masklets ?? "–"),
-      String(r.parameters.steps ?? "–"), r.produced_version ? String(r.produced_version) : "–",
+      String(r.parameters.steps ?? "–"), versionName(r.produced_version),
       r.finished_at ? new Date(r.finished_at).toLocaleString() : "–", r.error || ""]));
 }
 
@@ -147,7 +148,8 @@ function renderLive(event?: RunEvent): void {
   const progress = event?.progress ?? run.progress;
   host.replaceChildren();
   const title = document.createElement("p");
-  const step = event?.step ? ` — step ${event.step}/${event.steps}, loss ${num(event.loss ?? null, 3)}` : "";
+  const step = event?.step ? ` — step ${event.step}/${event.steps}, loss ${num(event.loss ?? null, 3)}`
+    : event?.stage ? ` — ${event.stage}: ${event.done}/${event.total} objects` : "";
   title.textContent = `Run ${run.id}: ${event?.status ?? run.status}${run.cancel_requested ? " (cancelling)" : ""}` +
     ` — ${Math.round(progress * 100)} %${step}`;
   const bar = document.createElement("progress");
@@ -210,6 +212,10 @@ function connect(): void {
       if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
       renderLive(data);
       renderRuns();
+    } else if (data.stage) {  // evaluating: one event per measured val object
+      if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
+      renderLive(data);
+      return;
     }
     if (data.status && data.status !== "running" || data.promoted || (data.status === "running" && !data.step)) {
       liveLoss = [];

@@ -25,7 +25,10 @@ interface Frame {
   bottom: number;
 }
 
-const FRAME: Frame = { width: 520, height: 240, left: 48, right: 12, top: 12, bottom: 44 };
+// The plot area sits inside these margins: the y label above it, tick labels, the x label and the
+// legend in three rows below it.
+const FRAME: Frame = { width: 520, height: 262, left: 48, right: 16, top: 26, bottom: 58 };
+const BAR_MAX_WIDTH = 72;
 
 function el(name: string, attrs: Record<string, string | number>, parent?: Element): SVGElement {
   const node = document.createElementNS(SVG, name);
@@ -77,12 +80,12 @@ function yAxis(svg: SVGElement, lo: number, hi: number, y: (v: number) => number
     el("line", { x1: FRAME.left, x2: FRAME.width - FRAME.right, y1: y(tick), y2: y(tick), stroke: "#e2e5eb" }, svg);
     text(svg, FRAME.left - 6, y(tick) + 4, format(tick), { "text-anchor": "end" });
   }
-  if (label) text(svg, 12, FRAME.top + 10, label, { "text-anchor": "start" });
+  if (label) text(svg, 4, FRAME.top - 12, label, { "text-anchor": "start" });
 }
 
 function legend(svg: SVGElement, names: Array<[string, string]>): void {
   let x = FRAME.left;
-  const y = FRAME.height - 8;
+  const y = FRAME.height - 6;
   for (const [name, color] of names) {
     el("rect", { x, y: y - 9, width: 10, height: 10, fill: color }, svg);
     const label = text(svg, x + 14, y, name);
@@ -114,20 +117,26 @@ export function lineChart(host: HTMLElement, series: Series[], options: LineOpti
   const x = (v: number) => FRAME.left + ((v - x0) / (x1 - x0)) * (FRAME.width - FRAME.left - FRAME.right);
   const y = (v: number) => FRAME.height - FRAME.bottom - ((v - y0) / (y1 - y0)) * (FRAME.height - FRAME.top - FRAME.bottom);
   yAxis(svg, y0, y1, y, options.yLabel);
-  const xTicks = options.xLabels ? options.xLabels.map((_, i) => i + x0) : niceTicks(x0, x1, 6);
+  // Steps, prompted frames and days are whole numbers: no tick between two of them.
+  const whole = xs.every((v) => Number.isInteger(v));
+  const xTicks = options.xLabels ? options.xLabels.map((_, i) => i + x0)
+    : niceTicks(x0, x1, 6).filter((tick) => !whole || Number.isInteger(tick));
   xTicks.forEach((tick, i) => {
+    // The first and last labels stay inside the chart.
+    const anchor = xTicks.length > 1 && i === 0 ? "start" : xTicks.length > 1 && i === xTicks.length - 1 ? "end"
+      : "middle";
     text(svg, x(tick), FRAME.height - FRAME.bottom + 14, options.xLabels ? options.xLabels[i] : format(tick),
-      { "text-anchor": "middle" });
+      { "text-anchor": options.xLabels ? anchor : "middle" });
   });
-  if (options.xLabel) text(svg, FRAME.width - FRAME.right, FRAME.height - FRAME.bottom + 28, options.xLabel,
+  if (options.xLabel) text(svg, FRAME.width - FRAME.right, FRAME.height - FRAME.bottom + 30, options.xLabel,
     { "text-anchor": "end" });
   drawn.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length];
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
-    el("path", { d, fill: "none", stroke: color, "stroke-width": 2 }, svg);
+    el("path", { d, fill: "none", stroke: color, "stroke-width": 2, class: "series", "data-series": s.name }, svg);
     if (s.points.length <= 30) {
       for (const p of s.points) {
-        const dot = el("circle", { cx: x(p[0]), cy: y(p[1]), r: 3, fill: color }, svg);
+        const dot = el("circle", { cx: x(p[0]), cy: y(p[1]), r: 3, fill: color, class: "point" }, svg);
         const title = el("title", {}, dot);
         title.textContent = `${s.name}: ${format(p[1])}`;
       }
@@ -147,11 +156,11 @@ export function barChart(host: HTMLElement, bars: Bar[], options: { yLabel?: str
   yAxis(svg, y0, y1, y, options.yLabel);
   const slot = (FRAME.width - FRAME.left - FRAME.right) / bars.length;
   bars.forEach((bar, i) => {
-    const left = FRAME.left + i * slot + slot * 0.15;
-    const width = slot * 0.7;
+    const width = Math.min(slot * 0.7, BAR_MAX_WIDTH);
+    const left = FRAME.left + i * slot + (slot - width) / 2;
     if (bar.value !== null) {
       const rect = el("rect", { x: left, y: y(bar.value), width, height: y(0) - y(bar.value),
-        fill: bar.color ?? PALETTE[0] }, svg);
+        fill: bar.color ?? PALETTE[0], class: "bar", "data-label": bar.label, "data-value": bar.value }, svg);
       const title = el("title", {}, rect);
       title.textContent = `${bar.label}: ${format(bar.value)}`;
       text(svg, left + width / 2, y(bar.value) - 4, format(bar.value), { "text-anchor": "middle", fill: "#1d2330" });
@@ -172,20 +181,21 @@ export function stackedBars(host: HTMLElement, groups: string[], keys: string[],
   const y = (v: number) => FRAME.height - FRAME.bottom - (v / y1) * (FRAME.height - FRAME.top - FRAME.bottom);
   yAxis(svg, 0, y1, y);
   const slot = (FRAME.width - FRAME.left - FRAME.right) / groups.length;
+  const width = Math.min(slot * 0.6, BAR_MAX_WIDTH);
   groups.forEach((group, i) => {
     let base = 0;
-    const left = FRAME.left + i * slot + slot * 0.2;
+    const left = FRAME.left + i * slot + (slot - width) / 2;
     keys.forEach((key, k) => {
       const v = value(group, key);
       if (v > 0) {
-        const rect = el("rect", { x: left, y: y(base + v), width: slot * 0.6, height: y(base) - y(base + v),
-          fill: PALETTE[k % PALETTE.length] }, svg);
+        const rect = el("rect", { x: left, y: y(base + v), width, height: y(base) - y(base + v),
+          fill: PALETTE[k % PALETTE.length], class: "segment", "data-value": v }, svg);
         const title = el("title", {}, rect);
         title.textContent = `${group} ${key}: ${v}`;
       }
       base += v;
     });
-    text(svg, left + slot * 0.3, FRAME.height - FRAME.bottom + 14, group, { "text-anchor": "middle" });
+    text(svg, left + width / 2, FRAME.height - FRAME.bottom + 14, group, { "text-anchor": "middle" });
   });
   legend(svg, keys.map((k, i) => [k, PALETTE[i % PALETTE.length]]));
 }
