@@ -33,26 +33,6 @@ from annotator.services.videos import create_video_from_upload
 #: How many thumbnails the filmstrip shows around the current frame (long videos have thousands).
 FILMSTRIP_SIZE = 48
 
-#: The annotation page's keyboard help overlay: (keys, what they do). The page's script binds these.
-HELP_SHORTCUTS: list[tuple[str, str]] = [
-    ("← / →", "Previous / next annotated frame"),
-    ("Shift + ← / →", "Jump 10 frames back / forward"),
-    ("V", "Point tool: click adds the object, Shift+click or right click removes"),
-    ("B", "Box tool: drag a box around the object"),
-    ("P", "Brush: paint the mask"),
-    ("E", "Eraser: erase from the mask"),
-    ("[ / ]", "Smaller / larger brush"),
-    ("N", "New object"),
-    ("1 … 9", "Select object 1 to 9"),
-    ("H", "Hide / show the selected object"),
-    ("C", "Clear the selected object on this frame"),
-    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
-    ("T / Shift+T / Alt+T", "Track forward / backward / both ways from this frame"),
-    ("Esc", "Cancel tracking or the current drag"),
-    ("+ / − / 0", "Zoom in / out / fit the frame"),
-    ("?", "Show or hide this help"),
-]
-
 login = public(auth_views.LoginView.as_view(template_name="annotator/login.html", redirect_authenticated_user=True))
 logout = public(auth_views.LogoutView.as_view())
 
@@ -209,5 +189,4 @@ def video_annotate(request: HttpRequest, project: Project, video_id: int) -> Htt
         "masks_url": reverse("api-video-masks", kwargs={"slug": project.slug, "video_id": video.id}),
         "masklets_url": reverse("api-video-masklets", kwargs={"slug": project.slug, "video_id": video.id}),
         "labels": list(project.labels or []),
-        "help_shortcuts": HELP_SHORTCUTS,
     })

@@ -134,4 +134,3 @@ def test_the_page_context(setup, who, can_edit):
         "video-frame", kwargs={"slug": "streets", "video_id": video.id, "frame_index": 8})
     assert context["masks_url"] == url("api-video-masks", project, video)
     assert context["labels"] == ["car"]
-    assert all(len(item) == 2 for item in context["help_shortcuts"])

@@ -2,6 +2,14 @@
 //
 // Every edit goes to the server and the view shows what the server stored (the `mask` reply);
 // only brush strokes are shown before the reply, and put back if the server refuses them.
+//
+// Besides what renderer.ts publishes, the page state is on the canvas as data-* attributes (the
+// read-only hook of the browser tests): connection, model, can-edit, busy (requests waiting for
+// a reply), error / error-code (the error shown), selected, objects, read-only, tool,
+// masks-loaded (stored-mask loads done), last-edit ("object frame revision area" of the last
+// edit, undo or redo the server confirmed), undo / redo (history depth), tracking ("1" while a
+// track runs), tracked (tracks finished), track-end (how the last track ended: done, cancelled,
+// error, or lost with the connection).
 
 import { BrushStroke } from "./brush";
 import { Colours } from "./colours";
@@ -12,13 +20,24 @@ import { OverlayCache } from "./overlays";
 import { ObjectsPanel, objectName } from "./panel";
 import { ERROR_WORDS, type Direction, type Hello, type MaskJSON, type ServerMessage } from "./protocol";
 import { Renderer, type Scene } from "./renderer";
-import { commandFor } from "./shortcuts";
+import { commandFor, renderHelp } from "./shortcuts";
 import { Store } from "./store";
 import { Timeline } from "./timeline";
 import { Viewport } from "./viewport";
 
 type Tool = "click" | "box" | "brush" | "eraser";
 type Reply = ServerMessage;
+/** How the last track of this page ended (published as the canvas's `data-track-end`). */
+type TrackEnd = "done" | "cancelled" | "error" | "lost";
+
+/** This page's track, from the request until it ends. `op` is null until `track_started` names it. */
+interface TrackState {
+  request: string;
+  op: string | null;
+  done: number;
+  total: number;
+  cancel: boolean;
+}
 
 const PRELOAD_AHEAD = 8;
 const PRELOAD_BEHIND = 4;
@@ -63,7 +82,7 @@ export class AnnotateApp {
   private pan: { x: number; y: number } | null = null;
   private spaceDown = false;
   private busy = 0;
-  private trackOp: string | null = null;
+  private trackState: TrackState | null = null;
   private fetchSeq = 0;
   private liveDuringFetch: MaskJSON[] | null = null;
   private creating: Promise<number | null> | null = null;
@@ -112,6 +131,7 @@ export class AnnotateApp {
       hello: (hello, reconnected) => this.hello(hello, reconnected),
       message: (message) => this.message(message),
     });
+    renderHelp(el<HTMLTableElement>(root, "#shortcut-table"));
     this.bindControls();
     this.bindCanvas();
     this.bindKeys();
@@ -201,6 +221,8 @@ export class AnnotateApp {
     for (const button of this.root.querySelectorAll<HTMLButtonElement>("[data-needs-edit]")) {
       button.disabled = !this.store.canEdit;
     }
+    data.undo = String(this.history.undoDepth);
+    data.redo = String(this.history.redoDepth);
     (el<HTMLButtonElement>(this.root, "#undo")).disabled = !this.history.canUndo || !this.store.canEdit;
     (el<HTMLButtonElement>(this.root, "#redo")).disabled = !this.history.canRedo || !this.store.canEdit;
     this.timeline.invalidate();
@@ -241,6 +263,12 @@ export class AnnotateApp {
     pill.textContent = words[state] + (detail && state !== "closed" ? ` (${detail})` : "");
     this.canvas.dataset.connection = state;
     if (state === "closed") this.showError("closed", detail);
+    // The server stops a socket's track when the socket goes: no track_done will come for it.
+    if (state !== "connected" && this.trackState) {
+      this.trackEnded("lost");
+      this.say("The connection was lost while tracking, so tracking stopped. The frames it reached are stored; "
+        + "track again once the page has reconnected.");
+    }
   }
 
   // -- server --------------------------------------------------------------------------------
@@ -261,6 +289,7 @@ export class AnnotateApp {
       if (mine) this.selected = mine.object_id;
     }
     if (reconnected) {
+      if (this.trackState) this.trackEnded("lost"); // the old socket's track was stopped with it
       void this.fetchMasks();
       this.say("Reconnected: showing what the server stored.");
     }
@@ -312,15 +341,19 @@ export class AnnotateApp {
       case "mask":
         this.putMask(message);
         break;
-      case "track_progress":
-        for (const mask of message.masks) this.putMask(mask);
-        if (!message.by) {
-          this.trackOp ??= message.op;
-          if (message.op === this.trackOp) this.trackProgress(message.done, message.total);
+      case "track_started":
+        if (!message.by && this.trackState && String(message.re) === this.trackState.request) {
+          this.trackState.op = message.op;
+          this.trackProgress(0, message.total);
+          if (this.trackState.cancel) this.sendCancel(message.op);
         }
         break;
+      case "track_progress":
+        for (const mask of message.masks) this.putMask(mask);
+        if (!message.by && message.op === this.trackState?.op) this.trackProgress(message.done, message.total);
+        break;
       case "track_done":
-        if (!message.by && (this.trackOp === null || message.op === this.trackOp)) this.trackDone(message);
+        if (!message.by && message.op === this.trackState?.op) this.trackDone(message);
         break;
       case "worker": {
         const words = { assigning: "starting a model session…", ready: "", rebuilding: "rebuilding the session from stored masks…", lost: "model worker lost, moving to another…" };
@@ -330,6 +363,8 @@ export class AnnotateApp {
       }
       case "error":
         if (message.re === undefined || message.re === null) this.showError(message.code, message.error);
+        else if (this.trackState?.op && String(message.re) === this.trackState.request) this.trackFailed(message.code, message.error);
+        // Other errors with `re` answer a request, whose caller shows them.
         break;
       default:
         break;
@@ -345,10 +380,10 @@ export class AnnotateApp {
   }
 
   /** Send a request; error replies are shown in plain words and returned as null. */
-  private async ask(type: string, fields: Record<string, unknown> = {}): Promise<Reply | null> {
+  private async ask(type: string, fields: Record<string, unknown> = {}, id?: string): Promise<Reply | null> {
     this.setBusy(1);
     try {
-      const reply = await this.connection.request(type, fields);
+      const reply = await this.connection.request(type, fields, id);
       if (reply.type === "error") {
         this.showError(reply.code, reply.error);
         return null;
@@ -462,9 +497,15 @@ export class AnnotateApp {
     const reply = await this.ask(type, { object_id: objectId, frame, ...fields });
     if (!reply || reply.type !== "mask") return false;
     this.putMask(reply);
+    this.showEdit(reply);
     this.history.record({ objectId, frame, before: reply.previous_revision, after: reply.revision });
     this.refreshPanel();
     return true;
+  }
+
+  /** Publish the stored mask an edit's reply carried: `data-last-edit` = "object frame revision area". */
+  private showEdit(mask: MaskJSON): void {
+    this.canvas.dataset.lastEdit = `${mask.object_id} ${mask.frame} ${mask.revision} ${mask.area}`;
   }
 
   private async click(vx: number, vy: number, positive: boolean): Promise<void> {
@@ -537,6 +578,7 @@ export class AnnotateApp {
     const reply = await this.ask("restore", { object_id: edit.objectId, frame: edit.frame, revision: redo ? edit.after : edit.before });
     if (!reply || reply.type !== "mask") return;
     this.putMask(reply);
+    this.showEdit(reply);
     this.points.delete(`${edit.objectId}:${edit.frame}`);
     if (redo) this.history.markRedone(edit);
     else this.history.markUndone(edit);
@@ -547,7 +589,7 @@ export class AnnotateApp {
   // -- tracking ------------------------------------------------------------------------------
 
   private async track(direction: Direction): Promise<void> {
-    if (this.trackOp !== null) {
+    if (this.trackState) {
       this.say("Tracking is already running.");
       return;
     }
@@ -556,43 +598,65 @@ export class AnnotateApp {
       return;
     }
     const overwrite = el<HTMLInputElement>(this.root, "#track-overwrite").checked;
-    this.trackOp = "";
+    const state: TrackState = { request: this.connection.newId(), op: null, done: 0, total: 0, cancel: false };
+    this.trackState = state;
+    this.canvas.dataset.trackEnd = "";
     this.trackProgress(0, 0);
-    const reply = await this.ask("track", { frame: this.frame, direction, overwrite_human: overwrite });
-    if (!reply || reply.type !== "track_started") {
-      if (this.trackOp === "") this.trackFinished();
-      return;
-    }
-    if (this.trackOp === "" || this.trackOp === null) this.trackOp = reply.op;
-    this.trackProgress(0, reply.total);
+    // `track_started`, progress, `track_done` and a later error are followed in `message`; this
+    // reply is the first of them, or the refusal (nothing to track, offline ...) shown by `ask`.
+    const reply = await this.ask("track", { frame: this.frame, direction, overwrite_human: overwrite }, state.request);
+    if (this.trackState === state && reply?.type !== "track_started") this.trackEnded("error");
   }
 
   private trackProgress(done: number, total: number): void {
+    if (this.trackState) Object.assign(this.trackState, { done, total });
     const box = el(this.root, "#track-status");
     box.hidden = false;
     const bar = el<HTMLProgressElement>(box, "progress");
     bar.max = Math.max(1, total);
     bar.value = done;
-    el(box, ".track-label").textContent = total ? `Tracking: ${done} of ${total} frames` : "Starting tracking…";
+    el(box, ".track-label").textContent = this.trackState?.cancel ? "Cancelling…"
+      : total ? `Tracking: ${done} of ${total} frames` : "Starting tracking…";
     this.canvas.dataset.tracking = "1";
   }
 
   private trackDone(message: { cancelled: boolean; written: number; skipped: number; done: number; total: number }): void {
-    this.trackFinished();
+    this.trackEnded(message.cancelled ? "cancelled" : "done");
     const kept = message.skipped ? `, ${message.skipped} frame${message.skipped === 1 ? "" : "s"} edited by a person kept` : "";
     this.say(`${message.cancelled ? "Tracking cancelled" : "Tracking done"}: ${message.written} mask${message.written === 1 ? "" : "s"} written${kept}.`);
     this.canvas.dataset.tracked = String(Number(this.canvas.dataset.tracked ?? "0") + 1);
   }
 
-  private trackFinished(): void {
-    this.trackOp = null;
-    el(this.root, "#track-status").hidden = true;
-    this.canvas.dataset.tracking = "0";
+  /** An error after `track_started` (the model failed, the worker or the channel layer was lost): the
+   *  track is over. Say so, and re-read what is stored (progress messages may have been lost too). */
+  private trackFailed(code: string, text: string): void {
+    const state = this.trackState;
+    this.trackEnded("error");
+    const reached = state && state.total ? ` after ${state.done} of ${state.total} frames` : "";
+    this.showError(code, `Tracking stopped${reached}: ${text || ERROR_WORDS[code] || "the model worker failed."}`);
+    this.say("Frames tracked before the error are stored; you can track again.");
+    void this.fetchMasks();
   }
 
+  private trackEnded(how: TrackEnd): void {
+    this.trackState = null;
+    el(this.root, "#track-status").hidden = true;
+    this.canvas.dataset.tracking = "0";
+    this.canvas.dataset.trackEnd = how;
+  }
+
+  /** Cancel this page's track; before `track_started` names it, the cancel goes out as soon as it does. */
   private cancelTrack(): void {
-    if (this.trackOp) this.connection.send({ type: "cancel", op: this.trackOp });
+    const state = this.trackState;
+    if (!state) return;
+    state.cancel = true;
+    if (state.op) this.sendCancel(state.op);
     el(this.root, ".track-label").textContent = "Cancelling…";
+  }
+
+  private sendCancel(op: string): void {
+    // With an id, so the "no such op" answer of a track that just ended is recognised as a reply (and not shown).
+    this.connection.send({ type: "cancel", op, id: this.connection.newId() });
   }
 
   // -- input ---------------------------------------------------------------------------------
@@ -806,7 +870,7 @@ export class AnnotateApp {
       case "escape":
         if (!el(this.root, "#help-overlay").hidden) this.toggleHelp(false);
         else if (this.box || this.stroke) this.cancelDrag();
-        else if (this.trackOp) this.cancelTrack();
+        else if (this.trackState) this.cancelTrack();
         break;
       case "new-object": void this.addObject(); break;
       case "select-n": {

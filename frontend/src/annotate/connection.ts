@@ -44,9 +44,14 @@ export class Connection {
     socket.addEventListener("close", (event) => this.closed(socket, event.code));
   }
 
-  /** Send a message; resolves with the server's reply to it (`re` = its id), errors included. */
-  request(type: string, fields: Record<string, unknown> = {}): Promise<Reply> {
-    const id = `c${this.nextId++}`;
+  /** A fresh message id, for a caller that must recognise later messages about its request (a track). */
+  newId(): string {
+    return `c${this.nextId++}`;
+  }
+
+  /** Send a message; resolves with the server's first reply to it (`re` = its id), errors included.
+   *  Later messages carrying the same `re` (a track's error after `track_started`) reach `message` only. */
+  request(type: string, fields: Record<string, unknown> = {}, id: string = this.newId()): Promise<Reply> {
     return new Promise((resolve) => {
       if (!this.send({ ...fields, type, id })) {
         resolve({ type: "error", code: "offline", error: "Not connected: the edit was not sent. It will be possible again once the page reconnects." });

@@ -48,6 +48,15 @@ export class History {
     }
   }
 
+  /** Edits that undo / redo would step through (published as the canvas's `data-undo` / `data-redo`). */
+  get undoDepth(): number {
+    return this.done.length;
+  }
+
+  get redoDepth(): number {
+    return this.undone.length;
+  }
+
   get canUndo(): boolean {
     return this.done.length > 0;
   }

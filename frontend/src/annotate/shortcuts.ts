@@ -1,10 +1,19 @@
-// Keyboard shortcuts. The help overlay ("?") is rendered by the server from
-// annotator.views.HELP_SHORTCUTS; this table binds exactly those keys (keep the two in step).
-// Letters match on `event.code` so they work on every keyboard layout and with Alt held.
+// Keyboard shortcuts: ONE table, SHORTCUTS, both binds the keys and fills the help overlay ("?"),
+// so what the overlay says is what the keys do. Each row is one line of help and the bindings it
+// describes. Letters match on `event.code` so they work on every keyboard layout and with Alt held.
 
 export interface Binding {
   command: string;
   match: (event: KeyboardEvent) => boolean;
+}
+
+export interface Shortcut {
+  /** The keys as the help overlay shows them. */
+  keys: string;
+  /** What they do, in plain words. */
+  help: string;
+  /** The bindings this help line describes (none: handled by the page itself, e.g. Space held to pan). */
+  bindings: Binding[];
 }
 
 interface Mods { shift?: boolean; ctrl?: boolean; alt?: boolean }
@@ -17,33 +26,40 @@ const named = (k: string, m: Mods = {}) => (event: KeyboardEvent): boolean => ev
 /** Printable keys whose Shift state depends on the layout ("?", "+", "[" ...): ignore Shift. */
 const printable = (...keys: string[]) => (event: KeyboardEvent): boolean =>
   keys.includes(event.key) && !event.ctrlKey && !event.metaKey && !event.altKey;
+const bind = (command: string, match: Binding["match"]): Binding => ({ command, match });
 
-export const BINDINGS: Binding[] = [
-  { command: "next", match: named("ArrowRight") },
-  { command: "prev", match: named("ArrowLeft") },
-  { command: "next10", match: named("ArrowRight", { shift: true }) },
-  { command: "prev10", match: named("ArrowLeft", { shift: true }) },
-  { command: "tool-click", match: letter("v") },
-  { command: "tool-box", match: letter("b") },
-  { command: "tool-brush", match: letter("p") },
-  { command: "tool-eraser", match: letter("e") },
-  { command: "brush-smaller", match: printable("[") },
-  { command: "brush-larger", match: printable("]") },
-  { command: "new-object", match: letter("n") },
-  { command: "select-n", match: (e) => /^Digit[1-9]$/.test(e.code) && mods(e, {}) },
-  { command: "toggle-visible", match: letter("h") },
-  { command: "clear", match: letter("c") },
-  { command: "undo", match: letter("z", { ctrl: true }) },
-  { command: "redo", match: letter("z", { ctrl: true, shift: true }) },
-  { command: "track-forward", match: letter("t") },
-  { command: "track-backward", match: letter("t", { shift: true }) },
-  { command: "track-both", match: letter("t", { alt: true }) },
-  { command: "escape", match: named("Escape") },
-  { command: "zoom-in", match: printable("+", "=") },
-  { command: "zoom-out", match: printable("-", "−", "_") },
-  { command: "fit", match: (e) => e.code === "Digit0" && mods(e, {}) },
-  { command: "help", match: printable("?") },
+export const SHORTCUTS: Shortcut[] = [
+  { keys: "← / →", help: "Previous / next annotated frame",
+    bindings: [bind("prev", named("ArrowLeft")), bind("next", named("ArrowRight"))] },
+  { keys: "Shift + ← / →", help: "Jump 10 frames back / forward",
+    bindings: [bind("prev10", named("ArrowLeft", { shift: true })), bind("next10", named("ArrowRight", { shift: true }))] },
+  { keys: "V", help: "Point tool: click adds the object, Shift+click or right click removes",
+    bindings: [bind("tool-click", letter("v"))] },
+  { keys: "B", help: "Box tool: drag a box around the object", bindings: [bind("tool-box", letter("b"))] },
+  { keys: "P", help: "Brush: paint the mask", bindings: [bind("tool-brush", letter("p"))] },
+  { keys: "E", help: "Eraser: erase from the mask", bindings: [bind("tool-eraser", letter("e"))] },
+  { keys: "[ / ]", help: "Smaller / larger brush",
+    bindings: [bind("brush-smaller", printable("[")), bind("brush-larger", printable("]"))] },
+  { keys: "N", help: "New object", bindings: [bind("new-object", letter("n"))] },
+  { keys: "1 … 9", help: "Select object 1 to 9",
+    bindings: [bind("select-n", (e) => /^Digit[1-9]$/.test(e.code) && mods(e, {}))] },
+  { keys: "H", help: "Hide / show the selected object", bindings: [bind("toggle-visible", letter("h"))] },
+  { keys: "C", help: "Clear the selected object on this frame", bindings: [bind("clear", letter("c"))] },
+  { keys: "Ctrl+Z / Ctrl+Shift+Z", help: "Undo / redo",
+    bindings: [bind("undo", letter("z", { ctrl: true })), bind("redo", letter("z", { ctrl: true, shift: true }))] },
+  { keys: "T / Shift+T / Alt+T", help: "Track forward / backward / both ways from this frame",
+    bindings: [bind("track-forward", letter("t")), bind("track-backward", letter("t", { shift: true })),
+      bind("track-both", letter("t", { alt: true }))] },
+  { keys: "Esc", help: "Close this help, drop the current drag, or cancel tracking",
+    bindings: [bind("escape", named("Escape"))] },
+  { keys: "+ / − / 0", help: "Zoom in / out / fit the frame",
+    bindings: [bind("zoom-in", printable("+", "=")), bind("zoom-out", printable("-", "−", "_")),
+      bind("fit", (e) => e.code === "Digit0" && mods(e, {}))] },
+  { keys: "Space + drag, middle drag", help: "Pan the frame; the mouse wheel zooms", bindings: [] },
+  { keys: "?", help: "Show or hide this help", bindings: [bind("help", printable("?"))] },
 ];
+
+export const BINDINGS: Binding[] = SHORTCUTS.flatMap((shortcut) => shortcut.bindings);
 
 /** The matching command, or null. Typing in a form field is never a shortcut (the scrubber excepted). */
 export function commandFor(event: KeyboardEvent): string | null {
@@ -53,4 +69,18 @@ export function commandFor(event: KeyboardEvent): string | null {
   }
   for (const binding of BINDINGS) if (binding.match(event)) return binding.command;
   return null;
+}
+
+/** Fill the help overlay's table from SHORTCUTS (one row per line; `data-commands` names what it binds). */
+export function renderHelp(table: HTMLTableElement): void {
+  const body = document.createElement("tbody");
+  for (const shortcut of SHORTCUTS) {
+    const row = body.insertRow();
+    row.dataset.commands = shortcut.bindings.map((b) => b.command).join(" ");
+    const keys = document.createElement("kbd");
+    keys.textContent = shortcut.keys;
+    row.insertCell().append(keys);
+    row.insertCell().textContent = shortcut.help;
+  }
+  table.replaceChildren(body);
 }
