@@ -1,21 +1,30 @@
 """A person annotates a demo video in the browser, end to end (real server, real Chromium).
 
-Once per segmenter backend (the classical OpenCV one and a small random-weight SAM 2), with the
+``test_click_track_brush_submit_reload`` runs once per segmenter backend (the classical OpenCV
+one and a small random-weight SAM 2, registered as the project's production version), with the
 server started by the test in embedded mode: sign in, open the demo video's annotation page,
 click on an object and see its mask appear, track forward through the video, correct one frame
 with the brush, submit the masklet, reload, and find every mask exactly as it was stored.
 
+The other tests use the classical backend on a server of their own and go through the page's
+features in sequence: zoom and pan, the help overlay, the objects panel (label, colour,
+show/hide, delete with confirmation); positive and negative clicks, box, eraser, clear, undo and
+redo, tracking backward / both / cancelled; and a track that fails or loses its connection
+midway, after which the page must recover and track again.
+
 The page is observed through what it publishes on the canvas (``data-frame``, ``data-masks``,
-``data-connection``, ``data-busy`` ...; see frontend/src/annotate/renderer.ts) and the database
-through ``manage.py shell``: a mask counts as shown when the canvas drew it AND a ``MaskFrame``
-row holds it.
+``data-connection``, ``data-busy``, ``data-last-edit``, ``data-track-end`` ...; see
+frontend/src/annotate/renderer.ts and app.ts) and the database through ``manage.py shell``: a
+mask counts as shown when the canvas drew it AND a ``MaskFrame`` row holds it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -47,31 +56,82 @@ Membership.objects.create(project=project, user=user, role=Role.ANNOTATOR)
 print(Video.objects.get(project=project, name={SPEC.video_id!r}).id)
 """
 
+# The SAM 2 run serves a registered production version (random init, the tiny config at the
+# server's image size): every mask the model makes then names it in MaskFrame.model_version.
+REGISTER_SAM2 = f"""
+from django.conf import settings
+from annotator.models import Project
+from engine import registry
+from engine.models import ModelVersion
+from segmentation.sam2_model import resolve_config
+version = ModelVersion.objects.create(project=Project.objects.get(slug={SLUG!r}), name="e2e-random-tiny",
+                                      checkpoint="", sam2_config=resolve_config(settings.SAM2_CONFIG),
+                                      image_size=settings.SAM2_IMAGE_SIZE)
+registry.promote(version)
+print(version.pk)
+"""
+
 MASKS = """
 import json
-from annotator.models import MaskFrame, Masklet
-out = {{"masklets": list(Masklet.objects.filter(video_id={video}).values("object_id", "status", "label")),
+from annotator.models import MaskFrame, Masklet, Prompt
+out = {{"masklets": list(Masklet.objects.filter(video_id={video}).order_by("object_id")
+                         .values("object_id", "status", "label")),
         "masks": list(MaskFrame.objects.filter(masklet__video_id={video}).order_by("masklet__object_id", "frame_index")
-                      .values("masklet__object_id", "frame_index", "source", "area", "revision", "rle_counts"))}}
+                      .values("masklet__object_id", "frame_index", "source", "area", "revision", "rle_counts",
+                              "model_version_id")),
+        "prompts": list(Prompt.objects.filter(masklet__video_id={video}).order_by("pk")
+                        .values("masklet__object_id", "frame_index", "kind", "payload"))}}
 print(json.dumps(out))
 """
+
+FRAMES_DIR = """
+from annotator.models import Video
+print(Video.objects.get(pk={video}).frames_dir)
+"""
+
+
+def start_server(factory, name: str, env: dict) -> tuple:
+    """A fresh server with the demo project, one demo video and an annotator: (server, video id, version id)."""
+    server = factory(name, env)
+    video_id = int(server.shell(SEED).strip().splitlines()[-1])
+    version = None
+    if env.get("MASKLET_SEGMENTER") == "sam2":
+        version = int(server.shell(REGISTER_SAM2).strip().splitlines()[-1])
+    return server, video_id, version
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def annotate_server(request, masklet_server_factory):
-    """A fresh server per backend with the demo project, one demo video and an annotator."""
-    env = request.param
-    server = masklet_server_factory(env.get("MASKLET_SEGMENTER", "classical"), env)
-    video_id = int(server.shell(SEED).strip().splitlines()[-1])
-    return server, video_id
+    """A fresh server per backend."""
+    return start_server(masklet_server_factory, request.param.get("MASKLET_SEGMENTER", "classical"), request.param)
+
+
+@pytest.fixture(scope="module")
+def tools_server(masklet_server_factory):
+    """A classical-backend server of its own for the feature tests (object ids start at 1 there)."""
+    return start_server(masklet_server_factory, "tools", {})
+
+
+def _page(browser, server):
+    context = browser.new_context(base_url=server.url, viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(30_000)
+    return context, context.new_page()
 
 
 @pytest.fixture
 def annotate_page(browser, annotate_server):
-    server, video_id = annotate_server
-    context = browser.new_context(base_url=server.url, viewport={"width": 1440, "height": 1000})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
+    server, video_id, version = annotate_server
+    context, page = _page(browser, server)
+    try:
+        yield page, server, video_id, version
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def tools_page(browser, tools_server):
+    server, video_id, _ = tools_server
+    context, page = _page(browser, server)
     try:
         yield page, server, video_id
     finally:
@@ -80,6 +140,16 @@ def annotate_page(browser, annotate_server):
 
 def stored(server, video_id: int) -> dict:
     return json.loads(server.shell(MASKS.format(video=video_id)).strip().splitlines()[-1])
+
+
+def mask_rows(state: dict, object_id: int) -> dict[int, dict]:
+    """frame -> stored mask row of one object."""
+    return {m["frame_index"]: m for m in state["masks"] if m["masklet__object_id"] == object_id}
+
+
+def prompts_of(state: dict, object_id: int) -> list[tuple[int, str, dict]]:
+    return [(p["frame_index"], p["kind"], p["payload"]) for p in state["prompts"]
+            if p["masklet__object_id"] == object_id]
 
 
 def decode(counts: str) -> np.ndarray:
@@ -102,6 +172,88 @@ def canvas(page, name: str) -> str:
 
 def wait_idle(page) -> None:
     page.wait_for_function("document.getElementById('frame-canvas').dataset.busy === '0'")
+
+
+def wait_canvas(page, name: str, value: str, timeout: float = 30_000) -> None:
+    """Wait until the canvas publishes ``data-<name>`` == value (name in camelCase, as in dataset)."""
+    page.wait_for_function(f"document.getElementById('frame-canvas').dataset.{name} === {json.dumps(value)}",
+                           timeout=timeout)
+
+
+def last_edit(page) -> tuple[int, ...]:
+    """(object, frame, revision, area) of the last edit the server confirmed, () before any."""
+    text = canvas(page, "last-edit")
+    return tuple(int(v) for v in text.split()) if text else ()
+
+
+def wait_edit(page, before: tuple[int, ...]) -> tuple[int, ...]:
+    """Wait for the server's reply to an edit (``data-last-edit`` changes and nothing is waiting)."""
+    page.wait_for_function(f"(() => {{ const d = document.getElementById('frame-canvas').dataset;"
+                           f" return (d.lastEdit || '') !== {json.dumps(' '.join(map(str, before)))}"
+                           f" && d.busy === '0'; }})()")
+    assert canvas(page, "error") == "", canvas(page, "error")
+    return last_edit(page)
+
+
+def view(page) -> tuple[float, float, float]:
+    scale, tx, ty = (float(v) for v in canvas(page, "view").split())
+    return scale, tx, ty
+
+
+def wait_view_change(page, before: tuple[float, float, float]) -> tuple[float, float, float]:
+    page.wait_for_function("(before) => document.getElementById('frame-canvas').dataset.view.split(' ')"
+                           ".map(Number).some((v, i) => Math.abs(v - before[i]) > 1e-9)", arg=list(before))
+    return view(page)
+
+
+def settled_view(page) -> tuple[float, float, float]:
+    """The view once the canvas has drawn every pending change (two animation frames later)."""
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    return view(page)
+
+
+def renders(page) -> int:
+    return int(canvas(page, "renders") or 0)
+
+
+def pixel(page, x: int, y: int) -> tuple[int, int, int]:
+    """The canvas's RGB at the centre of video pixel (x, y), as drawn now."""
+    scale, tx, ty = view(page)
+    return tuple(page.evaluate(
+        "([cx, cy]) => { const c = document.getElementById('frame-canvas');"
+        " const k = c.width / c.getBoundingClientRect().width;"
+        " return Array.from(c.getContext('2d').getImageData(Math.floor(cx * k), Math.floor(cy * k), 1, 1).data)"
+        ".slice(0, 3); }", [tx + (x + 0.5) * scale, ty + (y + 0.5) * scale]))
+
+
+def wait_pixel(page, x: int, y: int, done, timeout_s: float = 10) -> tuple[int, int, int]:
+    """Poll the canvas pixel of video pixel (x, y) until ``done(rgb)`` (overlays decode off the main thread)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rgb = pixel(page, x, y)
+        if done(rgb) or time.monotonic() > deadline:
+            return rgb
+        page.wait_for_timeout(50)
+
+
+def sign_in_and_open(page, video_id: int) -> None:
+    page.goto("/login/")
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/$"))
+    open_page(page, video_id)
+
+
+def interior(mask: np.ndarray, away_from: list[tuple[int, int]] = (), margin: int = 0) -> tuple[int, int]:
+    """The pixel (x, y) of ``mask`` deepest inside it, at least ``margin`` px from each point of ``away_from``."""
+    depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    yy, xx = np.mgrid[:mask.shape[0], :mask.shape[1]]
+    for px, py in away_from:
+        depth[(xx - px) ** 2 + (yy - py) ** 2 < margin ** 2] = 0
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    assert depth[y, x] > 0, "no such pixel"
+    return int(x), int(y)
 
 
 def to_page(page, x: float, y: float) -> tuple[float, float]:
@@ -127,17 +279,15 @@ def go_to_frame(page, position: int) -> None:
 
 
 def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
-    page, server, video_id = annotate_page
+    page, server, video_id, version = annotate_page
     backend = request.node.callspec.id
-    page.goto("/login/")
-    page.fill("#id_username", USERNAME)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
-    open_page(page, video_id)
+    sign_in_and_open(page, video_id)
     assert canvas(page, "frame") == "0" and canvas(page, "masks") == "0"
     model = canvas(page, "model")
-    assert ("SAM 2" in model or "sam2" in model.lower()) if backend == "sam2" else "classical" in model.lower(), model
+    if backend == "sam2":
+        assert model.startswith("e2e-random-tiny") and "SAM 2" in model, model
+    else:
+        assert "classical" in model.lower(), model
     assert page.inner_text("#status-connection").startswith("Connected")
 
     # Click on the largest object: a new object is created, locked to me, and its mask appears.
@@ -149,11 +299,19 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     assert [m["object_id"] for m in state["masklets"]] == [1]
     (first,) = [m for m in state["masks"] if m["frame_index"] == 0]
     assert first["source"] == "human" and first["masklet__object_id"] == 1
+    ((frame, kind, point),) = prompts_of(state, 1)
+    assert (frame, kind, point["positive"]) == (0, "point", True)
+    assert abs(point["x"] - x) <= 1 and abs(point["y"] - y) <= 1, (point, x, y)
+    # The mask reply reached the page and carried what was stored.
+    assert last_edit(page) == (1, 0, first["revision"], first["area"])
+    # The model that made it: the registered SAM 2 version, or (classical, not a registered version) none.
+    assert first["model_version_id"] == version
     page.wait_for_function(f"document.getElementById('frame-canvas').dataset.masks === '{int(first['area'] > 0)}'")
-    if backend == "classical":  # random SAM 2 weights segment nothing in particular
+    if backend == "classical":
         mask = decode(first["rle_counts"])  # a region around the click, inside the object
         assert mask[y, x] and (mask & truth).sum() / mask.sum() > 0.8
         assert canvas(page, "masks") == "1"
+    # (random SAM 2 weights segment nothing in particular: an empty mask is a right answer there)
     assert page.locator("li.object.selected .object-name").inner_text() == "#1"
 
     # Track forward from frame 0: every annotated frame of object 1 gets a stored mask.
@@ -165,6 +323,7 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     assert sorted(frames) == list(range(0, SPEC.num_frames, STRIDE))
     assert frames[0]["source"] == "human" and frames[0]["revision"] == first["revision"]  # a person's frame is kept
     assert all(m["source"] == "model" for f, m in frames.items() if f)
+    assert {m["model_version_id"] for f, m in frames.items() if f} == {version}
     present = sum(m["area"] > 0 for m in frames.values())
     page.wait_for_function(f"document.querySelector('.track-row canvas').dataset.present === '{present}'")
     page.screenshot(path=str(artifacts_dir / f"annotate-tracked-{backend}.png"))
@@ -215,3 +374,330 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page.wait_for_function("!document.getElementById('readonly-banner').hidden")
     assert "submitted" in page.inner_text("#readonly-banner")
     page.screenshot(path=str(artifacts_dir / f"annotate-reloaded-{backend}.png"))
+
+
+def test_zoom_pan_help_and_the_objects_panel(tools_page):
+    """View and panel features in one pass: help overlay, zoom and pan (and a box drawn through
+    them landing on the right pixels), label, colour, show/hide, delete with confirmation."""
+    page, server, video_id = tools_page
+    sign_in_and_open(page, video_id)
+
+    # The help overlay ("?") lists the very table that binds the keys: each tool row's key selects that tool.
+    page.keyboard.press("?")
+    page.wait_for_selector("#help-overlay:not([hidden])")
+    rows = page.locator("#shortcut-table tr")
+    help_rows = {rows.nth(i).get_attribute("data-commands"): rows.nth(i).inner_text() for i in range(rows.count())}
+    assert "Undo / redo" in help_rows["undo redo"] and "Ctrl+Z" in help_rows["undo redo"]
+    assert "Track forward / backward / both" in help_rows["track-forward track-backward track-both"]
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#help-overlay", state="hidden")
+    tools = {"tool-box": "box", "tool-brush": "brush", "tool-eraser": "eraser", "tool-click": "click"}
+    for command, tool in tools.items():
+        key = help_rows[command].split()[0]
+        page.keyboard.press(key.lower())
+        assert canvas(page, "tool") == tool, (key, canvas(page, "tool"))
+    page.click("#help-open")
+    page.wait_for_selector("#help-overlay:not([hidden])")
+    page.click("#help-close")
+    page.wait_for_selector("#help-overlay", state="hidden")
+
+    # Zoom with the keys: + and − scale about the centre, and every change redraws the canvas.
+    fitted = view(page)
+    drawn = renders(page)
+    page.keyboard.press("+")
+    zoomed = wait_view_change(page, fitted)
+    assert zoomed[0] == pytest.approx(fitted[0] * 1.25)
+    assert renders(page) > drawn
+    page.keyboard.press("-")
+    assert wait_view_change(page, zoomed)[0] == pytest.approx(fitted[0])
+
+    # The wheel zooms about the mouse: the video pixel under it stays under it.
+    truth = SyntheticFrames(SPEC, stride=STRIDE).masks(0)
+    object_id = sorted(truth, key=lambda k: -int(truth[k].sum()))[1]  # the second largest object
+    ys, xs = np.nonzero(truth[object_id])
+    cx, cy = interior(truth[object_id])
+    mx, my = to_page(page, cx, cy)
+    page.mouse.move(mx, my)
+    before = view(page)
+    page.mouse.wheel(0, -240)
+    wheeled = wait_view_change(page, before)
+    assert wheeled[0] > before[0] * 1.3
+    assert to_page(page, cx, cy) == pytest.approx((mx, my), abs=1)  # events carry whole CSS pixels
+
+    # Pan with Space + drag (focus on a toolbar button must not matter) and with the middle button.
+    page.focus("#zoom-fit")
+    page.keyboard.down(" ")
+    page.mouse.down()
+    page.mouse.move(mx + 40, my + 25, steps=4)
+    page.mouse.up()
+    page.keyboard.up(" ")
+    panned = settled_view(page)
+    assert panned == pytest.approx((wheeled[0], wheeled[1] + 40, wheeled[2] + 25))
+    page.mouse.move(mx, my)
+    page.mouse.down(button="middle")
+    page.mouse.move(mx - 30, my + 10, steps=3)
+    page.mouse.up(button="middle")
+    panned = settled_view(page)
+    assert panned == pytest.approx((wheeled[0], wheeled[1] + 10, wheeled[2] + 35))
+    assert stored(server, video_id)["masklets"] == []  # panning drew nothing
+
+    # A box drawn on the zoomed, panned view lands on the video pixels under the pointer.
+    page.keyboard.press("b")
+    x0, y0, x1, y1 = int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 3, int(ys.max()) + 3
+    page.mouse.move(*to_page(page, x0, y0))
+    page.mouse.down()
+    page.mouse.move(*to_page(page, x1, y1), steps=6)
+    page.mouse.up()
+    edit = wait_edit(page, ())
+    state = stored(server, video_id)
+    ((frame, kind, box),) = prompts_of(state, edit[0])
+    assert (frame, kind) == (0, "box")
+    assert [box[k] for k in ("x0", "y0", "x1", "y1")] == pytest.approx([x0, y0, x1, y1], abs=1)
+    row = mask_rows(state, edit[0])[0]
+    assert edit == (edit[0], 0, row["revision"], row["area"]) and row["source"] == "human"
+    mask = decode(row["rle_counts"])
+    assert (mask & truth[object_id]).sum() / (mask | truth[object_id]).sum() > 0.9
+    wait_canvas(page, "masks", "1")
+    oid = edit[0]
+    item = f"li.object[data-object-id='{oid}']"
+
+    # Fit (the 0 key) returns to the first view.
+    page.keyboard.press("0")
+    assert wait_view_change(page, panned) == pytest.approx(fitted)
+
+    # Colour: the overlay is drawn in the chosen colour (the canvas pixel inside the mask turns blue).
+    px, py = interior(mask)
+    shown = pixel(page, px, py)
+    page.click(f"{item} .object-visible")  # hide: the frame's own pixel, and no overlay drawn
+    wait_canvas(page, "masks", "0")
+    assert page.locator(item).evaluate("row => row.classList.contains('hidden-object')")
+    assert canvas(page, "masks-expected") == "0"
+    raw = pixel(page, px, py)
+    assert raw != shown
+    page.keyboard.press("h")  # H shows the selected object again
+    wait_canvas(page, "masks", "1")
+    page.wait_for_function(f"!document.querySelector(\"{item}\").classList.contains('hidden-object')")
+    assert pixel(page, px, py) == shown
+    page.locator(f"{item} .object-colour").fill("#0000ff")
+    blue = wait_pixel(page, px, py, lambda p: p != shown)
+    assert blue[2] > shown[2] + 40 and blue[0] < shown[0] - 40, (shown, blue, raw)
+
+    # Label, from the project's label set: stored, and shown in the timeline.
+    labels = page.locator(f"{item} select.object-label option").evaluate_all("os => os.map(o => o.value)")
+    current = page.locator(f"{item} select.object-label").input_value()
+    label = next(v for v in labels if v and v != current)
+    page.select_option(f"{item} select.object-label", label)
+    page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{oid}'] .track-name\")"
+                           f".textContent === '#{oid} {label}'")
+    assert stored(server, video_id)["masklets"] == [{"object_id": oid, "status": "draft", "label": label}]
+
+    # Reload: the label is stored; the colour is this browser's choice (kept in localStorage).
+    page.reload()
+    open_page(page, video_id)
+    wait_canvas(page, "masks", "1")
+    assert page.locator(f"{item} .object-colour").input_value() == "#0000ff"
+    assert page.locator(f"{item} select.object-label").input_value() == label
+
+    # Delete asks first: dismissed, nothing changes; accepted, the object and its masks are gone.
+    questions: list[str] = []
+
+    def answer(accept: bool):
+        def handle(dialog):
+            questions.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+        return handle
+
+    page.once("dialog", answer(False))
+    page.click(f"{item} .object-delete")
+    page.wait_for_function("n => n > 0", arg=len(questions))
+    assert f"Delete object #{oid} {label}" in questions[0] and "1 frame" in questions[0]
+    assert page.locator(item).count() == 1 and len(stored(server, video_id)["masklets"]) == 1
+    page.once("dialog", answer(True))
+    page.click(f"{item} .object-delete")
+    page.wait_for_selector(item, state="detached")
+    wait_canvas(page, "objects", "0")
+    wait_canvas(page, "masks", "0")
+    state = stored(server, video_id)
+    assert state["masklets"] == [] and state["masks"] == []
+
+
+def press_and_edit(page, action) -> tuple[int, ...]:
+    """Do ``action`` (a click, a key) and wait for the server to confirm the edit it makes."""
+    before = last_edit(page)
+    action()
+    return wait_edit(page, before)
+
+
+def wait_track(page, end: str, tracked: int | None = None, timeout: float = 60_000) -> None:
+    page.wait_for_function(f"(() => {{ const d = document.getElementById('frame-canvas').dataset;"
+                           f" return d.trackEnd === {json.dumps(end)} && d.tracking === '0'"
+                           + (f" && d.tracked === '{tracked}'" if tracked is not None else "") + "; })()",
+                           timeout=timeout)
+
+
+def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page):
+    """Editing tools in one pass, each checked against the stored prompts and mask revisions:
+    positive, Shift+click and right-click negative points, undo / redo, eraser, clear, then
+    tracking backward and both ways from a later frame, and a track cancelled at once."""
+    page, server, video_id = tools_page
+    sign_in_and_open(page, video_id)
+    x, y, _, truth = target_point(0)
+
+    # A positive click starts an object; a second one on the object grows its mask.
+    edit = press_and_edit(page, lambda: page.mouse.click(*to_page(page, x, y)))
+    oid = edit[0]
+    p2 = interior(truth, [(x, y)], margin=25)
+    edit = press_and_edit(page, lambda: page.mouse.click(*to_page(page, *p2)))
+    state = stored(server, video_id)
+    grown = mask_rows(state, oid)[0]
+    assert edit == (oid, 0, 2, grown["area"]) and decode(grown["rle_counts"])[p2[1], p2[0]]
+
+    # Negative points: Shift+click, then a right click; each takes its pixel out of the mask.
+    page.keyboard.down("Shift")
+    edit = press_and_edit(page, lambda: page.mouse.click(*to_page(page, *p2)))
+    page.keyboard.up("Shift")
+    shifted = mask_rows(stored(server, video_id), oid)[0]
+    assert edit[2] == shifted["revision"] == 3 and not decode(shifted["rle_counts"])[p2[1], p2[0]]
+    q = interior(decode(shifted["rle_counts"]) & truth, [(x, y), p2], margin=15)
+    edit = press_and_edit(page, lambda: page.mouse.click(*to_page(page, *q), button="right"))
+    state = stored(server, video_id)
+    right = mask_rows(state, oid)[0]
+    assert edit[2] == right["revision"] == 4 and not decode(right["rle_counts"])[q[1], q[0]]
+    points = [(p["x"], p["y"], p["positive"]) for _, kind, p in prompts_of(state, oid) if kind == "point"]
+    assert [positive for *_, positive in points] == [True, True, False, False]
+    assert points[2][:2] == pytest.approx(p2, abs=1) and points[3][:2] == pytest.approx(q, abs=1)
+    assert (canvas(page, "undo"), canvas(page, "redo")) == ("4", "0")
+
+    # Undo brings back the mask before the right click; redo the one after (as new revisions).
+    edit = press_and_edit(page, lambda: page.keyboard.press("Control+KeyZ"))
+    undone = mask_rows(stored(server, video_id), oid)[0]
+    assert undone["rle_counts"] == shifted["rle_counts"] and edit[2] == undone["revision"] == 5
+    assert (canvas(page, "undo"), canvas(page, "redo")) == ("3", "1")
+    edit = press_and_edit(page, lambda: page.click("#redo"))
+    state = stored(server, video_id)
+    redone = mask_rows(state, oid)[0]
+    assert redone["rle_counts"] == right["rle_counts"] and edit[2] == redone["revision"] == 6
+    assert [kind for _, kind, _ in prompts_of(state, oid)][-2:] == ["restore", "restore"]
+
+    # The eraser takes a stroke out of the stored mask.
+    page.keyboard.press("e")
+    line = [(xx, y) for xx in range(x - 20, x + 21)]
+    assert decode(redone["rle_counts"])[y, x - 20:x + 21].any(), "nothing to erase on that line"
+    page.mouse.move(*to_page(page, *line[0]))
+    page.mouse.down()
+    for point in line[::5]:
+        page.mouse.move(*to_page(page, *point))
+    page.mouse.move(*to_page(page, *line[-1]))
+    edit = press_and_edit(page, page.mouse.up)
+    state = stored(server, video_id)
+    erased = mask_rows(state, oid)[0]
+    assert edit[2] == erased["revision"] == 7 and erased["source"] == "human"
+    assert not decode(erased["rle_counts"])[y, x - 20:x + 21].any()
+    assert prompts_of(state, oid)[-1][1] == "brush"
+
+    # Clear (C): the frame's mask goes, as an empty model mask that tracking may fill again.
+    edit = press_and_edit(page, lambda: page.keyboard.press("c"))
+    state = stored(server, video_id)
+    cleared = mask_rows(state, oid)[0]
+    assert edit == (oid, 0, 8, 0) and (cleared["area"], cleared["source"]) == (0, "model")
+    assert prompts_of(state, oid)[-1][1] == "clear"
+    wait_canvas(page, "masks", "0")
+
+    # Track backward (Shift+T) from frame 48 after a click there: frames 0 to 44 are filled.
+    page.keyboard.press("v")
+    go_to_frame(page, 12)
+    x12, y12, _, _ = target_point(12)
+    press_and_edit(page, lambda: page.mouse.click(*to_page(page, x12, y12)))
+    page.keyboard.press("Shift+KeyT")
+    wait_track(page, "done", tracked=1)
+    assert "Tracking done: 12 masks written, 1 frame edited by a person kept" in page.inner_text("#status-note")
+    masks = mask_rows(stored(server, video_id), oid)
+    assert sorted(masks) == list(range(0, 49, STRIDE))
+    assert masks[48]["source"] == "human" and {masks[f]["source"] for f in range(0, 48, STRIDE)} == {"model"}
+
+    # Track both ways (the button): every frame now, the person's frame 48 kept.
+    page.click("#track-both")
+    wait_track(page, "done", tracked=2)
+    after_both = mask_rows(stored(server, video_id), oid)
+    assert sorted(after_both) == list(range(0, SPEC.num_frames, STRIDE))
+    assert after_both[48]["revision"] == masks[48]["revision"]
+    page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{oid}'] canvas\").dataset.present"
+                           f" === '{sum(m['area'] > 0 for m in after_both.values())}'")
+
+    # Track, then Cancel at once: it stops early, and what it wrote is what it said.
+    go_to_frame(page, 0)
+    page.evaluate("document.getElementById('track-forward').click(); document.getElementById('track-cancel').click()")
+    wait_track(page, "cancelled", tracked=3)
+    written = int(re.search(r"Tracking cancelled: (\d+) masks? written", page.inner_text("#status-note")).group(1))
+    after_cancel = mask_rows(stored(server, video_id), oid)
+    rewritten = [f for f, m in after_cancel.items() if m["revision"] != after_both[f]["revision"]]
+    assert len(rewritten) == written < SPEC.num_frames // STRIDE - 1
+
+    # Submit: out of this user's tracks from now on.
+    page.click("#object-submit")
+    page.wait_for_function(f"document.querySelector(\"li.object[data-object-id='{oid}'] .object-status\")"
+                           ".textContent === 'Submitted'")
+
+
+def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(tools_page):
+    """An error after ``track_started`` (here a frame file the model cannot read) and a socket
+    dropped mid-track both end the track on the page, in words, with the stored masks re-read;
+    the page then tracks again (it used to say "Tracking is already running." until a reload)."""
+    page, server, video_id = tools_page
+    drop = {"armed": False, "dropped": 0}
+
+    def route(ws):
+        # Real server behind; the page's socket is closed right after `track_started` when armed.
+        upstream = ws.connect_to_server()
+
+        def from_server(message):
+            ws.send(message)
+            if drop["armed"] and '"track_started"' in str(message):
+                drop["armed"] = False
+                drop["dropped"] += 1
+                ws.close(code=4000, reason="test: connection lost")
+                upstream.close()
+
+        upstream.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"/annotate/$"), route)
+    sign_in_and_open(page, video_id)
+    x, y, _, _ = target_point(0)
+    oid = press_and_edit(page, lambda: page.mouse.click(*to_page(page, x, y)))[0]
+
+    # The last frame's file is unreadable: the model fails there, after tracking the others.
+    last = sorted(Path(server.shell(FRAMES_DIR.format(video=video_id)).strip().splitlines()[-1]).glob("*.jpg"))[-1]
+    good = last.read_bytes()
+    loads = int(canvas(page, "masks-loaded"))
+    try:
+        last.write_bytes(b"not a JPEG")
+        page.click("#track-forward")
+        wait_track(page, "error")
+    finally:
+        last.write_bytes(good)
+    error = canvas(page, "error")
+    assert canvas(page, "error-code") and error.startswith("Tracking stopped after"), error
+    assert page.locator("#status-error").is_visible() and page.locator("#track-status").is_hidden()
+    page.wait_for_function(f"Number(document.getElementById('frame-canvas').dataset.masksLoaded) > {loads}")
+    masks = mask_rows(stored(server, video_id), oid)
+    assert 1 < len(masks) < SPEC.num_frames // STRIDE  # the frames before the bad one are stored ...
+    page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{oid}'] canvas\").dataset.present"
+                           f" === '{sum(m['area'] > 0 for m in masks.values())}'")  # ... and shown
+
+    # Not stuck: the next track runs to the end.
+    page.click("#track-forward")
+    wait_track(page, "done", tracked=1)
+    assert sorted(mask_rows(stored(server, video_id), oid)) == list(range(0, SPEC.num_frames, STRIDE))
+
+    # The socket drops mid-track: the page says so, reconnects, re-reads what is stored, tracks again.
+    loads = int(canvas(page, "masks-loaded"))
+    drop["armed"] = True
+    page.keyboard.press("t")
+    wait_track(page, "lost")
+    assert drop["dropped"] == 1
+    assert "connection was lost while tracking" in page.inner_text("#status-note")
+    wait_canvas(page, "connection", "connected")
+    page.wait_for_function(f"Number(document.getElementById('frame-canvas').dataset.masksLoaded) > {loads}")
+    page.keyboard.press("t")
+    wait_track(page, "done", tracked=2)
+    assert canvas(page, "error") == ""
