@@ -4,10 +4,12 @@ the classical backend on a real ingested video, the test database. Nothing is mo
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connections
 
 from annotator.models import MaskFrame, Masklet, MaskSource, Prompt, Role
 from annotator.protocol import MAX_MESSAGE_BYTES
@@ -61,8 +63,34 @@ def test_handshake_refused_for_non_members_and_unknown_or_unready_videos(team, o
     run(scenario)
 
 
-def test_click_mask_is_committed_before_the_reply(team, open_socket):
+def read_elsewhere(query):
+    """Run ``query()`` on a thread of its own, so on a database connection of its own: it sees only
+    what is committed."""
+    result: list = []
+    thread = threading.Thread(target=lambda: (result.append(query()), connections.close_all()))
+    thread.start()
+    thread.join(timeout=30)
+    return result[0] if result else None
+
+
+def test_click_mask_is_committed_before_the_reply(team, open_socket, monkeypatch):
+    """The moment the worker sends the ``mask`` reply, another database connection already reads the
+    prompt and the mask (a reply sent from inside the edit's transaction would find neither)."""
+    from annotator import sessions
+
     video = team["video"]
+    at_send: list = []
+    send = sessions.Replier.reply
+
+    def reply_once_committed(self, msg, *, final):
+        if msg.get("type") == "mask":
+            at_send.append(read_elsewhere(lambda: (
+                list(MaskFrame.objects.filter(masklet__video=video, frame_index=msg["frame"])
+                     .values_list("revision", "rle_counts")),
+                list(Prompt.objects.filter(masklet__video=video).values_list("kind", "frame_index")))))
+        send(self, msg, final=final)
+
+    monkeypatch.setattr(sessions.Replier, "reply", reply_once_committed)
 
     async def scenario():
         _, _, ws = await open_socket(team["ann"], video)
@@ -73,13 +101,10 @@ def test_click_mask_is_committed_before_the_reply(team, open_socket):
         reply = await ws.request("click", object_id=object_id, frame=4, positive=True, **POINT)
         elapsed_ms = (time.perf_counter() - started) * 1000
         assert reply["type"] == "mask", reply
-        # Read the database the moment the reply arrives: the row must already be there.
-        row = await database_sync_to_async(stored)(video, object_id, 4)
-        assert row is not None and row.source == MaskSource.HUMAN and row.rle_counts == reply["counts"]
         assert (reply["frame"], reply["revision"], reply["source"]) == (4, 1, "human")
-        assert reply["area"] == row.area > 0 and reply["model_ms"] >= 0
-        prompts = await database_sync_to_async(list)(Prompt.objects.values_list("kind", "frame_index"))
-        assert prompts == [("point", 4)]
+        assert at_send == [([(1, reply["counts"])], [("point", 4)])]
+        row = await database_sync_to_async(stored)(video, object_id, 4)
+        assert row.source == MaskSource.HUMAN and reply["area"] == row.area > 0 and reply["model_ms"] >= 0
         print(f"click round trip {elapsed_ms:.1f} ms, model {reply['model_ms']:.1f} ms")
         await ws.close()
 
