@@ -376,7 +376,7 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page.screenshot(path=str(artifacts_dir / f"annotate-reloaded-{backend}.png"))
 
 
-def test_zoom_pan_help_and_the_objects_panel(tools_page):
+def test_zoom_pan_help_and_the_objects_panel(tools_page, artifacts_dir):
     """View and panel features in one pass: help overlay, zoom and pan (and a box drawn through
     them landing on the right pixels), label, colour, show/hide, delete with confirmation."""
     page, server, video_id = tools_page
@@ -389,6 +389,7 @@ def test_zoom_pan_help_and_the_objects_panel(tools_page):
     help_rows = {rows.nth(i).get_attribute("data-commands"): rows.nth(i).inner_text() for i in range(rows.count())}
     assert "Undo / redo" in help_rows["undo redo"] and "Ctrl+Z" in help_rows["undo redo"]
     assert "Track forward / backward / both" in help_rows["track-forward track-backward track-both"]
+    page.screenshot(path=str(artifacts_dir / "annotate-help.png"))
     page.keyboard.press("Escape")
     page.wait_for_selector("#help-overlay", state="hidden")
     tools = {"tool-box": "box", "tool-brush": "brush", "tool-eraser": "eraser", "tool-click": "click"}
@@ -535,7 +536,7 @@ def wait_track(page, end: str, tracked: int | None = None, timeout: float = 60_0
                            timeout=timeout)
 
 
-def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page):
+def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page, artifacts_dir):
     """Editing tools in one pass, each checked against the stored prompts and mask revisions:
     positive, Shift+click and right-click negative points, undo / redo, eraser, clear, then
     tracking backward and both ways from a later frame, and a track cancelled at once."""
@@ -603,11 +604,15 @@ def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page):
     assert prompts_of(state, oid)[-1][1] == "clear"
     wait_canvas(page, "masks", "0")
 
-    # Track backward (Shift+T) from frame 48 after a click there: frames 0 to 44 are filled.
-    page.keyboard.press("v")
+    # Track backward (Shift+T) from frame 48 after a box there: frames 0 to 44 are filled.
+    page.keyboard.press("b")
     go_to_frame(page, 12)
-    x12, y12, _, _ = target_point(12)
-    press_and_edit(page, lambda: page.mouse.click(*to_page(page, x12, y12)))
+    ys, xs = np.nonzero(target_point(12)[3])
+    page.mouse.move(*to_page(page, int(xs.min()) - 3, int(ys.min()) - 3))
+    page.mouse.down()
+    page.mouse.move(*to_page(page, int(xs.max()) + 3, int(ys.max()) + 3), steps=5)
+    press_and_edit(page, page.mouse.up)
+    page.keyboard.press("v")
     page.keyboard.press("Shift+KeyT")
     wait_track(page, "done", tracked=1)
     assert "Tracking done: 12 masks written, 1 frame edited by a person kept" in page.inner_text("#status-note")
@@ -623,6 +628,8 @@ def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page):
     assert after_both[48]["revision"] == masks[48]["revision"]
     page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{oid}'] canvas\").dataset.present"
                            f" === '{sum(m['area'] > 0 for m in after_both.values())}'")
+    go_to_frame(page, 16)
+    page.screenshot(path=str(artifacts_dir / "annotate-tracked-both.png"))
 
     # Track, then Cancel at once: it stops early, and what it wrote is what it said.
     go_to_frame(page, 0)
