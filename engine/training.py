@@ -10,7 +10,8 @@ leaves no version behind:
   version, its evaluations and the run's success committed in ONE transaction;
 - a heartbeat thread stamps ``heartbeat_at``; ``recover_orphaned_runs`` (run when a train worker
   starts, and by the periodic job) fails runs whose worker restarted or went silent, and
-  deletes checkpoints no version points to;
+  deletes checkpoints no version points to (the rules are ``engine.liveness``, shared with
+  auto-masklet runs);
 - a task redelivered after its worker died (``acks_late``) finds its run already ``running`` and
   fails it instead of training twice; a duplicate delivery while the run's worker is alive
   (fresh heartbeat) is dropped and leaves the run alone;
@@ -25,8 +26,6 @@ dashboard's socket group (``engine.dashboard_consumer``) as they happen.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import traceback
@@ -38,12 +37,12 @@ from typing import Any
 import cv2
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from engine import registry
+from engine import liveness, registry
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -249,20 +248,9 @@ def recover_orphaned_runs(*, worker: str | None = None, stale_after: float | Non
     no version points to them, since registration is the run's last, atomic step.
     """
     stale_after = settings.LOOP_RUN_STALE_S if stale_after is None else stale_after
-    running = TrainingRun.objects.filter(status=Status.RUNNING)
-    if worker is not None:
-        orphans = running.filter(worker=worker)
-    else:
-        cutoff = timezone.now() - timedelta(seconds=stale_after)
-        orphans = running.filter(heartbeat_at__lt=cutoff) | running.filter(heartbeat_at__isnull=True,
-                                                                         started_at__lt=cutoff)
-    failed = []
-    for run in orphans:
-        reason = (f"worker {run.worker} restarted while the run was running" if worker is not None
-                  else f"no sign of life from worker {run.worker or '?'} for {stale_after:.0f} s")
-        if _fail(run.pk, f"the run was lost: {reason}", expect=Status.RUNNING):
-            failed.append(run.pk)
-    return failed
+    lost = liveness.lost_runs(TrainingRun.objects.filter(status=Status.RUNNING), worker=worker,
+                              stale_after=stale_after)
+    return [run.pk for run, reason in lost if _fail(run.pk, f"the run was lost: {reason}", expect=Status.RUNNING)]
 
 
 # -- the task body -------------------------------------------------------------------------------
@@ -294,66 +282,20 @@ def checkpoint_path(run: TrainingRun) -> Path:
     return registry.models_dir() / f"project-{run.project_id}" / f"run-{run.pk}.pt"
 
 
-def worker_name() -> str:
-    """This process's name on a run: the Celery node name when there is one."""
-    from engine import tasks
-
-    return tasks.nodename or f"{socket.gethostname()}:{os.getpid()}"
-
-
-class _Heartbeat:
-    """Stamps ``heartbeat_at`` every ``interval`` s from a thread, so a silent run is a dead one."""
-
-    def __init__(self, run_id: int, interval: float):
-        self.run_id, self.interval = run_id, interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"masklet-run-{run_id}-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(self.interval):
-                try:
-                    TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(
-                        heartbeat_at=timezone.now())
-                except Exception:  # a busy database: the next beat (or a progress write) stamps it
-                    logger.warning("heartbeat of run %s not written", self.run_id, exc_info=True)
-        finally:
-            close_old_connections()
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
 def _claim(run_id: int) -> TrainingRun | None:
     """queued -> running for this worker, atomically; a redelivered message finds it running and fails it."""
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED, cancel_requested=False).update(
-        status=Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker_name())
-    if claimed:
-        run = TrainingRun.objects.get(pk=run_id)
+    outcome, run = liveness.claim(TrainingRun, run_id, stale_after=settings.LOOP_RUN_STALE_S, cancel_requested=False)
+    if outcome is liveness.Claim.CLAIMED:
         _append_log(run_id, f"started on {run.worker}")
         broadcast(run.project_id, {"run": run_id, "status": Status.RUNNING, "progress": 0.0})
         return run
-    run = TrainingRun.objects.filter(pk=run_id).first()
-    if run is not None and run.status == Status.RUNNING:
-        if run.worker != worker_name() and _alive(run):
-            # The broker delivered the message again (visibility timeout) while its worker still runs it.
-            logger.warning("run %s: duplicate delivery ignored, %s is still running it", run_id, run.worker)
-            return None
+    if outcome is liveness.Claim.DUPLICATE:
+        # The broker delivered the message again (visibility timeout) while its worker still runs it.
+        logger.warning("run %s: duplicate delivery ignored, %s is still running it", run_id, run.worker)
+    elif outcome is liveness.Claim.LOST:
         _fail(run_id, f"the worker running it ({run.worker}) was lost; the task was delivered again",
               expect=Status.RUNNING)
     return None
-
-
-def _alive(run: TrainingRun) -> bool:
-    """Whether the run's worker showed a sign of life within ``LOOP_RUN_STALE_S``."""
-    beat = run.heartbeat_at or run.started_at
-    return beat is not None and (timezone.now() - beat).total_seconds() < settings.LOOP_RUN_STALE_S
 
 
 #: ``on_progress(stage, progress)``: told after each stored progress step, stage "train",
@@ -366,7 +308,8 @@ def execute_run(run_id: int, on_progress: ProgressHook | None = None) -> str:
     run = _claim(run_id)
     if run is None:
         return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "missing"
-    with _Heartbeat(run_id, settings.LOOP_HEARTBEAT_S):
+    with liveness.Heartbeat(TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING), settings.LOOP_HEARTBEAT_S,
+                            f"training-run-{run_id}"):
         try:
             return _execute(run, on_progress or (lambda stage, progress: None))
         except RunCancelled as where:

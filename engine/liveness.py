@@ -1,0 +1,112 @@
+"""Long runs whose worker can die without a word (SIGKILL, OOM, a lost machine), and who notices.
+
+Used by training runs (``engine.training``) and auto-masklet runs (``annotator.automasks.runs``).
+A run row has ``status`` (``queued`` -> ``running`` -> an end), ``worker``, ``started_at`` and
+``heartbeat_at``. Its worker takes it with ``claim`` (queued -> running under its own name, a
+compare-and-set) and stamps ``heartbeat_at`` from a thread while it works (``Heartbeat``). A dead
+worker cannot end its run, so others fail it:
+
+- a worker starting under the same node name: its earlier process is gone, and so are the runs
+  it held (``lost_runs(running, worker=nodename)``, from ``worker_ready``);
+- the periodic jobs: a run without a heartbeat for ``stale_after`` seconds (``lost_runs(running)``);
+- a message redelivered after its worker died (``acks_late``): ``claim`` finds the run running
+  and says ``LOST`` (fail it) or, when another worker still beats for it, ``DUPLICATE`` (drop it).
+
+What failing a run means (its log, files, broadcasts) is each kind of run's own business.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+from typing import Any
+
+from django.db import close_old_connections
+from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+QUEUED, RUNNING = "queued", "running"
+
+
+def worker_name() -> str:
+    """This process's name on a run: the Celery node name when there is one."""
+    from engine import tasks
+
+    return tasks.nodename or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_alive(run: Any, stale_after: float) -> bool:
+    """Whether the run's worker showed a sign of life (heartbeat, else start) within ``stale_after`` s."""
+    beat = run.heartbeat_at or run.started_at
+    return beat is not None and (timezone.now() - beat).total_seconds() < stale_after
+
+
+def lost_runs(running: QuerySet, *, worker: str | None = None, stale_after: float) -> list[tuple[Any, str]]:
+    """The runs of ``running`` whose worker is gone, each with why (for the run's error).
+
+    With ``worker``: the runs that node holds (call it when that node starts again). Without:
+    the runs with no heartbeat (nor start) within ``stale_after`` seconds.
+    """
+    if worker is not None:
+        return [(run, f"worker {run.worker} restarted while the run was running")
+                for run in running.filter(worker=worker)]
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    silent = running.filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+    return [(run, f"no sign of life from worker {run.worker or '?'} for {stale_after:.0f} s") for run in silent]
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"  #: queued -> running for this worker: run it
+    DUPLICATE = "duplicate"  #: another worker is running it and alive: drop this delivery
+    LOST = "lost"  #: running, but its worker is gone (this is a redelivery): fail it
+    ENDED = "ended"  #: not queued nor running (ended, cancelled, deleted): nothing to do
+
+
+def claim(model: type[Model], run_id: int, *, stale_after: float, **conditions: Any) -> tuple[Claim, Any]:
+    """Take run ``run_id`` of ``model`` for this worker (``conditions``: more filters, e.g. not cancelled).
+
+    Returns the outcome and the run as it now stands (None when it does not exist).
+    """
+    now = timezone.now()
+    if model.objects.filter(pk=run_id, status=QUEUED, **conditions).update(
+            status=RUNNING, started_at=now, heartbeat_at=now, worker=worker_name()):
+        return Claim.CLAIMED, model.objects.get(pk=run_id)
+    run = model.objects.filter(pk=run_id).first()
+    if run is None or run.status != RUNNING:
+        return Claim.ENDED, run
+    if run.worker != worker_name() and is_alive(run, stale_after):
+        return Claim.DUPLICATE, run
+    return Claim.LOST, run
+
+
+class Heartbeat:
+    """Stamps ``heartbeat_at`` on ``rows`` (the run, while running) every ``interval`` s from a thread."""
+
+    def __init__(self, rows: QuerySet, interval: float, name: str):
+        self.rows, self.interval, self.name = rows, interval, name
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"masklet-{name}-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(self.interval):
+                try:
+                    self.rows.update(heartbeat_at=timezone.now())
+                except Exception:  # a busy database: the next beat (or a progress write) stamps it
+                    logger.warning("heartbeat of %s not written", self.name, exc_info=True)
+        finally:
+            close_old_connections()
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
