@@ -277,7 +277,9 @@ class AutoMaskletRun(models.Model):
     """One automatic masklet generation on a video (a ``gpu`` task), with progress for the admin page.
 
     At most one queued-or-running run per video (a partial unique constraint), so an admin's click
-    and the periodic job can never both generate for the same video at once.
+    and the periodic job can never both generate for the same video at once. ``worker`` and
+    ``heartbeat_at`` let others fail a run whose worker died (``engine.liveness``), so a lost run
+    does not hold its video for ever.
     """
 
     class Status(models.TextChoices):
@@ -306,6 +308,9 @@ class AutoMaskletRun(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="Celery node (or process) running it.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -47,6 +47,17 @@ def add_heartbeat_hook(hook: Callable[[], Any]) -> None:
         _heartbeat_hooks.append(hook)
 
 
+#: Called with the node name when a worker consuming ``gpu`` is ready (e.g. failing the runs its
+#: previous process under that name left running: ``annotator.automasks.runs.recover_lost_runs``).
+_ready_hooks: list[Callable[[str], Any]] = []
+
+
+def add_ready_hook(hook: Callable[[str], Any]) -> None:
+    """Run ``hook(nodename)`` when this ``gpu`` worker is ready: any earlier process of that name is gone."""
+    if hook not in _ready_hooks:
+        _ready_hooks.append(hook)
+
+
 def queue_for_node(nodename: str) -> str:
     """The private queue of the worker called ``nodename`` (e.g. ``gpu.gpu0@host``)."""
     return OWN_QUEUE_PREFIX + nodename
@@ -155,6 +166,11 @@ def _database_lifecycle(task: Any = None, **kwargs: Any) -> None:
 def _start_heartbeat(**kwargs: Any) -> None:
     if _own_queue is not None:
         start_heartbeat(_own_queue)
+        for hook in _ready_hooks:
+            try:
+                hook(_own_queue[len(OWN_QUEUE_PREFIX):])
+            except Exception:
+                logger.exception("worker-ready hook %r failed", hook)
 
 
 @worker_shutdown.connect

@@ -2,24 +2,37 @@
 
 ``start_run`` (web process, admins) records an ``AutoMaskletRun`` and submits the ``gpu`` task
 after commit; ``scheduled_tick`` (the periodic job: Celery beat, or the embedded server's beat)
-does the same, on the first annotated frame, for every video of an opted-in project
-(``Project.auto_masklets_since``, set by ``set_schedule``) that became ready without a run yet.
-One queued-or-running run per video is a database constraint, so an admin's click and the
+fails lost runs, then does the same, on the first annotated frame, for every video of an opted-in
+project (``Project.auto_masklets_since``, set by ``set_schedule``) that became ready without a run
+yet. One queued-or-running run per video is a database constraint, so an admin's click and the
 periodic job never both generate for one video.
 
-``execute`` (the task) loads the serving segmenter, makes and selects proposals on the chosen
-frame (``annotator.automasks.generate``), propagates them and stores each as a masklet of type
-``auto``, status ``submitted`` (so it enters the review queue like a manual one), its masks with
-source ``model``, and its seed stability score. Progress goes to the run row; a failure deletes
-the run's half-written masklets and says why in ``error``.
+``execute`` (the task) claims the run for its worker, loads the serving segmenter, makes and
+selects proposals on the chosen frame (``annotator.automasks.generate``) and propagates them,
+keeping every mask in memory (RLE). Nothing is stored until the run's last step: ONE transaction
+creates the masklets (type ``auto``, status ``submitted``, so they enter the review queue like
+manual ones, with their seed stability score), all their masks (source ``model``) and marks the
+run done, under the run's row lock and only if it is still running. So a run is all or nothing:
+one that fails, is killed at any instant or is taken for lost leaves no masklet behind, and its
+``error`` says why (shown on the team page).
+
+A dead worker cannot end its run, so others do (``engine.liveness``, the rules training runs
+follow too): a ``gpu`` worker starting under the same node name fails the runs its predecessor
+held (``engine.workers`` ready hook), the periodic job fails runs without a heartbeat for
+``MASKLET_LOOP_RUN_STALE_S`` and runs still queued after ``QUEUED_LOST_S``, and a redelivered
+message (``acks_late``) finds its run running and fails it (or drops itself while the run's worker
+is alive). Either way the video is free for a new run; the periodic job does not retry a failed
+run by itself (an admin can).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, QuerySet
 from django.utils import timezone
@@ -29,15 +42,23 @@ from annotator.models import AutoMaskletRun, MaskFrame, Masklet, MaskletType, Ma
 from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused
 from annotator.services.masks import MaskWrite, save_mask_frames
+from engine import liveness
 from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle
 
 logger = logging.getLogger(__name__)
-#: Propagated frames are written in batches of this many frames (one transaction each).
-WRITE_BATCH = 8
+Status = AutoMaskletRun.Status
 #: The periodic job keeps at most this many runs of one project queued or running, so a batch of
 #: uploads does not fill the ``gpu`` queue ahead of people's clicks; the rest wait for later ticks.
 SCHEDULED_ACTIVE_PER_PROJECT = 2
+#: A run still queued this many seconds after it was asked for is taken for lost (its message went
+#: with a dead worker, or with the embedded server's in-process queue) and failed; should its message
+#: still arrive, the claim finds the run ended and drops it.
+QUEUED_LOST_S = 6 * 3600.0
+
+
+class RunEnded(Exception):
+    """The run stopped being ``running`` under its worker (someone took it for lost): stop, store nothing."""
 
 
 def start_run(video: Video, user: User, *, frame_index: int = 0, points_per_side: int | None = None) -> AutoMaskletRun:
@@ -86,9 +107,30 @@ def due_videos() -> QuerySet[Video]:
                                 auto_runs__isnull=True).select_related("project").order_by("created_at", "id")
 
 
+def recover_lost_runs(*, worker: str | None = None, stale_after: float | None = None,
+                      queued_after: float = QUEUED_LOST_S) -> list[int]:
+    """Fail the runs whose worker is gone; returns their ids. With ``worker``: the running runs of that
+    node (it is starting again). Without: running runs with no heartbeat for ``stale_after`` s
+    (``MASKLET_LOOP_RUN_STALE_S``) and runs queued for more than ``queued_after`` s."""
+    stale_after = settings.LOOP_RUN_STALE_S if stale_after is None else stale_after
+    lost = liveness.lost_runs(AutoMaskletRun.objects.filter(status=Status.RUNNING), worker=worker,
+                              stale_after=stale_after)
+    failed = [run.pk for run, reason in lost if _fail(run.pk, f"the run was lost: {reason}", expect=Status.RUNNING)]
+    if worker is None:
+        cutoff = timezone.now() - timedelta(seconds=queued_after)
+        queued = AutoMaskletRun.objects.filter(status=Status.QUEUED, created_at__lt=cutoff)
+        for pk in queued.values_list("pk", flat=True):
+            if _fail(pk, f"the run was lost: no gpu worker started it within {queued_after:.0f} s",
+                     expect=Status.QUEUED):
+                failed.append(pk)
+    return failed
+
+
 def scheduled_tick() -> dict[str, list[int]]:
-    """What the periodic job runs: queue a run on frame 0 for each due video, within each project's
-    ``SCHEDULED_ACTIVE_PER_PROJECT``. A video whose run failed is not retried (an admin can)."""
+    """What the periodic job runs: fail lost runs (``recover_lost_runs``), then queue a run on frame 0
+    for each due video, within each project's ``SCHEDULED_ACTIVE_PER_PROJECT``. A video whose run
+    failed is not retried (an admin can)."""
+    recovered = recover_lost_runs()
     active: dict[int, int] = {}
     started: list[int] = []
     for video in due_videos():
@@ -105,13 +147,22 @@ def scheduled_tick() -> dict[str, list[int]]:
             continue
         active[video.project_id] += 1
         started.append(run.pk)
-    return {"started": started}
+    return {"recovered": recovered, "started": started}
 
 
 def _update(run: AutoMaskletRun, **fields) -> None:
+    """Write ``fields`` while the run is still running under this worker; else it was taken for lost."""
+    if not AutoMaskletRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(**fields):
+        raise RunEnded(f"run {run.pk} is no longer running")
     for name, value in fields.items():
         setattr(run, name, value)
-    AutoMaskletRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def _fail(run_id: int, error: str, *, expect: str | None = None) -> bool:
+    """Mark a run failed with why, if it is still ``expect`` (else still active); False when it had ended."""
+    statuses = [expect] if expect else list(AutoMaskletRun.ACTIVE)
+    return bool(AutoMaskletRun.objects.filter(pk=run_id, status__in=statuses).update(
+        status=Status.FAILED, error=error[:2000], finished_at=timezone.now(), created_count=0))
 
 
 def _existing_masks(video: Video, frame_index: int) -> list[np.ndarray]:
@@ -121,50 +172,55 @@ def _existing_masks(video: Video, frame_index: int) -> list[np.ndarray]:
         masklet__status=Masklet.Status.DISCARDED).values_list("rle_counts", flat=True)]
 
 
-def execute(run_id: int) -> AutoMaskletRun:
-    """The task body: never raises for a bad video or model; the run row says what happened."""
+def execute(run_id: int) -> AutoMaskletRun | None:
+    """The task body: never raises for a bad video or model; the run row says what happened (None: no row)."""
+    outcome, run = liveness.claim(AutoMaskletRun, run_id, stale_after=settings.LOOP_RUN_STALE_S)
+    if outcome is liveness.Claim.DUPLICATE:  # the broker delivered it again while its worker still runs it
+        logger.warning("auto masklets run %s: duplicate delivery ignored, %s is still running it", run_id, run.worker)
+    elif outcome is liveness.Claim.LOST:
+        _fail(run_id, f"the run was lost: the worker running it ({run.worker}) was lost; the task was delivered "
+                      "again", expect=Status.RUNNING)
+    elif outcome is liveness.Claim.CLAIMED:
+        with liveness.Heartbeat(AutoMaskletRun.objects.filter(pk=run_id, status=Status.RUNNING),
+                                settings.LOOP_HEARTBEAT_S, f"auto-masklets-run-{run_id}"):
+            try:
+                _generate(run)
+            except RunEnded:
+                logger.warning("auto masklets run %s was ended while it ran; nothing stored", run_id)
+            except Exception as error:  # the admin sees why; nothing was stored
+                logger.exception("auto masklets run %s failed", run_id)
+                _fail(run_id, f"{type(error).__name__}: {error}")
+    return AutoMaskletRun.objects.select_related("video").filter(pk=run_id).first()
+
+
+def _generate(run: AutoMaskletRun) -> None:
     from engine.segmenters import get_segmenter, serving_model
 
-    run = AutoMaskletRun.objects.select_related("video__project").get(pk=run_id)
-    video = run.video
-    created: list[int] = []
+    video = Video.objects.select_related("project").get(pk=run.video_id)
+    serving = serving_model(video.project)
+    _update(run, model_name=serving.name, progress=0.0)
+    segmenter = get_segmenter(serving)
+    native = video.annotated_frame_indices()
+    frames = JpegFolderFrames(video.frames_dir)
+    if len(frames) != len(native):
+        raise RuntimeError(f"the video has {len(frames)} frame files but {len(native)} annotated frames")
+    seed = native.index(run.frame_index)
+    session = segmenter.open_session(frames)
     try:
-        serving = serving_model(video.project)
-        _update(run, status=AutoMaskletRun.Status.RUNNING, model_name=serving.name, progress=0.0)
-        segmenter = get_segmenter(serving)
-        native = video.annotated_frame_indices()
-        frames = JpegFolderFrames(video.frames_dir)
-        if len(frames) != len(native):
-            raise RuntimeError(f"the video has {len(frames)} frame files but {len(native)} annotated frames")
-        seed = native.index(run.frame_index)
-        session = segmenter.open_session(frames)
-        try:
-            if serving.backend == "sam2":
-                per_side = run.points_per_side or generate.SAM2_POINTS_PER_SIDE
-                proposals = generate.sam2_proposals(segmenter, frames[seed], per_side)
-            else:
-                per_side = run.points_per_side or generate.CLASSICAL_POINTS_PER_SIDE
-                proposals = generate.classical_proposals(
-                    session, seed, per_side, progress=lambda share: _progress(run, 0.4 * share))
-            kept, stats = generate.select(proposals, _existing_masks(video, run.frame_index))
-            stats["points_per_side"] = per_side
-            _update(run, stats=stats, points_per_side=per_side, progress=0.4)
-            created = _create_masklets(video, kept)
-            _update(run, stats={**stats, "masklet_ids": created})
-            if kept:
-                _store_tracks(run, session, seed, native, dict(zip(created, kept, strict=True)), serving)
-        finally:
-            session.close()
-        with transaction.atomic():
-            Masklet.objects.filter(pk__in=created).update(status=Masklet.Status.SUBMITTED, updated_at=timezone.now())
-            _update(run, status=AutoMaskletRun.Status.DONE, progress=1.0, created_count=len(created),
-                    finished_at=timezone.now())
-    except Exception as error:  # the admin sees why; the half-made masklets go
-        logger.exception("auto masklets run %s failed", run_id)
-        Masklet.objects.filter(pk__in=created).delete()
-        _update(run, status=AutoMaskletRun.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000],
-                finished_at=timezone.now(), created_count=0)
-    return run
+        if serving.backend == "sam2":
+            per_side = run.points_per_side or generate.SAM2_POINTS_PER_SIDE
+            proposals = generate.sam2_proposals(segmenter, frames[seed], per_side)
+        else:
+            per_side = run.points_per_side or generate.CLASSICAL_POINTS_PER_SIDE
+            proposals = generate.classical_proposals(
+                session, seed, per_side, progress=lambda share: _progress(run, 0.4 * share))
+        kept, stats = generate.select(proposals, _existing_masks(video, run.frame_index))
+        stats["points_per_side"] = per_side
+        _update(run, stats=stats, points_per_side=per_side, progress=0.4)
+        tracks = _tracks(run, session, seed, native, kept) if kept else []
+    finally:
+        session.close()
+    _store(run, video, kept, tracks, stats, serving.model_version())
 
 
 def _progress(run: AutoMaskletRun, value: float) -> None:
@@ -172,41 +228,43 @@ def _progress(run: AutoMaskletRun, value: float) -> None:
         _update(run, progress=round(value, 4))
 
 
-def _create_masklets(video: Video, kept: list[generate.Proposal]) -> list[int]:
-    """Draft auto masklets, unlocked and unassigned, numbered after the video's existing objects."""
-    with transaction.atomic():
-        Video.objects.select_for_update().filter(pk=video.pk).first()
-        top = Masklet.objects.filter(video=video).aggregate(top=Max("object_id"))["top"] or 0
-        rows = [Masklet.objects.create(video=video, object_id=top + number, type=MaskletType.AUTO,
-                                       stability_score=round(p.stability, 4))
-                for number, p in enumerate(kept, start=1)]
-    return [row.pk for row in rows]
-
-
-def _store_tracks(run: AutoMaskletRun, session, seed: int, native: list[int], kept: dict[int, generate.Proposal],
-                  serving) -> None:
-    masklets = {m.pk: m for m in Masklet.objects.filter(pk__in=list(kept)).select_related("video")}
-    version = serving.model_version()
-    pending: dict[int, list[MaskWrite]] = {pk: [] for pk in kept}
+def _tracks(run: AutoMaskletRun, session, seed: int, native: list[int],
+            kept: list[generate.Proposal]) -> list[list[MaskWrite]]:
+    """Propagate the kept proposals through the video: each one's masks as RLE writes, in memory only."""
+    tracks: list[list[MaskWrite]] = [[] for _ in kept]
     done = 0
-
-    def flush() -> None:
-        with transaction.atomic():
-            for pk, writes in pending.items():
-                if writes:
-                    save_mask_frames(masklets[pk], writes, source=MaskSource.MODEL, model_version=version)
-                    writes.clear()
-
-    for frame, masks in generate.propagate(session, seed, {pk: p.mask for pk, p in kept.items()}):
-        for pk in kept:
+    seeds = {number: proposal.mask for number, proposal in enumerate(kept, start=1)}  # object ids 1..n
+    for frame, masks in generate.propagate(session, seed, seeds):
+        for number, proposal in enumerate(kept, start=1):
             # The seed frame keeps the selected proposal itself: it is what was cleaned and deduplicated
             # (against the others and the stored masks), where the model's echo of it may drift.
-            mask = kept[pk].mask if frame == seed else masks.get(pk)
+            mask = proposal.mask if frame == seed else masks.get(number)
             if mask is None:
                 mask = np.zeros((session.height, session.width), bool)
-            pending[pk].append(MaskWrite(native[frame], encode_rle(mask)))
+            tracks[number - 1].append(MaskWrite(native[frame], encode_rle(mask)))
         done += 1
-        if done % WRITE_BATCH == 0:
-            flush()
-        _progress(run, 0.4 + 0.6 * done / len(native))
-    flush()
+        _progress(run, 0.4 + 0.59 * done / len(native))
+    return tracks
+
+
+def _store(run: AutoMaskletRun, video: Video, kept: list[generate.Proposal], tracks: list[list[MaskWrite]],
+           stats: dict[str, Any], version: Any) -> None:
+    """The run's only write of results, in ONE transaction: its masklets, their masks, the run done.
+
+    Under the run's row lock and only while it is still running, so a run failed meanwhile (taken for
+    lost) stores nothing, and a run killed or failing here leaves nothing half-stored.
+    """
+    with transaction.atomic():
+        if AutoMaskletRun.objects.select_for_update().filter(pk=run.pk, status=Status.RUNNING).first() is None:
+            raise RunEnded(f"run {run.pk} is no longer running")
+        Video.objects.select_for_update().filter(pk=video.pk).first()  # object ids: one writer at a time
+        top = Masklet.objects.filter(video=video).aggregate(top=Max("object_id"))["top"] or 0
+        created = []
+        for number, (proposal, writes) in enumerate(zip(kept, tracks, strict=True), start=1):
+            masklet = Masklet.objects.create(video=video, object_id=top + number, type=MaskletType.AUTO,
+                                             status=Masklet.Status.SUBMITTED,
+                                             stability_score=round(proposal.stability, 4))
+            save_mask_frames(masklet, writes, source=MaskSource.MODEL, model_version=version)
+            created.append(masklet.pk)
+        _update(run, status=Status.DONE, progress=1.0, created_count=len(created),
+                stats={**stats, "masklet_ids": created}, finished_at=timezone.now())
