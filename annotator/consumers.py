@@ -38,7 +38,7 @@ from annotator.services.annotation import EditRefused
 from annotator.tasks import session_message
 from engine import channel_bridge, workers
 from engine.dispatch import submit
-from engine.segmenters import serving_model
+from engine.segmenters import ServingModel, serving_model
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,10 @@ class AnnotationConsumer(ProjectConsumer):
             self.owner = await _blocking(workers.session_owner)(self.video.pk, self.user_id)
         self.group = sessions.annotation_group(self.video.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.send_json(await database_sync_to_async(self._hello)())
+        hello, notice = await database_sync_to_async(self._hello)()
+        await self.send_json(hello)
+        if notice is not None:
+            await self.send_json(notice)
         self._watchdog = None if settings.EMBEDDED else asyncio.ensure_future(self._watch())
 
     def layer_groups(self) -> list[str]:
@@ -290,9 +293,13 @@ class AnnotationConsumer(ProjectConsumer):
         for op, entry in list(self.in_flight.items()):
             self.in_flight.pop(op)
             await _blocking(sessions.abandon_op)(op, entry["envelope"]["attempt"])
-            await self.send_json(protocol.error(
-                "worker_lost", "The connection to the model workers was interrupted before this was confirmed; "
-                               "please do it again.", re=entry["envelope"]["message"].get("id")))
+            if entry["type"] == "track":  # it stops; what it stored stays
+                text = sessions.track_stopped("The connection to the model workers was interrupted while tracking",
+                                              entry.get("done", 0), entry.get("total", 0), reported=True)
+            else:
+                text = ("The connection to the model workers was interrupted before this was confirmed; "
+                        "please do it again.")
+            await self.send_json(protocol.error("worker_lost", text, re=entry["envelope"]["message"].get("id")))
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "session_id"):
@@ -306,14 +313,15 @@ class AnnotationConsumer(ProjectConsumer):
         # Queued model messages of this socket are skipped; a running track stops (what it stored stays).
         await _blocking(sessions.abandon_session)(self.session_id)
 
-    def _hello(self) -> dict[str, Any]:
+    def _hello(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The hello, and the error to send after it when the page cannot keep the model it asked for."""
         user = get_user_model().objects.get(pk=self.user_id)
         video, project = self.video, self.project
-        serving = serving_model(project)
+        serving, notice = self._page_model()
         #: The page keeps this version (None: the settings' model): every envelope carries it, so a
         #: rebuilt live session serves it too (``annotator.sessions.page_model``).
         self.model_version = serving.model_version_id
-        return protocol.message(
+        hello = protocol.message(
             "hello", session=self.session_id, protocol=protocol.PROTOCOL_VERSION,
             user={"id": user.pk, "username": user.get_username()},
             can_edit=has_permission(user, project, Action.ANNOTATE),
@@ -322,7 +330,22 @@ class AnnotationConsumer(ProjectConsumer):
             labels=list(project.labels or []), model=serving.name,
             lock_seconds=settings.LOCK_SECONDS,
             masklets=[selectors.masklet_to_dict(m, user) for m in selectors.masklets_for_video(video)],
-        )
+        ) | {"model_version": serving.model_version_id}  # null included: the page asks for it on reconnect
+        return hello, notice
+
+    def _page_model(self) -> tuple[ServingModel, dict[str, Any] | None]:
+        """The project's serving model, or the version a reconnecting page asks to keep
+        (``?model_version=``) when it may (``sessions.model_for_page``); and the error telling the
+        page why not, when it may not."""
+        try:
+            asked, version_id = protocol.requested_model_version(self.scope.get("query_string", b""))
+        except protocol.ProtocolError as refused:
+            serving = serving_model(self.project)
+            return serving, protocol.error(refused.code, f"{refused.message} This page uses {serving.name}.")
+        if not asked:
+            return serving_model(self.project), None
+        serving, why = sessions.model_for_page(self.project, version_id)
+        return serving, None if why is None else protocol.error("model_changed", why)
 
     # -- from the browser ---------------------------------------------------------------------
 
@@ -448,6 +471,8 @@ class AnnotationConsumer(ProjectConsumer):
                     await self._submit(envelope)
         if event.get("final"):
             self.in_flight.pop(event["op"], None)
+        elif event["message"].get("type") == "track_progress":  # what it stored so far, should it stop
+            entry["done"], entry["total"] = event["message"]["done"], event["message"]["total"]
         await self.send_json(event["message"])
 
     async def annotate_broadcast(self, event: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The annotation WebSocket protocol, version 1 (``/ws/projects/<slug>/videos/<video_id>/annotate/``).
+"""The annotation WebSocket protocol, version 1 (``/ws/projects/<slug>/videos/<video_id>/annotate/``,
+optionally ``?model_version=<id>|none``, see hello).
 
 This docstring is the authoritative description; ``parse_client_message`` enforces it.
 
@@ -17,7 +18,17 @@ Server -> client on connect (the handshake is refused with close code 4403 for n
 
     {"v":1,"type":"hello","session":"<hex>","protocol":1,"user":{"id":1,"username":"ann"},
      "can_edit":true,"video":{"id":3,"name":"demo_001","width":640,"height":360,"frames":[0,4,...]},
-     "labels":["person"],"model":"classical (OpenCV)","lock_seconds":120,"masklets":[<masklet>...]}
+     "labels":["person"],"model":"classical (OpenCV)","model_version":null,"lock_seconds":120,
+     "masklets":[<masklet>...]}
+
+``model``/``model_version`` name the model this socket's edits use (``model_version``: the
+registered version's id, null for the settings' model): the project's serving model, or the one
+a reconnecting page asks to keep with ``?model_version=<id>`` (or ``?model_version=none`` for the
+settings' model) on the socket URL. A page keeps the version it started with that way;
+the server honours the request only for a version of the socket's project (or a shared one)
+that has served (production or retired) and can still be loaded. Otherwise hello names the
+serving model and is followed by error ``model_changed`` (the version cannot be kept, and why),
+or ``bad_message`` when the value is not a version id.
 
 Client -> server. C: handled by the web process with the database only; W: sent to the GPU
 worker that holds this user's live segmenter session for the video.
@@ -57,12 +68,15 @@ Server -> client::
     object:         {"type":"object","re":..,"masklet":<masklet>}
     object_deleted: {"type":"object_deleted","re":..,"object_id":1}
     pong:           {"type":"pong","re":..,"renewed":n}
-    worker:         {"type":"worker","state":"assigning|ready|rebuilding|lost","model":".."}
+    worker:         {"type":"worker","state":"assigning|ready|rebuilding|lost","model":"..",
+                     "model_version":7}                 # model_version: only before model_changed
     error:          {"type":"error","re":..,"code":"<code>","error":"<plain words>"}
 
 Error codes: bad_message, too_large, forbidden, read_only, locked, not_found, segmentation,
-worker_lost, empty, busy, model_changed (no ``re``: the model version the page started with is
-gone, so its edits now use the model named by the ``worker`` message just before it). ``mask``
+worker_lost, empty, busy, model_changed (no ``re``: the model version the page started with
+cannot be kept, so its edits now use the model named by the ``worker`` or ``hello`` message just
+before it; a page reconnects asking for that one). An error ending a ``track`` after
+``track_started`` says how many frames were stored before it (they are kept). ``mask``
 and ``track_progress`` are sent only after their rows are committed. Other sockets on the same
 video receive ``mask`` / ``track_progress`` / ``object`` / ``object_deleted`` too, with
 ``"by": "<username>"`` and without ``re``.
@@ -75,6 +89,7 @@ import math
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 PROTOCOL_VERSION = 1
 
@@ -289,6 +304,36 @@ def parse_client_message(text: str | bytes) -> dict[str, Any]:
     for name, (check, default) in optional.items():
         parsed[name] = check(data[name]) if name in data and data[name] is not None else default
     return parsed
+
+
+#: The socket URL's ``model_version`` for "the settings' model" (a page that started without a registered version).
+SETTINGS_MODEL = "none"
+
+
+def requested_model_version(query_string: bytes | str) -> tuple[bool, int | None]:
+    """The model version a reconnecting page asks to keep, from the socket URL's query string:
+    ``(False, None)`` when it asks for none, ``(True, id)``, or ``(True, None)`` for
+    ``model_version=none`` (the settings' model). Other query fields are ignored. Whether the
+    page may keep that version is the server's call (``annotator.sessions.model_for_page``).
+
+    Raises ``ProtocolError`` (``bad_message``) for a value that is not a version id.
+    """
+    try:
+        text = query_string.decode("ascii") if isinstance(query_string, bytes) else query_string
+    except UnicodeDecodeError:
+        raise _bad("The socket URL's query string is not ASCII.") from None
+    values = parse_qs(text, keep_blank_values=True).get("model_version")
+    if values is None:
+        return False, None
+    if len(values) > 1:
+        raise _bad('The socket URL names "model_version" more than once.')
+    value = values[0]
+    if value == SETTINGS_MODEL:
+        return True, None
+    if not (value.isascii() and value.isdigit() and len(value) <= 10 and 1 <= int(value) <= MAX_OBJECT_ID):
+        raise _bad(f'The socket URL\'s "model_version" must be a model version id or "{SETTINGS_MODEL}", '
+                   f"got {_show(value)}.")
+    return True, int(value)
 
 
 def check_against_video(msg: dict[str, Any], width: int, height: int, frames: list[int] | set[int]) -> None:

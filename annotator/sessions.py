@@ -19,10 +19,12 @@ worker that holds the session. This module serves it:
 - A page keeps the model version it started with: the consumer pins the version serving when
   the page connected (``hello``) and every envelope carries it (``model_version``; null: the
   settings' model), so a session rebuilt after eviction, a lost worker or a move to another
-  worker serves that version again, not a newer production one. Only when the version no
-  longer exists (or its checkpoint file is gone) does the page fall back to the project's
-  serving model; it is told (``worker`` with the new model's name, then error
-  ``model_changed``), and the consumer pins the fallback (``model_version`` on the reply event).
+  worker serves that version again, not a newer production one. A page that reconnects asks for
+  its version (``?model_version=`` on the socket URL) and the consumer pins it again. Only when
+  the page may not keep the version (``model_for_page``: gone, another project's, a candidate,
+  or its checkpoint file gone) does it fall back to the project's serving model; it is told
+  (``worker`` / ``hello`` with the new model's name and id, then error ``model_changed``), and
+  the consumer pins the fallback (``model_version`` on the reply event).
 
 Envelope (a JSON dict, the task's only argument)::
 
@@ -49,7 +51,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connections
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from annotator import protocol, selectors
@@ -171,8 +173,10 @@ class Replier:
 
     def model_changed(self, serving: ServingModel, text: str) -> None:
         """The page's version is gone: show the model now serving it, say why, re-pin the consumer."""
-        for msg in (protocol.message("worker", state="ready", model=serving.name),
-                    protocol.error("model_changed", text)):
+        # ``model_version`` (null: the settings' model) is what the page asks for when it reconnects.
+        worker = protocol.message("worker", state="ready", model=serving.name) | {
+            "model_version": serving.model_version_id}
+        for msg in (worker, protocol.error("model_changed", text)):
             self.reply(msg, final=False, model_version=serving.model_version_id)
 
     def answer(self, type_: str, **fields: Any) -> None:
@@ -386,36 +390,86 @@ def handle_envelope(data: dict[str, Any]) -> None:
     replier = Replier(envelope)
     try:
         _handle(envelope, replier, owner)
-    except EditRefused as refused:
-        replier.error(refused.code, refused.message)
-    except protocol.ProtocolError as refused:
-        replier.error(refused.code, refused.message)
-    except SegmentationError as failed:
-        replier.error("segmentation", f"The model could not do that: {failed}")
-    except (Video.DoesNotExist, get_user_model().DoesNotExist):
-        replier.error("not_found", "This video (or your account) no longer exists.")
-    except Exception:
-        logger.exception("session message %s failed", envelope.message.get("type"))
-        replier.error("segmentation", "Something went wrong on the model worker; nothing was changed. "
-                                      "Try again.")
+    except Exception as error:
+        replier.error(*error_reply(error, envelope.message.get("type")))
+
+
+#: What a person reads when something unexpected failed on the worker (the log has the details).
+WORKER_FAILED = "Something went wrong on the model worker"
+
+
+class TrackFailed(Exception):
+    """A track stopped by ``cause`` after ``track_started``: the ``done`` of ``total`` frames it
+    committed before stay stored, so "nothing was changed" would be wrong."""
+
+    def __init__(self, cause: Exception, done: int, total: int):
+        super().__init__(str(cause))
+        self.cause, self.done, self.total = cause, done, total
+
+
+def track_stopped(reason: str, done: int, total: int, *, reported: bool = False) -> str:
+    """The words of an error that ends a track after ``track_started``: why, and how much of it is
+    stored and kept. ``reported``: ``done`` counts the progress the socket saw (the consumer's
+    view when the channel layer dropped), so more may be stored; otherwise it is exact."""
+    if done:
+        frames = f"{'at least ' if reported else ''}{done} of {total} frame{'' if total == 1 else 's'}"
+        one = done == 1 and not reported
+        kept = f"{frames} {'was' if one else 'were'} tracked and stored before it and {'is' if one else 'are'} kept"
+    else:
+        kept = "any frames it stored are kept" if reported else "no frame had been stored yet"
+    return f"{reason.rstrip('. ')}; {kept}. Track again to continue."
+
+
+def error_reply(error: Exception, kind: str | None = None) -> tuple[str, str]:
+    """(protocol error code, plain words) for what stopped a message: the one place for these words."""
+    cause = error.cause if isinstance(error, TrackFailed) else error
+    if isinstance(cause, (EditRefused, protocol.ProtocolError)):
+        code, reason = cause.code, cause.message
+    elif isinstance(cause, SegmentationError):
+        code, reason = "segmentation", f"The model could not do that: {cause}"
+    elif isinstance(cause, (Video.DoesNotExist, get_user_model().DoesNotExist)):
+        code, reason = "not_found", "This video (or your account) no longer exists."
+    else:
+        logger.error("session message %s failed", kind, exc_info=cause)
+        code, reason = "segmentation", WORKER_FAILED
+        if not isinstance(error, TrackFailed):
+            reason += "; nothing was changed. Try again."
+    if isinstance(error, TrackFailed):
+        reason = track_stopped(reason, error.done, error.total)
+    return code, reason
 
 
 def page_model(project: Any, envelope: Envelope) -> tuple[ServingModel, str | None]:
     """The model a page works with, and a notice for the page when that is not the one it started with.
 
-    The pinned version while it still exists with its checkpoint (retired or not: the page
-    keeps it), else the project's serving model; an unpinned envelope gets the serving model.
+    The pinned version while the page may keep it (``model_for_page``), else the project's
+    serving model; an unpinned envelope gets the serving model.
     """
     if not envelope.pinned:
         return serving_model(project), None
-    if envelope.model_version is None:
+    return model_for_page(project, envelope.model_version)
+
+
+def model_for_page(project: Any, version_id: int | None) -> tuple[ServingModel, str | None]:
+    """The model for a page pinned to ``version_id`` (None: the settings' model), and a notice when
+    it cannot keep it. The one rule for what a page may keep, for rebuilt sessions and reconnecting
+    sockets alike: a version of this project (or a shared one) that has served (production or
+    retired: never a candidate nobody promoted) and still has its checkpoint file; otherwise the
+    project's serving model. A version of another project reads as one that does not exist."""
+    if version_id is None:
         return settings_model(), None
-    version = ModelVersion.objects.filter(pk=envelope.model_version).first()
-    if version is not None and (not version.checkpoint or Path(version.checkpoint).is_file()):
+    version = (ModelVersion.objects.filter(pk=version_id)
+               .filter(Q(project=project) | Q(project__isnull=True)).first())
+    if version is None:
+        why = "no longer exists in this project"
+    elif version.status == ModelVersion.Status.CANDIDATE:
+        why = f"({version.name}) is a candidate that has not been promoted"
+    elif version.checkpoint and not Path(version.checkpoint).is_file():
+        why = f"({version.name}) lost its checkpoint file"
+    else:
         return version_model(version), None
     current = serving_model(project)
-    gone = "was deleted" if version is None else f"({version.name}) lost its checkpoint file"
-    return current, f"The model version this page started with {gone}: your edits now use {current.name}."
+    return current, f"The model version this page started with {why}: your edits now use {current.name}."
 
 
 HANDLERS: dict[str, Callable[..., None]] = {}
@@ -689,33 +743,41 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
             writer.submit(batch, model_ms)
             batch, last_flush = [], time.monotonic()
 
-    cancelled = False
-    results = live.segmenter.propagate(index, msg["direction"])
+    cancelled, failure = False, None
     try:
-        while True:
-            if envelope.stop_requested():  # every frame: one cache read, small beside a frame's model time
-                cancelled = True
-                break
-            result, ms = _timed(lambda: next(results, None))
-            if result is None:
-                break
-            model_ms += ms
-            native = live.frames[result.frame_index]
-            batch.append((native, {object_id: encode_rle(result.masks[object_id])
-                                   for object_id in tracked if object_id in result.masks}))
-            due = len(batch) >= FLUSH_FRAMES or time.monotonic() - last_flush >= FLUSH_SECONDS
-            # While the previous batch is still committing, frames gather into a bigger one: fewer
-            # statements per frame when the database is the slower side.
-            if due and (writer.idle() or len(batch) >= MAX_BATCH_FRAMES):
-                flush()
-        flush()
-    except Exception:
-        with contextlib.suppress(Exception):
-            flush()  # what was computed is kept
-        raise
-    finally:
-        results.close()
-        writer.finish()  # every batch committed and reported (or the first failure raised) before track_done
+        results = live.segmenter.propagate(index, msg["direction"])
+        try:
+            while True:
+                if envelope.stop_requested():  # every frame: one cache read, small beside a frame's model time
+                    cancelled = True
+                    break
+                result, ms = _timed(lambda: next(results, None))
+                if result is None:
+                    break
+                model_ms += ms
+                native = live.frames[result.frame_index]
+                batch.append((native, {object_id: encode_rle(result.masks[object_id])
+                                       for object_id in tracked if object_id in result.masks}))
+                due = len(batch) >= FLUSH_FRAMES or time.monotonic() - last_flush >= FLUSH_SECONDS
+                # While the previous batch is still committing, frames gather into a bigger one: fewer
+                # statements per frame when the database is the slower side.
+                if due and (writer.idle() or len(batch) >= MAX_BATCH_FRAMES):
+                    flush()
+            flush()
+        except Exception:
+            with contextlib.suppress(Exception):
+                flush()  # what was computed is kept
+            raise
+        finally:
+            results.close()
+    except Exception as error:
+        failure = error
+    try:
+        writer.finish()  # every batch committed and reported (or the first failure raised) before the end
+    except Exception as error:
+        failure = failure or error
+    if failure is not None:  # the error reply says how many frames are stored (``done``, now final)
+        raise TrackFailed(failure, done, total) from failure
     replier.answer("track_done", op=envelope.op, done=done, total=total, cancelled=cancelled, written=written,
                    skipped=skipped_count, model_ms=round(model_ms, 2))
 

@@ -4,7 +4,8 @@
 // only brush strokes are shown before the reply, and put back if the server refuses them.
 //
 // Besides what renderer.ts publishes, the page state is on the canvas as data-* attributes (the
-// read-only hook of the browser tests): connection, model, can-edit, busy (requests waiting for
+// read-only hook of the browser tests): connection, model, model-version (the registered version
+// the edits use, "none" for the settings' model), can-edit, busy (requests waiting for
 // a reply), error / error-code (the error shown), selected, objects, read-only, tool,
 // masks-loaded (stored-mask loads done), last-edit ("object frame revision area" of the last
 // edit, undo or redo the server confirmed), undo / redo (history depth), tracking ("1" while a
@@ -279,7 +280,7 @@ export class AnnotateApp {
     this.labels = hello.labels;
     this.root.classList.toggle("read-only", !hello.can_edit);
     this.canvas.dataset.canEdit = hello.can_edit ? "1" : "0";
-    this.setModel(hello.model);
+    this.setModel(hello.model, hello.model_version);
     this.fillNewLabel();
     this.store.setMasklets(hello.masklets);
     this.connection.keepAlive(Math.max(5, hello.lock_seconds / 3));
@@ -297,9 +298,10 @@ export class AnnotateApp {
     this.refreshPanel();
   }
 
-  private setModel(model: string): void {
+  private setModel(model: string, version?: number | null): void {
     el(this.root, "#status-model").textContent = model;
     this.canvas.dataset.model = model;
+    if (version !== undefined) this.canvas.dataset.modelVersion = String(version ?? "none");
   }
 
   private async fetchMasks(): Promise<void> {
@@ -358,7 +360,7 @@ export class AnnotateApp {
       case "worker": {
         const words = { assigning: "starting a model session…", ready: "", rebuilding: "rebuilding the session from stored masks…", lost: "model worker lost, moving to another…" };
         el(this.root, "#status-worker").textContent = words[message.state] ?? "";
-        if (message.model) this.setModel(message.model);
+        if (message.model) this.setModel(message.model, message.model_version);
         break;
       }
       case "error":
@@ -628,12 +630,13 @@ export class AnnotateApp {
   }
 
   /** An error after `track_started` (the model failed, the worker or the channel layer was lost): the
-   *  track is over. Say so, and re-read what is stored (progress messages may have been lost too). */
+   *  track is over. Say so, and re-read what is stored (progress messages may have been lost too).
+   *  The worker's words say how many frames it stored; without words, the page counts what it was told. */
   private trackFailed(code: string, text: string): void {
     const state = this.trackState;
     this.trackEnded("error");
     const reached = state && state.total ? ` after ${state.done} of ${state.total} frames` : "";
-    this.showError(code, `Tracking stopped${reached}: ${text || ERROR_WORDS[code] || "the model worker failed."}`);
+    this.showError(code, text ? `Tracking stopped: ${text}` : `Tracking stopped${reached}: ${ERROR_WORDS[code] || "the model worker failed."}`);
     this.say("Frames tracked before the error are stored; you can track again.");
     void this.fetchMasks();
   }

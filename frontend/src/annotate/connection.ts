@@ -3,6 +3,11 @@
 // States: "connecting" (first attempt), "connected" (hello received), "reconnecting" (lost,
 // retrying after 0.5, 1, 2, 4, 8, 10, 10 ... s) and "closed" (the server refused us: no
 // access, or the video is gone; retrying would not help).
+//
+// A page keeps the model version it started with: once a hello has named it (`modelVersion`),
+// every reconnect asks for it with `?model_version=<id>` (`none`: the settings' model), and the
+// server keeps it unless it can no longer serve it (then hello names another and error
+// `model_changed` follows).
 
 import { PROTOCOL_VERSION, type Hello, type ServerMessage } from "./protocol";
 
@@ -33,12 +38,16 @@ export class Connection {
   private pingTimer: number | null = null;
   private everConnected = false;
   state: ConnectionState = "connecting";
+  /** The model version to ask for on reconnect (null: the settings' model); undefined until a hello named one. */
+  modelVersion: number | null | undefined = undefined;
 
   constructor(private readonly path: string, private readonly events: ConnectionEvents) {}
 
   open(): void {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}${this.path}`);
+    const pin = this.modelVersion === undefined ? ""
+      : `${this.path.includes("?") ? "&" : "?"}model_version=${this.modelVersion ?? "none"}`;
+    const socket = new WebSocket(`${scheme}//${location.host}${this.path}${pin}`);
     this.socket = socket;
     socket.addEventListener("message", (event) => this.receive(String(event.data)));
     socket.addEventListener("close", (event) => this.closed(socket, event.code));
@@ -85,10 +94,13 @@ export class Connection {
       const reconnected = this.everConnected;
       this.everConnected = true;
       this.attempt = 0;
+      this.modelVersion = message.model_version;
       this.setState("connected", "");
       this.events.hello(message, reconnected);
       return;
     }
+    // The page's version could not be kept: the server now uses this one, and so will a reconnect.
+    if (message.type === "worker" && message.model_version !== undefined) this.modelVersion = message.model_version;
     if (message.re !== undefined && message.re !== null) {
       const pending = this.pending.get(String(message.re));
       if (pending) {

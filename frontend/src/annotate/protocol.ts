@@ -47,6 +47,9 @@ export interface Hello {
   video: { id: number; name: string; width: number; height: number; frames: number[] };
   labels: string[];
   model: string;
+  /** The registered version this socket's edits use (null: the settings' model); the page asks
+   *  to keep it when it reconnects (`?model_version=`). */
+  model_version: number | null;
   lock_seconds: number;
   masklets: MaskletJSON[];
 }
@@ -63,7 +66,9 @@ export type ServerMessage = { v?: number; re?: string | number; by?: string } & 
   | { type: "track_done"; op: string; done: number; total: number; cancelled: boolean; written: number;
       skipped: number }
   | { type: "error"; code: string; error: string }
-  | { type: "worker"; state: "assigning" | "ready" | "rebuilding" | "lost"; model?: string }
+  | { type: "worker"; state: "assigning" | "ready" | "rebuilding" | "lost"; model?: string;
+      /** Only when the page's version could not be kept (before error `model_changed`): the new one. */
+      model_version?: number | null }
 );
 
 export type ServerMessageOf<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;

@@ -243,3 +243,107 @@ def test_malformed_and_oversized_frames_get_errors_and_the_socket_stays_usable(t
         await ws.close()
 
     run(scenario)
+
+
+def test_a_track_failing_midway_says_how_many_frames_it_stored_and_that_they_are_kept(team, open_socket):
+    """The last frame's file is unreadable: the model fails there. The error (``re`` = the track)
+    says the frames before it are stored and kept, and they are: not "nothing was changed"."""
+    from pathlib import Path
+
+    video = team["video"]
+    last = sorted(Path(video.frames_dir).glob("*.jpg"))[-1]
+
+    async def scenario():
+        _, _, ws = await open_socket(team["ann"], video)
+        object_id = (await ws.request("add_object"))["masklet"]["object_id"]
+        assert (await ws.request("click", object_id=object_id, frame=0, positive=True, **POINT))["type"] == "mask"
+        last.write_bytes(b"not a JPEG")
+        track_id = await ws.send("track", frame=0, direction="forward")
+        failed = await ws.reply_to(track_id)
+        assert failed["type"] == "error" and failed["code"] == "segmentation", failed
+        assert failed["error"] == ("Something went wrong on the model worker; 5 of 6 frames were tracked and stored "
+                                   "before it and are kept. Track again to continue.")
+        progress = [m for m in ws.received if m["type"] == "track_progress"]
+        assert progress[-1]["done"] == 5  # the page was told the same
+        model_frames = await database_sync_to_async(lambda: sorted(MaskFrame.objects.filter(
+            masklet__video=video, source="model").values_list("frame_index", flat=True)))()
+        assert model_frames == [4, 8, 12, 16]  # frames 0 (the person's, left alone) to 16 are done; 20 failed
+        assert (await ws.request("ping"))["type"] == "pong"
+        await ws.close()
+
+    run(scenario)
+
+
+def test_error_words_for_messages_and_for_tracks_that_stop_midway():
+    """The one place for the words of a worker's error reply (``sessions.error_reply``)."""
+    from annotator.services.annotation import EditRefused
+    from annotator.sessions import TrackFailed, error_reply, track_stopped
+    from segmentation.segmenter import SegmentationError
+
+    assert error_reply(RuntimeError("boom")) == (
+        "segmentation", "Something went wrong on the model worker; nothing was changed. Try again.")
+    assert error_reply(TrackFailed(RuntimeError("boom"), 1, 6)) == (
+        "segmentation", "Something went wrong on the model worker; 1 of 6 frames was tracked and stored before it "
+                        "and is kept. Track again to continue.")
+    assert track_stopped("Lost", 2, 6, reported=True) == (
+        "Lost; at least 2 of 6 frames were tracked and stored before it and are kept. Track again to continue.")
+    assert track_stopped("Lost", 0, 6, reported=True) == "Lost; any frames it stored are kept. Track again to continue."
+    assert error_reply(TrackFailed(EditRefused("locked", "Someone else holds the lock."), 0, 6)) == (
+        "locked", "Someone else holds the lock; no frame had been stored yet. Track again to continue.")
+    assert error_reply(TrackFailed(SegmentationError("out of memory"), 3, 6)) == (
+        "segmentation", "The model could not do that: out of memory; 3 of 6 frames were tracked and stored before "
+                        "it and are kept. Track again to continue.")
+
+
+def test_a_track_cut_off_by_a_channel_layer_outage_says_what_it_stored(team, open_socket, monkeypatch):
+    """The channel layer fails under the socket mid-track (as when Redis restarts): the consumer gives
+    the track up (the worker stops it) and says how many frames the socket saw stored, at least."""
+    from channels.layers import InMemoryChannelLayer
+    from django.core.cache import cache
+
+    from annotator import sessions
+
+    monkeypatch.setattr(sessions, "FLUSH_FRAMES", 1)
+    video = team["video"]
+    armed = {"receive": False}
+    receive, reply = InMemoryChannelLayer.receive, sessions.Replier.reply
+
+    async def failing_receive(self, channel):
+        if armed["receive"]:
+            armed["receive"] = False
+            raise ConnectionError("test: the channel layer is restarting")
+        return await receive(self, channel)
+
+    def reply_then_wait(self, msg, *, final, **fields):
+        if msg.get("type") == "track_progress" and not armed.get("done"):
+            armed.update(receive=True, done=True)
+            reply(self, msg, final=final, **fields)
+            abandoned = sessions.abandoned_op_key(self.envelope.op, self.envelope.attempt)
+            deadline = time.monotonic() + 20
+            while not cache.get(abandoned) and time.monotonic() < deadline:  # the consumer gave it up
+                time.sleep(0.02)
+            return
+        reply(self, msg, final=final, **fields)
+
+    monkeypatch.setattr(InMemoryChannelLayer, "receive", failing_receive)
+    monkeypatch.setattr(sessions.Replier, "reply", reply_then_wait)
+
+    async def scenario():
+        _, _, ws = await open_socket(team["ann"], video)
+        object_id = (await ws.request("add_object"))["masklet"]["object_id"]
+        assert (await ws.request("click", object_id=object_id, frame=0, positive=True, **POINT))["type"] == "mask"
+        track_id = await ws.send("track", frame=0, direction="forward")
+        lost = await ws.reply_to(track_id)
+        seen = max(m["done"] for m in ws.received if m["type"] == "track_progress")
+        assert lost["type"] == "error" and lost["code"] == "worker_lost", lost
+        assert lost["error"] == ("The connection to the model workers was interrupted while tracking; at least "
+                                 f"{seen} of 6 frames were tracked and stored before it and are kept. Track again "
+                                 "to continue.")
+        stored_frames = await database_sync_to_async(lambda: MaskFrame.objects.filter(masklet__video=video).count())()
+        assert stored_frames >= seen
+        assert not armed["receive"]  # the outage happened
+        done = await ws.request("track", frame=0, direction="forward")  # and the page can track again
+        assert done["type"] == "track_done" and done["done"] == 6, done
+        await ws.close()
+
+    run(scenario)

@@ -295,10 +295,11 @@ def test_a_page_whose_version_was_deleted_falls_back_to_production_and_is_told(t
         told = page.received[mark:]
         worker = next(m for m in told if m["type"] == "worker")
         assert worker["state"] == "ready" and worker["model"].startswith("v2 — SAM 2.1 hiera-t @256")
+        assert worker["model_version"] == v2.pk  # what the page asks for if it reconnects
         notice = next(m for m in told if m["type"] == "error")
         assert notice["code"] == "model_changed" and "re" not in notice
-        assert notice["error"].startswith("The model version this page started with was deleted: your edits now "
-                                          "use v2")
+        assert notice["error"].startswith("The model version this page started with no longer exists in this "
+                                          "project: your edits now use v2")
         # The consumer now holds v2 for the page: later clicks, even after another rebuild, need no notice.
         sessions.registry.clear()
         mark = len(page.received)
