@@ -1,31 +1,24 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (authenticated sessions)."""
+"""ASGI entry point of a server process (``runserver``, ``daphne engine.asgi:application``).
+
+Importing it builds the application (``engine.routing.build_application``) and, in embedded mode,
+starts the beat: there is no ``celery beat`` process there, so the server sends
+``CELERY_BEAT_SCHEDULE`` itself. Code that only needs the routing (tests) uses ``build_application``.
+"""
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry loaded)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402  (after setup: the routing imports consumers and models)
 
-from annotator.routing import websocket_urlpatterns  # noqa: E402
-from engine.routing import websocket_urlpatterns as engine_websocket_urlpatterns  # noqa: E402
+from engine.routing import build_application  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns + engine_websocket_urlpatterns))
-        ),
-    }
-)
+application = build_application()
 
-from django.conf import settings  # noqa: E402
-
-if settings.EMBEDDED:  # no celery beat process in embedded mode: the server sends CELERY_BEAT_SCHEDULE itself
+if settings.EMBEDDED:
     from engine.tasks import start_embedded_beat  # noqa: E402
 
     start_embedded_beat()

@@ -2,7 +2,7 @@
 and (services mode) a real GPU Celery worker subprocess.
 
 ``socket(user, video)`` opens ``/ws/projects/<slug>/videos/<id>/annotate/`` through
-``engine.asgi.application`` (session cookie, origin check, routing: all real) and returns an
+``engine.routing.build_application()`` (session cookie, origin check, routing: all real) and returns an
 ``AnnotationSocket`` with small helpers; scenarios are ``async def`` run with ``run(...)``.
 
 ``gpu_worker`` (services mode) starts ``celery -A engine worker -Q gpu -P solo -n <name>@%h``
@@ -140,7 +140,9 @@ class AnnotationSocket:
 @pytest.fixture
 def open_socket(transactional_db) -> Callable[..., Awaitable[tuple[bool, Any, AnnotationSocket | None]]]:
     """``await open_socket(user, video) -> (connected, close_code, socket)``; hello is in ``received``."""
-    from engine.asgi import application
+    from engine.routing import build_application
+
+    application = build_application()
 
     async def open_(user, video, path: str | None = None) -> tuple[bool, Any, AnnotationSocket | None]:
         cookie, default_path = await database_sync_to_async(_login)(user, video)

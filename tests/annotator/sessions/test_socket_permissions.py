@@ -86,8 +86,9 @@ async def _open(open_socket, user, video):
     if isinstance(user, AnonymousUser):  # no session cookie at all: the socket's scope is anonymous
         from channels.testing import WebsocketCommunicator
 
-        from engine.asgi import application
+        from engine.routing import build_application
 
+        application = build_application()
         path = f"/ws/projects/{video.project.slug}/videos/{video.id}/annotate/"
         communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1"),
                                                                           (b"host", b"127.0.0.1")])
