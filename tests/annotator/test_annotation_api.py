@@ -83,6 +83,22 @@ def test_masks_endpoint_returns_the_stored_masks_by_frame_range(setup):
         == [8]
 
 
+def test_masks_endpoint_names_imported_masks_so_the_page_marks_them_accepted(setup):
+    """Masks from a dataset import keep source ``imported`` through tracking and reach the page as
+    such (the timeline marks them apart from the model's frames)."""
+    from annotator.models import MaskSource
+    from annotator.services.masks import MaskWrite, save_mask_frames
+
+    project, video, ann, _ = setup
+    masklet = annotation.create_masklet(video, ann)
+    save_mask_frames(masklet, [MaskWrite(0, square(0, 4)), MaskWrite(8, square(2, 3))], source=MaskSource.IMPORTED)
+    annotation.save_tracked(video, ann, [(0, {1: square(5, 2)}), (4, {1: square(1, 2)}), (8, {1: square(6, 2)})])
+    masks = client_for(ann).get(url("api-video-masks", project, video)).json()["masks"]
+    assert [(m["frame"], m["source"], m["counts"]) for m in masks] == [
+        (0, "imported", square(0, 4)["counts"]), (4, "model", square(1, 2)["counts"]),
+        (8, "imported", square(2, 3)["counts"])]
+
+
 @pytest.mark.parametrize(
     ("query", "words"),
     [({"start": "abc"}, "'start' must be a frame number"), ({"end": "-4"}, "'end' must be 0 or more"),

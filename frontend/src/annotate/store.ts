@@ -15,7 +15,9 @@ export interface StoredMask {
   local?: boolean;
 }
 
-export type FrameState = "missing" | "present" | "human";
+/** A frame of one object on the timeline: no mask, a model's mask (to review), one a person made
+ *  here, or one imported with a dataset (accepted annotation too: tracking leaves both alone). */
+export type FrameState = "missing" | "present" | "human" | "imported";
 
 type Listener = (objectId: number | null, frame: number | null) => void;
 
@@ -92,7 +94,7 @@ export class Store {
   state(objectId: number, frame: number): FrameState {
     const mask = this.get(objectId, frame);
     if (!mask || mask.area === 0) return "missing";
-    return mask.source === "human" ? "human" : "present";
+    return mask.source === "model" ? "present" : mask.source;
   }
 
   /** How many frames hold a non-empty mask of this object. */

@@ -1,5 +1,6 @@
 // The scrubber and one filmstrip row per object: where its mask is present (model), where a
-// person edited it (human, marked), and where it is missing. Click or drag a row to seek.
+// person edited it (human: marked above and below), where it was imported with a dataset
+// (accepted like a person's: marked above only), and where it is missing. Click or drag a row to seek.
 
 import type { Store } from "./store";
 
@@ -105,28 +106,31 @@ export class Timeline {
     ctx.fillStyle = "#eceff4";
     ctx.fillRect(0, 0, width, h);
     const cell = width / n;
-    let present = 0, human = 0;
+    let present = 0, human = 0, imported = 0;
     for (let i = 0; i < n; i++) {
       const state = this.store.state(object.id, frames[i]);
       if (state === "missing") continue;
       const x0 = Math.floor(i * cell), x1 = Math.max(x0 + 1, Math.floor((i + 1) * cell));
       ctx.fillStyle = object.colour;
-      ctx.globalAlpha = state === "human" ? 1 : 0.55;
+      ctx.globalAlpha = state === "present" ? 0.55 : 1;
       ctx.fillRect(x0, 2, x1 - x0, h - 4);
       ctx.globalAlpha = 1;
-      if (state === "human") {
+      if (state !== "present") {
         ctx.fillStyle = "#151a26";
         ctx.fillRect(x0, 0, x1 - x0, 3);
-        ctx.fillRect(x0, h - 3, x1 - x0, 3);
-        human += 1;
+        if (state === "human") ctx.fillRect(x0, h - 3, x1 - x0, 3);
       }
+      if (state === "human") human += 1;
+      if (state === "imported") imported += 1;
       present += 1;
     }
     const cx = Math.floor((this.position + 0.5) * cell);
     ctx.fillStyle = "#2f5bea";
     ctx.fillRect(cx - 1, 0, 2, h);
-    strip.title = `${object.name}: mask on ${present} of ${n} frames, ${human} edited by a person`;
+    strip.title = `${object.name}: mask on ${present} of ${n} frames, ${human} edited by a person`
+      + (imported ? `, ${imported} imported` : "");
     strip.dataset.present = String(present);
     strip.dataset.human = String(human);
+    strip.dataset.imported = String(imported);
   }
 }
