@@ -84,6 +84,38 @@ out = {{"masklets": list(Masklet.objects.filter(video_id={video}).order_by("obje
 print(json.dumps(out))
 """
 
+# The annotation socket's URL, also when a reconnecting page asks for its model version (?model_version=).
+ANNOTATE_SOCKET = re.compile(r"/annotate/(\?[^/]*)?$")
+
+# Another production version (random weights, as the SAM 2 run's first): a promotion while a page is open.
+PROMOTE_ANOTHER = f"""
+from django.conf import settings
+from annotator.models import Project
+from engine import registry
+from engine.models import ModelVersion
+from segmentation.sam2_model import resolve_config
+version = ModelVersion.objects.create(project=Project.objects.get(slug={SLUG!r}), name="e2e-promoted-later",
+                                      checkpoint="", sam2_config=resolve_config(settings.SAM2_CONFIG),
+                                      image_size=settings.SAM2_IMAGE_SIZE)
+registry.promote(version)
+print(version.pk)
+"""
+
+# An object whose masks came with a dataset import (source "imported") on frames 0, 4 and 8.
+IMPORTED_OBJECT = """
+import numpy as np
+from annotator.models import MaskSource, Masklet, Video
+from annotator.services.masks import MaskWrite, save_mask_frames
+from segmentation.masks import encode_rle
+video = Video.objects.get(pk={video})
+mask = np.zeros((video.height, video.width), bool)
+mask[10:40, 10:60] = True
+object_id = (max(Masklet.objects.filter(video=video).values_list("object_id", flat=True), default=0) or 0) + 1
+masklet = Masklet.objects.create(video=video, object_id=object_id, label="")
+save_mask_frames(masklet, [MaskWrite(f, encode_rle(mask)) for f in (0, 4, 8)], source=MaskSource.IMPORTED)
+print(object_id)
+"""
+
 FRAMES_DIR = """
 from annotator.models import Video
 print(Video.objects.get(pk={video}).frames_dir)
@@ -374,6 +406,38 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page.wait_for_function("!document.getElementById('readonly-banner').hidden")
     assert "submitted" in page.inner_text("#readonly-banner")
     page.screenshot(path=str(artifacts_dir / f"annotate-reloaded-{backend}.png"))
+
+
+def test_a_page_that_reconnects_after_a_promotion_keeps_its_model_version(annotate_page):
+    """Issue 7's "a session keeps the version it started with", across a dropped socket: another
+    version is promoted while the page is open, the socket drops, the page reconnects asking for
+    its version, and its next click's stored mask names that version (SAM 2 run: the registered
+    one; classical run: none), not the promoted one."""
+    page, server, video_id, version = annotate_page
+    sockets: list = []
+
+    def route(ws):
+        sockets.append(ws)
+        ws.connect_to_server()
+
+    page.route_web_socket(ANNOTATE_SOCKET, route)
+    sign_in_and_open(page, video_id)
+    model, pinned = canvas(page, "model"), canvas(page, "model-version")
+    assert pinned == (str(version) if version else "none")
+    assert "model_version" not in sockets[0].url  # a first connection asks for nothing
+
+    promoted = int(server.shell(PROMOTE_ANOTHER).strip().splitlines()[-1])
+    sockets[-1].close(code=4000, reason="test: connection lost")
+    page.wait_for_function("document.getElementById('frame-canvas').dataset.connection !== 'connected'")
+    wait_canvas(page, "connection", "connected")
+    assert len(sockets) == 2 and sockets[1].url.endswith(f"?model_version={pinned}"), sockets[1].url
+    assert (canvas(page, "model"), canvas(page, "model-version")) == (model, pinned)
+    assert canvas(page, "error") == ""
+
+    x, y, _, _ = target_point(0)
+    oid, frame, _, _ = press_and_edit(page, lambda: page.mouse.click(*to_page(page, x, y)))
+    row = mask_rows(stored(server, video_id), oid)[frame]
+    assert row["source"] == "human" and row["model_version_id"] == version != promoted
 
 
 def test_zoom_pan_help_and_the_objects_panel(tools_page, artifacts_dir):
@@ -667,7 +731,7 @@ def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(t
 
         upstream.on_message(from_server)
 
-    page.route_web_socket(re.compile(r"/annotate/$"), route)
+    page.route_web_socket(ANNOTATE_SOCKET, route)
     sign_in_and_open(page, video_id)
     x, y, _, _ = target_point(0)
     oid = press_and_edit(page, lambda: page.mouse.click(*to_page(page, x, y)))[0]
@@ -683,11 +747,16 @@ def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(t
     finally:
         last.write_bytes(good)
     error = canvas(page, "error")
-    assert canvas(page, "error-code") and error.startswith("Tracking stopped after"), error
+    assert canvas(page, "error-code") and error.startswith("Tracking stopped: "), error
     assert page.locator("#status-error").is_visible() and page.locator("#track-status").is_hidden()
     page.wait_for_function(f"Number(document.getElementById('frame-canvas').dataset.masksLoaded) > {loads}")
     masks = mask_rows(stored(server, video_id), oid)
     assert 1 < len(masks) < SPEC.num_frames // STRIDE  # the frames before the bad one are stored ...
+    # ... and the words say so (not "nothing was changed"): every frame before the last, kept.
+    total = SPEC.num_frames // STRIDE
+    assert error.endswith(f"; {len(masks)} of {total} frames were tracked and stored before it and are kept. "
+                          "Track again to continue."), error
+    assert len(masks) == total - 1 and "nothing was changed" not in error
     page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{oid}'] canvas\").dataset.present"
                            f" === '{sum(m['area'] > 0 for m in masks.values())}'")  # ... and shown
 
@@ -708,3 +777,17 @@ def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(t
     page.keyboard.press("t")
     wait_track(page, "done", tracked=2)
     assert canvas(page, "error") == ""
+
+
+def test_imported_masks_are_marked_on_the_timeline_apart_from_model_and_person_frames(tools_page):
+    """Masks from a dataset import are accepted annotation: their frames are marked "imported" on
+    the object's filmstrip (and legend), not drawn as the model's frames still to review."""
+    page, server, video_id = tools_page
+    object_id = int(server.shell(IMPORTED_OBJECT.format(video=video_id)).strip().splitlines()[-1])
+    sign_in_and_open(page, video_id)
+    strip = page.locator(f".track-row[data-object-id='{object_id}'] canvas")
+    page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{object_id}'] canvas\")"
+                           ".dataset.imported === '3'")
+    assert (strip.get_attribute("data-present"), strip.get_attribute("data-human")) == ("3", "0")
+    assert strip.get_attribute("title").endswith(", 0 edited by a person, 3 imported")
+    assert "imported (accepted)" in page.inner_text(".timeline-legend")
