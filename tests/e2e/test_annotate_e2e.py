@@ -56,20 +56,27 @@ Membership.objects.create(project=project, user=user, role=Role.ANNOTATOR)
 print(Video.objects.get(project=project, name={SPEC.video_id!r}).id)
 """
 
-# The SAM 2 run serves a registered production version (random init, the tiny config at the
-# server's image size): every mask the model makes then names it in MaskFrame.model_version.
-REGISTER_SAM2 = f"""
+# A SAM 2 production version (random init, the tiny config at the server's image size), promoted
+# through the registry: the SAM 2 run serves one, and a second one is a promotion while a page is
+# open. Every mask the model makes names the serving version in MaskFrame.model_version.
+PROMOTE_RANDOM_SAM2 = """
 from django.conf import settings
 from annotator.models import Project
 from engine import registry
 from engine.models import ModelVersion
 from segmentation.sam2_model import resolve_config
-version = ModelVersion.objects.create(project=Project.objects.get(slug={SLUG!r}), name="e2e-random-tiny",
+version = ModelVersion.objects.create(project=Project.objects.get(slug={slug!r}), name={name!r},
                                       checkpoint="", sam2_config=resolve_config(settings.SAM2_CONFIG),
                                       image_size=settings.SAM2_IMAGE_SIZE)
 registry.promote(version)
 print(version.pk)
 """
+
+
+def promote_random_sam2(server, name: str) -> int:
+    """Register and promote a random-weight SAM 2 version on ``server``; its primary key."""
+    return int(server.shell(PROMOTE_RANDOM_SAM2.format(slug=SLUG, name=name)).strip().splitlines()[-1])
+
 
 MASKS = """
 import json
@@ -86,20 +93,6 @@ print(json.dumps(out))
 
 # The annotation socket's URL, also when a reconnecting page asks for its model version (?model_version=).
 ANNOTATE_SOCKET = re.compile(r"/annotate/(\?[^/]*)?$")
-
-# Another production version (random weights, as the SAM 2 run's first): a promotion while a page is open.
-PROMOTE_ANOTHER = f"""
-from django.conf import settings
-from annotator.models import Project
-from engine import registry
-from engine.models import ModelVersion
-from segmentation.sam2_model import resolve_config
-version = ModelVersion.objects.create(project=Project.objects.get(slug={SLUG!r}), name="e2e-promoted-later",
-                                      checkpoint="", sam2_config=resolve_config(settings.SAM2_CONFIG),
-                                      image_size=settings.SAM2_IMAGE_SIZE)
-registry.promote(version)
-print(version.pk)
-"""
 
 # An object whose masks came with a dataset import (source "imported") on frames 0, 4 and 8.
 IMPORTED_OBJECT = """
@@ -128,7 +121,7 @@ def start_server(factory, name: str, env: dict) -> tuple:
     video_id = int(server.shell(SEED).strip().splitlines()[-1])
     version = None
     if env.get("MASKLET_SEGMENTER") == "sam2":
-        version = int(server.shell(REGISTER_SAM2).strip().splitlines()[-1])
+        version = promote_random_sam2(server, "e2e-random-tiny")
     return server, video_id, version
 
 
@@ -426,7 +419,7 @@ def test_a_page_that_reconnects_after_a_promotion_keeps_its_model_version(annota
     assert pinned == (str(version) if version else "none")
     assert "model_version" not in sockets[0].url  # a first connection asks for nothing
 
-    promoted = int(server.shell(PROMOTE_ANOTHER).strip().splitlines()[-1])
+    promoted = promote_random_sam2(server, "e2e-promoted-later")
     sockets[-1].close(code=4000, reason="test: connection lost")
     page.wait_for_function("document.getElementById('frame-canvas').dataset.connection !== 'connected'")
     wait_canvas(page, "connection", "connected")
