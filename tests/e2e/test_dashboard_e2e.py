@@ -202,3 +202,184 @@ def _run_ids(server) -> list[int]:
 def _screenshot(page, artifacts_dir: Path) -> None:
     page.screenshot(path=str(artifacts_dir / "dashboard.png"), full_page=True)
     shutil.copy(artifacts_dir / "dashboard.png", SCREENSHOT)
+
+
+# -- the admin's whole story with real parts: register, a scheduled run watched live, promote, serve -------
+
+LOOP_SLUG = "loop"
+LIVE_SCREENSHOT = Path("/tmp/dashboard-live.png")
+#: A tiny run: tiny SAM 2 at 64 px, 4 steps of 2-frame clips, 1 click on 2 prompted frames per val object;
+#: the embedded beat checks the schedule every second and every step is stored and broadcast.
+LOOP_ENV = {
+    "MASKLET_LOOP_TICK_S": "1", "MASKLET_LOOP_STEPS": "4", "MASKLET_LOOP_IMAGE_SIZE": "64",
+    "MASKLET_LOOP_LR": "1e-3", "MASKLET_LOOP_CLIP_LENGTH": "2", "MASKLET_LOOP_PROGRESS_S": "0",
+    "MASKLET_LOOP_EVAL_CLICKS": "1", "MASKLET_LOOP_EVAL_FRAMES": "2", "MASKLET_LOOP_EVAL_BUDGET": "2",
+    "MASKLET_DEVICE": "cpu",
+}
+# Two train videos whose masklets wait for review, one val video with approved masklets (the held-out
+# data evaluation needs), a schedule of "2 newly approved masklets, no wait" with auto-promotion off (the
+# admin decides), and a random-weight tiny SAM 2 checkpoint on the server's disk for the Register form.
+LOOP_SEED = f"""
+import json
+from pathlib import Path
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from annotator.models import Masklet, Membership, Project, Role
+from engine import training
+from engine.loop_demo import random_checkpoint
+from tests.engine.conftest import add_synthetic_video
+
+boss = get_user_model().objects.create_user("boss", password={PASSWORD!r})
+project = Project.objects.create(name="Loop", slug={LOOP_SLUG!r})
+Membership.objects.create(project=project, user=boss, role=Role.ADMIN)
+train = [add_synthetic_video(project, 10 + i, "train", status=Masklet.Status.SUBMITTED) for i in range(2)]
+add_synthetic_video(project, 50, "val")
+knobs = training.loop_settings(project)
+knobs.min_new_masklets, knobs.min_hours, knobs.auto_promote = 2, 0, False
+knobs.save()
+checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, Path(settings.DATA_DIR) / "by-hand" / "tiny-random-64.pt")
+print(json.dumps({{"checkpoint": str(checkpoint), "video": train[0].pk}}))
+"""
+# A reviewer's verdicts through the real service: the train masklets become approved, which makes the
+# project due for the periodic job.
+APPROVE = f"""
+from django.contrib.auth import get_user_model
+from annotator.models import Masklet
+from annotator.services.reviews import review_masklet
+boss = get_user_model().objects.get(username="boss")
+for masklet in Masklet.objects.filter(video__project__slug={LOOP_SLUG!r}, status="submitted"):
+    review_masklet(masklet, boss, verdict="satisfactory")
+"""
+LOOP_STATE = f"""
+import json
+from annotator.models import MaskFrame
+from engine.models import ModelVersion, TrainingRun
+runs = list(TrainingRun.objects.filter(project__slug={LOOP_SLUG!r}).order_by("id").values(
+    "id", "status", "trigger", "created_by", "base_version__name", "produced_version", "produced_version__parent__name",
+    "loss_curve"))
+print(json.dumps({{
+    "versions": list(ModelVersion.objects.filter(project__slug={LOOP_SLUG!r}).order_by("id").values("id", "name",
+                                                                                                 "status")),
+    "runs": runs,
+    "masks": list(MaskFrame.objects.filter(masklet__video__project__slug={LOOP_SLUG!r}, source="human",
+                                           model_version__isnull=False).values_list("model_version_id", flat=True)),
+}}))
+"""
+# Records what the live panel and the loss chart show after every change of the page (no reload:
+# a reload would lose window.__live).
+WATCH_LIVE = """() => {
+    const live = window.__live = {progress: [], titles: [], lossPoints: {}};
+    const record = () => {
+        const bar = document.querySelector("#run-live progress");
+        const title = document.querySelector("#run-live p");
+        if (bar && !live.progress.includes(Number(bar.value))) live.progress.push(Number(bar.value));
+        if (title && bar && !live.titles.includes(title.textContent)) live.titles.push(title.textContent);
+        if (!bar) return;
+        for (const path of document.querySelectorAll("#chart-loss path.series")) {
+            const n = path.getAttribute("d").split(/[ML]/).filter(Boolean).length;
+            live.lossPoints[path.dataset.series] = [...new Set([...(live.lossPoints[path.dataset.series] || []), n])];
+        }
+    };
+    new MutationObserver(record).observe(document.getElementById("dashboard"), {childList: true, subtree: true,
+                                                                               attributes: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def loop_server(masklet_server_factory):
+    server = masklet_server_factory("dashboard-loop", LOOP_ENV)
+    return server, json.loads(server.shell(LOOP_SEED).strip().splitlines()[-1])
+
+
+def _loop_state(server) -> dict:
+    return json.loads(server.shell(LOOP_STATE).strip().splitlines()[-1])
+
+
+def _rows(page, host: str) -> dict[str, list[str]]:
+    return {r.split("\t")[0]: r.split("\t") for r in page.locator(f"#{host} tbody tr").all_inner_texts()}
+
+
+def _register(page, name: str, path: str) -> None:
+    page.fill("#reg-name", name)
+    page.fill("#reg-path", path)
+    page.fill("#reg-size", "64")
+    page.click("#register button[type=submit]")
+
+
+def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_sessions_use(
+        sign_in, loop_server, artifacts_dir):
+    """Issue 7's "done when", in one browser: register a checkpoint (a bad path is refused with the
+    reason), promote it; approvals make the project due and the embedded beat starts a run by
+    itself; the page follows its progress and loss over the socket, then shows the candidate's
+    evaluation next to production's; the admin promotes it and a new annotation session uses it."""
+    server, seeded = loop_server
+    context, page = sign_in(server, "boss", PASSWORD)
+    try:
+        page.goto(f"/projects/{LOOP_SLUG}/models/")
+        assert "classical" in _serving(page).lower()
+        assert page.inner_text("#run-live") == "No run is queued or running."
+        assert "after 2 newly approved masklets (now 0) and 0 h; auto-promote off" in page.inner_text("#loop-status")
+        page.evaluate(WATCH_LIVE)
+
+        # 1. Register: a path with no checkpoint is refused with the reason; the real one is loaded and listed.
+        _register(page, "nothing-there", "/no/such/dir/sam2.pt")
+        page.wait_for_selector("#action-error:not([hidden])")
+        assert page.inner_text("#action-error") == ("not registered: SAM 2 checkpoint /no/such/dir/sam2.pt "
+                                                    "does not exist")
+        assert _loop_state(server)["versions"] == []
+        _register(page, "tiny-random-64", seeded["checkpoint"])
+        page.wait_for_selector("#versions tbody tr")
+        assert page.locator("#action-error").is_hidden()
+        row = _rows(page, "versions")["tiny-random-64"]
+        assert row[1:3] == ["candidate", "sam2.1_hiera_t @64"] and row[3] == "–"  # not evaluated yet
+        page.click("#versions tr:has-text('tiny-random-64') button:has-text('Promote')")
+        page.wait_for_function("document.getElementById('serving').textContent.startsWith('tiny-random-64')")
+
+        # 2. Reviews approve the train masklets: the schedule starts a run by itself (nobody clicks Start).
+        server.shell(APPROVE)
+        page.wait_for_function("document.querySelector('#run-live p').textContent.startsWith('Run ')",
+                               timeout=30_000)
+
+        # 3. Live: progress and loss arrive over the socket; a screenshot mid-run.
+        page.wait_for_function("window.__live.titles.some((t) => t.includes('step 2/4'))", timeout=90_000)
+        page.screenshot(path=str(artifacts_dir / "dashboard-live.png"), full_page=True)
+        shutil.copy(artifacts_dir / "dashboard-live.png", LIVE_SCREENSHOT)
+        page.wait_for_function("document.getElementById('run-live').textContent === 'No run is queued or running.'",
+                               timeout=120_000)
+        state = _loop_state(server)
+        (run,) = state["runs"]
+        assert (run["status"], run["trigger"], run["created_by"]) == ("succeeded", "schedule", None)
+        assert run["base_version__name"] == "tiny-random-64" == run["produced_version__parent__name"]
+        assert [step for step, _ in run["loss_curve"]] == [1, 2, 3, 4]
+        live = page.evaluate("window.__live")  # still there: the page was never reloaded
+        assert len([p for p in live["progress"] if 0 < p < 1]) >= 2, live
+        assert any("step 1/4" in t for t in live["titles"]) and any("evaluating" in t for t in live["titles"]), live
+        assert len(live["lossPoints"].get(f"run {run['id']}", [])) >= 2, live  # points added while it ran
+        candidate = f"run {run['id']}"
+        rows = _rows(page, "versions")
+        assert rows[candidate][1:3] == ["candidate", "sam2.1_hiera_t @64"] and rows[candidate][3] != "–"
+        assert rows["tiny-random-64"][1] == "production" and rows["tiny-random-64"][3] != "–"  # measured too
+        assert _rows(page, "runs")[str(run["id"])][1:3] == ["succeeded", "schedule"]
+        assert _chart(page, "chart-jf")["series"] == [["tiny-random-64", 2], [candidate, 2]]
+        assert [label for label, _ in _chart(page, "chart-clicks")["bars"]] == ["tiny-random-64", candidate]
+        assert _chart(page, "chart-loss")["series"] == [[candidate, 4]]
+
+        # 4. Promote the candidate: a new annotation session serves it and its masks name it.
+        page.click(f"#versions tr:has-text('{candidate}') button:has-text('Promote')")
+        page.wait_for_function(f"document.getElementById('serving').textContent.startsWith({candidate!r})")
+        assert page.locator("#action-error").is_hidden()
+        versions = {v["name"]: v for v in _loop_state(server)["versions"]}
+        assert versions[candidate]["status"] == "production" and versions["tiny-random-64"]["status"] == "retired"
+        page.goto(f"/projects/{LOOP_SLUG}/videos/{seeded['video']}/annotate/")
+        page.wait_for_function("document.getElementById('frame-canvas').dataset.connection === 'connected'")
+        page.wait_for_function("document.getElementById('frame-canvas').dataset.frameReady === '1'")
+        shown = page.get_attribute("#frame-canvas", "data-model")
+        assert shown.startswith(f"{candidate} — SAM 2") and page.inner_text("#status-model") == shown
+        assert page.get_attribute("#frame-canvas", "data-model-version") == str(versions[candidate]["id"])
+        box = page.locator("#frame-canvas").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function("(() => { const d = document.getElementById('frame-canvas').dataset;"
+                               " return (d.lastEdit || '') !== '' && d.busy === '0'; })()")
+        assert _loop_state(server)["masks"] == [versions[candidate]["id"]]
+    finally:
+        context.close()
