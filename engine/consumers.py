@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from annotator.consumers import ProjectConsumer
 from annotator.permissions import Action
+from engine import channel_bridge
 from engine.training import training_group
 
 
 class TrainingConsumer(ProjectConsumer):
     """Sends ``{"type": "hello", "run": {...} | null}`` (the active run), then ``{"type": "run", ...}``
-    for every progress step, status change and promotion that ``engine.training`` broadcasts."""
+    for every progress step, log line, status change and promotion that ``engine.training`` broadcasts."""
 
     required_action = Action.MANAGE_MODELS
 
     async def on_authorized(self) -> None:
+        if settings.EMBEDDED:
+            # Runs broadcast from worker threads; the in-memory layer must be reached on this loop
+            # (``engine.channel_bridge``), also when no annotation socket has registered it yet.
+            channel_bridge.register_server_loop(asyncio.get_running_loop())
         self._group = training_group(self.project.id)
         if self.channel_layer is not None:
             await self.channel_layer.group_add(self._group, self.channel_name)

@@ -261,7 +261,12 @@ def _line(text: str) -> str:
 
 
 def _append_log(run_id: int, text: str, **fields: Any) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(_line(text))), **fields)
+    """Store a log line on the run and send it to open dashboards, which show the log as it grows."""
+    line = _line(text)
+    TrainingRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(line)), **fields)
+    project_id = TrainingRun.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+    if project_id is not None:
+        broadcast(project_id, {"run": run_id, "log": line})
 
 
 def _fail(run_id: int, error: str, *, expect: str | None = None, detail: str = "") -> bool:

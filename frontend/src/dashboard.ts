@@ -35,12 +35,14 @@ interface State {
     promote_margin: number; steps: number; new_masklets: number };
 }
 type RunEvent = { type: "run"; run: number; status?: string; progress?: number; step?: number; steps?: number;
-  loss?: number; error?: string; promoted?: number; stage?: string; done?: number; total?: number };
+  loss?: number; error?: string; promoted?: number; stage?: string; done?: number; total?: number; log?: string };
 
 const root = document.getElementById("dashboard") as HTMLElement;
 const csrf = (root.querySelector("input[name=csrfmiddlewaretoken]") as HTMLInputElement).value;
 let state = JSON.parse((document.getElementById("dashboard-state") as HTMLElement).textContent || "{}") as State;
 let liveLoss: Array<[number, number]> = [];
+// The active run's latest progress event: the live panel is drawn again from it when a log line arrives.
+let lastProgress: RunEvent | undefined;
 
 function $(id: string): HTMLElement {
   return document.getElementById(id) as HTMLElement;
@@ -207,18 +209,28 @@ function connect(): void {
   socket.addEventListener("message", (message) => {
     const data = JSON.parse(message.data) as RunEvent | { type: "hello" };
     if (data.type !== "run") return;
+    if (data.log !== undefined) {  // one line of the run's log, as it is stored
+      if (state.active_run && state.active_run.id === data.run) {
+        state.active_run.log += data.log;
+        renderLive(lastProgress);
+      }
+      return;
+    }
     if (data.step !== undefined && data.loss !== undefined) {
       liveLoss = state.active_run && state.active_run.id === data.run ? [...liveLoss, [data.step, data.loss]] : [];
       if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
+      lastProgress = data;
       renderLive(data);
       renderRuns();
     } else if (data.stage) {  // evaluating: one event per measured val object
       if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
+      lastProgress = data;
       renderLive(data);
       return;
     }
     if (data.status && data.status !== "running" || data.promoted || (data.status === "running" && !data.step)) {
       liveLoss = [];
+      lastProgress = undefined;
       void refresh();
     }
   });

@@ -8,6 +8,12 @@ was clicked and tracked with v1 (the effort per model version). The admin checks
 chart has one series per version/run/quantity with the right number of points, promotes v2,
 rolls back to v1, and sees the database and the page agree each time; an annotator of the
 project is refused (403) and an outsider does not learn the project exists (404).
+
+The last test is the admin's whole story with nothing seeded in the registry: a checkpoint
+registered through the page's form, a run started by the schedule (the embedded beat) and
+trained, evaluated and registered for real (tiny SAM 2 at 64 px, 4 steps, about a minute on
+two CPU cores), followed live over the socket, promoted, and then used by a new annotation
+session.
 """
 
 from __future__ import annotations
@@ -268,13 +274,16 @@ print(json.dumps({{
 # Records what the live panel and the loss chart show after every change of the page (no reload:
 # a reload would lose window.__live).
 WATCH_LIVE = """() => {
-    const live = window.__live = {progress: [], titles: [], lossPoints: {}};
+    const live = window.__live = {progress: [], titles: [], logs: [], lossPoints: {}};
     const record = () => {
         const bar = document.querySelector("#run-live progress");
         const title = document.querySelector("#run-live p");
         if (bar && !live.progress.includes(Number(bar.value))) live.progress.push(Number(bar.value));
         if (title && bar && !live.titles.includes(title.textContent)) live.titles.push(title.textContent);
         if (!bar) return;
+        for (const line of document.querySelector("#run-live pre.log").textContent.split("\\n")) {
+            if (line && !live.logs.includes(line)) live.logs.push(line);
+        }
         for (const path of document.querySelectorAll("#chart-loss path.series")) {
             const n = path.getAttribute("d").split(/[ML]/).filter(Boolean).length;
             live.lossPoints[path.dataset.series] = [...new Set([...(live.lossPoints[path.dataset.series] || []), n])];
@@ -354,6 +363,9 @@ def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_
         live = page.evaluate("window.__live")  # still there: the page was never reloaded
         assert len([p for p in live["progress"] if 0 < p < 1]) >= 2, live
         assert any("step 1/4" in t for t in live["titles"]) and any("evaluating" in t for t in live["titles"]), live
+        # The log grew line by line while the run went on (each line as stored, sent over the socket).
+        assert [text for text in ("step 1/4 loss", "step 4/4 loss", "checkpoint written", "evaluating on 1 val videos")
+                if not any(text in line for line in live["logs"])] == [], live["logs"]
         assert len(live["lossPoints"].get(f"run {run['id']}", [])) >= 2, live  # points added while it ran
         candidate = f"run {run['id']}"
         rows = _rows(page, "versions")
