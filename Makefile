@@ -43,8 +43,9 @@ $(FRONTEND_BUILT): frontend/package.json frontend/package-lock.json $(shell find
 	cd frontend && npm ci --no-audit --no-fund && npm run build
 	touch $@
 
-lint: install
+lint: install frontend
 	$(VENV)/bin/ruff check .
+	cd frontend && npm run typecheck
 
 bench: install
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
