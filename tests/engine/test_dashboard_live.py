@@ -14,11 +14,17 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 
 from annotator.models import Membership, Role
 from engine import channel_bridge, training
 from engine.models import TrainingRun
 from engine.routing import websocket_urlpatterns
+
+# What this checks is the embedded server's path (train thread pool -> in-memory layer on the
+# socket's loop); in services mode nothing in the test process consumes the train queue.
+pytestmark = pytest.mark.skipif(not settings.EMBEDDED,
+                                reason="embedded mode only: the run executes on the in-process train pool")
 
 
 @pytest.mark.django_db(transaction=True)
