@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Subquery
 from django.utils import timezone
 
-from annotator.models import MaskFrame, Masklet, MaskSource, Membership, Prompt, Role, Video
+from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
 from segmentation.masks import decode_rle, empty_rle, encode_rle
@@ -57,6 +57,12 @@ class SavedMask:
     revision: int
     previous_revision: int
     area: int
+
+    @classmethod
+    def written(cls, object_id: int, revision: MaskFrameRevision) -> SavedMask:
+        """The mask a revision just written by ``save_mask_frames`` made current."""
+        return cls(object_id, revision.frame_index, revision.rle_counts, revision.source, revision.revision,
+                   revision.revision - 1, revision.area)
 
     def to_message(self) -> dict[str, Any]:
         """The mask fields of the protocol's ``mask`` message."""
@@ -283,17 +289,11 @@ def _write(row: Masklet, user: User, frame_index: int, rle: dict, *, source: str
            model_version: Any = None) -> SavedMask:
     """One frame's mask through the one mask writer; its refusals become ``bad_message``."""
     try:
-        save_mask_frames(row, [MaskWrite(frame_index, rle)], source=source, author=user, model_version=model_version)
+        [written] = save_mask_frames(row, [MaskWrite(frame_index, rle)], source=source, author=user,
+                                     model_version=model_version)
     except ValidationError as error:
         raise EditRefused("bad_message", " ".join(error.messages)) from None
-    return _saved(row, frame_index)
-
-
-def _saved(row: Masklet, frame_index: int) -> SavedMask:
-    frame = MaskFrame.objects.filter(masklet=row, frame_index=frame_index).values(
-        "rle_counts", "source", "revision", "area").get()
-    return SavedMask(row.object_id, frame_index, frame["rle_counts"], frame["source"], frame["revision"],
-                     frame["revision"] - 1, frame["area"])
+    return SavedMask.written(row.object_id, written)
 
 
 def _check_frame(video: Video, frame_index: int) -> int:
@@ -366,11 +366,11 @@ def restore_frame(masklet: Masklet, user: User, *, frame_index: int, revision: i
             empty = empty_rle(row.video.height or 0, row.video.width or 0)
             return _write(row, user, frame_index, empty, source=MaskSource.MODEL)
         try:
-            restore_revision(row, frame_index, revision, author=user)
+            restored = restore_revision(row, frame_index, revision, author=user)
         except ValidationError:
             raise EditRefused("not_found", f"Frame {frame_index} of {_name(row)} has no revision {revision} "
                                            "to go back to.") from None
-        return _saved(row, frame_index)
+        return SavedMask.written(row.object_id, restored)
 
     return _edit(masklet, user, frame_index, Prompt.Kind.RESTORE, {"revision": revision}, session_id, write)
 
@@ -393,7 +393,7 @@ def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dic
         _check_may_annotate(video, user)
     except EditRefused:
         return [], []
-    saved_pairs: set[tuple[int, int]] = set()
+    stored: dict[tuple[int, int], MaskFrameRevision] = {}
     skipped: list[tuple[int, int]] = []
     with transaction.atomic():
         rows = list(Masklet.objects.select_for_update().filter(
@@ -407,25 +407,16 @@ def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dic
                                            model_version=model_version, overwrite_human=overwrite_human)
             except ValidationError as error:
                 raise EditRefused("bad_message", " ".join(error.messages)) from None
-            written_set = set(written)
-            saved_pairs.update((row.object_id, index) for index in written_set)
-            skipped.extend((row.object_id, w.frame_index) for w in writes if w.frame_index not in written_set)
+            stored.update(((row.object_id, revision.frame_index), revision) for revision in written)
+            skipped.extend((row.object_id, w.frame_index) for w in writes
+                           if (row.object_id, w.frame_index) not in stored)
         Masklet.objects.filter(pk__in=[row.pk for row in rows]).update(lock_expires_at=_lock_until())
-        object_of = {row.pk: row.object_id for row in rows}
-        stored = {
-            (object_of[f["masklet_id"]], f["frame_index"]): f
-            for f in MaskFrame.objects.filter(
-                masklet_id__in=list(object_of), frame_index__in={index for _, index in saved_pairs}
-            ).values("masklet_id", "frame_index", "rle_counts", "source", "revision", "area")
-        } if saved_pairs else {}
     saved = []
     for frame_index, masks in frames:
         for object_id in masks:
             key = (int(object_id), int(frame_index))
-            if key in saved_pairs:
-                f = stored[key]
-                saved.append(SavedMask(key[0], key[1], f["rle_counts"], f["source"], f["revision"],
-                                       f["revision"] - 1, f["area"]))
+            if key in stored:
+                saved.append(SavedMask.written(key[0], stored[key]))
     return saved, skipped
 
 

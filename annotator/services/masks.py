@@ -41,8 +41,9 @@ def save_mask_frames(
     author=None,
     model_version=None,
     overwrite_human: bool = True,
-) -> list[int]:
-    """Store masks for several frames of one masklet; returns the frame indices written.
+) -> list[MaskFrameRevision]:
+    """Store masks for several frames of one masklet; returns the revisions written, in order
+    (a frame left as it was has none), so callers answer from them without reading back.
 
     With ``overwrite_human=False`` (propagation's default upstream), frames whose current mask
     came from a person (any of ``ACCEPTED_SOURCES``, imported masks included) are left as they
@@ -58,7 +59,9 @@ def save_mask_frames(
     if len({w.frame_index for w in writes}) != len(writes):
         raise ValidationError("the same frame appears twice in one write")
 
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (a person's edit, an import): nothing here is
+    # caught and retried, so a failure rolls back the caller's whole transaction either way.
+    with transaction.atomic(savepoint=False):
         current = {
             frame.frame_index: frame
             for frame in MaskFrame.objects.select_for_update().filter(
@@ -95,18 +98,18 @@ def save_mask_frames(
             to_update, ["rle_counts", "area", "bbox", "source", "model_version", "revision", "updated_by", "updated_at"]
         )
         MaskFrameRevision.objects.bulk_create(revisions)
-    return [revision.frame_index for revision in revisions]
+    return revisions
 
 
-def restore_revision(masklet: Masklet, frame_index: int, revision: int, *, author=None) -> MaskFrame:
-    """Make an earlier revision current again, as a new revision (history is never rewritten)."""
+def restore_revision(masklet: Masklet, frame_index: int, revision: int, *, author=None) -> MaskFrameRevision:
+    """Make an earlier revision current again, as a new revision (history is never rewritten); returns it."""
     old = MaskFrameRevision.objects.filter(masklet=masklet, frame_index=frame_index, revision=revision).first()
     if old is None:
         raise ValidationError(f"masklet {masklet.pk} has no revision {revision} of frame {frame_index}")
     rle = {"size": [masklet.video.height, masklet.video.width], "counts": old.rle_counts}
-    save_mask_frames(masklet, [MaskWrite(frame_index, rle)], source=old.source, author=author,
-                     model_version=old.model_version)
-    return MaskFrame.objects.get(masklet=masklet, frame_index=frame_index)
+    [restored] = save_mask_frames(masklet, [MaskWrite(frame_index, rle)], source=old.source, author=author,
+                                  model_version=old.model_version)
+    return restored
 
 
 def _check_write(write: MaskWrite, video, valid_frames: set[int] | None) -> None:

@@ -68,8 +68,9 @@ def test_tracking_never_overwrites_imported_masks_unless_asked(video, ann, impor
     kept = dict(MaskFrame.objects.filter(masklet=imported).values_list("frame_index", "rle_counts"))
     assert kept == {0: square(4, 4, 10)["counts"], 4: square(8, 6, 12)["counts"], 8: tracked["counts"]}
     # the model-made frame 8 is not protected; an explicit overwrite replaces the imported frame 4
-    assert save_mask_frames(imported, [MaskWrite(8, square(0, 0, 4))], source=MaskSource.MODEL,
-                            overwrite_human=False) == [8]
+    written = save_mask_frames(imported, [MaskWrite(8, square(0, 0, 4))], source=MaskSource.MODEL,
+                               overwrite_human=False)
+    assert [r.frame_index for r in written] == [8]
     saved, skipped = annotation.save_tracked(video, ann, [(4, {1: tracked})], overwrite_human=True)
     assert [(s.frame_index, s.source) for s in saved] == [(4, MaskSource.MODEL)] and skipped == []
 

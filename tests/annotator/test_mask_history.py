@@ -33,7 +33,7 @@ def square(x0: int, y0: int, size: int) -> np.ndarray:
 def test_writes_store_area_bbox_and_one_revision_per_change(masklet):
     written = save_mask_frames(masklet, [MaskWrite(0, encode_rle(square(2, 3, 5))),
                                          MaskWrite(4, encode_rle(square(6, 1, 4)))], source=MaskSource.MODEL)
-    assert written == [0, 4]
+    assert [(r.frame_index, r.revision) for r in written] == [(0, 1), (4, 1)]
     frame0 = MaskFrame.objects.get(masklet=masklet, frame_index=0)
     assert (frame0.area, frame0.bbox, frame0.revision) == (25, [2, 3, 5, 5], 1)
     save_mask_frames(masklet, [MaskWrite(0, encode_rle(square(2, 3, 6)))], source=MaskSource.HUMAN)
@@ -49,7 +49,7 @@ def test_model_writes_skip_human_edits_unless_asked(masklet):
     written = save_mask_frames(masklet, [MaskWrite(8, encode_rle(square(10, 10, 8))),
                                          MaskWrite(12, encode_rle(square(10, 10, 8)))],
                                source=MaskSource.MODEL, overwrite_human=False)
-    assert written == [12]
+    assert [r.frame_index for r in written] == [12]
     kept = MaskFrame.objects.get(masklet=masklet, frame_index=8)
     assert (kept.area, kept.source, kept.updated_by) == (9, MaskSource.HUMAN, user)
     save_mask_frames(masklet, [MaskWrite(8, encode_rle(square(10, 10, 8)))], source=MaskSource.MODEL)
@@ -62,6 +62,8 @@ def test_restore_makes_an_old_revision_current_as_a_new_revision(masklet):
     save_mask_frames(masklet, [MaskWrite(0, encode_rle(square(5, 5, 9)))], source=MaskSource.HUMAN)
     restored = restore_revision(masklet, 0, 1)
     assert restored.revision == 3 and restored.source == MaskSource.MODEL
+    current = MaskFrame.objects.get(masklet=masklet, frame_index=0)
+    assert (current.revision, current.source, current.rle_counts) == (3, MaskSource.MODEL, restored.rle_counts)
     rle = {"size": [H, W], "counts": restored.rle_counts}
     assert np.array_equal(decode_rle(rle), first)
     assert MaskFrameRevision.objects.filter(masklet=masklet, frame_index=0).count() == 3
