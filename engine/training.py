@@ -260,13 +260,11 @@ def _line(text: str) -> str:
     return f"{timezone.now():%Y-%m-%d %H:%M:%S} {text}\n"
 
 
-def _append_log(run_id: int, text: str, **fields: Any) -> None:
+def _append_log(run: TrainingRun, text: str, **fields: Any) -> None:
     """Store a log line on the run and send it to open dashboards, which show the log as it grows."""
     line = _line(text)
-    TrainingRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(line)), **fields)
-    project_id = TrainingRun.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
-    if project_id is not None:
-        broadcast(project_id, {"run": run_id, "log": line})
+    TrainingRun.objects.filter(pk=run.pk).update(log=Concat(F("log"), Value(line)), **fields)
+    broadcast(run.project_id, {"run": run.pk, "log": line})
 
 
 def _fail(run_id: int, error: str, *, expect: str | None = None, detail: str = "") -> bool:
@@ -291,7 +289,7 @@ def _claim(run_id: int) -> TrainingRun | None:
     """queued -> running for this worker, atomically; a redelivered message finds it running and fails it."""
     outcome, run = liveness.claim(TrainingRun, run_id, stale_after=settings.LOOP_RUN_STALE_S, cancel_requested=False)
     if outcome is liveness.Claim.CLAIMED:
-        _append_log(run_id, f"started on {run.worker}")
+        _append_log(run, f"started on {run.worker}")
         broadcast(run.project_id, {"run": run_id, "status": Status.RUNNING, "progress": 0.0})
         return run
     if outcome is liveness.Claim.DUPLICATE:
@@ -352,7 +350,7 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
     clips = load_clips(run.data_snapshot, max_side=max(int(params["image_size"]), 256))
     if not clips:
         raise RunRefused("the snapshot holds no readable masks")
-    _append_log(run.pk, f"{len(clips)} clips loaded ({sum(c.num_frames for c in clips)} frames)")
+    _append_log(run, f"{len(clips)} clips loaded ({sum(c.num_frames for c in clips)} frames)")
     config = FineTuneConfig(model_config=params["model_config"], image_size=int(params["image_size"]),
                             steps=int(params["steps"]), lr=float(params["lr"]),
                             vision_lr=float(params.get("vision_lr", params["lr"] * 0.6)),
@@ -375,7 +373,7 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
         TrainingRun.objects.filter(pk=run.pk).update(progress=progress, loss_curve=list(losses),
                                                      heartbeat_at=timezone.now())
         if step == 1 or last or step % max(1, config.steps // 10) == 0:
-            _append_log(run.pk, f"step {step}/{config.steps} loss {loss:.4f} "
+            _append_log(run, f"step {step}/{config.steps} loss {loss:.4f} "
                                 f"train IoU {metrics.get('train_iou', float('nan')):.3f} "
                                 f"({metrics.get('seconds', 0):.1f} s/step)")
         broadcast(run.project_id, {"run": run.pk, "status": Status.RUNNING, "progress": progress, "step": step,
@@ -384,14 +382,14 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
         if TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
             cancel.set()
 
-    _append_log(run.pk, f"fine-tuning {config.model_config} @{config.image_size} for {config.steps} steps from "
+    _append_log(run, f"fine-tuning {config.model_config} @{config.image_size} for {config.steps} steps from "
                         f"{init or 'random weights'}")
     result = fine_tune_here_or_distributed(clips, config, init, out, on_step, cancel)
     TrainingRun.objects.filter(pk=run.pk).update(loss_curve=list(losses))
     if result.cancelled:
         raise RunCancelled(f"after {result.steps_done} of {config.steps} steps")
     TrainingRun.objects.filter(pk=run.pk).update(progress=TRAIN_SHARE)
-    _append_log(run.pk, f"checkpoint written: {out} ({result.seconds:.0f} s, {result.seconds_per_step:.2f} s/step)")
+    _append_log(run, f"checkpoint written: {out} ({result.seconds:.0f} s, {result.seconds_per_step:.2f} s/step)")
     return _evaluate_and_register(run, config, out, on_progress)
 
 
@@ -436,7 +434,7 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
         return on_object
 
     if records:
-        _append_log(run.pk, f"evaluating on {len(records)} val videos")
+        _append_log(run, f"evaluating on {len(records)} val videos")
         segmenter = build_segmenter("sam2", config=config.model_config, checkpoint=checkpoint,
                                     image_size=config.image_size, device=settings.DEVICE or None)
         candidate_summary = {**evaluate_segmenter(segmenter, records, eval_settings,
@@ -450,10 +448,10 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
                 production_summary = {**evaluate_segmenter(segmenter, records, eval_settings,
                                                            evaluated(base.name, CANDIDATE_EVALUATED, 0.98)),
                                       "val_key": val_key}
-        _append_log(run.pk, "candidate: " + describe_summary(candidate_summary))
+        _append_log(run, "candidate: " + describe_summary(candidate_summary))
     else:
         registry.check_loadable(checkpoint, config.model_config, config.image_size)
-        _append_log(run.pk, "no approved masklets on val videos: registered without an evaluation")
+        _append_log(run, "no approved masklets on val videos: registered without an evaluation")
     on_progress("register", progress)
     with transaction.atomic():
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -508,14 +506,14 @@ def maybe_auto_promote(version: ModelVersion, candidate: dict[str, Any], product
     knobs = loop_settings(run.project)
     better, why = beats(candidate, production, knobs.promote_margin)
     if not knobs.auto_promote or not better:
-        _append_log(run.pk, f"left as a candidate for an admin: {why if knobs.auto_promote else 'auto-promote off'}")
+        _append_log(run, f"left as a candidate for an admin: {why if knobs.auto_promote else 'auto-promote off'}")
         return False
     try:
         registry.promote(version, automatic=True, note=why)
     except registry.RegistryError as error:
-        _append_log(run.pk, f"not promoted: {error}")
+        _append_log(run, f"not promoted: {error}")
         return False
-    _append_log(run.pk, f"promoted to production automatically: {why}")
+    _append_log(run, f"promoted to production automatically: {why}")
     broadcast(run.project_id, {"run": run.pk, "promoted": version.pk})
     return True
 
@@ -554,6 +552,6 @@ def periodic_tick() -> dict[str, Any]:
         except RunRefused as error:
             logger.info("scheduled run of %s not started: %s", project.slug, error)
             continue
-        _append_log(run.pk, f"started by the schedule: {why}")
+        _append_log(run, f"started by the schedule: {why}")
         started.append(run.pk)
     return {"recovered": recovered, "started": started}
