@@ -7,13 +7,13 @@ Scripts sign in the same way the browser does::
     then any call with the session cookie (+ X-CSRFToken on POST/DELETE)
     DELETE /api/session/                    -> signs out
 
-Every error is ``{"error": "<what went wrong, in words>"}`` with a 4xx status.
+Every error is ``{"error": "<what went wrong, in words>", "code": "<code>", "field": <field or null>}``
+with a 4xx status (``engine.input``; bodies are read by its ``json_body``).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,10 +30,11 @@ from annotator import selectors
 from annotator.models import Project
 from annotator.permissions import Action, login_required_rule, project_permission, public, role_of
 from annotator.services.videos import VideoRejected, create_video_from_upload
+from engine.input import error_response, json_object
 
 
-def error(message: str, status: int = 400) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
+def error(message: str, status: int = 400, *, code: str | None = None, field: str | None = None) -> JsonResponse:
+    return error_response(message, status, code=code, field=field)
 
 
 def allow(*methods: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -57,7 +58,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """``CSRF_FAILURE_VIEW``: a JSON error under ``/api/`` (scripts can act on it), Django's page elsewhere."""
     if request.path_info.startswith("/api/"):
         return error(f"CSRF check failed ({reason}). Send the csrftoken cookie's value in an X-CSRFToken "
-                     "header; GET /api/session/ returns one.", 403)
+                     "header; GET /api/session/ returns one.", 403, code="csrf")
     return django_csrf_failure(request, reason=reason)
 
 
@@ -75,15 +76,11 @@ def _session_state(request: HttpRequest) -> dict[str, Any]:
 def session(request: HttpRequest) -> JsonResponse:
     """Sign in (POST), sign out (DELETE) or read the session state and a CSRF token (GET)."""
     if request.method == "POST":
-        try:
-            credentials = json.loads(request.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error("The body must be JSON: {\"username\": ..., \"password\": ...}.")
-        if not isinstance(credentials, dict):
-            return error("The body must be a JSON object.")
+        credentials = json_object(request)
         username, password = credentials.get("username"), credentials.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            return error("Give both username and password as strings.")
+            return error("Give both username and password as strings.",
+                         field="password" if isinstance(username, str) else "username")
         user = authenticate(request, username=username, password=password)
         if user is None:
             return error("Wrong username or password.", 401)

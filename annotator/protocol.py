@@ -7,7 +7,8 @@ Every message, both ways, is one JSON text frame holding an object with ``"v": 1
 ``"type"``. A client message may carry ``"id"`` (a string or integer of at most 64 characters,
 chosen by the client); every reply to it carries ``"re": <that id>``. Frames larger than
 2 MiB get error ``too_large``; anything that is not a JSON object of a known type with exactly
-the fields below gets error ``bad_message``. Bad input never closes the socket.
+the fields below gets error ``bad_message``, and so does text holding a NUL character or a lone
+surrogate (``engine.input.text_problem``). Bad input never closes the socket.
 
 Frame numbers are NATIVE video frame numbers (0, 4, 8, ... at stride 4), always members of the
 video's annotated frames. ``object_id`` is the masklet's object id within the video (1, 2, ...).
@@ -46,7 +47,8 @@ submit (C)      object_id                                                   ``ob
 reopen (C)      object_id                                                   ``object``
 cancel (C)      op (str <= 64)                                              (``track_done`` cancelled)
 click (W)       object_id, frame, x, y (pixels), positive (bool)            ``mask``
-box (W)         object_id, frame, box [x0, y0, x1, y1] (pixels)             ``mask``
+box (W)         object_id, frame, box [x0, y0, x1, y1] (pixels, inside      ``mask``
+                the frame: x0 < x1 <= width, y0 < y1 <= height)
 paint (W)       object_id, frame, counts (RLE of the whole new mask)        ``mask``
 clear (W)       object_id, frame                                            ``mask`` (empty, model)
 restore (W)     object_id, frame, revision (>= 0; 0 = no mask)              ``mask``
@@ -90,6 +92,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
+
+from engine.input import text_problem
 
 PROTOCOL_VERSION = 1
 
@@ -183,6 +187,9 @@ def _text(name: str, max_length: int) -> Callable[[Any], str]:
             raise _bad(f'"{name}" must be a string, got {_show(value)}')
         if len(value) > max_length:
             raise _bad(f'"{name}" is {len(value)} characters long; at most {max_length} are allowed')
+        problem = text_problem(value)
+        if problem:
+            raise _bad(f'"{name}" {problem}')
         return value
 
     return check
@@ -258,6 +265,8 @@ def _message_id(value: Any) -> str | int:
         raise _bad(f'"id" must be a string or a whole number, got {_show(value)}')
     if len(str(value)) > MAX_ID_LENGTH:
         raise _bad(f'"id" is longer than {MAX_ID_LENGTH} characters')
+    if isinstance(value, str) and text_problem(value):
+        raise _bad(f'"id" {text_problem(value)}')
     return value
 
 
@@ -343,6 +352,7 @@ def check_against_video(msg: dict[str, Any], width: int, height: int, frames: li
     if msg["type"] == "click" and not (msg["x"] < width and msg["y"] < height):
         raise _bad(f"The point ({msg['x']:g}, {msg['y']:g}) is outside the {width}x{height} frame.")
     if msg["type"] == "box":
-        x0, y0, _, _ = msg["box"]
-        if x0 >= width or y0 >= height:
-            raise _bad(f"The box {msg['box']} is outside the {width}x{height} frame.")
+        x0, y0, x1, y1 = msg["box"]
+        if x0 >= width or y0 >= height or x1 > width or y1 > height:
+            raise _bad(f"The box {msg['box']} does not fit the {width}x{height} frame "
+                       f"(0 <= x0 < x1 <= {width}, 0 <= y0 < y1 <= {height}).")

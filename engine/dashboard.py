@@ -8,7 +8,6 @@ Views are thin: each declares its rule and calls one function of ``engine.regist
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -20,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotator.permissions import Action, project_permission
 from engine import registry, training
+from engine.input import BadInput, error_response, json_object
 from engine.models import Evaluation, ModelVersion, ModelVersionEvent, TrainingRun
 from engine.segmenters import serving_model
 
@@ -131,17 +131,11 @@ def dashboard_state(project: Any) -> dict[str, Any]:
 
 
 def _refused(message: str, status: int = 409) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
+    return error_response(message, status)
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
-    return request.POST.dict()
+    return json_object(request) if request.content_type == "application/json" else request.POST.dict()
 
 
 @require_GET
@@ -208,13 +202,16 @@ def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
 def api_register(request: HttpRequest, project: Any) -> JsonResponse:
     """Register from a server-side ``path`` or an uploaded ``file``, with ``config`` and ``image_size``."""
     data = _body(request)
+    for name in ("path", "config", "name"):
+        if not isinstance(data.get(name) or "", str):
+            raise BadInput(f"{name} must be a string", field=name)
     upload = request.FILES.get("file")
     path = (data.get("path") or "").strip()
     if not upload and not path:
         return _refused("give a checkpoint path on the server or upload a checkpoint file", 400)
     try:
         image_size = int(data.get("image_size") or 1024)
-    except ValueError:
+    except (TypeError, ValueError):
         return _refused("image_size must be a whole number", 400)
     config = (data.get("config") or "sam2.1_hiera_t").strip()
     saved = registry.save_upload(upload) if upload else None

@@ -23,6 +23,7 @@ Environment variables:
 ``MASKLET_MAX_UPLOAD_MB``      largest accepted video file (default 2048)
 ``MASKLET_MAX_DURATION_S``     longest accepted video (default 1800 s)
 ``MASKLET_MAX_PIXELS``         largest accepted frame, width x height (default 3840x2160)
+``MASKLET_MAX_JSON_KB``        largest accepted JSON request body (default 1024 KiB)
 ``MASKLET_EMBEDDED_WORKERS``   worker threads in embedded mode (default 2)
 ``MASKLET_SEGMENTER``          model for projects without a production model version:
                                ``classical`` (default, OpenCV, no checkpoint) or ``sam2``
@@ -114,6 +115,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The text rule for every form and query string, JSON errors under /api/ (engine.input).
+    "engine.input.InputMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -295,6 +298,9 @@ MAX_VIDEO_PIXELS = int(os.environ.get("MASKLET_MAX_PIXELS", str(3840 * 2160)))
 # Uploads larger than this stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
+# JSON request bodies (engine.input.json_body): at most this many bytes, nested at most this deep.
+MAX_JSON_BYTES = int(os.environ.get("MASKLET_MAX_JSON_KB", "1024")) * 1024
+MAX_JSON_DEPTH = 32
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -19,6 +19,7 @@ is shown to the annotator as is, so it is written in plain words.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,9 +223,10 @@ def acquire_lock(masklet: Masklet, user: User) -> Masklet:
 
 
 def release_lock(masklet: Masklet, user: User) -> Masklet:
-    """Give the lock back; a no-op when the user does not hold it (someone else's lock is kept)."""
+    """Give the lock back; a no-op when nobody holds it; someone else's live lock is refused (``locked``)."""
     with transaction.atomic():
         row = _locked_row(masklet)
+        _check_not_locked_by_other(row, user)
         if row.lock_holder_id == user.pk:
             row.lock_holder = None
             row.lock_expires_at = None
@@ -248,7 +250,7 @@ def renew_locks(video: Video, user: User) -> int:
 
 def _number(payload: dict, key: str) -> float:
     value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise EditRefused("bad_message", f"“{key}” must be a number.")
     return float(value)
 
@@ -269,6 +271,9 @@ def _clean_payload(kind: str, payload: dict, video: Video) -> dict[str, Any]:
         x0, y0, x1, y1 = (_number(payload, key) for key in ("x0", "y0", "x1", "y1"))
         if x1 <= x0 or y1 <= y0:
             raise EditRefused("bad_message", "A box needs a width and a height: drag from one corner to the other.")
+        if not (0 <= x0 and 0 <= y0 and x1 <= width and y1 <= height):
+            raise EditRefused("bad_message", f"The box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) does not fit the "
+                                             f"{width}×{height} frame.")
         return {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
     if kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
         if not isinstance(payload.get("counts"), str):

@@ -117,7 +117,7 @@ def test_a_masklet_being_edited_is_read_only_for_everyone_else(world):
     refused("locked", click, masklet, world.bob, 4, square(0, 0, 3))
     refused("locked", annotation.delete_masklet, masklet, world.bob)
     refused("locked", annotation.acquire_lock, masklet, world.root)  # superusers obey locks too
-    annotation.release_lock(masklet, world.bob)  # not theirs: nothing happens
+    assert "ann is editing object 1" in refused("locked", annotation.release_lock, masklet, world.bob)  # not theirs
     assert Masklet.objects.get().is_locked_by(world.ann)
     annotation.release_lock(masklet, world.ann)
     assert annotation.acquire_lock(masklet, world.bob).is_locked_by(world.bob)
@@ -193,10 +193,14 @@ def test_a_failure_inside_the_edit_leaves_nothing_behind(world, monkeypatch):
         ("click", {"x": 99, "y": 3}, 4, square(0, 0, 2), "outside the 32×24 frame"),
         ("click", {"x": "3", "y": 3}, 4, square(0, 0, 2), "must be a number"),
         ("box", {"x0": 5, "y0": 5, "x1": 5, "y1": 9}, 4, square(0, 0, 2), "needs a width and a height"),
+        ("box", {"x0": 5, "y0": 5, "x1": 1e308, "y1": 9}, 4, square(0, 0, 2), "does not fit the 32×24 frame"),
+        ("box", {"x0": -1, "y0": 5, "x1": 8, "y1": 9}, 4, square(0, 0, 2), "does not fit the 32×24 frame"),
+        ("click", {"x": float("nan"), "y": 3}, 4, square(0, 0, 2), "must be a number"),
         ("paint", {}, 4, square(0, 0, 2), "RLE counts"),
         ("wave", {}, 4, square(0, 0, 2), "Unknown kind"),
     ],
-    ids=["not-annotated-frame", "wrong-size", "outside", "not-a-number", "flat-box", "no-counts", "unknown"],
+    ids=["not-annotated-frame", "wrong-size", "outside", "not-a-number", "flat-box", "huge-box", "negative-box",
+         "nan", "no-counts", "unknown"],
 )
 def test_bad_edits_are_refused_in_words_and_store_nothing(world, kind, payload, frame, rle, words):
     masklet = annotation.create_masklet(world.video, world.ann)

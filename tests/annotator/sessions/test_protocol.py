@@ -94,6 +94,10 @@ def test_defaults_are_filled_in():
     ({"type": "cancel", "op": "x" * 65}, "at most 64"),
     ({"type": "ping", "id": "x" * 65}, "longer than 64"),
     ({"type": "ping", "id": [1]}, "string or a whole number"),
+    ({"type": "ping", "id": "a\x00"}, '"id" contains a NUL character'),
+    ({"type": "add_object", "label": "car\x00"}, '"label" contains a NUL character'),
+    ({"type": "update_object", "object_id": 1, "label": "\ud800"}, '"label" contains a lone surrogate (\\ud800)'),
+    ({"type": "cancel", "op": "\udc00x"}, '"op" contains a lone surrogate'),
     ({"type": "fly"}, "Unknown message type"),
     ({"type": 3}, "Unknown message type"),
 ])
@@ -125,8 +129,10 @@ def test_video_checks():
         check_against_video(parse(type="clear", object_id=1, frame=5), 160, 96, frames)
     with pytest.raises(ProtocolError, match="outside the 160x96 frame"):
         check_against_video(parse(type="click", object_id=1, frame=0, x=160, y=0, positive=True), 160, 96, frames)
-    with pytest.raises(ProtocolError, match="outside"):
-        check_against_video(parse(type="box", object_id=1, frame=0, box=[200, 0, 300, 10]), 160, 96, frames)
+    for box in ([200, 0, 300, 10], [0, 0, 1e308, 10], [0, 0, 10, 96.5], [159.5, 0, 161, 10]):
+        with pytest.raises(ProtocolError, match=r"does not fit the 160x96 frame \(0 <= x0 < x1 <= 160"):
+            check_against_video(parse(type="box", object_id=1, frame=0, box=box), 160, 96, frames)
+    check_against_video(parse(type="box", object_id=1, frame=0, box=[0, 0, 160, 96]), 160, 96, frames)  # edge to edge
 
 
 def test_error_codes_are_closed():
