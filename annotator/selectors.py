@@ -167,3 +167,11 @@ def human_masks(video: Video, object_ids: Iterable[int]) -> dict[int, list[tuple
             "masklet__object_id", "frame_index", "rle_counts"):
         result[object_id].append((frame_index, {"size": size, "counts": counts}))
     return result
+
+
+def accounts() -> QuerySet[Any]:
+    """Every account for the site admins' people page, with how many projects each is in."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.annotate(project_count=Count("memberships", distinct=True)).order_by(
+        "-is_active", "username")

@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from annotator import api, dataset_views, team_views, views
+from annotator import account_views, api, dataset_views, team_views, views
 
 urlpatterns = [
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
+    path("people/", account_views.people, name="people"),
+    path("invite/<uidb64>/<token>/", account_views.invite, name="invite"),
     path("", views.project_list, name="project-list"),
     path("projects/new/", views.project_create, name="project-create"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),

@@ -28,7 +28,8 @@ def _user(identifier: str) -> Any:
     user = User.objects.filter(Q(username__iexact=identifier) | Q(email__iexact=identifier)).first() \
         if identifier else None
     if user is None or not user.is_active:
-        raise TeamError(f"No active account is called “{identifier}” (give a username or an e-mail address).")
+        raise TeamError(f"No active account is called “{identifier}” (give a username or an e-mail address; "
+                        "a site admin creates accounts on the People page).")
     return user
 
 

@@ -90,6 +90,10 @@ def _none(world: World) -> dict[str, Any]:
     return {}
 
 
+def _invite(world: World) -> dict[str, Any]:
+    return {"uidb64": "MQ", "token": "not-a-token"}
+
+
 def _export_job(world: World) -> dict[str, Any]:
     """A finished export of the world's project, its zip on disk (the download endpoint's case)."""
     from annotator.models import DatasetJob
@@ -138,6 +142,11 @@ ENDPOINTS: dict[str, list[Case]] = {
     "login": [Case("GET", _none, Access.PUBLIC, ok_status=(200, 302))],  # signed in: sent on to the projects
     "logout": [Case("POST", _none, Access.PUBLIC, ok_status=302)],
     "project-list": [Case("GET", _none, Access.AUTHENTICATED)],
+    "people": [
+        Case("GET", _none, Access.STAFF),
+        Case("POST", _none, Access.STAFF, ok_status=302, data=lambda: {"action": "create", "username": ""}),
+    ],
+    "invite": [Case("GET", _invite, Access.PUBLIC)],  # a void link: the page says so
     "project-create": [Case("GET", _none, Access.STAFF)],
     "project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
     "video-upload": [Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=302, data=_upload)],
@@ -231,7 +240,7 @@ def test_views_declare_the_expected_rule(name):
 def _reverse_sample(name: str) -> str:
     sample = {"slug": "p", "video_id": 1, "frame_index": 0}
     for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1},
-                   {"slug": "p", "masklet_id": 1}):
+                   {"slug": "p", "masklet_id": 1}, {"uidb64": "MQ", "token": "t"}):
         try:
             return reverse(name, kwargs=kwargs)
         except Exception:
