@@ -15,6 +15,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from annotator.safe_paths import safe_join, validate_video_name
+
 
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
@@ -73,7 +75,8 @@ class Video(models.Model):
         FAILED = "failed", "Failed"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="videos")
-    name = models.CharField(max_length=255, help_text="Video id used in exports (e.g. sav_000001).")
+    name = models.CharField(max_length=255, validators=[validate_video_name],
+                            help_text="Video id used in exports (e.g. sav_000001): a safe file name.")
     original = models.FileField(upload_to="videos/%Y/%m/", max_length=500, blank=True)
     file_size = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADED)
@@ -104,7 +107,7 @@ class Video(models.Model):
     @property
     def frames_dir(self) -> Path:
         """Where ingest writes the annotated frames as ``{native_index:05d}.jpg``."""
-        return Path(settings.FRAMES_ROOT) / str(self.id)
+        return safe_join(settings.FRAMES_ROOT, str(self.id))
 
     def annotated_frame_indices(self) -> list[int]:
         """Native indices of the annotated frames: 0, stride, 2*stride, ..."""

@@ -30,7 +30,6 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -48,6 +47,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from annotator.models import Project, Video
+from annotator.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ PROGRESS_STEP = 0.02
 PROGRESS_MIN_INTERVAL_S = 0.5
 WRITE_QUEUE = 2  # decoded frames waiting for the JPEG thread, at most
 STALE_TEMP_S = 3600  # a temporary frames folder untouched this long belongs to a dead worker
-MAX_NAME_LENGTH = 200
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                     ".flv", ".ogv", ".ogg", ".3gp"}
 
@@ -201,8 +200,6 @@ def _save_with_unique_name(video: Video, base: str) -> None:
     raise VideoRejected(f"too many videos named {base!r} in this project")
 
 
-_NAME_CHARS = re.compile(r"[^\w.-]+")
-_VALID_NAME = re.compile(r"^\w[\w.-]*$")
 
 
 def _name_from_filename(filename: str) -> str:
@@ -213,19 +210,15 @@ def _name_from_filename(filename: str) -> str:
     """
     base = PureWindowsPath(PurePosixPath(filename).name).name
     stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
-    cleaned = _NAME_CHARS.sub("_", stem).strip("._-")
-    return cleaned[:MAX_NAME_LENGTH] or "video"
+    return clean_name(stem)
 
 
 def _clean_explicit_name(name: str) -> str:
-    """An explicitly chosen name is checked, not silently rewritten: refuse separators and dots-only names."""
-    stripped = name.strip()
-    if not stripped or len(stripped) > MAX_NAME_LENGTH or not _VALID_NAME.match(stripped):
-        raise VideoRejected(
-            f"invalid video name {name!r}: use up to {MAX_NAME_LENGTH} letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (no slashes)"
-        )
-    return stripped
+    """An explicitly chosen name is checked, not silently rewritten (``annotator.safe_paths.check_name``)."""
+    try:
+        return check_name(name.strip(), "video name")
+    except UnsafePath as exc:
+        raise VideoRejected(str(exc)) from None
 
 
 def _safe_extension(filename: str) -> str:

@@ -220,7 +220,8 @@ def test_client_file_names_only_give_a_sanitised_video_name(project, user, video
     assert Path(video.original.path).parent.parent.parent == Path(video.original.storage.location) / "videos"
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", " ", "a\\b", "x" * 300])
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", " ", "a\\b", "x" * 300, "/etc/passwd", "a\x00b",
+                                  "a\nb"])
 def test_an_explicit_name_with_path_parts_is_refused_and_nothing_stored(project, user, videos, settings, name):
     upload = SimpleUploadedFile("clip.mp4", (videos / "tiny24.mp4").read_bytes())
     with pytest.raises(VideoRejected, match="invalid video name"):
