@@ -214,9 +214,13 @@ def api_register(request: HttpRequest, project: Any) -> JsonResponse:
     except (TypeError, ValueError):
         return _refused("image_size must be a whole number", 400)
     config = (data.get("config") or "sam2.1_hiera_t").strip()
-    saved = registry.save_upload(upload) if upload else None
     try:
-        version = registry.register_version(project, name=data.get("name") or "", checkpoint=saved or path,
+        checkpoint = registry.save_upload(upload) if upload else registry.allowed_checkpoint(path)
+    except registry.RegistryError as error:
+        return _refused(f"not registered: {error}", 400)
+    saved = checkpoint if upload else None
+    try:
+        version = registry.register_version(project, name=data.get("name") or "", checkpoint=checkpoint,
                                             config=config, image_size=image_size, user=request.user)
     except registry.RegistryError as error:
         if saved is not None:

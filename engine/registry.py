@@ -24,6 +24,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
+from annotator.safe_paths import public_text
 from engine.models import ModelVersion, ModelVersionEvent
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,39 @@ class RegistryError(Exception):
 
 
 def models_dir() -> Path:
-    """Where uploaded and trained checkpoints live."""
+    """Where uploaded and trained checkpoints live, and the only folder a checkpoint may be registered from."""
     return Path(settings.MODELS_ROOT)
+
+
+def allowed_checkpoint(path: str) -> Path:
+    """The checkpoint file ``path`` names inside ``models_dir()`` (relative to it, or absolute), else RegistryError.
+
+    A path that leads anywhere else (``..``, another absolute path, a link out of the folder, a
+    NUL) is refused with the same words whether or not something is there, and nothing outside
+    the folder is opened: registering must not let a project admin probe the server's files.
+    """
+    root = models_dir().resolve()
+    refusal = RegistryError("a checkpoint path must name a .pt file inside the models folder "
+                            "(MASKLET_DATA_DIR/models/, e.g. uploads/my-model.pt); or upload the file")
+    if not path or "\x00" in path:
+        raise refusal
+    candidate = (root / path).resolve()
+    if not candidate.is_relative_to(root) or candidate == root:
+        raise refusal
+    try:
+        found = candidate.is_file()
+    except OSError:  # a name too long for the file system, a permission problem inside the folder
+        found = False
+    if not found:
+        raise RegistryError(f"no checkpoint file {candidate.relative_to(root).as_posix()[:200]} in the models folder")
+    return candidate
+
+
+def shown(checkpoint: str | Path) -> str:
+    """A checkpoint as people see it: relative to the models folder (never the server path)."""
+    path = Path(checkpoint).resolve()
+    root = models_dir().resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
 
 
 def check_loadable(checkpoint: str | Path, config: str, image_size: int) -> None:
@@ -54,9 +86,10 @@ def check_loadable(checkpoint: str | Path, config: str, image_size: int) -> None
         sam2_model.image_size_overrides(image_size)
         sam2_model.build_model(config, checkpoint=checkpoint, image_size=image_size, device="cpu")
     except (FileNotFoundError, ValueError, sam2_model.CheckpointMismatchError) as error:
-        raise RegistryError(str(error)) from None
+        raise RegistryError(public_text(str(error), [(models_dir(), "")])) from None
     except Exception as error:  # hydra and torch raise many types for a broken file or config
-        raise RegistryError(f"the model could not be built from {config} with {checkpoint}: {error}") from None
+        raise RegistryError(f"the model could not be built from {config} with {shown(checkpoint)}: "
+                            f"{error.__class__.__name__}") from None
 
 
 def save_upload(upload: UploadedFile) -> Path:
@@ -97,7 +130,7 @@ def register_version(project: Any, *, name: str, checkpoint: str | Path, config:
             sam2_config=sam2_model.resolve_config(config), image_size=image_size, status=Status.CANDIDATE,
             metrics=metrics or {}, created_by=user)
         ModelVersionEvent.objects.create(project=project, version=version, action=Action.REGISTERED, actor=user,
-                                         note=note or f"registered from {path}")
+                                         note=note or f"registered from {shown(path)}")
     return version
 
 

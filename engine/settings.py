@@ -12,7 +12,9 @@ Two ways to run, one code base (see README.md):
 Environment variables:
 
 =============================  ==========================================================
-``MASKLET_DATA_DIR``           where the SQLite file, media and frames live (``var/``)
+``MASKLET_DATA_DIR``           where the SQLite file, media and frames live (``var/``);
+                               ``models/`` in it is the only folder checkpoints are
+                               registered from by path (``engine.registry``)
 ``DATABASE_URL``               database; unset -> SQLite ``$MASKLET_DATA_DIR/masklet.sqlite3``
 ``REDIS_URL``                  broker + channel layer; unset -> embedded mode
 ``MASKLET_DEBUG``              ``1`` to turn DEBUG on (default off)

@@ -122,8 +122,45 @@ def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, 
     assert good.status_code == 201
     version = ModelVersion.objects.get(pk=good.json()["version"])
     assert version.name == "uploaded" and version.status == "candidate"
-    by_path = client.post(url, {"path": str(checkpoint), "config": "sam2.1_hiera_s", "image_size": 64})
-    assert by_path.status_code == 400 and "does not match" in by_path.json()["error"]
+    mine = settings.MODELS_ROOT / "mine" / "good.pt"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(checkpoint.read_bytes())
+    by_path = client.post(url, {"path": "mine/good.pt", "config": "sam2.1_hiera_s", "image_size": 64})
+    error = by_path.json()["error"]
+    assert by_path.status_code == 400 and "does not match" in error and str(settings.MODELS_ROOT) not in error
+    registered = client.post(url, {"path": str(mine), "config": "tiny", "image_size": 64})
+    assert registered.status_code == 201, registered.json()
+
+
+def test_register_by_path_only_from_the_models_folder_and_says_nothing_about_other_files(admin_client, tmp_path,
+                                                                                          settings):
+    """Missing, unreadable, real and linked-to files outside the models folder get the same words, and the
+    register endpoint never opens them (their contents cannot leak through the error)."""
+    project, client, _ = admin_client
+    url = reverse("api-models-register", args=[project.slug])
+    secret = tmp_path / "secret.pt"
+    secret.write_bytes(b"\x80top secret")
+    unreadable = tmp_path / "unreadable.pt"
+    unreadable.write_bytes(b"x")
+    unreadable.chmod(0)
+    settings.MODELS_ROOT.mkdir(parents=True)
+    (settings.MODELS_ROOT / "link.pt").symlink_to(secret)
+    outside = [str(secret), str(unreadable), str(tmp_path / "missing.pt"), "../secret.pt", "../../etc/passwd",
+               "/etc/passwd", "link.pt", ".", "/", f"../{'x' * 5000}"]
+    errors = set()
+    for path in outside:
+        response = client.post(url, {"path": path, "config": "tiny", "image_size": 64})
+        assert response.status_code == 400, path
+        errors.add(response.json()["error"])
+    assert len(errors) == 1
+    refusal = errors.pop()
+    assert "MASKLET_DATA_DIR/models/" in refusal and str(tmp_path) not in refusal and "secret" not in refusal
+    for path in ["mine/\x00.pt", "x" * 5000, ""]:  # refused too, in words about the field or the models folder
+        response = client.post(url, {"path": path, "config": "tiny", "image_size": 64})
+        assert response.status_code == 400 and str(tmp_path) not in response.json()["error"]
+    missing = client.post(url, {"path": "nope.pt", "config": "tiny", "image_size": 64}).json()["error"]
+    assert missing == "not registered: no checkpoint file nope.pt in the models folder"
+    assert not ModelVersion.objects.filter(project=project).exists()
 
 
 @pytest.mark.django_db(transaction=True)
