@@ -128,7 +128,8 @@ class Masklet(models.Model):
         DRAFT = "draft", "Draft"
         SUBMITTED = "submitted", "Submitted"
         APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+        #: A reviewer's "send back": the annotator fixes it and submits it again.
+        REJECTED = "rejected", "Sent back"
         #: A reviewer's final "no": the object has no clear boundary; it never returns to annotation.
         DISCARDED = "discarded", "Rejected for good"
 
@@ -242,8 +243,8 @@ class Prompt(models.Model):
 
 class Review(models.Model):
     class Verdict(models.TextChoices):
-        SATISFACTORY = "satisfactory", "Satisfactory"
-        UNSATISFACTORY = "unsatisfactory", "Unsatisfactory"
+        SATISFACTORY = "satisfactory", "Approved"
+        UNSATISFACTORY = "unsatisfactory", "Sent back"
 
     masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -109,7 +109,8 @@ def role_label(role: str | None) -> str:
 def masklets_for_video(video: Video) -> QuerySet[Masklet]:
     """The video's masklets by object id, with lock holders and reviews loaded (no query per row)."""
     reviews = Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("created_at", "id"))
-    return Masklet.objects.filter(video=video).select_related("lock_holder").prefetch_related(reviews).order_by(
+    return Masklet.objects.filter(video=video).select_related("lock_holder", "assignee").prefetch_related(
+        reviews).order_by(
         "object_id")
 
 
@@ -127,6 +128,7 @@ def masklet_to_dict(masklet: Masklet, viewer: User) -> dict[str, Any]:
         "lock_holder": masklet.lock_holder.get_username() if locked and masklet.lock_holder else None,
         "locked_by_me": locked and masklet.lock_holder_id == getattr(viewer, "pk", None),
         "lock_expires_at": masklet.lock_expires_at.isoformat() if locked else None,
+        "assignee": masklet.assignee.get_username() if masklet.assignee else None,
         "review": {
             "verdict": latest.verdict,
             "reason": latest.reason,
@@ -175,3 +177,32 @@ def accounts() -> QuerySet[Any]:
 
     return get_user_model().objects.annotate(project_count=Count("memberships", distinct=True)).order_by(
         "-is_active", "username")
+
+
+def masklet_story(masklet: Masklet) -> dict[str, Any]:
+    """Who annotated the masklet and what happened to it, oldest first, for the review page: its
+    creation, each person's edits (count, first and last), each verdict (``verdict_words``)."""
+    from django.db.models import Max, Min
+
+    from annotator.models import Prompt
+    from annotator.services.reviews import verdict_words
+
+    edits = list(Prompt.objects.filter(masklet=masklet).values("author__username").annotate(
+        count=Count("id"), first=Min("created_at"), last=Max("created_at")).order_by("first"))
+    annotators = [row["author__username"] for row in edits if row["author__username"]]
+    if not annotators and masklet.assignee is not None:
+        annotators = [masklet.assignee.get_username()]
+    events = [{"at": masklet.created_at, "who": "", "what": "generated automatically"
+               if masklet.type == "auto" else "created"}]
+    events += [{"at": row["first"], "who": row["author__username"] or "a former member",
+                "what": f"{row['count']} edit{'s' if row['count'] != 1 else ''}",
+                "until": row["last"] if row["last"] != row["first"] else None} for row in edits]
+    for review in masklet.reviews.select_related("reviewer").order_by("created_at", "id"):
+        what = verdict_words(review)
+        if review.reason:
+            what += f": {reason_label(review.reason)}"
+        if review.comment:
+            what += f" — “{review.comment}”"
+        events.append({"at": review.created_at, "who": review.reviewer.get_username() if review.reviewer else
+                       "a former reviewer", "what": what})
+    return {"annotators": annotators, "events": sorted(events, key=lambda e: e["at"])}

@@ -18,10 +18,10 @@ from annotator.automasks.runs import set_schedule, start_run
 from annotator.charts import bar_chart
 from annotator.models import AutoMaskletRun, Masklet, Project, Role, Split, Video
 from annotator.permissions import Action, project_permission
-from annotator.selectors import masklet_to_dict, video_in_project
+from annotator.selectors import masklet_story, masklet_to_dict, video_in_project
 from annotator.services import queues, reviews, team
 from annotator.services.annotation import EditRefused
-from annotator.services.reviews import FINAL_REASONS, REASONS, review_history, review_masklet
+from annotator.services.reviews import FINAL_REASONS, REASONS, review_masklet
 
 #: Meta's Phase 3 figures (SAM 2 paper, Table 1; ``docs/DATA_ENGINE.md``), drawn as reference lines.
 PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
@@ -233,7 +233,7 @@ def masklet_review(request: HttpRequest, project: Project, masklet_id: int) -> H
         return redirect("masklet-review", slug=project.slug, masklet_id=following.id)
     video = masklet.video
     return render(request, "annotator/review.html", {
-        "project": project, "video": video, "masklet": masklet, "history": review_history(masklet),
+        "project": project, "video": video, "masklet": masklet, "story": masklet_story(masklet),
         "reasons": REASONS, "final_reasons": FINAL_REASONS,
         "can_judge": masklet.status == Masklet.Status.SUBMITTED,
         "config": {

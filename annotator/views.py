@@ -182,6 +182,7 @@ def video_annotate(request: HttpRequest, project: Project, video_id: int) -> Htt
         "project": project,
         "video": video,
         "can_edit": has_permission(request.user, project, Action.ANNOTATE),
+        "can_manage": has_permission(request.user, project, Action.MANAGE_PROJECT),
         "ws_path": f"/ws/projects/{project.slug}/videos/{video.id}/annotate/",
         "frames": video.annotated_frame_indices(),
         "frame_url_template": reverse("video-frame", kwargs={"slug": project.slug, "video_id": video.id,

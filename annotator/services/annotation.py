@@ -445,10 +445,16 @@ def submit_masklet(masklet: Masklet, user: User) -> Masklet:
 
 
 def reopen_masklet(masklet: Masklet, user: User) -> Masklet:
-    """Take back an object the reviewer rejected: rejected -> draft, locked to the user."""
+    """Take back an object the reviewer sent back: rejected -> draft, locked to the user. Only the
+    annotator it was sent back to (its assignee) or a project admin may."""
     with transaction.atomic():
-        row = _locked_row(masklet)
+        row = _locked_row(masklet, user)
         _check_may_annotate(row, user)
+        if (row.status == Masklet.Status.REJECTED and row.assignee_id not in (None, user.pk)
+                and not role_allows(user, row.member_role, Action.MANAGE_PROJECT)):
+            holder = row.assignee.get_username() if row.assignee else "its annotator"
+            raise EditRefused("forbidden", f"{_name(row).capitalize()} was sent back to {holder}: only they or a "
+                                           "project admin may reopen it.")
         if row.status == Masklet.Status.DRAFT:
             _check_not_locked_by_other(row, user)
         elif row.status != Masklet.Status.REJECTED:

@@ -101,9 +101,15 @@ def describe_review(review: Review) -> str:
     return f"{text} ({review.reviewer.get_username() if review.reviewer else 'a former reviewer'})"
 
 
+def verdict_words(review: Review) -> str:
+    """The one vocabulary for a verdict: approved, sent back, rejected for good."""
+    return "rejected for good" if review.final else review.get_verdict_display().lower()
+
+
 def review_history(masklet: Masklet) -> list[dict[str, Any]]:
     """Every verdict on the masklet, oldest first, for the review page and the API."""
-    return [{"verdict": r.verdict, "reason": r.reason, "reason_label": reason_label(r.reason) if r.reason else "",
+    return [{"verdict": r.verdict, "words": verdict_words(r), "reason": r.reason,
+             "reason_label": reason_label(r.reason) if r.reason else "",
              "comment": r.comment, "final": r.final, "reviewer": r.reviewer.get_username() if r.reviewer else None,
              "at": r.created_at.isoformat()}
             for r in masklet.reviews.select_related("reviewer").order_by("created_at", "id")]

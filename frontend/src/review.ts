@@ -137,6 +137,12 @@ async function main(): Promise<void> {
     else if (event.key === "ArrowLeft") show(index - 1);
   });
 
+  // The irreversible verdict asks first (no inline handler: the page's CSP forbids them).
+  document.getElementById("verdict-discard")?.addEventListener("click", (event) => {
+    const button = event.currentTarget as HTMLButtonElement;
+    if (!window.confirm(button.dataset.confirm || "Reject for good?")) event.preventDefault();
+  });
+
   show(0);
   const response = await fetch(config.masksUrl, { credentials: "same-origin" });
   if (!response.ok) {

@@ -329,12 +329,27 @@ def test_a_rejected_object_shows_the_reason_and_can_be_reopened(world):
         "drifts", "Loses the car after frame 8.", "rev")
     assert "reopen it" in refused("read_only", click, masklet, world.ann, 4, square(0, 0, 4))
     refused("read_only", annotation.reopen_masklet, masklet, world.rev)
-    reopened = annotation.reopen_masklet(masklet, world.bob)
-    assert reopened.status == "draft" and reopened.is_locked_by(world.bob)
-    click(masklet, world.bob, 4, square(0, 0, 4))
-    mine = selectors.masklet_to_dict(Masklet.objects.get(), world.bob)
-    assert (mine["lock_holder"], mine["locked_by_me"]) == ("bob", True)
+    # Sent back to ann: another annotator may not take it (a project admin may, see below).
+    assert "sent back to ann" in refused("forbidden", annotation.reopen_masklet, masklet, world.bob)
+    assert shown["assignee"] == "ann"
+    reopened = annotation.reopen_masklet(masklet, world.ann)
+    assert reopened.status == "draft" and reopened.is_locked_by(world.ann)
+    click(masklet, world.ann, 4, square(0, 0, 4))
+    mine = selectors.masklet_to_dict(Masklet.objects.get(), world.ann)
+    assert (mine["lock_holder"], mine["locked_by_me"]) == ("ann", True)
     assert mine["review"]["reason"] == "drifts"  # the reason stays visible while it is fixed
+
+
+def test_a_project_admin_may_reopen_what_was_sent_back_to_someone_else(world, make_membership):
+    boss = type(world.ann).objects.create_user("boss")
+    make_membership(world.video.project, boss, Role.ADMIN)
+    masklet = annotation.create_masklet(world.video, world.ann)
+    click(masklet, world.ann, 4, square(0, 0, 3))
+    annotation.submit_masklet(masklet, world.ann)
+    Masklet.objects.filter(pk=masklet.pk).update(status=Masklet.Status.REJECTED)
+    for who in (boss, world.root):
+        Masklet.objects.filter(pk=masklet.pk).update(status=Masklet.Status.REJECTED, lock_holder=None)
+        assert annotation.reopen_masklet(masklet, who).is_locked_by(who)
 
 
 def test_delete_takes_masks_and_history_with_it(world):

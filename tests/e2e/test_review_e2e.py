@@ -30,8 +30,8 @@ from segmentation.masks import encode_rle
 call_command("seed_demo", videos=1, verbosity=0)
 project = Project.objects.get(slug={SLUG!r})
 User = get_user_model()
-people = {{name: User.objects.create_user(name, password={PASSWORD!r}) for name in ("ann", "rev", "boss")}}
-for name, role in (("ann", Role.ANNOTATOR), ("rev", Role.REVIEWER), ("boss", Role.ADMIN)):
+people = {{name: User.objects.create_user(name, password={PASSWORD!r}) for name in ("ann", "ann2", "rev", "boss")}}
+for name, role in (("ann", Role.ANNOTATOR), ("ann2", Role.ANNOTATOR), ("rev", Role.REVIEWER), ("boss", Role.ADMIN)):
     Membership.objects.create(project=project, user=people[name], role=role)
 video = Video.objects.filter(project=project).exclude(masklets__isnull=False).order_by("name").first() or \\
     Video.objects.filter(project=project).order_by("name").first()
@@ -42,6 +42,21 @@ mask[40:120, 60:160] = True
 save_mask_frames(masklet, [MaskWrite(0, encode_rle(mask))], source="human", author=people["ann"])
 release_lock(masklet, people["ann"])
 print(video.id, masklet.id, masklet.object_id)
+"""
+REJECTABLE = """
+import numpy as np
+from django.contrib.auth import get_user_model
+from annotator.models import Masklet, Video
+from annotator.services.annotation import create_masklet, submit_masklet
+from annotator.services.masks import MaskWrite, save_mask_frames
+from segmentation.masks import encode_rle
+ann = get_user_model().objects.get(username="ann")
+video = Video.objects.filter(masklets__assignee=ann).first()
+masklet = create_masklet(video, ann)
+mask = np.zeros((video.height, video.width), bool)
+mask[10:30, 10:30] = True
+save_mask_frames(masklet, [MaskWrite(0, encode_rle(mask))], source="human", author=ann)
+print(submit_masklet(masklet, ann).id)
 """
 STATE = """
 import json
@@ -98,11 +113,16 @@ def _annotate_and_submit(page, object_id: int, fix: bool, sent_back: tuple[str, 
     assert page.locator("[data-role=review]").count() == 0  # answered: the resubmitted masklet waits for review
 
 
-def _review(page, verdict: str, reason: str = "", comment: str = "") -> None:
+def _review(page, verdict: str, reason: str = "", comment: str = "", shot=None) -> None:
     page.goto(f"/projects/{SLUG}/")
     page.click("#review-next")
     page.wait_for_url("**/review/")
     page.wait_for_function("document.body.dataset.reviewReady === 'true'")
+    assert page.inner_text("#review-annotators") == "Annotated by ann"
+    assert [b.inner_text() for b in page.locator("#verdict-form button").all()] == [
+        "Approve", "Send back", "Reject for good"]
+    if shot is not None:
+        page.screenshot(path=str(shot), full_page=True)
     first = page.get_attribute("#review-canvas", "data-frame")
     page.click("#review-play")  # plays the masklet over the video
     page.wait_for_function(f"document.getElementById('review-canvas').dataset.frame !== '{first}'")
@@ -118,6 +138,44 @@ def _review(page, verdict: str, reason: str = "", comment: str = "") -> None:
     page.wait_for_url(f"**/projects/{SLUG}/")
 
 
+def _others_cannot_reopen(sign_in, server, video_id: int, object_id: int) -> None:
+    """Another annotator opening the sent-back object is told whose it is, with no Reopen button."""
+    context, page = sign_in(server, "ann2", PASSWORD)
+    try:
+        page.goto(f"/projects/{SLUG}/videos/{video_id}/annotate/?object={object_id}")
+        page.wait_for_function("document.getElementById('frame-canvas').dataset.connection === 'connected'")
+        page.locator("li.object", has_text=str(object_id)).first.click()
+        page.wait_for_selector("text=Sent back to ann: only they or a project admin may reopen it.")
+        assert page.locator("#object-details button", has_text="Reopen").count() == 0
+        assert page.locator("li.object .object-status").first.inner_text() == "Sent back"
+    finally:
+        context.close()
+
+
+def _reject_for_good_asks_first(page, server) -> None:
+    """The irreversible verdict asks; dismissing keeps the masklet waiting, accepting ends it for good."""
+    masklet_id = int(server.shell(REJECTABLE).strip().splitlines()[-1])
+    page.goto(f"/projects/{SLUG}/masklets/{masklet_id}/review/")
+    page.wait_for_function("document.body.dataset.reviewReady === 'true'")
+    questions: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    page.click("#verdict-discard")
+    assert "cannot be undone" in questions[0]
+    assert _state(server, masklet_id)["status"] == "submitted"
+    page.once("dialog", lambda d: answer(d, True))
+    page.click("#verdict-discard")
+    page.wait_for_url(f"**/projects/{SLUG}/")
+    assert "rejected for good" in page.inner_text(".messages")
+    assert _state(server, masklet_id)["status"] == "discarded"
+    page.goto(f"/projects/{SLUG}/masklets/{masklet_id}/review/")
+    assert "rev rejected for good: Object has no clear boundary" in page.inner_text("#review-history")
+
+
 def _finish_video(page) -> None:
     page.goto(f"/projects/{SLUG}/")
     page.click("#work-next")  # the video itself now (its object is approved)
@@ -130,7 +188,7 @@ def _finish_video(page) -> None:
 
 
 def test_submit_reject_fix_resubmit_approve(sign_in, review_server, artifacts_dir):
-    server, _video_id, masklet_id, object_id = review_server
+    server, video_id, masklet_id, object_id = review_server
     ann_context, ann = sign_in(server, "ann", PASSWORD)
     rev_context, rev = sign_in(server, "rev", PASSWORD)
     try:
@@ -143,17 +201,19 @@ def test_submit_reject_fix_resubmit_approve(sign_in, review_server, artifacts_di
         assert state == {"status": "rejected", "done_by": [],
                          "reviews": [["unsatisfactory", "missing_frames", "It is missing after frame 8"]]}
 
+        _others_cannot_reopen(sign_in, server, video_id, object_id)
         # The queue reopens it for its annotator first, and they read why it came back.
         _annotate_and_submit(ann, object_id, fix=True, sent_back=(
             "Object missing on some frames", "It is missing after frame 8", "rev"))
         assert _state(server, masklet_id)["status"] == "submitted"
 
-        _review(rev, "satisfactory")
+        _review(rev, "satisfactory", shot=artifacts_dir / "review-page.png")
         state = _state(server, masklet_id)
         assert state["status"] == "approved"
         assert [r[0] for r in state["reviews"]] == ["unsatisfactory", "satisfactory"]
         assert state["done_by"] == []
 
+        _reject_for_good_asks_first(rev, server)
         _finish_video(ann)
         assert _state(server, masklet_id)["done_by"] == ["ann"]
         ann.click("#work-next")  # the only video is done: nothing left

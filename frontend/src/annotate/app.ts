@@ -95,6 +95,7 @@ export class AnnotateApp {
     this.labels = jsonScript<string[]>("annotate-labels", []);
     this.store = new Store(frames, width, height);
     this.store.canEdit = data.canEdit === "true";
+    this.store.canManage = data.canManage === "true";
     this.colours = new Colours(`masklet-colours-${data.videoId}`);
     const maxFrames = Math.max(16, Math.min(400, Math.floor(FRAME_BUDGET_PIXELS / Math.max(1, width * height))));
     this.frames = new FrameCache(data.frameUrl ?? "", maxFrames);

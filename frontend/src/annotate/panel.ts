@@ -15,7 +15,7 @@ export interface PanelActions {
 }
 
 const STATUS_WORDS: Record<string, string> = {
-  draft: "Draft", submitted: "Submitted", approved: "Approved", rejected: "Rejected",
+  draft: "Draft", submitted: "Submitted", approved: "Approved", rejected: "Sent back",
   discarded: "Rejected for good",
 };
 
@@ -158,7 +158,15 @@ export class ObjectsPanel {
       buttons.append(this.button("submit", id, "Submit for review", !masklet.locked_by_me, "primary"));
     }
     if (this.store.canEdit && masklet.status === "rejected") {
-      buttons.append(this.button("reopen", id, "Reopen", Boolean(masklet.lock_holder && !masklet.locked_by_me), "primary"));
+      // Only the annotator it was sent back to, or a project admin, may take it back (the server says the same).
+      const mine = !masklet.assignee || masklet.assignee === this.store.username || this.store.canManage;
+      if (mine) buttons.append(this.button("reopen", id, "Reopen", Boolean(masklet.lock_holder && !masklet.locked_by_me), "primary"));
+      else {
+        const whose = document.createElement("p");
+        whose.className = "small object-note";
+        whose.textContent = `Sent back to ${masklet.assignee}: only they or a project admin may reopen it.`;
+        this.details.append(whose);
+      }
     }
     if (buttons.childElementCount) this.details.append(buttons);
   }

@@ -25,6 +25,8 @@ export interface MaskletJSON {
   lock_holder: string | null;
   locked_by_me: boolean;
   lock_expires_at: string | null;
+  /** The annotator it belongs to (who it is sent back to); null for a masklet nobody took yet. */
+  assignee: string | null;
   review: ReviewJSON | null;
 }
 

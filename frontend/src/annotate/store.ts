@@ -27,6 +27,8 @@ export class Store {
   private readonly listeners: Listener[] = [];
   username = "";
   canEdit = false;
+  /** A project admin (or superuser): may reopen an object sent back to someone else. */
+  canManage = false;
 
   constructor(readonly frames: number[], readonly width: number, readonly height: number) {}
 

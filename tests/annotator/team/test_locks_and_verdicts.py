@@ -157,7 +157,7 @@ def test_reject_for_good_through_the_review_page(team, make_videos, make_submitt
         "unsatisfactory", "no_clear_boundary", True, "Smoke, no edge anywhere", team.reviewer)
     assert "rejected for good" in " ".join(_messages(response))
     shown = client.get(_review_url(team, masklet)).content.decode()
-    assert 'id="verdict-form"' not in shown and "(for good): Object has no clear boundary" in shown
+    assert 'id="verdict-form"' not in shown and "rejected for good: Object has no clear boundary" in shown
     # Never back to an annotator: the queue hands out the video itself, not the masklet.
     item = next_work(team.project, team.annotator)
     assert item.reason == "video" and item.masklet is None
