@@ -1,4 +1,7 @@
-"""Shared test fixtures. Real data from ``../shared/data`` is used when present, skipped cleanly when not."""
+"""Shared test fixtures and the suite's markers (see tests/README.md).
+
+Real data from ``../shared/data`` is used when present, skipped cleanly when not.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,29 @@ import os
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MASKLET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+#: Fixtures through which a test reaches the configured database (pytest-django's).
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
+                     "live_server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Derive the markers CI's passes select on, so a new test lands in the right pass by what it uses:
+
+    - ``db_engine``: the test reaches the database (a ``django_db`` mark or a database fixture), so it
+      runs in both passes: on SQLite in the embedded pass, on PostgreSQL in the services pass;
+    - ``services``: skipped in embedded mode (no ``REDIS_URL``), with the reason.
+    """
+    for item in items:
+        if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db_engine)
+        if item.get_closest_marker("services") and django_settings.EMBEDDED:
+            item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
 
 
 def shared_path(*parts: str) -> Path:
