@@ -107,9 +107,10 @@ def _annotator_works(page, artifacts_dir) -> None:
     scale, tx, ty = (float(v) for v in page.get_attribute("#frame-canvas", "data-view").split())
     x, y = _object_point()
     for dx in (0, 4):  # two clicks on the object: a new object, then a refinement
+        before = page.get_attribute("#frame-canvas", "data-last-edit") or ""
         page.mouse.click(box["x"] + tx + (x + dx) * scale, box["y"] + ty + y * scale)
-        page.wait_for_function("document.getElementById('frame-canvas').dataset.busy === '0'")
-        time.sleep(1)
+        page.wait_for_function("(before) => { const d = document.getElementById('frame-canvas').dataset;"
+                               " return (d.lastEdit || '') !== before && d.busy === '0'; }", arg=before)
     page.click("#object-submit")
     page.wait_for_function("[...document.querySelectorAll('li.object .object-status')]"
                            ".some((s) => s.textContent === 'Submitted')")

@@ -231,7 +231,7 @@ def version_of(video, frame: int) -> int | None:
 
 @pytest.mark.slow
 def test_an_open_page_keeps_its_model_version_after_promotion_and_eviction_and_a_new_page_gets_the_new_one(
-        two_videos, open_socket):
+        two_videos, open_socket, monkeypatch):
     """Masks record the version that made them; a promotion reaches newly opened pages only, even
     when the open page's live session is evicted (or lost with its worker) and rebuilt."""
     from engine.segmenters import forget_segmenters
@@ -248,7 +248,7 @@ def test_an_open_page_keeps_its_model_version_after_promotion_and_eviction_and_a
         assert await database_sync_to_async(version_of)(video, 0) == v1.pk
 
         await database_sync_to_async(promote)(v1, v2)
-        await asyncio.sleep(sessions.CONTEXT_SECONDS + 0.5)  # past the worker's re-read of the page's model
+        monkeypatch.setattr(sessions, "CONTEXT_SECONDS", 0.0)  # from now on every message re-reads the context
         assert (await first_page.request("click", frame=4, **click))["type"] == "mask"
         assert await database_sync_to_async(version_of)(video, 4) == v1.pk  # the open page keeps v1
 

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from celery.signals import task_postrun
 from django.conf import settings as django_settings
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
@@ -138,14 +139,25 @@ def test_the_embedded_beat_generates_auto_masklets_for_a_new_video(team, synthet
 
     set_schedule(team.project, team.admin, enabled=True)
     video, _ = synthetic_video(team.project, spec=SMALL)
+    ticks = threading.Semaphore(0)
+
+    def count_tick(sender=None, **_) -> None:
+        if sender.name == "annotator.auto_masklets_tick":
+            ticks.release()
+
+    task_postrun.connect(count_tick, weak=False)
     stop = start_embedded_beat({"auto": {"task": "annotator.auto_masklets_tick", "schedule": 0.2,
                                          "options": {"queue": "cpu"}}})
     assert stop is not None, "another embedded beat is running in this process"
     try:
         run = _wait_until_ended(video)
-        time.sleep(0.7)  # a few more ticks: the video has had its run
+        while ticks.acquire(blocking=False):  # forget the ticks before the run ended
+            pass
+        for _ in range(3):  # three more ticks end (two begun after the run ended): the video has had its run
+            assert ticks.acquire(timeout=30), "the embedded beat stopped ticking"
     finally:
         stop.set()
+        task_postrun.disconnect(count_tick)
     assert run.status == "done", run.error
     assert _runs(video) == [("schedule", "done")]
     auto = Masklet.objects.filter(video=video, type="auto")
