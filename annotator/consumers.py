@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -51,7 +52,8 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
 
     The channel layer's receive survives a Redis outage (``channel_receive``): instead of the
     socket dying with a 1011, it waits for Redis, joins its groups again (a restarted Redis has
-    none) and calls ``on_layer_recovered``.
+    none) and calls ``on_layer_recovered``. Joining a group on connect (``join``) is tried again
+    too: right after a Redis restart the pool's first connections are dead.
     """
 
     required_action: Action = Action.VIEW_PROJECT
@@ -90,6 +92,11 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
     def layer_groups(self) -> list[str]:
         """The groups this socket belongs to (joined again after a channel layer outage)."""
         return []
+
+    async def join(self, group: str) -> None:
+        """Join ``group``, trying again while the channel layer does not answer (it raises after that)."""
+        if self.channel_layer is not None:
+            await _retrying(lambda: self.channel_layer.group_add(group, self.channel_name), f"joining {group}")
 
     async def on_layer_recovered(self) -> None:
         """Called once the channel layer answers again after an outage."""
@@ -166,8 +173,7 @@ class VideoStatusConsumer(ProjectConsumer):
         self._known: dict[int, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._group = video_group(self.project.id)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(self._group, self.channel_name)
+        await self.join(self._group)
         videos = await self._read()
         self._known = {video["id"]: video for video in videos}
         await self.send_json({"type": "snapshot", "videos": videos})
@@ -237,7 +243,10 @@ class AnnotationConsumer(ProjectConsumer):
     itself, later model messages wait here so they reach the same worker. In services mode a
     watchdog notices when that worker's heartbeat is gone: a running ``track`` is re-sent to
     the shared queue (frames already stored are simply written again), other edits in flight
-    get error ``worker_lost``.
+    get error ``worker_lost``. A worker restarted under the same name beats again at once, but
+    as another incarnation (``engine.workers``): the work the killed process held is lost all
+    the same. While a track runs, the watchdog also tells the workers that this socket is alive
+    (``sessions.keep_socket_alive``): when the server dies with it, the track stops on its own.
     """
 
     required_action = Action.VIEW_PROJECT
@@ -262,7 +271,8 @@ class AnnotationConsumer(ProjectConsumer):
         self.user_id, self.username = user.pk, user.get_username()
         self.session_id = uuid.uuid4().hex
         self.frames = set(self.video.annotated_frame_indices())
-        #: op -> {"envelope", "type", "queue", "worker"} of model messages not finally answered.
+        #: op -> {"envelope", "type", "queue", "worker", "incarnation"} of model messages not finally
+        #: answered: "incarnation" is the process expected to serve it (None until known).
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.waiting: list[dict[str, Any]] = []  # model messages held until a worker names itself
         self.assigning = False
@@ -271,10 +281,12 @@ class AnnotationConsumer(ProjectConsumer):
         if settings.EMBEDDED:
             channel_bridge.register_server_loop(asyncio.get_running_loop())
             self.owner: str | None = workers.SHARED_QUEUE
+            self.owner_incarnation: str | None = None
         else:
-            self.owner = await _blocking(workers.session_owner)(self.video.pk, self.user_id)
+            self.owner, self.owner_incarnation = await _retrying(
+                _blocking(lambda: workers.session_owner(self.video.pk, self.user_id)), "reading the session owner")
         self.group = sessions.annotation_group(self.video.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join(self.group)
         hello, notice = await database_sync_to_async(self._hello)()
         await self.send_json(hello)
         if notice is not None:
@@ -287,7 +299,8 @@ class AnnotationConsumer(ProjectConsumer):
     async def on_layer_recovered(self) -> None:
         """Redis went away: replies to model messages in flight may be lost with it. Say so, so the
         page does them again (what the worker did commit is stored, and shown on reload)."""
-        self.owner = None if not settings.EMBEDDED else self.owner
+        if not settings.EMBEDDED:
+            self.owner, self.owner_incarnation = None, None
         self.assigning = False
         self.waiting = []
         for op, entry in list(self.in_flight.items()):
@@ -429,7 +442,12 @@ class AnnotationConsumer(ProjectConsumer):
         envelope = {"session": self.session_id, "reply_channel": self.channel_name, "user_id": self.user_id,
                     "username": self.username, "video_id": self.video.pk, "op": op, "attempt": 0,
                     "model_version": self.model_version, "message": msg}
-        self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None}
+        if msg["type"] == "track" and not settings.EMBEDDED:
+            # The track stops on its own if this socket's server dies (nobody would hear it any more).
+            envelope["watched"] = True
+            await _blocking(sessions.keep_socket_alive)(self.session_id)
+        self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None,
+                              "incarnation": None}
         if self.owner is None and self.assigning:
             self.waiting.append(envelope)
             return
@@ -445,7 +463,9 @@ class AnnotationConsumer(ProjectConsumer):
             self.assigning = True
             envelope["assign"] = True
             await self.send_json(protocol.message("worker", state="assigning"))
-        self.in_flight[envelope["op"]]["queue"] = queue
+        entry = self.in_flight[envelope["op"]]
+        entry["queue"] = queue
+        entry["incarnation"] = self.owner_incarnation if self.owner is not None else None
         if settings.EMBEDDED:
             submit(session_message, envelope, queue=queue)
         else:
@@ -462,9 +482,11 @@ class AnnotationConsumer(ProjectConsumer):
             self.model_version = event["model_version"]
         worker = event.get("worker")
         if worker:
-            entry["worker"] = worker
-            if self.owner != worker:
-                self.owner = worker
+            entry["worker"], entry["incarnation"] = worker, event.get("incarnation")
+            if self.owner == worker:
+                self.owner_incarnation = event.get("incarnation") or self.owner_incarnation
+            else:
+                self.owner, self.owner_incarnation = worker, event.get("incarnation")
                 self.assigning = False
                 waiting, self.waiting = self.waiting, []
                 for envelope in waiting:
@@ -494,33 +516,61 @@ class AnnotationConsumer(ProjectConsumer):
         await self.send_json(msg)
 
     async def _watch(self) -> None:
-        """Services mode: move in-flight work off a worker whose heartbeat stopped."""
-        interval = max(0.2, min(1.0, settings.WORKER_HEARTBEAT_SECONDS / 3))
+        """Services mode: keep this socket's track alive on its worker and move in-flight work off a
+        worker that is gone. A failing check (Redis away) is tried again at the next tick: the
+        watchdog outlives any outage."""
+        interval = sessions.watchdog_seconds()
         while True:
             await asyncio.sleep(interval)
-            lost = self.owner
-            if not self.in_flight or lost in (None, workers.SHARED_QUEUE):
-                continue
-            if await _blocking(workers.is_alive)(lost):
+            if not self.in_flight:
                 continue
             try:
-                await self._worker_lost(lost)
-            except Exception:
-                logger.exception("could not move the session off lost worker %s", lost)
+                await self._check_workers()
+            except Exception as error:
+                logger.warning("watchdog of session %s: %s; checking again in %.1f s", self.session_id, error, interval)
 
-    async def _worker_lost(self, lost: str) -> None:
-        logger.warning("worker %s lost: moving session %s", lost, self.session_id)
-        self.owner = None
-        self.assigning = False
+    async def _check_workers(self) -> None:
+        if any(entry["type"] == "track" for entry in self.in_flight.values()):
+            await _blocking(sessions.keep_socket_alive)(self.session_id)
+        held: dict[str, list[str]] = {}  # worker queue -> ops it holds (or was sent)
+        for op, entry in self.in_flight.items():
+            queue = entry["worker"] or entry["queue"]
+            if queue and queue != workers.SHARED_QUEUE:
+                held.setdefault(queue, []).append(op)
+        if not held:
+            return
+        beating = await _blocking(workers.incarnations)(list(held))
+        for queue, ops in held.items():
+            now = beating[queue]
+            lost = []
+            for op in ops:
+                entry = self.in_flight.get(op)
+                if entry is None:
+                    continue
+                if now is not None and entry["incarnation"] is None:
+                    entry["incarnation"] = now  # sent before the worker named itself: it is this one
+                if now is None or entry["incarnation"] != now:
+                    lost.append(op)
+            if lost:
+                await self._worker_lost(queue, lost, restarted=now is not None)
+
+    async def _worker_lost(self, lost: str, ops: list[str], *, restarted: bool = False) -> None:
+        """``lost``'s process is gone (``restarted``: another process beats under its name): its
+        ``ops`` are given up on; a track is sent again to the shared queue, other edits fail in words."""
+        logger.warning("worker %s %s: moving session %s", lost, "restarted" if restarted else "lost", self.session_id)
+        if self.owner == lost:
+            self.owner, self.owner_incarnation = None, None
+            self.assigning = False
         await self.send_json(protocol.message("worker", state="lost"))
-        for op, entry in list(self.in_flight.items()):
-            if lost not in (entry["queue"], entry["worker"]):
+        for op in ops:
+            entry = self.in_flight.get(op)
+            if entry is None:
                 continue
             envelope = entry["envelope"]
             await _blocking(sessions.abandon_op)(op, envelope["attempt"])
             if entry["type"] == "track":
                 entry["envelope"] = envelope = {**envelope, "attempt": envelope["attempt"] + 1}
-                entry["worker"] = None
+                entry["worker"], entry["incarnation"] = None, None
                 if self.owner is None and self.assigning:
                     self.waiting.append(envelope)
                 else:
@@ -551,3 +601,20 @@ def _permissions(user_id: int, project: Project) -> tuple[bool, bool]:
 def _blocking(function: Any) -> Any:
     """Run a blocking call (cache, broker) off the event loop, not on the database thread."""
     return sync_to_async(function, thread_sensitive=False)
+
+
+#: Tries of a Redis call on connect, and the wait after the first failure (doubling).
+CONNECT_ATTEMPTS, CONNECT_RETRY_SECONDS = 5, 0.1
+
+
+async def _retrying(call: Callable[[], Awaitable[Any]], what: str) -> Any:
+    """``await call()``, tried again a few times when it fails: right after a Redis restart the
+    first commands on pooled connections fail, the next ones work."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return await call()
+        except Exception as error:
+            if attempt == CONNECT_ATTEMPTS:
+                raise
+            logger.warning("%s failed (%s); trying again (%d of %d)", what, error, attempt + 1, CONNECT_ATTEMPTS)
+            await asyncio.sleep(CONNECT_RETRY_SECONDS * 2 ** (attempt - 1))

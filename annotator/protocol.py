@@ -8,7 +8,8 @@ Every message, both ways, is one JSON text frame holding an object with ``"v": 1
 chosen by the client); every reply to it carries ``"re": <that id>``. Frames larger than
 2 MiB get error ``too_large``; anything that is not a JSON object of a known type with exactly
 the fields below gets error ``bad_message``, and so does text holding a NUL character or a lone
-surrogate (``engine.input.text_problem``). Bad input never closes the socket.
+surrogate (``engine.input.text_problem``). Bad input never closes the socket, up to the
+transport's limit of 4 MiB a frame: a bigger frame closes it with code 1009 (message too big).
 
 Frame numbers are NATIVE video frame numbers (0, 4, 8, ... at stride 4), always members of the
 video's annotated frames. ``object_id`` is the masklet's object id within the video (1, 2, ...).
@@ -99,6 +100,9 @@ PROTOCOL_VERSION = 1
 
 #: Largest accepted text frame, in bytes (a 4K mask's RLE is far below this).
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+#: What the server's WebSocket transport takes (``engine.serve``, ``DAPHNE_WEBSOCKET_MAX_*``): room
+#: above ``MAX_MESSAGE_BYTES`` so an oversize message is answered ``too_large`` rather than cut off.
+TRANSPORT_MAX_BYTES = 2 * MAX_MESSAGE_BYTES
 MAX_ID_LENGTH = 64
 MAX_LABEL_LENGTH = 100
 MAX_OBJECT_ID = 2**31 - 1

@@ -30,7 +30,7 @@ Envelope (a JSON dict, the task's only argument)::
 
     {"session": "<socket session hex>", "reply_channel": "<consumer channel>", "user_id": 1,
      "username": "ann", "video_id": 3, "op": "<op id>", "attempt": 0, "model_version": 7,
-     "message": {<parsed message>}}
+     "watched": true, "message": {<parsed message>}}
 """
 
 from __future__ import annotations
@@ -100,6 +100,21 @@ def abandoned_op_key(op: str, attempt: int) -> str:
     return f"masklet:abandoned-op:{op}:{attempt}"
 
 
+def socket_alive_key(session_id: str) -> str:
+    return f"masklet:socket-alive:{session_id}"
+
+
+def watchdog_seconds() -> float:
+    """How often an annotation socket checks its workers' heartbeats (and says it is alive)."""
+    return max(0.2, min(1.0, settings.WORKER_HEARTBEAT_SECONDS / 3))
+
+
+def socket_alive_seconds() -> float:
+    """A watched track (services mode) stops when its socket has not said it is alive for this
+    long: its server died (``kill -9``, a lost machine) without a chance to abandon it."""
+    return 5 * watchdog_seconds()
+
+
 def request_cancel(op: str) -> None:
     """Ask the worker running ``op`` (a track) to stop after the frame it is on."""
     cache.set(cancel_key(op), True, timeout=FLAG_SECONDS)
@@ -114,6 +129,11 @@ def abandoned_flag_seconds() -> float:
 def abandon_session(session_id: str) -> None:
     """The socket is gone: queued messages of its session are skipped, a running track stops."""
     cache.set(abandoned_session_key(session_id), True, timeout=abandoned_flag_seconds())
+
+
+def keep_socket_alive(session_id: str) -> None:
+    """The socket of ``session_id`` is open: its watched tracks go on (renewed every watchdog tick)."""
+    cache.set(socket_alive_key(session_id), True, timeout=socket_alive_seconds())
 
 
 def abandon_op(op: str, attempt: int) -> None:
@@ -137,6 +157,9 @@ class Envelope:
     #: one follows the project's serving model.
     model_version: int | None = None
     pinned: bool = False
+    #: The socket renews ``socket_alive_key`` while this runs (a track, services mode): when it
+    #: stops doing so, nobody hears this track any more and it stops.
+    watched: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Envelope:
@@ -145,7 +168,8 @@ class Envelope:
                    user_id=int(data["user_id"]), username=str(data.get("username", "")),
                    video_id=int(data["video_id"]), op=str(data["op"]), attempt=int(data.get("attempt", 0)),
                    message=dict(data["message"]), assign=bool(data.get("assign", False)),
-                   model_version=None if version is None else int(version), pinned="model_version" in data)
+                   model_version=None if version is None else int(version), pinned="model_version" in data,
+                   watched=bool(data.get("watched", False)))
 
     def read_state(self) -> tuple[bool, str | None]:
         """(abandoned, the session's current owner queue): one cache round trip per message."""
@@ -154,9 +178,15 @@ class Envelope:
         return bool(found.keys() - {owner}), found.get(owner)
 
     def stop_requested(self) -> bool:
-        """A track stops when cancelled, or when its socket or its delivery was abandoned."""
-        return bool(cache.get_many([cancel_key(self.op), abandoned_session_key(self.session),
-                                    abandoned_op_key(self.op, self.attempt)]))
+        """A track stops when cancelled, when its socket or its delivery was abandoned, or (watched)
+        when its socket stopped saying it is alive."""
+        alive = socket_alive_key(self.session)
+        found = cache.get_many([cancel_key(self.op), abandoned_session_key(self.session),
+                                abandoned_op_key(self.op, self.attempt), *([alive] if self.watched else [])])
+        if self.watched and alive not in found:
+            logger.warning("op %s of session %s stops: its socket is gone", self.op, self.session)
+            return True
+        return bool(found.keys() - {alive})
 
 
 class Replier:
@@ -168,7 +198,8 @@ class Replier:
 
     def reply(self, msg: dict[str, Any], *, final: bool, **event_fields: Any) -> None:
         event = {"type": "session.reply", "op": self.envelope.op, "attempt": self.envelope.attempt,
-                 "worker": workers.own_queue(), "final": final, "message": msg, **event_fields}
+                 "worker": workers.own_queue(), "incarnation": workers.incarnation(), "final": final,
+                 "message": msg, **event_fields}
         channel_bridge.send(self.envelope.reply_channel, event)
 
     def model_changed(self, serving: ServingModel, text: str) -> None:

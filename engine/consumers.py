@@ -27,8 +27,7 @@ class TrainingConsumer(ProjectConsumer):
             # (``engine.channel_bridge``), also when no annotation socket has registered it yet.
             channel_bridge.register_server_loop(asyncio.get_running_loop())
         self._group = training_group(self.project.id)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(self._group, self.channel_name)
+        await self.join(self._group)
         await self.send_json({"type": "hello", "run": await database_sync_to_async(self._active_run)()})
 
     def _active_run(self) -> dict[str, Any] | None:

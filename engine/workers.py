@@ -8,8 +8,12 @@ The first message of a session goes to ``gpu``; the worker that takes it names i
 in its reply, and the consumer sends the rest there.
 
 Liveness: a worker writes a heartbeat key into the shared cache every third of
-``settings.WORKER_HEARTBEAT_SECONDS`` with that TTL. When the key is gone, the worker is taken
-for dead and its sessions move (``is_alive``). The owner of (video, user) is also kept in the
+``settings.WORKER_HEARTBEAT_SECONDS`` with that TTL. The key holds the process's *incarnation*
+(a random id drawn once per process, ``incarnation()``), and every reply names it too: a worker
+killed and restarted at once under the same node name (compose's ``restart: unless-stopped``)
+renews the key before it expires, but with another incarnation, so whoever waits on the old
+process sees it gone (``incarnations``). When the key is gone or names another incarnation, the
+worker is taken for dead and its sessions move. The owner of (video, user) is also kept in the
 cache, so a reloaded page goes back to the worker that still holds the session warm.
 
 Embedded mode has a single in-process pool: everything is queue ``gpu``, always alive.
@@ -21,6 +25,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +40,7 @@ SHARED_QUEUE = "gpu"
 OWN_QUEUE_PREFIX = "gpu."
 
 _own_queue: str | None = None
+_incarnation: tuple[int, str] | None = None  # (pid, id): a forked child draws its own
 _heartbeat_stop = threading.Event()
 _heartbeat_thread: threading.Thread | None = None
 #: Called on the heartbeat thread after every beat (e.g. the idle-session sweep of ``annotator.sessions``).
@@ -70,6 +76,14 @@ def own_queue() -> str:
     return _own_queue
 
 
+def incarnation() -> str:
+    """This process's id for its life: a restarted worker (same node name, same queue) gets another."""
+    global _incarnation
+    if _incarnation is None or _incarnation[0] != os.getpid():
+        _incarnation = (os.getpid(), uuid.uuid4().hex[:12])
+    return _incarnation[1]
+
+
 def heartbeat_key(queue: str) -> str:
     return f"masklet:worker:{queue}"
 
@@ -78,11 +92,10 @@ def owner_key(video_id: int, user_id: int) -> str:
     return f"masklet:session-owner:{video_id}:{user_id}"
 
 
-def is_alive(queue: str | None) -> bool:
-    """Whether messages sent to ``queue`` will be served: the shared queue always is."""
-    if settings.EMBEDDED or not queue or queue == SHARED_QUEUE:
-        return True
-    return cache.get(heartbeat_key(queue)) is not None
+def incarnations(queues: list[str]) -> dict[str, str | None]:
+    """The incarnation beating for each worker queue now (None: no heartbeat), in one cache read."""
+    found = cache.get_many([heartbeat_key(queue) for queue in queues])
+    return {queue: (found.get(heartbeat_key(queue)) or {}).get("incarnation") for queue in queues}
 
 
 def set_session_owner(video_id: int, user_id: int, queue: str) -> None:
@@ -90,15 +103,19 @@ def set_session_owner(video_id: int, user_id: int, queue: str) -> None:
     cache.set(owner_key(video_id, user_id), queue, timeout=settings.SESSION_IDLE_SECONDS)
 
 
-def session_owner(video_id: int, user_id: int) -> str | None:
-    """The queue of the worker holding the session, or None when no live worker holds it."""
+def session_owner(video_id: int, user_id: int) -> tuple[str | None, str | None]:
+    """(the queue of the live worker holding the session, its incarnation), or (None, None)."""
     queue = cache.get(owner_key(video_id, user_id))
-    return queue if queue and is_alive(queue) else None
+    if not queue:
+        return None, None
+    alive = incarnations([queue])[queue]
+    return (queue, alive) if alive else (None, None)
 
 
 def beat(queue: str, info: dict[str, Any] | None = None) -> None:
     """Write one heartbeat for ``queue`` (the thread below calls this; tests may too)."""
-    cache.set(heartbeat_key(queue), {"pid": os.getpid(), "at": time.time(), **(info or {})},
+    cache.set(heartbeat_key(queue), {"pid": os.getpid(), "at": time.time(), "incarnation": incarnation(),
+                                     **(info or {})},
               timeout=settings.WORKER_HEARTBEAT_SECONDS)
 
 

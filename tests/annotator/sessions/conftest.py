@@ -212,7 +212,7 @@ def gpu_worker(settings, tmp_path: Path, transactional_db) -> Iterator[Callable[
         worker = WorkerProcess(process, log_path, name, nodename)
         started.append(worker)
         deadline = time.monotonic() + timeout
-        while not workers.is_alive(worker.queue):
+        while not workers.incarnations([worker.queue])[worker.queue]:
             if not worker.alive():
                 pytest.fail(f"worker {nodename} exited with {process.returncode}:\n{worker.log()[-3000:]}")
             if time.monotonic() > deadline:

@@ -6,9 +6,9 @@ this file by path), so both drive exactly the processes a deployment runs: nothi
 
 - ``RedisServer``: ``redis-server`` on a free port, no persistence, that can be ``restart``-ed on
   the same port (the Redis-restart fault).
-- ``start_server(env)``: ``daphne engine.asgi:application`` on a free port, up once ``/api/session/``
-  answers. ``start_worker(env, name)``: ``celery -A engine worker -Q gpu -P solo``, up once its
-  heartbeat key is in Redis.
+- ``start_server(env)``: ``python -m engine.serve engine.asgi:application`` (daphne) on a free
+  port, up once ``/api/session/`` answers. ``start_worker(env, name)``: ``celery -A engine worker
+  -Q gpu -P solo``, up once its own heartbeat (its pid) is in Redis.
 - ``sign_in(url, username, password)`` -> the session cookie; ``LiveSocket.connect(...)`` opens
   ``/ws/projects/<slug>/videos/<id>/annotate/`` with it and speaks protocol v1.
 """
@@ -136,25 +136,41 @@ def stack_env(*, database_url: str, redis_url: str, data_dir: Path, **extra: str
     return env
 
 
-def start_server(env: dict[str, str], log_path: Path, timeout: float = 60) -> tuple[Service, str]:
-    """Daphne serving ``engine.asgi:application``; returns (service, base url)."""
-    port = free_port()
-    service = _spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "engine.asgi:application"],
+def start_server(env: dict[str, str], log_path: Path, timeout: float = 60,
+                 port: int | None = None) -> tuple[Service, str]:
+    """Daphne serving ``engine.asgi:application`` (on ``port``: a restart keeps the page's URL);
+    returns (service, base url)."""
+    port = port or free_port()
+    service = _spawn([sys.executable, "-m", "engine.serve", "-b", "127.0.0.1", "-p", str(port),
+                      "engine.asgi:application"],
                      env, log_path, "daphne")
     url = f"http://127.0.0.1:{port}"
     _wait("daphne", lambda: urllib.request.urlopen(f"{url}/api/session/", timeout=2).status == 200, service, timeout)
     return service, url
 
 
-def start_worker(env: dict[str, str], name: str, log_path: Path, timeout: float = 90) -> Service:
-    """A GPU worker; returns once its heartbeat is in the stack's Redis (``engine.workers``)."""
+def heartbeat(redis_url: str, nodename: str) -> dict[str, Any] | None:
+    """The worker's heartbeat (``engine.workers.beat``: pid, incarnation) as in Redis, or None."""
+    import pickle
+
     import redis
 
+    # Django's cache key for engine.workers.heartbeat_key; its Redis cache pickles values.
+    raw = redis.Redis.from_url(redis_url, socket_timeout=2).get(f":1:masklet:worker:gpu.{nodename}")
+    return pickle.loads(raw) if raw is not None else None
+
+
+def start_worker(env: dict[str, str], name: str, log_path: Path, timeout: float = 90) -> Service:
+    """A GPU worker; returns once ITS heartbeat (this process's pid) is in the stack's Redis: a
+    worker restarted under the same name finds its predecessor's key still there."""
     nodename = f"{name}@{os.uname().nodename}"
     service = _spawn(worker_command(nodename), env, log_path, nodename)
-    client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=2)
-    key = f":1:masklet:worker:gpu.{nodename}"  # Django's cache key for engine.workers.heartbeat_key
-    _wait(f"worker {nodename}", lambda: bool(client.exists(key)), service, timeout)
+
+    def beating() -> bool:
+        beat = heartbeat(env["REDIS_URL"], nodename)
+        return beat is not None and beat["pid"] == service.process.pid
+
+    _wait(f"worker {nodename}", beating, service, timeout)
     return service
 
 

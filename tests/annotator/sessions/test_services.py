@@ -61,7 +61,7 @@ def test_click_and_track_on_a_real_worker_commit_before_the_reply(ann_video, ope
         await ws.close()
 
     run(scenario)
-    assert workers.session_owner(video.id, user.id) == worker.queue
+    assert workers.session_owner(video.id, user.id)[0] == worker.queue
     assert session_messages(worker) == 7
 
 
@@ -119,4 +119,4 @@ def test_worker_lost_mid_track_moves_the_track_to_another_worker(ann_video, open
     second = run(scenario)
     stored = MaskFrame.objects.filter(masklet__video=video).count()
     assert stored == 6
-    assert workers.session_owner(video.id, user.id) == second.queue
+    assert workers.session_owner(video.id, user.id)[0] == second.queue
