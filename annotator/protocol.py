@@ -100,9 +100,6 @@ PROTOCOL_VERSION = 1
 
 #: Largest accepted text frame, in bytes (a 4K mask's RLE is far below this).
 MAX_MESSAGE_BYTES = 2 * 1024 * 1024
-#: What the server's WebSocket transport takes (``engine.serve``, ``DAPHNE_WEBSOCKET_MAX_*``): room
-#: above ``MAX_MESSAGE_BYTES`` so an oversize message is answered ``too_large`` rather than cut off.
-TRANSPORT_MAX_BYTES = 2 * MAX_MESSAGE_BYTES
 MAX_ID_LENGTH = 64
 MAX_LABEL_LENGTH = 100
 MAX_OBJECT_ID = 2**31 - 1

@@ -51,8 +51,6 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from annotator.protocol import TRANSPORT_MAX_BYTES  # a module of constants and checks: no Django import
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -127,10 +125,11 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "engine.urls"
 ASGI_APPLICATION = "engine.asgi.application"
-# The WebSocket transport takes frames up to twice the protocol's limit, so an oversize message is
-# answered ``too_large`` (``annotator.protocol``) instead of cutting the connection. ``runserver``
-# reads these; the daphne command line gets them from ``python -m engine.serve``.
-DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = TRANSPORT_MAX_BYTES
+# The WebSocket transport takes frames up to twice the protocol's limit (2 MiB,
+# ``annotator.protocol.MAX_MESSAGE_BYTES``), so an oversize message is answered ``too_large``
+# instead of cutting the connection. ``runserver`` reads these; the daphne command line gets them
+# from ``python -m engine.serve``.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 4 * 1024 * 1024
 WSGI_APPLICATION = "engine.wsgi.application"
 
 TEMPLATES = [

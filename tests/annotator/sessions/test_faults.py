@@ -18,7 +18,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from annotator.models import MaskFrameRevision, Role, Video
-from annotator.protocol import MAX_MESSAGE_BYTES, TRANSPORT_MAX_BYTES
+from annotator.protocol import MAX_MESSAGE_BYTES
 from annotator.services.videos import create_video_from_path, ingest_video
 from fixtures.synthetic import preset, write_video
 
@@ -122,14 +122,17 @@ def test_redis_killed_mid_track_then_the_watchdog_still_sees_a_worker_restart(pa
 def test_frames_over_the_protocol_limit_get_too_large_and_over_the_transport_limit_a_close_frame(page):
     import websockets
 
+    transport_limit = django_settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE
+    assert transport_limit > MAX_MESSAGE_BYTES
+
     async def go() -> None:
         await page.start()
-        for size in (MAX_MESSAGE_BYTES + 1, TRANSPORT_MAX_BYTES - 1024):
+        for size in (MAX_MESSAGE_BYTES + 1, transport_limit - 1024):
             msg_id = await page.ws.send("ping", pad="x" * size)
             reply = await page.ws.until(lambda m: m["type"] in ("error", "pong"), 30)
             assert reply["type"] == "error" and reply["code"] == "too_large", (msg_id, reply)
         assert (await page.ws.request("ping"))["type"] == "pong"  # still open
-        await page.ws.connection.send(json.dumps({"v": 1, "type": "ping", "pad": "x" * TRANSPORT_MAX_BYTES}))
+        await page.ws.connection.send(json.dumps({"v": 1, "type": "ping", "pad": "x" * transport_limit}))
         with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
             await asyncio.wait_for(page.ws.connection.recv(), 30)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
