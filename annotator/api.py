@@ -29,7 +29,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from annotator import selectors
 from annotator.models import Project
 from annotator.permissions import Action, login_required_rule, project_permission, public, role_of
-from annotator.services.videos import VideoRejected, create_video_from_upload
+from annotator.services.videos import DuplicateVideo, VideoRejected, create_video_from_upload, delete_video
 from engine.input import error_response, json_object
 
 
@@ -117,7 +117,13 @@ def video_list(request: HttpRequest, project: Project) -> JsonResponse:
         return error("Send the video as multipart/form-data in a field named 'file'.")
     name = request.POST.get("name", "").strip() or None
     try:
-        video = create_video_from_upload(project, uploaded, request.user, name=name)
+        video = create_video_from_upload(project, uploaded, request.user, name=name,
+                                         allow_duplicate=request.POST.get("allow_duplicate") == "1")
+    except DuplicateVideo as duplicate:  # the page asks the uploader, who may send it again with allow_duplicate=1
+        return JsonResponse({"error": " ".join(duplicate.messages) + " Send allow_duplicate=1 to keep both.",
+                             "code": "duplicate", "field": "file",
+                             "duplicate_of": {"id": duplicate.existing.id, "name": duplicate.existing.name}},
+                            status=409)
     except VideoRejected as rejected:
         too_large = uploaded.size > settings.MAX_UPLOAD_BYTES
         return error(" ".join(rejected.messages), 413 if too_large else 400)
@@ -126,12 +132,19 @@ def video_list(request: HttpRequest, project: Project) -> JsonResponse:
     return JsonResponse(selectors.video_to_dict(video), status=201)
 
 
-@allow("GET")
-@project_permission(Action.VIEW_PROJECT, api=True)
+@allow("GET", "DELETE")
+@project_permission(Action.VIEW_PROJECT, api=True, DELETE=Action.MANAGE_PROJECT)
 def video_detail(request: HttpRequest, project: Project, video_id: int) -> JsonResponse:
+    """GET: one video. DELETE: the video with its masklets, masks, frames and file (exports stay)."""
     video = selectors.video_in_project(project, video_id)
     if video is None:
         return error("No such video in this project.", 404)
+    if request.method == "DELETE":
+        try:
+            name = delete_video(video)
+        except VideoRejected as refused:
+            return error(" ".join(refused.messages), 409)
+        return JsonResponse({"deleted": video_id, "name": name})
     data = selectors.video_to_dict(video)
     data["frame_indices"] = video.annotated_frame_indices() if video.status == video.Status.READY else []
     return JsonResponse(data)

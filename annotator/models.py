@@ -92,6 +92,8 @@ class Video(models.Model):
     annotated_frame_count = models.PositiveIntegerField(null=True, blank=True)
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.TRAIN)
     environment = models.CharField(max_length=32, blank=True, help_text='SA-V "Indoor" / "Outdoor".')
+    content_sha256 = models.CharField(max_length=64, blank=True, db_index=True,
+                                      help_text="SHA-256 of the original file: the same upload twice is noticed.")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -206,3 +206,36 @@ def masklet_story(masklet: Masklet) -> dict[str, Any]:
         events.append({"at": review.created_at, "who": review.reviewer.get_username() if review.reviewer else
                        "a former reviewer", "what": what})
     return {"annotators": annotators, "events": sorted(events, key=lambda e: e["at"])}
+
+
+def videos_with_progress(project: Project) -> list[Video]:
+    """The project's videos for its page, each with ``progress_counts`` (masklets by status),
+    ``masked_frames`` (annotated frames where some object has a mask), and its assignment (done,
+    who holds it): three queries, whatever the number of videos."""
+    from django.db.models import OuterRef, Subquery
+
+    masked = (MaskFrame.objects.filter(masklet__video=OuterRef("pk"), area__gt=0).order_by()
+              .values("masklet__video").annotate(n=Count("frame_index", distinct=True)).values("n"))
+    videos = list(videos_for_project(project).select_related("assignment__holder", "assignment__done_by")
+                  .annotate(masked_frames=Subquery(masked)))
+    counts: dict[int, dict[str, int]] = {}
+    for video_id, status, n in (Masklet.objects.filter(video__project=project).order_by()
+                                .values_list("video_id", "status").annotate(n=Count("id"))):
+        counts.setdefault(video_id, {})[status] = n
+    labels = dict(Masklet.Status.choices)
+    for video in videos:
+        mine = counts.get(video.id, {})
+        video.progress_counts = [(status, labels[status], mine[status]) for status in labels if mine.get(status)]
+        video.masked_frames = video.masked_frames or 0
+        assignment = getattr(video, "assignment", None)  # a video nobody took yet has none
+        video.done = assignment is not None and assignment.done_at is not None
+        video.holder = assignment.holder.get_username() if assignment and assignment.is_held() and \
+            assignment.holder else None
+    return videos
+
+
+def video_contents(video: Video) -> dict[str, int]:
+    """What deleting the video takes with it: masklets, stored masks, reviews."""
+    return {"masklets": Masklet.objects.filter(video=video).count(),
+            "masks": MaskFrame.objects.filter(masklet__video=video).count(),
+            "reviews": Review.objects.filter(masklet__video=video).count()}

@@ -17,6 +17,8 @@ urlpatterns = [
     path("projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>.jpg", views.video_frame,
          name="video-frame"),
     path("projects/<slug:slug>/videos/<int:video_id>/annotate/", views.video_annotate, name="video-annotate"),
+    path("projects/<slug:slug>/videos/<int:video_id>/delete/", views.video_delete, name="video-delete"),
+    path("projects/<slug:slug>/videos/<int:video_id>/retry/", views.video_retry, name="video-retry"),
     path("projects/<slug:slug>/datasets/", dataset_views.datasets, name="datasets"),
     path("projects/<slug:slug>/datasets/import/", dataset_views.dataset_import, name="dataset-import"),
     path("projects/<slug:slug>/datasets/<int:job_id>/download/", dataset_views.dataset_download,

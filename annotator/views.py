@@ -28,7 +28,13 @@ from annotator.permissions import (
     staff_required,
 )
 from annotator.services.projects import create_project, parse_labels
-from annotator.services.videos import create_video_from_upload
+from annotator.services.videos import (
+    DuplicateVideo,
+    VideoRejected,
+    create_video_from_upload,
+    delete_video,
+    retry_ingest,
+)
 
 #: How many thumbnails the filmstrip shows around the current frame (long videos have thousands).
 FILMSTRIP_SIZE = 48
@@ -62,6 +68,7 @@ class UploadForm(forms.Form):
     name = forms.CharField(
         required=False, max_length=255, help_text="Optional video id for exports; defaults to the file name."
     )
+    allow_duplicate = forms.BooleanField(required=False, label="Upload even if the project has this file already")
 
 
 @require_GET
@@ -99,10 +106,47 @@ def project_detail(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "annotator/project_detail.html", {
         "project": project,
         "role": role_of(request.user, project),
-        "videos": selectors.videos_for_project(project),
+        "videos": selectors.videos_with_progress(project),
         "can_upload": can_upload,
+        "can_manage": has_permission(request.user, project, Action.MANAGE_PROJECT),
         "upload_form": UploadForm() if can_upload else None,
     })
+
+
+@require_http_methods(["GET", "POST"])
+@project_permission(Action.MANAGE_PROJECT)
+def video_delete(request: HttpRequest, project: Project, video_id: int) -> HttpResponse:
+    """GET: what deleting the video takes with it, and a confirm button; POST: delete it."""
+    video = selectors.video_in_project(project, video_id)
+    if video is None:
+        raise Http404("No such video in this project.")
+    if request.method == "POST":
+        try:
+            name = delete_video(video)
+        except VideoRejected as refused:
+            messages.error(request, " ".join(refused.messages))
+        else:
+            messages.success(request, f"{name} is deleted with its masklets, masks and frames. Exports made "
+                                      "before stay as they are.")
+        return redirect("project-detail", slug=project.slug)
+    return render(request, "annotator/video_delete.html", {"project": project, "video": video,
+                                                           "counts": selectors.video_contents(video)})
+
+
+@require_POST
+@project_permission(Action.UPLOAD_VIDEO)
+def video_retry(request: HttpRequest, project: Project, video_id: int) -> HttpResponse:
+    """Ingest a failed video again from its stored file."""
+    video = selectors.video_in_project(project, video_id)
+    if video is None:
+        raise Http404("No such video in this project.")
+    try:
+        retry_ingest(video)
+    except VideoRejected as refused:
+        messages.error(request, " ".join(refused.messages))
+    else:
+        messages.success(request, f"Ingest of {video.name} started again.")
+    return redirect("project-detail", slug=project.slug)
 
 
 @require_POST
@@ -115,8 +159,12 @@ def video_upload(request: HttpRequest, project: Project) -> HttpResponse:
         return redirect("project-detail", slug=project.slug)
     try:
         video = create_video_from_upload(
-            project, form.cleaned_data["file"], request.user, name=form.cleaned_data["name"] or None
+            project, form.cleaned_data["file"], request.user, name=form.cleaned_data["name"] or None,
+            allow_duplicate=form.cleaned_data["allow_duplicate"],
         )
+    except DuplicateVideo as duplicate:
+        messages.error(request, f"{duplicate.message} Nothing was stored; tick “upload even if the project has this "
+                                "file already” to keep both.")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import logging
 import os
 import shutil
@@ -46,7 +47,7 @@ from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
-from annotator.models import Project, Video
+from annotator.models import AutoMaskletRun, Project, Video
 from annotator.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ ProgressCallback = Callable[[int, int], None]  # (frames decoded, frames expecte
 
 class VideoRejected(ValidationError):
     """The file was refused before anything was stored (too large, empty, not a regular file, bad name)."""
+
+
+class DuplicateVideo(VideoRejected):
+    """The same file (by content hash) is in the project already; ``existing`` names it. Nothing stored."""
+
+    def __init__(self, existing: Video):
+        super().__init__(f"This file is the same as “{existing.name}”, already in this project.")
+        self.existing = existing
 
 
 class VideoInvalid(Exception):
@@ -94,18 +103,21 @@ class VideoInfo:
 # -- accepting a file ---------------------------------------------------------------------
 
 
-def create_video_from_upload(project: Project, uploaded_file: UploadedFile, user, name: str | None = None) -> Video:
+def create_video_from_upload(project: Project, uploaded_file: UploadedFile, user, name: str | None = None, *,
+                             allow_duplicate: bool = False) -> Video:
     """Store an uploaded file and create its ``Video``; ingest starts after the transaction commits.
 
     The client's file name only supplies the default video name (its stem, sanitised); it is
     never used as a path. Raises ``VideoRejected`` (nothing stored) for a file that is too large
-    or empty, or an invalid ``name``.
+    or empty, or an invalid ``name``; ``DuplicateVideo`` when the project has the same file already,
+    unless ``allow_duplicate`` (the uploader was asked and chose to keep both).
     """
     _check_size(uploaded_file.size, uploaded_file.name or "upload")
     client_name = uploaded_file.name or ""
     return _create_video(project, uploaded_file, size=uploaded_file.size, user=user,
                          name=_clean_explicit_name(name) if name else _name_from_filename(client_name),
-                         extension=_safe_extension(client_name), schedule_ingest=True)
+                         extension=_safe_extension(client_name), schedule_ingest=True,
+                         allow_duplicate=allow_duplicate)
 
 
 def create_video_from_path(project: Project, path: str | os.PathLike, user=None, name: str | None = None, *,
@@ -144,13 +156,18 @@ def _megabytes(size: int) -> str:
 
 
 def _create_video(project: Project, content: File, *, size: int, user, name: str, extension: str,
-                  schedule_ingest: bool) -> Video:
+                  schedule_ingest: bool, allow_duplicate: bool = True) -> Video:
     # Random file name: the client's name never becomes a path (no traversal, no clashes, no
     # '%' that OpenCV would read as an image-sequence pattern).
     stored_name = f"{uuid.uuid4().hex}{extension}"
     video = Video(project=project, file_size=size, uploaded_by=user if getattr(user, "pk", None) else None)
     video.original.save(stored_name, content, save=False)
     try:
+        with video.original.open("rb") as stored:
+            video.content_sha256 = hashlib.file_digest(stored, "sha256").hexdigest()
+        existing = Video.objects.filter(project=project, content_sha256=video.content_sha256).first()
+        if existing is not None and not allow_duplicate:
+            raise DuplicateVideo(existing)
         with transaction.atomic():
             _save_with_unique_name(video, name)
             if schedule_ingest:
@@ -497,3 +514,46 @@ def _swap_into_place(new_dir: Path, target: Path) -> None:
     target.rename(aside)
     new_dir.rename(target)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- deleting and retrying ----------------------------------------------------------------------
+
+
+def delete_video(video: Video) -> str:
+    """Delete a video with its masklets, masks, history and reviews, then its frames and original file.
+
+    Refused (``VideoRejected``) while it is being ingested or an auto-masklet run works on it. Files
+    go after the transaction commits, so a failed delete leaves everything; exports already made are
+    separate zips and stay. Returns the deleted video's name.
+    """
+    with transaction.atomic():
+        row = Video.objects.select_for_update().filter(pk=video.pk).first()
+        if row is None:
+            raise VideoRejected("That video was deleted already.")
+        if row.status in (Video.Status.UPLOADED, Video.Status.INGESTING):
+            raise VideoRejected(f"{row.name} is being ingested: delete it once it is ready or has failed.")
+        if AutoMaskletRun.objects.filter(video=row, status__in=AutoMaskletRun.ACTIVE).exists():
+            raise VideoRejected(f"Auto masklets are being generated for {row.name}: delete it when the run ends.")
+        original, frames_dir, name = row.original.name, row.frames_dir, row.name
+        row.delete()
+        transaction.on_commit(lambda: _remove_files(original, frames_dir))
+    return name
+
+
+def _remove_files(original: str, frames_dir: Path) -> None:
+    if original:
+        Video._meta.get_field("original").storage.delete(original)
+    shutil.rmtree(frames_dir, ignore_errors=True)
+
+
+def retry_ingest(video: Video) -> Video:
+    """Ingest a failed video again from its stored original (a worker lost, a queue down, a bug fixed)."""
+    with transaction.atomic():
+        row = Video.objects.select_for_update().filter(pk=video.pk).first()
+        if row is None or row.status != Video.Status.FAILED:
+            raise VideoRejected("Only a video whose ingest failed can be retried.")
+        if not row.original or not row.original.storage.exists(row.original.name):
+            raise VideoRejected(f"The uploaded file of {row.name} is gone: delete it and upload the file again.")
+        _update(row, status=Video.Status.UPLOADED, progress=0.0, failure_reason="")
+        transaction.on_commit(lambda: _schedule_ingest(row.id))
+    return row

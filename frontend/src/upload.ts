@@ -22,21 +22,22 @@ class VideoTable {
       body.querySelector("tr.empty-row")?.remove();
       row = body.insertRow(0);
       row.dataset.videoId = String(video.id);
-      for (let i = 0; i < 6; i++) row.insertCell();
+      // Columns: thumbnail, name, status, split, progress, frames, size, notes, actions (a reload fills them all).
+      for (let i = 0; i < 9; i++) row.insertCell();
       const link = document.createElement("a");
       link.href = this.videoUrl(video.id);
       link.textContent = video.name;
-      row.cells[0].append(link);
-      row.cells[2].textContent = video.split_label;
-      row.cells[3].dataset.role = "frames";
-      row.cells[3].className = "num";
-      row.cells[4].className = "num";
-      row.cells[4].textContent = fileSize(video.file_size);
-      row.cells[5].dataset.role = "reason";
-      row.cells[5].className = "reason";
+      row.cells[1].append(link);
+      row.cells[3].textContent = video.split_label;
+      row.cells[5].dataset.role = "frames";
+      row.cells[5].className = "num";
+      row.cells[6].className = "num";
+      row.cells[6].textContent = fileSize(video.file_size);
+      row.cells[7].dataset.role = "reason";
+      row.cells[7].className = "reason";
       const badge = document.createElement("span");
       badge.dataset.role = "status";
-      row.cells[1].append(badge);
+      row.cells[2].append(badge);
     }
     const badge = row.querySelector<HTMLElement>("[data-role=status]");
     if (badge) {
@@ -182,61 +183,123 @@ function main(): void {
   const uploadLabel = required<HTMLElement>("#upload-label", panel);
   const button = required<HTMLButtonElement>("button[type=submit]", form);
 
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const file = required<HTMLInputElement>("input[type=file]", form).files?.[0];
-    if (!file) {
-      result.className = "result bad";
-      result.textContent = "Choose a video file first.";
-      status.hidden = false;
-      return;
-    }
-    const data = new FormData(form);
+  const queueList = required<HTMLOListElement>("#upload-queue", panel);
+  const nameInput = form.querySelector<HTMLInputElement>("input[name=name]");
+  const allowDuplicate = form.querySelector<HTMLInputElement>("input[name=allow_duplicate]");
+  const queue: { file: File; item: HTMLLIElement }[] = [];
+  let busy = false;
+
+  const mark = (item: HTMLLIElement, state: string, text: string): void => {
+    item.dataset.state = state;
+    item.textContent = text;
+  };
+
+  /** Upload one file; resolves with the HTTP status and the answer's JSON (or null). */
+  const send = (file: File, name: string, allow: boolean): Promise<{ xhr: XMLHttpRequest }> => new Promise((resolve) => {
+    const data = new FormData();
+    data.append("file", file);
+    if (name) data.append("name", name);
+    if (allow) data.append("allow_duplicate", "1");
     const xhr = new XMLHttpRequest();
     xhr.open("POST", apiUrl);
     xhr.setRequestHeader("X-CSRFToken", csrfToken(form));
     xhr.setRequestHeader("Accept", "application/json");
-    status.hidden = false;
-    button.disabled = true;
-    current = null;
-    result.className = "result";
-    result.textContent = "";
     uploadBar.value = 0;
     uploadPercent.textContent = percent(0);
     uploadLabel.textContent = `Uploading ${file.name}…`;
-    required<HTMLProgressElement>("#ingest-progress", panel).value = 0;
-    required<HTMLElement>("#ingest-label", panel).textContent = "Waiting for the upload to finish";
-    required<HTMLElement>("#ingest-percent", panel).textContent = "";
-
     xhr.upload.addEventListener("progress", (progress) => {
       if (!progress.lengthComputable) return;
       uploadBar.value = Math.round((progress.loaded / progress.total) * 100);
       uploadPercent.textContent = percent(progress.loaded / progress.total);
     });
-    xhr.addEventListener("load", () => {
-      button.disabled = false;
+    xhr.addEventListener("load", () => resolve({ xhr }));
+    xhr.addEventListener("error", () => resolve({ xhr }));
+    xhr.send(data);
+  });
+
+  /** Files go one after another (a batch does not flood the server); each has a line in the queue. */
+  const drain = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    button.disabled = true;
+    while (queue.length) {
+      const { file, item } = queue.shift()!;
+      const name = queue.length === 0 && nameInput && !item.dataset.batch ? nameInput.value.trim() : "";
+      status.hidden = false;
+      current = null;
+      result.className = "result";
+      result.textContent = "";
+      required<HTMLProgressElement>("#ingest-progress", panel).value = 0;
+      required<HTMLElement>("#ingest-label", panel).textContent = "Waiting for the upload to finish";
+      required<HTMLElement>("#ingest-percent", panel).textContent = "";
+      mark(item, "uploading", `${file.name}: uploading…`);
+      let { xhr } = await send(file, name, Boolean(allowDuplicate?.checked));
+      if (xhr.status === 409) {
+        // The same file is in the project already: the uploader decides.
+        const body = JSON.parse(xhr.responseText) as { duplicate_of?: { name: string } };
+        const other = body.duplicate_of?.name ?? "another video";
+        if (window.confirm(`${file.name} is the same file as “${other}”, already in this project. Upload it anyway?`)) {
+          ({ xhr } = await send(file, name, true));
+        } else {
+          mark(item, "skipped", `${file.name}: skipped, the same file as ${other} is in the project already`);
+          uploadLabel.textContent = "Upload skipped";
+          continue;
+        }
+      }
       if (xhr.status !== 201) {
         uploadLabel.textContent = "Upload refused";
         result.className = "result bad";
         result.textContent = describeError(xhr);
-        return;
+        mark(item, "refused", `${file.name}: ${describeError(xhr)}`);
+        continue;
       }
       const video = JSON.parse(xhr.responseText) as VideoJSON;
       uploadBar.value = 100;
       uploadPercent.textContent = percent(1);
       uploadLabel.textContent = `Uploaded ${video.name}`;
-      form.reset();
+      mark(item, "uploaded", `${file.name}: uploaded as ${video.name}`);
       current = video.id;
       table?.update(video);
       showIngest(video);
       if (!isFinal(video.status)) feed?.watch(video.id);
-    });
-    xhr.addEventListener("error", () => {
-      button.disabled = false;
+    }
+    form.reset();
+    button.disabled = false;
+    busy = false;
+  };
+
+  const enqueue = (files: File[]): void => {
+    if (!files.length) {
       result.className = "result bad";
-      result.textContent = describeError(xhr);
-    });
-    xhr.send(data);
+      result.textContent = "Choose a video file first.";
+      status.hidden = false;
+      return;
+    }
+    queueList.hidden = false;
+    for (const file of files) {
+      const item = document.createElement("li");
+      if (files.length > 1) item.dataset.batch = "1";  // a typed name is for one file, not a batch
+      mark(item, "waiting", `${file.name}: waiting`);
+      queueList.append(item);
+      queue.push({ file, item });
+    }
+    void drain();
+  };
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    enqueue([...(required<HTMLInputElement>("input[type=file]", form).files ?? [])]);
+  });
+  // Drag and drop anywhere on the upload card.
+  panel.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    form.classList.add("dragging");
+  });
+  panel.addEventListener("dragleave", () => form.classList.remove("dragging"));
+  panel.addEventListener("drop", (event) => {
+    event.preventDefault();
+    form.classList.remove("dragging");
+    enqueue([...(event.dataTransfer?.files ?? [])]);
   });
 }
 

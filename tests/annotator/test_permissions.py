@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,17 @@ def _none(world: World) -> dict[str, Any]:
     return {}
 
 
+def _spare_video(world: World) -> dict[str, Any]:
+    """A failed video of the world's project that a delete may take (one per persona)."""
+    video = Video.objects.create(project=world.project, name=f"spare-{Video.objects.count()}",
+                                 status=Video.Status.FAILED)
+    return {"slug": world.project.slug, "video_id": video.id}
+
+
+def _video_deleted(world: World, kwargs: dict[str, Any], user: Any, allowed: bool) -> None:
+    assert Video.objects.filter(pk=kwargs["video_id"]).exists() is not allowed, (user, allowed)
+
+
 def _invite(world: World) -> dict[str, Any]:
     return {"uidb64": "MQ", "token": "not-a-token"}
 
@@ -132,8 +144,13 @@ def _dataset_upload() -> dict[str, Any]:
             "file": SimpleUploadedFile("annotations.json", b'{"images": [], "annotations": []}', "application/json")}
 
 
+_uploads = itertools.count()
+
+
 def _upload() -> dict[str, Any]:
-    return {"file": SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64, "video/mp4")}
+    # Different bytes each time: the same file twice would be refused as a duplicate (409).
+    content = b"\x00\x00\x00\x18ftypmp42" + next(_uploads).to_bytes(8) + b"\x00" * 64
+    return {"file": SimpleUploadedFile("clip.mp4", content, "video/mp4")}
 
 
 #: url name -> the requests that exercise it. A URL name missing here fails the suite.
@@ -153,6 +170,11 @@ ENDPOINTS: dict[str, list[Case]] = {
     "video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
     "video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
     "video-annotate": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "video-delete": [
+        Case("GET", _video, Action.MANAGE_PROJECT),
+        Case("POST", _spare_video, Action.MANAGE_PROJECT, ok_status=302, verify=_video_deleted),
+    ],
+    "video-retry": [Case("POST", _video, Action.UPLOAD_VIDEO, ok_status=302)],  # not failed: refused in words
     "datasets": [
         Case("GET", _project, Action.EXPORT),
         Case("POST", _project, Action.EXPORT, ok_status=302, data=lambda: {"format": "coco", "statuses": "approved"}),
@@ -183,7 +205,10 @@ ENDPOINTS: dict[str, list[Case]] = {
         Case("GET", _project, Action.VIEW_PROJECT),
         Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=201, data=_upload),
     ],
-    "api-video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "api-video-detail": [
+        Case("GET", _video, Action.VIEW_PROJECT),
+        Case("DELETE", _spare_video, Action.MANAGE_PROJECT, verify=_video_deleted),
+    ],
     "api-video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
     "api-video-masklets": [Case("GET", _video, Action.VIEW_PROJECT)],
     "api-video-masks": [Case("GET", _video, Action.VIEW_PROJECT)],
@@ -305,7 +330,8 @@ def test_permission_matrix(name, world):
             if persona != "anonymous":
                 client.force_login(world.users[persona])
             data = case.data() if case.data else None
-            response = client.get(url) if case.method == "GET" else client.post(url, data or {})
+            response = (client.get(url) if case.method == "GET" else client.delete(url) if case.method == "DELETE"
+                        else client.post(url, data or {}))
             label = f"{case.method} {url} as {persona}"
             if _allowed(persona, case.expects):
                 ok = case.ok_status if isinstance(case.ok_status, tuple) else (case.ok_status,)
