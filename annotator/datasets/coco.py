@@ -43,6 +43,7 @@ from annotator.datasets.importing import (
     parse_json,
 )
 from annotator.models import MaskletType, Project
+from annotator.safe_paths import safe_join
 
 FILE_NAME = "annotations.json"
 
@@ -77,7 +78,7 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
             stats.masks += len(annotations)
             stats.masklets += len(video.masklets)
             if media:
-                copy_frames(video, out / "images" / video.name, stats)
+                copy_frames(video, safe_join(out, "images", video.name), stats)
             stats.videos += 1
     stats.files += 1
     return stats

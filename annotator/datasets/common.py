@@ -13,8 +13,8 @@ mask is not an object of the dataset (SA-V has no size, bucket or first appearan
 
 from __future__ import annotations
 
+import fcntl
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
+import numpy as np
 from django.db.models import Count
 
 from annotator.models import (
@@ -37,8 +39,11 @@ from annotator.models import (
     Split,
     Video,
 )
+from annotator.safe_paths import NAME_RULE, is_safe_name
 from segmentation.masks import empty_rle
 
+#: Bytes per read when a copy cannot be a reflink.
+COPY_BUFFER = 1024 * 1024
 #: (videos done, videos in all) after each video.
 Progress = Callable[[int, int], None]
 
@@ -206,6 +211,10 @@ def iter_videos(video_ids: Iterable[int], filters: ExportFilters, *, with_bbox: 
 def read_video(video_id: int, filters: ExportFilters, *, with_bbox: bool = False) -> VideoData:
     """One video's fields, selected masklets and current masks, straight from ``values_list``."""
     video = Video.objects.get(pk=video_id)
+    if not is_safe_name(video.name) or video.split not in Split.values:
+        # stored before names were checked (migration 0008 renames them): never a path from it
+        raise DatasetError(f"video {video.pk}", "name", f"{video.name!r} (split {video.split!r}) cannot be a file "
+                           f"name: rename the video ({NAME_RULE})")
     masklets = {
         pk: MaskletData(pk=pk, object_id=object_id, label=label, type=kind, stability_score=score)
         for pk, object_id, label, kind, score in Masklet.objects.filter(video_id=video_id, **_masklet_filter(filters))
@@ -304,13 +313,45 @@ def json_document(target: Path, arrays: tuple[str, ...], project: Project,
             parts.close()
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link a frame into an export (same file system), else copy it."""
+#: ioctl FICLONE (linux/fs.h): share the source's blocks copy-on-write (btrfs, XFS, bcachefs).
+FICLONE = 0x40049409
+
+
+def copy_file(source: str | Path, target: Path) -> None:
+    """Copy a stored file into an export: a reflink where the file system has them, else a plain copy.
+
+    Never a hard link: an export is the receiver's to change, and editing a hard-linked JPEG
+    would edit the project's stored frame. A reflink is a copy that shares blocks until written.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+            return
+        except OSError:
+            pass  # no reflinks here (ext4, tmpfs, another file system): copy the bytes
+        shutil.copyfileobj(src, dst, COPY_BUFFER)
+
+
+def native_frames(video: VideoData) -> Iterator[np.ndarray]:
+    """Every frame of the stored original, decoded one at a time (BGR); the count must be ingest's."""
+    if not video.original or not Path(video.original).is_file():
+        raise DatasetError(video.name, "original", "the original video file is missing, so its frames cannot be "
+                           "exported")
+    capture = cv2.VideoCapture(video.original, cv2.CAP_FFMPEG)
+    decoded = 0
     try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            decoded += 1
+            yield frame
+    finally:
+        capture.release()
+    if decoded != video.frame_count:
+        raise DatasetError(video.name, "original", f"decoded {decoded} frames, but ingest counted "
+                           f"{video.frame_count}: the original file changed or is damaged")
 
 
 def copy_frames(video: VideoData, folder: Path, stats: ExportStats) -> None:
@@ -318,7 +359,7 @@ def copy_frames(video: VideoData, folder: Path, stats: ExportStats) -> None:
     for frame in video.frame_indices:
         source = video.frame_file(frame)
         if not source.is_file():
-            raise DatasetError(video.name, "frames", f"frame {source.name} is missing from {video.frames_dir}; "
+            raise DatasetError(video.name, "frames", f"frame {source.name} is missing from the stored frames; "
                                "ingest the video again")
-        link_or_copy(source, folder / source.name)
+        copy_file(source, folder / source.name)
         stats.files += 1

@@ -30,6 +30,7 @@ from PIL import Image
 from annotator.datasets.common import DatasetError, ExportStats, VideoData, copy_frames
 from annotator.datasets.importing import ImportedObject, ImportedVideo, PendingVideo
 from annotator.models import MaskletType, Project
+from annotator.safe_paths import safe_join
 from segmentation.datasets import VideoRecord, load_davis
 from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle, write_palette_png
@@ -45,13 +46,13 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
         if len(video.masklets) > MAX_OBJECTS:
             raise DatasetError(video.name, "masklets", f"{len(video.masklets)} objects do not fit a DAVIS label map "
                                f"(at most {MAX_OBJECTS}); export sav-folders instead")
-        folder = out / "Annotations" / RESOLUTION / video.name
+        folder = safe_join(out, "Annotations", RESOLUTION, video.name)
         folder.mkdir(parents=True, exist_ok=True)
         for frame in video.frame_indices:
             write_palette_png(folder / f"{frame:05d}.png", label_map(video, frame, stats))
             stats.files += 1
         if media:
-            copy_frames(video, out / "JPEGImages" / RESOLUTION / video.name, stats)
+            copy_frames(video, safe_join(out, "JPEGImages", RESOLUTION, video.name), stats)
         stats.masklets += len(video.masklets)
         stats.videos += 1
     return stats
@@ -97,9 +98,13 @@ def _load(root: Path, name: str, framed: bool, annotated: bool) -> ImportedVideo
     try:
         record = load_davis(root, [name], resolution=RESOLUTION)[0]
         first = JpegFolderFrames(frames_folder)
-    except (FileNotFoundError, ValueError) as exc:
+    except OSError as exc:  # missing folder, an empty or broken JPEG
+        problem = f"{Path(exc.filename).name}: {exc.strerror}" if exc.filename else str(exc)
+        raise DatasetError(frames_folder, "", f"unreadable frames ({problem})") from None
+    except ValueError as exc:
         raise DatasetError(frames_folder, "", str(exc)) from None
     check_pngs(record, annotations, (first.width, first.height))
+    step, warnings = frame_numbering(record.frame_names)
     objects = []
     for object_id in record.object_ids:
         masks = {}
@@ -111,7 +116,24 @@ def _load(root: Path, name: str, framed: bool, annotated: bool) -> ImportedVideo
     if not objects:
         raise DatasetError(annotations, "", "every annotation PNG is all background (0): no object to import")
     return ImportedVideo(name=record.name, file=str(annotations), objects=objects, skip_unannotated=True,
-                         frames_folder=record.frame_folder)
+                         frames_folder=record.frame_folder, frame_step=step, warnings=warnings)
+
+
+def frame_numbering(names: list[str]) -> tuple[int, list[str]]:
+    """The step between the frames' numbers (4 for 00000, 00004, ...: an export's annotated frames) and
+    warnings about gaps. The video is packed from the files present, so a gap shifts later frames in time."""
+    numbers = [int(name) for name in names if name.isdigit()]
+    if len(numbers) != len(names) or len(numbers) < 2:
+        return 1, []
+    steps = sorted({b - a for a, b in zip(numbers, numbers[1:], strict=False)})
+    if len(steps) == 1:
+        return steps[0], []
+    step = min(steps)
+    gaps = [f"{a + step:05d}-{b - step:05d}" if b - a > 2 * step else f"{a + step:05d}"
+            for a, b in zip(numbers, numbers[1:], strict=False) if b - a != step]
+    shown = ", ".join(gaps[:5]) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+    return step, [f"frames missing between the numbered frames ({shown}): the video is packed from the "
+                  f"{len(numbers)} frames present, so frames after a gap play earlier than numbered"]
 
 
 def check_pngs(record: VideoRecord, annotations: Path, frame_size: tuple[int, int]) -> None:

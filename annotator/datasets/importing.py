@@ -35,7 +35,8 @@ from django.db import transaction
 from pycocotools import mask as mask_utils
 
 from annotator.datasets.common import DatasetError, Progress
-from annotator.models import Masklet, MaskletOrigin, MaskSource, Project, Video
+from annotator.models import Masklet, MaskletOrigin, MaskSource, Project, Split, Video
+from annotator.safe_paths import UnsafePath, check_name, safe_join
 from annotator.services.masks import MaskWrite, save_mask_frames
 from annotator.services.videos import VIDEO_EXTENSIONS, VideoRejected, create_video_from_path, ingest_video
 
@@ -72,6 +73,12 @@ class ImportedVideo:
     frames_folder: Path | None = None
     environment: str = ""
     split: str = ""
+    #: With ``keys="annotated"``: the native frames between annotated frames the file says it used (SA-V exports).
+    stride: int | None = None
+    #: A frame folder whose files are numbered every ``frame_step``-th frame (00000, 00004, ...: the
+    #: annotated frames of an export): the suggested ``--fps`` divides by it.
+    frame_step: int = 1
+    warnings: list[str] = field(default_factory=list)
 
 
 class PendingVideo(NamedTuple):
@@ -89,6 +96,7 @@ class ImportReport:
     masks: int = 0
     skipped_masks: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (f"{self.videos} video(s) imported ({self.created_videos} new), {self.masklets} masklet(s), "
@@ -97,7 +105,7 @@ class ImportReport:
             text += f"; {self.skipped_masks} mask(s) on frames between the project's annotated frames left out"
         if self.errors:
             text += f"; {len(self.errors)} video(s) failed"
-        return text
+        return "\n".join([text, *(f"warning: {warning}" for warning in self.warnings)])
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,8 @@ def import_videos(project: Project, pending: Iterable[PendingVideo], options: Im
             store_video(project, item.load(), options, report)
         except DatasetError as exc:
             report.errors.append(str(exc))
+        except (UnsafePath, OSError) as exc:  # a file that cannot be read, a name that cannot be a file name
+            report.errors.append(str(DatasetError(item.name, "", file_problem(exc))))
         if progress is not None:
             progress(done, len(pending))
     return report
@@ -126,6 +136,7 @@ def import_videos(project: Project, pending: Iterable[PendingVideo], options: Im
 
 def store_video(project: Project, item: ImportedVideo, options: ImportOptions, report: ImportReport) -> Video:
     """Find or create the video, check every mask against it, then write everything in one transaction."""
+    check_video_fields(item)
     video, created = resolve_video(project, item, options)
     try:
         planned, skipped = _plan(video, item)
@@ -150,7 +161,47 @@ def store_video(project: Project, item: ImportedVideo, options: ImportOptions, r
     report.masklets += len(planned)
     report.masks += masks
     report.skipped_masks += skipped
+    report.warnings.extend(f"{item.name}: {warning}" for warning in item.warnings)
+    if skipped:
+        report.warnings.append(skipped_warning(video, item, options, skipped, created))
     return video
+
+
+def check_video_fields(item: ImportedVideo) -> None:
+    """The name becomes a file name and the split one too (``{split}.txt``): both checked before anything is read."""
+    try:
+        check_name(item.name, "video name")
+    except UnsafePath as exc:
+        raise DatasetError(item.file, "video", str(exc)) from None
+    if item.split and item.split not in Split.values:
+        raise DatasetError(item.file, "video_split", f"unknown split {item.split[:40]!r}: choose "
+                           f"{', '.join(Split.values)}")
+
+
+def skipped_warning(video: Video, item: ImportedVideo, options: ImportOptions, skipped: int, created: bool) -> str:
+    """Why masks were left out, and the ``--fps`` that keeps them (a video this import built from frames)."""
+    total = sum(len(obj.masks) for obj in item.objects)
+    text = (f"{skipped} of {total} masks are on frames the project does not annotate (video {video.name}: "
+            f"{video.fps:g} fps, annotated {every(video.stride)})")
+    if not created or not item.frames_folder:
+        return text + "; they were left out"
+    if item.frame_step > 1:
+        suggested = options.fps / item.frame_step
+        return (f"{text}: the frames were packed at --fps {options.fps:g}; import again with --fps {suggested:g} to "
+                f"keep every mask (its frames are numbered every {item.frame_step} (the annotated frames of an "
+                f"export), so they are {suggested:g} fps)")
+    rate = video.project.annotation_fps
+    return (f"{text}: the frames were packed at --fps {options.fps:g}; if they are really {rate:g} fps, import "
+            f"again with --fps {rate:g} to keep every mask")
+
+
+def file_problem(exc: OSError | UnsafePath) -> str:
+    """An error on reading files, in words: which file (by name, never the server folder) and what."""
+    if isinstance(exc, UnsafePath):
+        return str(exc)
+    name = Path(exc.filename).name if getattr(exc, "filename", None) else ""
+    what = exc.strerror or str(exc) or exc.__class__.__name__
+    return f"cannot read {name}: {what}" if name else f"cannot read a file: {what}"
 
 
 def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject, int, list[MaskWrite]]], int]:
@@ -161,6 +212,10 @@ def _plan(video: Video, item: ImportedVideo) -> tuple[list[tuple[ImportedObject,
     taken = set(Masklet.objects.filter(video=video).values_list("object_id", flat=True))
     planned, skipped = [], 0
     shifts: dict[str, int] = {}
+    if item.stride is not None and item.stride != video.stride:
+        raise DatasetError(item.file, "video_annotation_stride", f"the file annotates {every(item.stride)}, "
+                           f"but video {video.name} of this project {every(video.stride)}: import it into a project "
+                           "with the same annotation frame rate")
     if item.keys == "annotated" and item.annotated_frames is not None and item.annotated_frames < len(annotated):
         # entry i is the i-th annotated frame: fewer entries than the video has means another stride
         raise DatasetError(item.file, "masklet", f"{item.annotated_frames} annotated frames, but video "
@@ -231,17 +286,17 @@ def resolve_video(project: Project, item: ImportedVideo, options: ImportOptions)
         raise DatasetError(item.file, "video", f"missing video {item.name!r}: project {project.slug} has no video "
                            f"of that name and {where}")
     with tempfile.TemporaryDirectory(prefix="masklet-import-") as scratch:
-        path = encode_frame_folder(source, Path(scratch) / f"{item.name}.mkv", options.fps, item.file) \
+        path = encode_frame_folder(source, safe_join(scratch, f"{item.name}.mkv"), options.fps, item.file) \
             if source.is_dir() else source
         try:
             video = create_video_from_path(project, path, options.user, name=item.name, schedule_ingest=False)
         except VideoRejected as exc:
-            raise DatasetError(item.file, "video", f"{source}: {'; '.join(exc.messages)}") from None
+            raise DatasetError(item.file, "video", f"{source.name}: {'; '.join(exc.messages)}") from None
     video = ingest_video(video.id)
     if video.status != Video.Status.READY:
         reason = video.failure_reason
         delete_video(video)
-        raise DatasetError(item.file, "video", f"{source}: {reason}")
+        raise DatasetError(item.file, "video", f"{source.name}: {reason}")
     return video, True
 
 
@@ -250,10 +305,10 @@ def find_video_source(name: str, video_dir: Path | None) -> Path | None:
     if video_dir is None:
         return None
     for extension in sorted(VIDEO_EXTENSIONS):
-        candidate = video_dir / f"{name}{extension}"
+        candidate = safe_join(video_dir, f"{name}{extension}")
         if candidate.is_file():
             return candidate
-    folder = video_dir / name
+    folder = safe_join(video_dir, name)
     return folder if folder.is_dir() else None
 
 
@@ -261,10 +316,10 @@ def encode_frame_folder(folder: Path, target: Path, fps: float, file: str) -> Pa
     """Pack a folder of frames (sorted by name, one per native frame) into a lossless FFV1 video."""
     frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
     if not frames:
-        raise DatasetError(file, "video", f"{folder} holds no frames (.jpg or .png)")
+        raise DatasetError(file, "video", f"{folder.name}/ holds no frames (.jpg or .png)")
     first = cv2.imread(str(frames[0]))
     if first is None:
-        raise DatasetError(file, "video", f"{frames[0]} is not a readable image")
+        raise DatasetError(file, "video", f"{folder.name}/{frames[0].name} is not a readable image")
     height, width = first.shape[:2]
     writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
     if not writer.isOpened():
@@ -273,8 +328,8 @@ def encode_frame_folder(folder: Path, target: Path, fps: float, file: str) -> Pa
         for path in frames:
             frame = first if path == frames[0] else cv2.imread(str(path))
             if frame is None or frame.shape[:2] != (height, width):
-                raise DatasetError(file, "video", f"{path} is not a readable {width}x{height} image like "
-                                   f"{frames[0].name}")
+                raise DatasetError(file, "video", f"{folder.name}/{path.name} is not a readable {width}x{height} "
+                                   f"image like {frames[0].name}")
             writer.write(frame)
     finally:
         writer.release()

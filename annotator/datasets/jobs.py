@@ -26,6 +26,7 @@ from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, 
 from annotator.datasets.common import Progress, check_video_names
 from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
 from annotator.models import DatasetJob, Masklet, Project
+from annotator.safe_paths import UnsafePath, clean_name, public_text, safe_join
 
 logger = logging.getLogger(__name__)
 
@@ -95,17 +96,20 @@ def run_job(job_id: int) -> DatasetJob:
     job = DatasetJob.objects.select_related("project", "created_by").get(pk=job_id)
     DatasetJob.objects.filter(pk=job_id).update(status=DatasetJob.Status.RUNNING, started_at=timezone.now(),
                                                 progress=0.0, error="")
-    try:
-        if job.kind == DatasetJob.Kind.EXPORT:
-            _run_export(job)
+    with tempfile.TemporaryDirectory(prefix=f"masklet-{job.kind}-") as scratch:
+        try:
+            if job.kind == DatasetJob.Kind.EXPORT:
+                _run_export(job, Path(scratch))
+            else:
+                _run_import(job, Path(scratch))
+        except (DatasetError, ValueError) as exc:  # UnsafePath is a ValueError
+            error = str(exc)
+        except Exception as exc:  # the worker must survive any input; details go to the log
+            logger.exception("dataset job %s failed", job_id)
+            error = f"the {job.kind} failed ({exc.__class__.__name__}); see the worker log"
         else:
-            _run_import(job)
-    except (DatasetError, ValueError) as exc:
-        _finish(job_id, DatasetJob.Status.FAILED, error=str(exc))
-    except Exception as exc:  # the worker must survive any input; details go to the log
-        logger.exception("dataset job %s failed", job_id)
-        _finish(job_id, DatasetJob.Status.FAILED, error=f"the {job.kind} failed ({exc.__class__.__name__}); "
-                "see the worker log")
+            return DatasetJob.objects.get(pk=job_id)
+    _finish(job_id, DatasetJob.Status.FAILED, error=public_text(error, [(scratch, "")]))
     return DatasetJob.objects.get(pk=job_id)
 
 
@@ -116,22 +120,21 @@ def _progress(job_id: int, share: float) -> Progress:
     return report
 
 
-def _run_export(job: DatasetJob) -> None:
+def _run_export(job: DatasetJob, scratch: Path) -> None:
     filters = ExportFilters.from_json(job.options.get("filters", {}))
-    relative = f"{EXPORTS_DIR}/{job.id}/{job.project.slug}-{job.format}-{job.id}.zip"
-    archive = Path(settings.MEDIA_ROOT) / relative
+    parts = (EXPORTS_DIR, str(job.id), f"{job.project.slug}-{job.format}-{job.id}.zip")
+    archive = safe_join(settings.MEDIA_ROOT, *parts)
     archive.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="masklet-export-") as scratch:
-        folder = Path(scratch) / "dataset"
-        stats = export_dataset(job.project, job.format, folder, filters, media=job.options.get("media", True),
-                               progress=_progress(job.id, EXPORT_SHARE))
-        partial = archive.with_suffix(".part")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    bundle.write(path, path.relative_to(folder).as_posix(), compress_type=compression(path))
-        partial.replace(archive)
-    _finish(job.id, DatasetJob.Status.DONE, file=relative, message=stats.summary())
+    folder = scratch / "dataset"
+    stats = export_dataset(job.project, job.format, folder, filters, media=job.options.get("media", True),
+                           progress=_progress(job.id, EXPORT_SHARE))
+    partial = archive.with_suffix(".part")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder).as_posix(), compress_type=compression(path))
+    partial.replace(archive)
+    _finish(job.id, DatasetJob.Status.DONE, file="/".join(parts), message=public_text(stats.summary()))
 
 
 def compression(path: Path) -> int:
@@ -139,22 +142,24 @@ def compression(path: Path) -> int:
     return zipfile.ZIP_STORED if path.suffix.lower() in COMPRESSED_SUFFIXES else zipfile.ZIP_DEFLATED
 
 
-def _run_import(job: DatasetJob) -> None:
-    upload = Path(settings.MEDIA_ROOT) / job.file
+def _run_import(job: DatasetJob, scratch: Path) -> None:
+    upload = safe_join(settings.MEDIA_ROOT, *PurePosixPath(job.file).parts)
     options = ImportOptions(user=job.created_by, status=job.options.get("status", DEFAULT_STATUS))
-    with tempfile.TemporaryDirectory(prefix="masklet-import-") as scratch:
-        if upload.suffix == ".zip":
-            root = unpack(upload, Path(scratch), job.options.get("upload") or upload.name)
-            dataset = find_dataset(root, job.format)
-            options = ImportOptions(video_dir=dataset if dataset.is_dir() else dataset.parent, user=options.user,
-                                    status=options.status)
-        else:
-            dataset = Path(scratch) / (Path(job.options.get("upload") or "dataset.json").name)
-            shutil.copyfile(upload, dataset)  # named as uploaded: SA-V file names say manual or auto
-        report = import_dataset(job.project, job.format, dataset, options, progress=_progress(job.id, 1.0))
+    label = PurePosixPath(job.options.get("upload") or upload.name).name
+    if upload.suffix == ".zip":
+        root = unpack(upload, scratch, label)
+        dataset = find_dataset(root, job.format)
+        options = ImportOptions(video_dir=dataset if dataset.is_dir() else dataset.parent, user=options.user,
+                                status=options.status)
+    else:
+        # named as uploaded (SA-V file names say manual or auto), made a safe name
+        dataset = safe_join(scratch, clean_name(label, default="dataset.json"))
+        shutil.copyfile(upload, dataset)
+    report = import_dataset(job.project, job.format, dataset, options, progress=_progress(job.id, 1.0))
     failed = bool(report.errors) and report.videos == 0
-    _finish(job.id, DatasetJob.Status.FAILED if failed else DatasetJob.Status.DONE, message=report.summary(),
-            error="\n".join(report.errors))
+    hide = [(scratch, "")]
+    _finish(job.id, DatasetJob.Status.FAILED if failed else DatasetJob.Status.DONE,
+            message=public_text(report.summary(), hide), error=public_text("\n".join(report.errors), hide))
 
 
 def unpack(archive: Path, target: Path, label: str) -> Path:
@@ -200,8 +205,11 @@ def archive_path(job: DatasetJob) -> Path | None:
     """The finished export's zip on disk, or None; never a path outside ``MEDIA_ROOT/exports``."""
     if job.kind != DatasetJob.Kind.EXPORT or job.status != DatasetJob.Status.DONE or not job.file:
         return None
-    root = (Path(settings.MEDIA_ROOT) / EXPORTS_DIR).resolve()
-    path = (Path(settings.MEDIA_ROOT) / job.file).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    parts = PurePosixPath(job.file).parts
+    if parts[:1] != (EXPORTS_DIR,):
         return None
-    return path
+    try:
+        path = safe_join(settings.MEDIA_ROOT, *parts)
+    except UnsafePath:
+        return None
+    return path if path.is_file() else None

@@ -28,11 +28,12 @@ shifted past the manual ones (``annotator.datasets.importing``) and come back sh
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from annotator.datasets.common import DatasetError, ExportStats, MaskletData, VideoData
+import cv2
+
+from annotator.datasets.common import DatasetError, ExportStats, MaskletData, VideoData, copy_file, native_frames
 from annotator.datasets.importing import (
     ImportedObject,
     ImportedVideo,
@@ -42,6 +43,7 @@ from annotator.datasets.importing import (
     parse_json,
 )
 from annotator.models import MaskletType, MaskSource, Project
+from annotator.safe_paths import safe_join
 
 SMALL, LARGE = 32 ** 2, 96 ** 2
 #: Auto stability score where the object is not visible (as in Meta's files), and of a visible mask no
@@ -49,6 +51,11 @@ SMALL, LARGE = 32 ** 2, 96 ** 2
 INVISIBLE_SCORE = UNKNOWN_SCORE = 1.0
 MANUAL_DECIMALS = 10
 TYPES = (MaskletType.MANUAL, MaskletType.AUTO)
+#: Originals in these containers are copied as ``{video}.mp4``; others are transcoded.
+MP4_SUFFIXES = (".mp4", ".m4v")
+MP4_CODEC = "mp4v"  # what pip's OpenCV can write to MP4 (its FFmpeg has no H.264 encoder)
+#: Not in Meta's files: native frames between annotated frames (``SAVDataset(annot_sample_rate=...)``).
+STRIDE_FIELD = "video_annotation_stride"
 
 
 def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: bool = True) -> ExportStats:
@@ -60,15 +67,32 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
             if not masklets:
                 continue
             # dumps, not dump: json.dump encodes in Python chunk by chunk, dumps in C (several times faster)
-            (out / f"{video.name}_{kind}.json").write_text(json.dumps(document(video, masklets, kind)))
+            safe_join(out, f"{video.name}_{kind}.json").write_text(json.dumps(document(video, masklets, kind)))
             stats.files += 1
             stats.masklets += len(masklets)
             stats.masks += sum(1 for m in masklets for mask in m.masks.values() if mask.area > 0)
         if media and video.original:
-            shutil.copyfile(video.original, out / f"{video.name}{Path(video.original).suffix}")
+            write_mp4(video, safe_join(out, f"{video.name}.mp4"))
             stats.files += 1
         stats.videos += 1
     return stats
+
+
+def write_mp4(video: VideoData, target: Path) -> None:
+    """The original as ``{video}.mp4``, the name Meta's ``SAVDataset`` opens: copied when it is MP4 already,
+    else transcoded with OpenCV (MPEG-4 Part 2, every native frame at the video's frame rate)."""
+    if Path(video.original).suffix.lower() in MP4_SUFFIXES:
+        copy_file(video.original, target)
+        return
+    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*MP4_CODEC), video.fps, (video.width, video.height))
+    if not writer.isOpened():
+        raise DatasetError(video.name, "original", "this OpenCV cannot write MP4 video, so the original cannot be "
+                           "exported as {video}.mp4; export without media")
+    try:
+        for frame in native_frames(video):
+            writer.write(frame)
+    finally:
+        writer.release()
 
 
 def document(video: VideoData, masklets: list[MaskletData], kind: str) -> dict:
@@ -115,6 +139,7 @@ def document(video: VideoData, masklets: list[MaskletData], kind: str) -> dict:
         "masklet_type": [kind] * len(masklets),
         "masklet_stability_score": [None] * len(masklets) if manual else stability(masklets, rows),
         "masklet_num": len(masklets),
+        STRIDE_FIELD: video.stride,
     }
 
 
@@ -184,7 +209,17 @@ def _load_video(files: list[Path]) -> ImportedVideo:
     return ImportedVideo(name=first["video_id"], file=str(files[0]), objects=objects, keys="annotated",
                          annotated_frames=len(first["masklet"]),
                          environment=str(first.get("video_environment") or ""),
-                         split=str(first.get("video_split") or ""))
+                         split=str(first.get("video_split") or ""), stride=_stride(files[0], first))
+
+
+def _stride(file: Path, data: dict) -> int | None:
+    """The annotation stride a file of ours records (Meta's files do not: None)."""
+    stride = data.get(STRIDE_FIELD)
+    if stride is None:
+        return None
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise DatasetError(file, STRIDE_FIELD, f"expected a positive int, got {stride!r}")
+    return stride
 
 
 def load_json(file: Path) -> dict:

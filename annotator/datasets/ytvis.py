@@ -31,6 +31,7 @@ from annotator.datasets.common import (
 )
 from annotator.datasets.importing import ImportedVideo, PendingVideo, compressed_rle, empty_mask, frame_number
 from annotator.models import Project
+from annotator.safe_paths import safe_join
 
 FILE_NAME = "instances.json"
 
@@ -63,7 +64,7 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
             arrays.add("annotations", annotations)
             stats.masklets += len(video.masklets)
             if media:
-                copy_frames(video, out / "JPEGImages" / video.name, stats)
+                copy_frames(video, safe_join(out, "JPEGImages", video.name), stats)
             stats.videos += 1
     stats.files += 1
     return stats

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from annotator.datasets import ExportFilters, ImportOptions, export_dataset, import_dataset
+from annotator.datasets.sav import STRIDE_FIELD
 from annotator.models import MaskFrame, Masklet, MaskletOrigin, MaskSource, Video
 from annotator.services.masks import MaskWrite, save_mask_frames
 from segmentation.masks import empty_rle, encode_rle
@@ -33,7 +34,8 @@ def test_sav_example_round_trip(sav_example, sav_video_dir, make_project, isolat
     for kind in ("manual", "auto"):
         original = json.loads((sav_example / f"sav_000001_{kind}.json").read_text())
         exported = json.loads((tmp_path / "out" / f"sav_000001_{kind}.json").read_text())
-        assert list(exported) == list(original), "same fields in the same order"
+        assert list(exported) == [*original, STRIDE_FIELD], "Meta's fields in their order, then the stride"
+        assert exported[STRIDE_FIELD] == 4
         shift = AUTO_SHIFT if kind == "auto" else 0
         assert exported["masklet_id"] == [i + shift for i in original["masklet_id"]]
         for name, value in original.items():
