@@ -122,7 +122,7 @@ def _progress(job_id: int, share: float) -> Progress:
 
 def _run_export(job: DatasetJob, scratch: Path) -> None:
     filters = ExportFilters.from_json(job.options.get("filters", {}))
-    parts = (EXPORTS_DIR, str(job.id), f"{job.project.slug}-{job.format}-{job.id}.zip")
+    parts = (EXPORTS_DIR, str(job.id), clean_name(f"{job.project.slug}-{job.format}-{job.id}.zip"))  # slug "-x"
     archive = safe_join(settings.MEDIA_ROOT, *parts)
     archive.parent.mkdir(parents=True, exist_ok=True)
     folder = scratch / "dataset"

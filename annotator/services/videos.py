@@ -48,7 +48,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from annotator.models import AutoMaskletRun, Project, Video
-from annotator.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name
+from annotator.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name, public_text
 
 logger = logging.getLogger(__name__)
 
@@ -468,7 +468,7 @@ def _update(video: Video, **fields) -> None:
 
 
 def _fail(video: Video, reason: str) -> Video:
-    reason = " ".join(reason.split())[:500]  # one line, bounded
+    reason = " ".join(public_text(reason).split())[:500]  # one line, bounded, no server folders
     _update(video, status=Video.Status.FAILED, failure_reason=reason, progress=0.0, annotated_frame_count=None)
     return video
 

@@ -111,6 +111,17 @@ def test_no_exporter_writes_outside_its_folder_for_a_stored_unsafe_name(syntheti
     assert not list(Path("/tmp").glob("masklet-abs*"))
 
 
+def test_a_web_export_of_a_project_whose_slug_starts_with_a_dash(synthetic_project, make_user):
+    project = synthetic_project("tiny")
+    project.slug = "-lead"
+    project.save()
+    job = DatasetJob.objects.create(project=project, kind=DatasetJob.Kind.EXPORT, format="coco",
+                                    created_by=make_user("ada"), options={"filters": ALL.to_json(), "media": False})
+    job = run_job(job.id)
+    assert job.status == DatasetJob.Status.DONE, job.error
+    assert job.file == f"exports/{job.id}/lead-coco-{job.id}.zip"
+
+
 # -- errors name files, never server folders --------------------------------------------------
 
 
