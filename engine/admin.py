@@ -5,8 +5,15 @@ from engine import models
 
 @admin.register(models.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    """Versions are registered by ``engine.registry`` (checkpoint loaded first, path inside the models folder):
+    the admin cannot add one or point one at another file."""
+
     list_display = ["name", "project", "status", "sam2_config", "image_size", "created_at"]
     list_filter = ["status"]
+    readonly_fields = ["checkpoint", "sam2_config", "image_size"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(models.TrainingRun)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 
 from annotator.models import Project
 from engine import registry
@@ -80,3 +81,16 @@ def test_the_database_allows_one_production_version_per_project(project, tiny_ch
     ModelVersion.objects.filter(pk=v1.pk).update(status="production")
     with pytest.raises(IntegrityError), transaction.atomic():
         ModelVersion.objects.filter(pk=v2.pk).update(status="production")
+
+
+def test_the_admin_cannot_add_a_version_or_repoint_its_checkpoint(admin_client, loop_project, tmp_path):
+    project = loop_project(train=0, val=0, slug="adm")
+    version = ModelVersion.objects.create(project=project, name="v", checkpoint="uploads/v.pt", image_size=64,
+                                          sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml")
+    assert admin_client.get(reverse("admin:engine_modelversion_add")).status_code == 403
+    url = reverse("admin:engine_modelversion_change", args=[version.pk])
+    response = admin_client.post(url, {"name": "renamed", "project": project.pk, "status": version.status,
+                                       "checkpoint": "/etc/passwd", "metrics": "{}", "image_size": 64})
+    assert response.status_code == 302, response.context["adminform"].form.errors  # saved...
+    version.refresh_from_db()
+    assert (version.name, version.checkpoint) == ("renamed", "uploads/v.pt")  # ...but not the checkpoint
