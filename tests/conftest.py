@@ -6,6 +6,7 @@ Real data from ``../shared/data`` is used when present, skipped cleanly when not
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,24 +15,41 @@ from django.conf import settings as django_settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MASKLET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
+# One OpenMP thread per test process, and in the servers and workers tests start (they copy the
+# environment). Torch's default, a thread per core, spins at every barrier when the 2 cores are
+# shared (two xdist workers, Chromium, other jobs): the loop-demo smoke test took 300 s with 2
+# threads and 41 s with 1 on the loaded build machine, with the same numbers.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 #: Fixtures through which a test reaches the configured database (pytest-django's).
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
                      "live_server"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks and xdist reads xdist_group
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Derive the markers CI's passes select on, so a new test lands in the right pass by what it uses:
 
     - ``db_engine``: the test reaches the database (a ``django_db`` mark or a database fixture), so it
       runs in both passes: on SQLite in the embedded pass, on PostgreSQL in the services pass;
-    - ``services``: skipped in embedded mode (no ``REDIS_URL``), with the reason.
+    - ``services``: skipped in embedded mode (no ``REDIS_URL``), with the reason;
+    - ``e2e``: one xdist group, so under ``make test`` (``-n 2 --dist loadgroup``) the browser tests
+      share one worker's session server and Chromium instead of starting them in both.
     """
     for item in items:
         if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db_engine)
         if item.get_closest_marker("services") and django_settings.EMBEDDED:
             item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """``OMP_NUM_THREADS`` is read when torch loads: set it too if torch was loaded before this file."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def shared_path(*parts: str) -> Path:
