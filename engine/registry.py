@@ -24,7 +24,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from annotator.safe_paths import public_text
+from annotator.safe_paths import public_text, safe_join
 from engine.models import ModelVersion, ModelVersionEvent
 
 logger = logging.getLogger(__name__)
@@ -101,11 +101,11 @@ def save_upload(upload: UploadedFile) -> Path:
     with os.fdopen(fd, "wb") as handle:
         for chunk in upload.chunks():
             handle.write(chunk)
-    target = folder / f"{stem}.pt"
+    target = safe_join(folder, f"{stem}.pt")
     counter = 1
     while target.exists():
         counter += 1
-        target = folder / f"{stem}-{counter}.pt"
+        target = safe_join(folder, f"{stem}-{counter}.pt")
     os.replace(tmp, target)
     return target
 
