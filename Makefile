@@ -20,6 +20,10 @@ run: install frontend
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py seed_demo
 	$(PY) manage.py bootstrap_admin
+	@# SAM 2.1 tiny once, while no model version is registered (MASKLET_FETCH_MODEL=0: never); offline this
+	@# is one line saying the classical fallback serves, and serving goes on.
+	@if [ "$${MASKLET_FETCH_MODEL:-1}" != 0 ]; then \
+		$(PY) manage.py fetch_model sam2.1_hiera_tiny --promote --auto --timeout 5 || true; fi
 	@echo "Masklet (embedded mode) on http://$(HOST):$(PORT)/"
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 

@@ -343,7 +343,8 @@ class AnnotationConsumer(ProjectConsumer):
             labels=list(project.labels or []), model=serving.name,
             lock_seconds=settings.LOCK_SECONDS,
             masklets=[selectors.masklet_to_dict(m, user) for m in selectors.masklets_for_video(video)],
-        ) | {"model_version": serving.model_version_id}  # null included: the page asks for it on reconnect
+        ) | {"model_version": serving.model_version_id,  # null included: the page asks for it on reconnect
+             "model_fallback": serving.fallback}
         return hello, notice
 
     def _page_model(self) -> tuple[ServingModel, dict[str, Any] | None]:

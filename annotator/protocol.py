@@ -20,11 +20,12 @@ Server -> client on connect (the handshake is refused with close code 4403 for n
 
     {"v":1,"type":"hello","session":"<hex>","protocol":1,"user":{"id":1,"username":"ann"},
      "can_edit":true,"video":{"id":3,"name":"demo_001","width":640,"height":360,"frames":[0,4,...]},
-     "labels":["person"],"model":"classical (OpenCV)","model_version":null,"lock_seconds":120,
+     "labels":["person"],"model":"classical (OpenCV)","model_version":null,"model_fallback":true,"lock_seconds":120,
      "masklets":[<masklet>...]}
 
 ``model``/``model_version`` name the model this socket's edits use (``model_version``: the
-registered version's id, null for the settings' model): the project's serving model, or the one
+registered version's id, null for the settings' model; ``model_fallback``: true for the classical
+backend, which the page labels a low-quality fallback): the project's serving model, or the one
 a reconnecting page asks to keep with ``?model_version=<id>`` (or ``?model_version=none`` for the
 settings' model) on the socket URL. A page keeps the version it started with that way;
 the server honours the request only for a version of the socket's project (or a shared one)
@@ -71,7 +72,7 @@ Server -> client::
     object:         {"type":"object","re":..,"masklet":<masklet>}
     object_deleted: {"type":"object_deleted","re":..,"object_id":1}
     pong:           {"type":"pong","re":..,"renewed":n}
-    worker:         {"type":"worker","state":"assigning|ready|rebuilding|lost","model":"..",
+    worker:         {"type":"worker","state":"assigning|ready|rebuilding|lost","model":"..","model_fallback":false,
                      "model_version":7}                 # model_version: only before model_changed
     error:          {"type":"error","re":..,"code":"<code>","error":"<plain words>"}
 

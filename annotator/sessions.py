@@ -205,7 +205,7 @@ class Replier:
     def model_changed(self, serving: ServingModel, text: str) -> None:
         """The page's version is gone: show the model now serving it, say why, re-pin the consumer."""
         # ``model_version`` (null: the settings' model) is what the page asks for when it reconnects.
-        worker = protocol.message("worker", state="ready", model=serving.name) | {
+        worker = protocol.message("worker", state="ready", model=serving.name, model_fallback=serving.fallback) | {
             "model_version": serving.model_version_id}
         for msg in (worker, protocol.error("model_changed", text)):
             self.reply(msg, final=False, model_version=serving.model_version_id)
@@ -536,8 +536,8 @@ def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) ->
         if envelope.assign or previous_owner != queue:
             # Name this worker at once: the consumer holds the session's next messages until it knows.
             moved = bool(previous_owner) and previous_owner != queue
-            replier.reply(protocol.message("worker", state="rebuilding" if moved else "ready", model=serving.name),
-                          final=False)
+            replier.reply(protocol.message("worker", state="rebuilding" if moved else "ready", model=serving.name,
+                                           model_fallback=serving.fallback), final=False)
         if not fresh:
             if live is not None:
                 registry.release(live)

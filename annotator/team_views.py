@@ -22,6 +22,7 @@ from annotator.selectors import masklet_story, masklet_to_dict, video_in_project
 from annotator.services import queues, reviews, team
 from annotator.services.annotation import EditRefused
 from annotator.services.reviews import FINAL_REASONS, REASONS, review_masklet
+from engine.segmenters import serving_model
 
 #: Meta's Phase 3 figures (SAM 2 paper, Table 1; ``docs/DATA_ENGINE.md``), drawn as reference lines.
 PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
@@ -234,6 +235,7 @@ def masklet_review(request: HttpRequest, project: Project, masklet_id: int) -> H
     video = masklet.video
     return render(request, "annotator/review.html", {
         "project": project, "video": video, "masklet": masklet, "story": masklet_story(masklet),
+        "serving": serving_model(project),
         "reasons": REASONS, "final_reasons": FINAL_REASONS,
         "can_judge": masklet.status == Masklet.Status.SUBMITTED,
         "config": {

@@ -17,7 +17,8 @@ from engine.training import training_group
 
 class TrainingConsumer(ProjectConsumer):
     """Sends ``{"type": "hello", "run": {...} | null}`` (the active run), then ``{"type": "run", ...}``
-    for every progress step, log line, status change and promotion that ``engine.training`` broadcasts."""
+    for every progress step, log line, status change and promotion that ``engine.training`` broadcasts,
+    and ``{"type": "download", ...}`` for each step of a checkpoint download (``engine.downloads``)."""
 
     required_action = Action.MANAGE_MODELS
 
@@ -51,3 +52,10 @@ class TrainingConsumer(ProjectConsumer):
             await self.deny()
             return
         await self.send_json({"type": "run", **message["event"]})
+
+    async def download_event(self, message: dict[str, Any]) -> None:
+        """Group message from ``engine.downloads.broadcast``: a checkpoint download's progress."""
+        if not await self.is_allowed():
+            await self.deny()
+            return
+        await self.send_json({"type": "download", **message["event"]})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Min
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -18,13 +19,14 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotator.permissions import Action, project_permission
-from engine import registry, training
+from engine import downloads, fetch, registry, training
 from engine.input import BadInput, error_response, json_object
-from engine.models import Evaluation, ModelVersion, ModelVersionEvent, TrainingRun
+from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun
 from engine.segmenters import serving_model
 
 RECENT_RUNS = 20
 RECENT_EVENTS = 30
+RECENT_DOWNLOADS = 5
 
 
 def _version(version: ModelVersion, evaluations: dict[int, list[Evaluation]]) -> dict[str, Any]:
@@ -33,6 +35,7 @@ def _version(version: ModelVersion, evaluations: dict[int, list[Evaluation]]) ->
     return {
         "id": version.pk, "name": version.name, "status": version.status, "config": version.sam2_config,
         "image_size": version.image_size, "checkpoint": version.checkpoint, "parent": version.parent_id,
+        "sha256": version.sha256,
         "shared": version.project_id is None, "created_at": version.created_at.isoformat(),
         "evaluation": None if latest is None else {
             "j": latest.j, "f": latest.f, "jf": latest.j_and_f, "clicks_to_target": latest.clicks_to_target,
@@ -111,9 +114,13 @@ def dashboard_state(project: Any) -> dict[str, Any]:
     knobs = training.loop_settings(project)
     events = (ModelVersionEvent.objects.filter(project=project).select_related("version", "actor")
               .order_by("-created_at", "-id")[:RECENT_EVENTS])
+    serving = serving_model(project)
     return {
         "project": {"slug": project.slug, "name": project.name},
-        "serving": serving_model(project).name,
+        "serving": serving.name,
+        "serving_fallback": serving.fallback,
+        "checkpoints": [{"name": c.name, "label": c.label} for c in fetch.OFFICIAL.values()],
+        "downloads": [downloads.as_dict(d) for d in ModelDownload.objects.filter(project=project)[:RECENT_DOWNLOADS]],
         "versions": [_version(v, evaluations) for v in versions],
         "runs": [_run(r) for r in runs],
         "active_run": next((_run(r) for r in runs if r.is_active), None),
@@ -141,7 +148,9 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 @require_GET
 @project_permission(Action.MANAGE_MODELS)
 def models_page(request: HttpRequest, project: Any) -> HttpResponse:
-    return render(request, "engine/models_dashboard.html", {"project": project, "state": dashboard_state(project)})
+    return render(request, "engine/models_dashboard.html", {"project": project, "state": dashboard_state(project),
+                                                            "serving": serving_model(project),
+                                                            "image_size": settings.SAM2_IMAGE_SIZE})
 
 
 @require_GET
@@ -210,7 +219,7 @@ def api_register(request: HttpRequest, project: Any) -> JsonResponse:
     if not upload and not path:
         return _refused("give a checkpoint path on the server or upload a checkpoint file", 400)
     try:
-        image_size = int(data.get("image_size") or 1024)
+        image_size = int(data.get("image_size") or settings.SAM2_IMAGE_SIZE)
     except (TypeError, ValueError):
         return _refused("image_size must be a whole number", 400)
     config = (data.get("config") or "sam2.1_hiera_t").strip()
@@ -227,3 +236,19 @@ def api_register(request: HttpRequest, project: Any) -> JsonResponse:
             saved.unlink(missing_ok=True)
         return _refused(f"not registered: {error}", 400)
     return JsonResponse({"version": version.pk, "name": version.name}, status=201)
+
+
+@require_POST
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_download(request: HttpRequest, project: Any) -> JsonResponse:
+    """Start downloading Meta's checkpoint ``name`` for this project (``promote``: serve it when checked)."""
+    data = _body(request)
+    name = str(data.get("name") or "")
+    if name not in fetch.OFFICIAL:
+        return _refused(f"name one of Meta's checkpoints: {', '.join(fetch.OFFICIAL)}", 400)
+    try:
+        download = downloads.start_download(project, name, request.user,
+                                            promote=str(data.get("promote", "1")).lower() not in ("0", "false", ""))
+    except downloads.DownloadRefused as error:
+        return _refused(str(error))
+    return JsonResponse({"download": downloads.as_dict(download)}, status=202)

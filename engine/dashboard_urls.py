@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/projects/<slug:slug>/models/promote/", dashboard.api_promote, name="api-models-promote"),
     path("api/projects/<slug:slug>/models/rollback/", dashboard.api_rollback, name="api-models-rollback"),
     path("api/projects/<slug:slug>/models/versions/", dashboard.api_register, name="api-models-register"),
+    path("api/projects/<slug:slug>/models/downloads/", dashboard.api_download, name="api-models-download"),
 ]

@@ -22,6 +22,8 @@ class ModelVersion(models.Model):
                                   help_text="Checkpoint path (weights under the 'model' key); empty = random init.")
     sam2_config = models.CharField(max_length=200, default="configs/sam2.1/sam2.1_hiera_t.yaml")
     image_size = models.PositiveIntegerField(default=1024)
+    sha256 = models.CharField(max_length=64, blank=True,
+                              help_text="Digest of the checkpoint file as fetched (manage.py fetch_model).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
     metrics = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -146,3 +148,37 @@ class Evaluation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ModelDownload(models.Model):
+    """A checkpoint download started on the models dashboard (``engine.downloads``, a ``cpu`` job)."""
+
+    ACTIVE = ("queued", "running")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("annotator.Project", on_delete=models.CASCADE, related_name="model_downloads")
+    name = models.CharField(max_length=100, help_text="One of engine.fetch.OFFICIAL.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    stage = models.CharField(max_length=200, blank=True, help_text="What the job is doing now, for people.")
+    error = models.TextField(blank=True, help_text="Why it failed and how to place the file by hand.")
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promote = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last progress; a silent active download was lost.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], condition=models.Q(status__in=("queued", "running")),
+                                    name="one_active_download_per_project_and_name")
+        ]

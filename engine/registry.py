@@ -112,7 +112,7 @@ def save_upload(upload: UploadedFile) -> Path:
 
 def register_version(project: Any, *, name: str, checkpoint: str | Path, config: str, image_size: int,
                      user: Any = None, parent: ModelVersion | None = None, metrics: dict | None = None,
-                     check: bool = True, note: str = "") -> ModelVersion:
+                     check: bool = True, note: str = "", sha256: str = "") -> ModelVersion:
     """Register a candidate version of ``project`` (``None``: shared by every project) after loading it.
 
     ``check=False`` is for checkpoints this engine has just written and loaded itself (a
@@ -127,7 +127,8 @@ def register_version(project: Any, *, name: str, checkpoint: str | Path, config:
     with transaction.atomic():
         version = ModelVersion.objects.create(
             project=project, name=name[:200], parent=parent, checkpoint=str(path.resolve()),
-            sam2_config=sam2_model.resolve_config(config), image_size=image_size, status=Status.CANDIDATE,
+            sam2_config=sam2_model.resolve_config(config), image_size=image_size, sha256=sha256,
+            status=Status.CANDIDATE,
             metrics=metrics or {}, created_by=user)
         ModelVersionEvent.objects.create(project=project, version=version, action=Action.REGISTERED, actor=user,
                                          note=note or f"registered from {shown(path)}")

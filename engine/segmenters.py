@@ -35,6 +35,11 @@ class ServingModel:
     version_name: str = ""
 
     @property
+    def fallback(self) -> bool:
+        """The classical backend: what serves without SAM 2, labelled a low-quality fallback in the UI."""
+        return self.backend == "classical"
+
+    @property
     def name(self) -> str:
         """What the page shows, computed without loading the model."""
         if self.backend == "classical":

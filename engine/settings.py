@@ -31,8 +31,10 @@ Environment variables:
                                ``classical`` (default, OpenCV, no checkpoint) or ``sam2``
 ``MASKLET_SAM2_CONFIG``        SAM 2 config when ``MASKLET_SEGMENTER=sam2`` (``sam2.1_hiera_t``)
 ``MASKLET_SAM2_CHECKPOINT``    its checkpoint file; empty -> random weights (tests, demos)
-``MASKLET_SAM2_IMAGE_SIZE``    its input side in pixels (default 1024; 256 for CPU tests)
+``MASKLET_SAM2_IMAGE_SIZE``    its input side in pixels (default 1024 with an NVIDIA GPU, 512 on CPU)
 ``MASKLET_DEVICE``             ``cuda`` / ``cpu`` / ``mps``; empty -> the best available
+``MASKLET_CHECKPOINT_MIRROR``  base URL of a mirror of Meta's SAM 2 checkpoints for ``fetch_model``
+                               (same file names); empty -> Meta's own addresses
 ``MASKLET_WORKER_SESSIONS``    live annotation sessions one GPU worker keeps (default 4)
 ``MASKLET_SESSION_IDLE_S``     a worker evicts a session idle this long (default 600 s)
 ``MASKLET_LOCK_SECONDS``       a masklet stays locked to its editor this long after the
@@ -230,8 +232,12 @@ if SEGMENTER not in ("classical", "sam2"):
     raise ImproperlyConfigured(f"MASKLET_SEGMENTER must be 'classical' or 'sam2', not {SEGMENTER!r}")
 SAM2_CONFIG = os.environ.get("MASKLET_SAM2_CONFIG", "sam2.1_hiera_t")
 SAM2_CHECKPOINT = os.environ.get("MASKLET_SAM2_CHECKPOINT", "")
-SAM2_IMAGE_SIZE = int(os.environ.get("MASKLET_SAM2_IMAGE_SIZE", "1024"))
 DEVICE = os.environ.get("MASKLET_DEVICE", "")
+#: SAM 2's input side where no MASKLET_SAM2_IMAGE_SIZE is set: 1024 (what it was trained at) on a GPU;
+#: on CPU 512, measured 8x faster per frame than 1024 for tiny on 2 cores (bench/bench_sam2_cpu_size.py).
+SAM2_CPU_IMAGE_SIZE = 512
+_gpu_here = DEVICE.startswith("cuda") or (not DEVICE and any(Path("/proc/driver/nvidia/gpus").glob("*")))
+SAM2_IMAGE_SIZE = int(os.environ.get("MASKLET_SAM2_IMAGE_SIZE") or (1024 if _gpu_here else SAM2_CPU_IMAGE_SIZE))
 WORKER_SESSIONS = int(os.environ.get("MASKLET_WORKER_SESSIONS", "4"))
 SESSION_IDLE_SECONDS = float(os.environ.get("MASKLET_SESSION_IDLE_S", "600"))
 LOCK_SECONDS = float(os.environ.get("MASKLET_LOCK_SECONDS", "120"))
@@ -268,6 +274,9 @@ LOOP_EVAL_PROMPTED_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_FRAMES", "3"))
 LOOP_EVAL_CLICK_BUDGET = int(os.environ.get("MASKLET_LOOP_EVAL_BUDGET", "20"))
 LOOP_EVAL_MAX_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_MAX_FRAMES", "0"))
 MODELS_ROOT = DATA_DIR / "models"
+#: A mirror of Meta's checkpoint files (same file names, e.g. an internal server for machines without
+#: internet); empty: Meta's own addresses (engine.fetch).
+CHECKPOINT_MIRROR = os.environ.get("MASKLET_CHECKPOINT_MIRROR", "")
 # What `celery -A engine beat` sends (the embedded server sends the same itself, engine.tasks.start_embedded_beat):
 # the model loop's tick, and auto masklets for newly ready videos of opted-in projects (same period).
 CELERY_BEAT_SCHEDULE = {

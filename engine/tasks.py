@@ -1,4 +1,5 @@
-"""Celery tasks of the model loop: the training run (``train`` queue) and the periodic job (beat).
+"""Celery tasks of the model loop: the training run (``train`` queue), the periodic job (beat), and
+checkpoint downloads from the dashboard (``cpu`` queue).
 
 ``celery -A engine worker -Q train`` runs ``train_model``; ``celery -A engine beat`` sends
 ``loop_tick`` every ``MASKLET_LOOP_TICK_S`` seconds (``CELERY_BEAT_SCHEDULE``; in embedded mode
@@ -40,6 +41,14 @@ def loop_tick() -> dict[str, Any]:
     from engine.training import periodic_tick
 
     return periodic_tick()
+
+
+@shared_task(name="engine.tasks.fetch_checkpoint")
+def fetch_checkpoint(download_id: int) -> str:
+    """Download, check and register one dashboard ``ModelDownload`` (see ``engine.downloads``)."""
+    from engine.downloads import execute_download
+
+    return execute_download(download_id)
 
 
 _embedded_beat: threading.Thread | None = None

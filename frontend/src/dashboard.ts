@@ -22,8 +22,14 @@ interface EffortRow {
   clicks_per_clicked_frame: number | null; edited_frame_share: number | null; annotated_frames: number;
   masklets: number;
 }
+interface Download {
+  id: number; name: string; label: string; status: string; bytes_done: number; bytes_total: number | null;
+  stage: string; error: string; version: number | null; promote: boolean;
+}
 interface State {
   serving: string;
+  serving_fallback: boolean;
+  downloads: Download[];
   versions: Version[];
   runs: Run[];
   active_run: Run | null;
@@ -34,6 +40,7 @@ interface State {
   loop: { enabled: boolean; min_new_masklets: number; min_hours: number; auto_promote: boolean;
     promote_margin: number; steps: number; new_masklets: number };
 }
+type DownloadEvent = Download & { type: "download" };
 type RunEvent = { type: "run"; run: number; status?: string; progress?: number; step?: number; steps?: number;
   loss?: number; error?: string; promoted?: number; stage?: string; done?: number; total?: number; log?: string };
 
@@ -186,8 +193,56 @@ function renderEffort(): void {
     { yLabel: "s/frame" });
 }
 
+const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+// Checkpoint downloads (engine.downloads): the latest of each checkpoint, live from the socket.
+function renderDownloads(): void {
+  const host = $("downloads");
+  host.replaceChildren();
+  const active = new Set<string>();
+  const seen = new Set<string>();
+  for (const d of state.downloads) {
+    if (seen.has(d.name)) continue;
+    seen.add(d.name);
+    if (d.status === "queued" || d.status === "running") active.add(d.name);
+    const item = document.createElement("div");
+    item.className = "download-item";
+    item.dataset.status = d.status;
+    const title = document.createElement("p");
+    const amount = d.bytes_total ? `${megabytes(d.bytes_done)} of ${megabytes(d.bytes_total)}`
+      : d.bytes_done ? megabytes(d.bytes_done) : "";
+    title.textContent = `${d.label}: ${d.status}${amount ? ` — ${amount}` : ""}${d.stage ? ` — ${d.stage}` : ""}`;
+    item.appendChild(title);
+    if (d.status === "queued" || d.status === "running") {
+      const bar = document.createElement("progress");
+      bar.max = 1;
+      if (d.bytes_total) bar.value = d.bytes_done / d.bytes_total;
+      item.appendChild(bar);
+    }
+    if (d.error) {
+      const error = document.createElement("p");
+      error.className = "message error";
+      error.textContent = d.error;
+      item.appendChild(error);
+    }
+    host.appendChild(item);
+  }
+  root.querySelectorAll<HTMLButtonElement>("button.download").forEach((button) => {
+    button.disabled = active.has(button.dataset.name ?? "");
+  });
+}
+
+function onDownload(event: DownloadEvent): void {
+  const known = state.downloads.findIndex((d) => d.id === event.id);
+  if (known >= 0) state.downloads[known] = event;
+  else state.downloads.unshift(event);
+  renderDownloads();
+  if (event.status === "succeeded") void refresh();  // a new version, maybe serving
+}
+
 function render(event?: RunEvent): void {
   $("serving").textContent = state.serving;
+  (root.ownerDocument.querySelector("[data-fallback-note]") as HTMLElement).hidden = !state.serving_fallback;
   const loop = state.loop;
   $("loop-status").textContent = `Schedule ${loop.enabled ? "on" : "off"}: a run starts after ${loop.min_new_masklets} ` +
     `newly approved masklets (now ${loop.new_masklets}) and ${loop.min_hours} h; auto-promote ` +
@@ -195,6 +250,7 @@ function render(event?: RunEvent): void {
   ($("cancel-run") as HTMLButtonElement).disabled = !state.active_run;
   ($("start-run") as HTMLButtonElement).disabled = !!state.active_run;
   renderLive(event);
+  renderDownloads();
   renderVersions();
   renderRuns();
   renderGrowth();
@@ -207,7 +263,9 @@ function connect(): void {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}${root.dataset.socket}`);
   socket.addEventListener("message", (message) => {
-    const data = JSON.parse(message.data) as RunEvent | { type: "hello" };
+    const data = JSON.parse(message.data) as RunEvent | DownloadEvent | { type: "hello" };
+    if (data.type === "hello") root.dataset.live = "1";  // following runs and downloads from now on
+    if (data.type === "download") { onDownload(data); return; }
     if (data.type !== "run") return;
     if (data.log !== undefined) {  // one line of the run's log, as it is stored
       if (state.active_run && state.active_run.id === data.run) {
@@ -234,7 +292,7 @@ function connect(): void {
       void refresh();
     }
   });
-  socket.addEventListener("close", () => window.setTimeout(connect, 3000));
+  socket.addEventListener("close", () => { root.dataset.live = "0"; window.setTimeout(connect, 3000); });
 }
 
 $("start-run").addEventListener("click", () => void post(root.dataset.start as string));
@@ -247,6 +305,14 @@ $("rollback").addEventListener("click", () => {
 $("register").addEventListener("submit", (event) => {
   event.preventDefault();
   void post(root.dataset.register as string, new FormData(event.target as HTMLFormElement));
+});
+root.querySelectorAll<HTMLButtonElement>("button.download").forEach((button) => {
+  button.addEventListener("click", () => {
+    const body = new FormData();
+    body.append("name", button.dataset.name ?? "");
+    body.append("promote", ($("download-promote") as HTMLInputElement).checked ? "1" : "0");
+    void post(root.dataset.download as string, body);
+  });
 });
 render();
 connect();

@@ -156,6 +156,7 @@ def _upload() -> dict[str, Any]:
 #: url name -> the requests that exercise it. A URL name missing here fails the suite.
 ENDPOINTS: dict[str, list[Case]] = {
     "healthz": [Case("GET", _none, Access.PUBLIC)],
+    "help-models": [Case("GET", _none, Access.AUTHENTICATED)],
     "login": [Case("GET", _none, Access.PUBLIC, ok_status=(200, 302))],  # signed in: sent on to the projects
     "logout": [Case("POST", _none, Access.PUBLIC, ok_status=302)],
     "project-list": [Case("GET", _none, Access.AUTHENTICATED)],
@@ -221,6 +222,7 @@ ENDPOINTS: dict[str, list[Case]] = {
     "api-models-promote": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],
     "api-models-rollback": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
     "api-models-register": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],
+    "api-models-download": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],  # no name: nothing starts
 }
 
 

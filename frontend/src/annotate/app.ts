@@ -281,7 +281,7 @@ export class AnnotateApp {
     this.labels = hello.labels;
     this.root.classList.toggle("read-only", !hello.can_edit);
     this.canvas.dataset.canEdit = hello.can_edit ? "1" : "0";
-    this.setModel(hello.model, hello.model_version);
+    this.setModel(hello.model, hello.model_version, hello.model_fallback);
     this.fillNewLabel();
     this.store.setMasklets(hello.masklets);
     this.connection.keepAlive(Math.max(5, hello.lock_seconds / 3));
@@ -299,8 +299,9 @@ export class AnnotateApp {
     this.refreshPanel();
   }
 
-  private setModel(model: string, version?: number | null): void {
+  private setModel(model: string, version?: number | null, fallback?: boolean): void {
     el(this.root, "#status-model").textContent = model;
+    if (fallback !== undefined) el(this.root, "#status-fallback").hidden = !fallback;
     this.canvas.dataset.model = model;
     if (version !== undefined) this.canvas.dataset.modelVersion = String(version ?? "none");
   }
@@ -361,7 +362,7 @@ export class AnnotateApp {
       case "worker": {
         const words = { assigning: "starting a model session…", ready: "", rebuilding: "rebuilding the session from stored masks…", lost: "model worker lost, moving to another…" };
         el(this.root, "#status-worker").textContent = words[message.state] ?? "";
-        if (message.model) this.setModel(message.model, message.model_version);
+        if (message.model) this.setModel(message.model, message.model_version, message.model_fallback);
         break;
       }
       case "error":

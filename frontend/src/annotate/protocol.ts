@@ -52,6 +52,8 @@ export interface Hello {
   /** The registered version this socket's edits use (null: the settings' model); the page asks
    *  to keep it when it reconnects (`?model_version=`). */
   model_version: number | null;
+  /** The classical backend: labelled a low-quality fallback, with a link to getting SAM 2. */
+  model_fallback: boolean;
   lock_seconds: number;
   masklets: MaskletJSON[];
 }
@@ -68,7 +70,7 @@ export type ServerMessage = { v?: number; re?: string | number; by?: string } & 
   | { type: "track_done"; op: string; done: number; total: number; cancelled: boolean; written: number;
       skipped: number }
   | { type: "error"; code: string; error: string }
-  | { type: "worker"; state: "assigning" | "ready" | "rebuilding" | "lost"; model?: string;
+  | { type: "worker"; state: "assigning" | "ready" | "rebuilding" | "lost"; model?: string; model_fallback?: boolean;
       /** Only when the page's version could not be kept (before error `model_changed`): the new one. */
       model_version?: number | null }
 );

@@ -1,0 +1,124 @@
+"""Checkpoint downloads started on the models dashboard: a ``cpu`` job running ``engine.fetch``.
+
+``start_download`` records a ``ModelDownload`` and submits ``engine.tasks.fetch_checkpoint``
+(``engine.dispatch.submit``, after commit); the job downloads, checks (the model load runs in
+the worker, never in the web process) and registers the checkpoint for the dashboard's project,
+promoting it when asked. Progress is written to the row at most every ``PROGRESS_EVERY_S`` and
+sent to the dashboard's socket (``{"type": "download", ...}``); the page also reads the rows.
+A download silent for ``STALE_AFTER`` (its process died) is failed when the next one starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from engine import fetch
+from engine.models import ModelDownload
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.5
+STALE_AFTER = timedelta(minutes=10)
+Status = ModelDownload.Status
+
+
+class DownloadRefused(Exception):
+    """A download that cannot start; the message is for people."""
+
+
+def as_dict(download: ModelDownload) -> dict[str, Any]:
+    return {
+        "id": download.pk, "name": download.name, "label": fetch.OFFICIAL[download.name].label
+        if download.name in fetch.OFFICIAL else download.name, "status": download.status,
+        "bytes_done": download.bytes_done, "bytes_total": download.bytes_total, "stage": download.stage,
+        "error": download.error, "version": download.version_id, "promote": download.promote,
+        "created_at": download.created_at.isoformat(),
+        "finished_at": download.finished_at.isoformat() if download.finished_at else None,
+    }
+
+
+def broadcast(download: ModelDownload) -> None:
+    """Tell the project's open dashboards (never raises: a missed update only waits for the next)."""
+    from engine import channel_bridge
+    from engine.training import training_group
+
+    try:
+        channel_bridge.group_send_soon(training_group(download.project_id),
+                                       {"type": "download.event", "event": as_dict(download)})
+    except Exception:
+        logger.debug("could not broadcast a download event", exc_info=True)
+
+
+def fail_lost_downloads(project: Any) -> int:
+    """Fail the project's active downloads that have been silent for ``STALE_AFTER`` (their job died)."""
+    return ModelDownload.objects.filter(project=project, status__in=ModelDownload.ACTIVE,
+                                        updated_at__lt=timezone.now() - STALE_AFTER).update(
+        status=Status.FAILED, finished_at=timezone.now(),
+        error="the download job stopped without finishing (the server or its worker restarted): start it again")
+
+
+def start_download(project: Any, name: str, user: Any = None, *, promote: bool = True) -> ModelDownload:
+    """Queue a download of Meta's checkpoint ``name`` for ``project``; one at a time per checkpoint."""
+    from engine.dispatch import submit
+    from engine.tasks import fetch_checkpoint
+
+    if name not in fetch.OFFICIAL:
+        raise DownloadRefused(f"unknown checkpoint {name!r}: choose one of {', '.join(fetch.OFFICIAL)}")
+    fail_lost_downloads(project)
+    try:
+        with transaction.atomic():
+            download = ModelDownload.objects.create(project=project, name=name, promote=promote, created_by=user,
+                                                    stage="queued")
+            transaction.on_commit(lambda: submit(fetch_checkpoint, download.pk, queue="cpu"))
+    except IntegrityError:
+        raise DownloadRefused(f"{fetch.OFFICIAL[name].label} is already being downloaded") from None
+    return download
+
+
+def execute_download(download_id: int) -> str:
+    """The job: claim the queued download, fetch, check, register (and promote); the final status."""
+    claimed = ModelDownload.objects.filter(pk=download_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, stage="connecting")
+    download = ModelDownload.objects.select_related("project", "created_by").get(pk=download_id)
+    if not claimed:
+        return download.status
+    broadcast(download)
+    last = 0.0
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PROGRESS_EVERY_S and done != total:
+            return
+        last = now
+        download.bytes_done, download.bytes_total, download.stage = done, total, "downloading"
+        download.save(update_fields=["bytes_done", "bytes_total", "stage", "updated_at"])
+        broadcast(download)
+
+    def say(line: str) -> None:
+        download.stage = line[:200]
+        download.save(update_fields=["stage", "updated_at"])
+        broadcast(download)
+
+    try:
+        version = fetch.fetch_and_register(fetch.OFFICIAL[download.name], project=download.project,
+                                           promote=download.promote, user=download.created_by, progress=progress,
+                                           say=say)
+    except fetch.FetchError as error:
+        download.status, download.error, download.stage = Status.FAILED, str(error), "failed"
+    except Exception as error:  # a bug or an unexpected library error: still end the row, for people
+        logger.exception("download %s failed", download_id)
+        download.status, download.error, download.stage = Status.FAILED, f"unexpected error: {error}", "failed"
+    else:
+        download.status, download.version, download.stage = Status.SUCCEEDED, version, (
+            "serving new sessions" if download.promote else "registered: promote it to serve")
+    download.finished_at = timezone.now()
+    download.save()
+    broadcast(download)
+    return download.status
