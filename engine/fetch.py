@@ -34,6 +34,7 @@ from typing import Any
 
 from django.conf import settings
 
+from annotator import safe_paths
 from engine import registry
 from engine.models import ModelVersion
 
@@ -82,7 +83,6 @@ def _official(version: str, base: str) -> dict[str, Checkpoint]:
 #: Meta's eight released checkpoints by name, with their official address and config.
 OFFICIAL: dict[str, Checkpoint] = {**_official("sam2.1", SAM2_1_BASE_URL), **_official("sam2", SAM2_BASE_URL)}
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -109,9 +109,10 @@ def custom(url: str, config: str, name: str = "") -> Checkpoint:
     except ValueError as error:
         raise FetchError(str(error)) from None
     name = name or Path(urllib.request.url2pathname(url.split("?", 1)[0].rsplit("/", 1)[-1])).stem
-    if not _NAME.match(name) or name.startswith("."):
-        raise FetchError(f"cannot name a checkpoint {name!r}: use letters, digits, '.', '_', '+' or '-' "
-                         "(give one with --name)")
+    try:
+        safe_paths.check_name(name, "checkpoint name (give one with --name)")
+    except safe_paths.UnsafePath as error:
+        raise FetchError(str(error)) from None
     return Checkpoint(name, url, config)
 
 
@@ -166,19 +167,20 @@ def _open(url: str, offset: int, timeout: float) -> tuple[Any, int, int | None]:
     return response, 0, int(length) if length and length.isdigit() else None
 
 
-def _write(out: Any, block: bytes, where: Path) -> None:
+def _write(out: Any, block: bytes) -> None:
     try:
         out.write(block)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise FetchError(f"the disk is full: no room left in {where}") from None
+            raise FetchError("the disk is full: no room left in MASKLET_DATA_DIR/models") from None
         raise
 
 
 def _check_room(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise FetchError(f"not enough disk space: the file needs {_mb(needed)} more and {folder} has {_mb(free)} free")
+        raise FetchError(f"not enough disk space: the file needs {_mb(needed)} more and MASKLET_DATA_DIR/models has "
+                         f"{_mb(free)} free")
 
 
 def download(url: str, dest: Path, *, sha256: str = "", progress: Progress | None = None,
@@ -228,7 +230,7 @@ def download(url: str, dest: Path, *, sha256: str = "", progress: Progress | Non
                         _check_room(part.parent, total - done)
                     try:
                         while block := response.read(CHUNK):
-                            _write(out, block, part.parent)
+                            _write(out, block)
                             done += len(block)
                             if progress is not None:
                                 progress(done, total)
@@ -270,7 +272,7 @@ def fetch_and_register(checkpoint: Checkpoint, *, project: Any = None, promote: 
     image_size = image_size or settings.SAM2_IMAGE_SIZE
     if settings.CHECKPOINT_MIRROR and OFFICIAL.get(checkpoint.name) == checkpoint:
         checkpoint = replace(checkpoint, url=f"{settings.CHECKPOINT_MIRROR.rstrip('/')}/{checkpoint.filename}")
-    dest = registry.models_dir() / checkpoint.filename
+    dest = safe_paths.safe_join(registry.models_dir(), checkpoint.filename)
     fetched = not dest.is_file()
     if fetched:
         say(f"Downloading {checkpoint.label} from {checkpoint.url}")

@@ -130,6 +130,8 @@ def test_bad_arguments_are_refused():
                         (["--url", "http://x/y.pt", "--config", "sam2.1_hiera_t"], "--url needs --sha256"),
                         (["--url", "ftp://x/y.pt", "--sha256", "a" * 64, "--config", "t"], "http:// or https://"),
                         (["--url", "http://x/y.pt", "--sha256", "xyz", "--config", "t"], "64 hexadecimal"),
+                        (["--url", "http://x/y.pt", "--sha256", "a" * 64, "--config", "t", "--name", "../up"],
+                         "invalid checkpoint name"),
                         (["sam2.1_hiera_tiny", "--project", "nope"], "no project 'nope'")):
         with pytest.raises(CommandError, match=words):
             fetch(*args)
