@@ -20,15 +20,15 @@ def build_application() -> Any:
     """The ASGI application: Django for HTTP, the origin-checked, authenticated socket routes."""
     from channels.auth import AuthMiddlewareStack
     from channels.routing import ProtocolTypeRouter, URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
     from django.core.asgi import get_asgi_application
 
     from annotator.routing import websocket_urlpatterns as annotator_websocket_urlpatterns
+    from engine.security import SameOriginValidator
 
     return ProtocolTypeRouter(
         {
             "http": get_asgi_application(),
-            "websocket": AllowedHostsOriginValidator(
+            "websocket": SameOriginValidator(
                 AuthMiddlewareStack(URLRouter(annotator_websocket_urlpatterns + websocket_urlpatterns))
             ),
         }

@@ -20,8 +20,18 @@ Environment variables:
 ``MASKLET_DEBUG``              ``1`` to turn DEBUG on (default off)
 ``MASKLET_SECRET_KEY``         the secret key; unset -> a random key kept in the data dir
 ``MASKLET_ALLOWED_HOSTS``      comma-separated host names (default ``127.0.0.1,localhost``)
-``MASKLET_PRODUCTION``         ``1`` refuses to start with DEBUG on, no secret key set or
-                               ``*`` in the allowed hosts
+``MASKLET_PRODUCTION``         ``1`` refuses to start with DEBUG on, no or a weak secret key
+                               (under 50 characters) or ``*`` in the allowed hosts; turns on
+                               secure cookies, HTTPS redirects and HSTS (README "Production")
+``MASKLET_BEHIND_PROXY``       ``1``: a TLS proxy in front sets ``X-Forwarded-Proto`` (trusted
+                               for "is this HTTPS") and appends the client to ``X-Forwarded-For``
+                               (login throttling counts that address); default off
+``MASKLET_TRUSTED_ORIGINS``    comma-separated origins (``https://masklet.example.org``) other
+                               than the site's own that may POST and open sockets (CSRF)
+``MASKLET_HSTS_SECONDS``       HSTS max-age in production (default 31536000; 0: no HSTS)
+``MASKLET_LOGIN_FAILURES``     failed sign-ins per account, and per address, before sign-in is
+                               blocked for them (default 10)
+``MASKLET_LOGIN_COOLOFF_MIN``  how long that block lasts (default 15 minutes)
 ``MASKLET_MAX_UPLOAD_MB``      largest accepted video file (default 2048)
 ``MASKLET_MAX_DURATION_S``     longest accepted video (default 1800 s)
 ``MASKLET_MAX_PIXELS``         largest accepted frame, width x height (default 3840x2160)
@@ -48,9 +58,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -75,10 +87,21 @@ DEBUG = env_flag("MASKLET_DEBUG")
 ALLOWED_HOSTS = env_list("MASKLET_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 
+def check_secret_key(key: str) -> None:
+    """Production refuses a key an attacker could guess: Django's ``check --deploy`` rule (at least 50
+    characters, 5 of them different, not a generated ``django-insecure-`` key)."""
+    if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+        raise ImproperlyConfigured(
+            f"MASKLET_PRODUCTION is on but MASKLET_SECRET_KEY is weak ({len(key)} characters, {len(set(key))} "
+            "different): use at least 50 random characters, e.g. $(openssl rand -hex 32)")
+
+
 def _secret_key() -> str:
     """The configured key, or (outside production) a random one kept in the data dir."""
     configured = os.environ.get("MASKLET_SECRET_KEY", "")
     if configured:
+        if PRODUCTION:
+            check_secret_key(configured)
         return configured
     if PRODUCTION:
         raise ImproperlyConfigured("MASKLET_PRODUCTION is on but MASKLET_SECRET_KEY is not set")
@@ -98,6 +121,18 @@ if PRODUCTION:
         raise ImproperlyConfigured("MASKLET_PRODUCTION is on: MASKLET_ALLOWED_HOSTS must name the hosts, not '*'")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the compose health check asks over plain HTTP inside the host
+    SECURE_HSTS_SECONDS = int(os.environ.get("MASKLET_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+
+# Behind a TLS proxy (README "Production"): trust its X-Forwarded-Proto; other origins allowed to post.
+BEHIND_PROXY = env_flag("MASKLET_BEHIND_PROXY")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
+CSRF_TRUSTED_ORIGINS = env_list("MASKLET_TRUSTED_ORIGINS", "")
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"MASKLET_TRUSTED_ORIGINS holds origins like https://host[:port], not {_origin!r}")
 
 INSTALLED_APPS = [
     "daphne",
@@ -108,6 +143,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "engine",
     "annotator",
 ]
@@ -123,6 +159,9 @@ MIDDLEWARE = [
     "engine.input.InputMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into engine.security.lockout_response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "engine.urls"
@@ -293,11 +332,32 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Login throttling (django-axes, attempts in the database): after MASKLET_LOGIN_FAILURES failures for
+# one username, or from one address (engine.security.client_ip), sign-in is refused for them (429)
+# for MASKLET_LOGIN_COOLOFF_MIN minutes; a success resets the count. `manage.py axes_reset` lifts it.
+AXES_FAILURE_LIMIT = int(os.environ.get("MASKLET_LOGIN_FAILURES", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("MASKLET_LOGIN_COOLOFF_MIN", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "engine.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "engine.security.lockout_response"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
 # The JSON API answers a failed CSRF check with JSON (pages keep Django's page): annotator.api.csrf_failure.
 CSRF_FAILURE_VIEW = "annotator.api.csrf_failure"
+
+# Content-Security-Policy (django-csp): scripts, styles, workers and sockets only from this site;
+# an inline script needs the request's nonce (<script nonce="{{ request.csp_nonce }}">).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF], "script-src": [SELF, NONCE], "style-src": [SELF], "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF], "worker-src": [SELF], "font-src": [SELF], "object-src": [NONE], "base-uri": [SELF],
+        "form-action": [SELF], "frame-ancestors": [NONE],
+    },
+}
 
 # -- files ------------------------------------------------------------------------------
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: A key as the README makes one (``openssl rand -hex 32``), fixed so failures are reproducible.
+STRONG_KEY = "3f9c2b7e8a1d4f6b0c5e9a2d7b3f8c1e4a6d0b9f2c7e5a8d1b4f3c6e9a0d2b7f"
 
 PROBE = """
 import json
@@ -26,6 +31,11 @@ print(json.dumps({
     "debug": settings.DEBUG,
     "secret_key": settings.SECRET_KEY,
     "data_dir": str(settings.DATA_DIR),
+    "ssl_redirect": settings.SECURE_SSL_REDIRECT,
+    "hsts": settings.SECURE_HSTS_SECONDS,
+    "secure_cookies": [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE],
+    "proxy_header": settings.SECURE_PROXY_SSL_HEADER,
+    "trusted_origins": settings.CSRF_TRUSTED_ORIGINS,
 }))
 """
 
@@ -72,11 +82,16 @@ def test_development_secret_key_is_random_and_kept_between_starts(tmp_path):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MASKLET_SECRET_KEY": "k" * 60, "MASKLET_DEBUG": "1"}, "MASKLET_DEBUG on"),
+        ({"MASKLET_SECRET_KEY": STRONG_KEY, "MASKLET_DEBUG": "1"}, "MASKLET_DEBUG on"),
         ({}, "MASKLET_SECRET_KEY is not set"),
-        ({"MASKLET_SECRET_KEY": "k" * 60, "MASKLET_ALLOWED_HOSTS": "*"}, "not '*'"),
+        ({"MASKLET_SECRET_KEY": STRONG_KEY, "MASKLET_ALLOWED_HOSTS": "*"}, "not '*'"),
+        ({"MASKLET_SECRET_KEY": "abcde"}, "MASKLET_SECRET_KEY is weak (5 characters, 5 different)"),
+        ({"MASKLET_SECRET_KEY": "k" * 60}, "MASKLET_SECRET_KEY is weak (60 characters, 1 different)"),
+        ({"MASKLET_SECRET_KEY": "django-insecure-" + STRONG_KEY}, "is weak"),
+        ({"MASKLET_SECRET_KEY": STRONG_KEY, "MASKLET_TRUSTED_ORIGINS": "masklet.example.org"}, "not 'masklet.example"),
     ],
-    ids=["debug-on", "default-secret-key", "open-hosts"],
+    ids=["debug-on", "default-secret-key", "open-hosts", "short-key", "one-character-key", "django-insecure-key",
+         "origin-without-scheme"],
 )
 def test_production_refuses_unsafe_settings(tmp_path, env, message):
     result = load_settings(tmp_path, MASKLET_PRODUCTION="1", **env)
@@ -85,9 +100,48 @@ def test_production_refuses_unsafe_settings(tmp_path, env, message):
 
 
 def test_production_starts_when_configured_safely(tmp_path):
-    config = loaded(tmp_path, MASKLET_PRODUCTION="1", MASKLET_SECRET_KEY="s" * 60,
+    config = loaded(tmp_path, MASKLET_PRODUCTION="1", MASKLET_SECRET_KEY=STRONG_KEY,
                     MASKLET_ALLOWED_HOSTS="masklet.example.org")
-    assert config["debug"] is False and config["secret_key"] == "s" * 60
+    assert config["debug"] is False and config["secret_key"] == STRONG_KEY
+    assert (config["ssl_redirect"], config["hsts"], config["secure_cookies"]) == (True, 31536000, [True, True])
+    assert config["proxy_header"] is None and config["trusted_origins"] == []
+
+
+def test_tls_proxy_settings(tmp_path):
+    config = loaded(tmp_path, MASKLET_BEHIND_PROXY="1",
+                    MASKLET_TRUSTED_ORIGINS="https://masklet.example.org, https://tools.example.org:8443")
+    assert config["proxy_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert config["trusted_origins"] == ["https://masklet.example.org", "https://tools.example.org:8443"]
+    assert (config["ssl_redirect"], config["hsts"]) == (False, 0)  # outside production
+
+
+def _compose_environment() -> dict[str, str]:
+    """The web service's environment in docker-compose.yml, as compose fills it in for the README's command."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    given = {"MASKLET_SECRET_KEY": secrets.token_hex(32), "MASKLET_ALLOWED_HOSTS": "masklet.example.org"}
+
+    def fill(value: str) -> str:
+        def one(match: re.Match) -> str:
+            name, op, rest = match.group(1), match.group(2), match.group(3)
+            if name in given:
+                return given[name]
+            assert op == ":-", f"docker-compose.yml needs {name} set: {rest}"
+            return rest
+
+        return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, str(value))
+
+    return {name: fill(value) for name, value in compose["services"]["web"]["environment"].items()}
+
+
+def test_check_deploy_is_clean_in_the_compose_configuration(tmp_path):
+    env = _compose_environment()
+    assert env["MASKLET_PRODUCTION"] == "1" and env["MASKLET_BEHIND_PROXY"] == "1"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues (0 silenced)" in result.stdout
 
 
 def test_non_postgres_database_url_is_refused_with_its_scheme(tmp_path):
