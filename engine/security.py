@@ -1,5 +1,7 @@
 """Production hardening that is code rather than settings (the settings are in ``engine.settings``).
 
+- ``ThrottledBackend``: django-axes' backend, for sign-ins that come with a request (every page and
+  API sign-in); server-side code without one (a management command, a test) is not throttled.
 - ``client_ip``: the address login throttling (django-axes) counts failures for: ``REMOTE_ADDR``,
   or behind a trusted proxy (``MASKLET_BEHIND_PROXY``) the address that proxy appended to
   ``X-Forwarded-For`` (its last entry; entries before it are the client's to invent).
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from axes.backends import AxesStandaloneBackend
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
@@ -24,6 +27,14 @@ from django.http.request import validate_host
 from django.shortcuts import render
 
 from engine.input import error_response, is_api
+
+
+class ThrottledBackend(AxesStandaloneBackend):
+    def authenticate(self, request: HttpRequest | None, username: str | None = None, password: str | None = None,
+                     **kwargs: Any) -> None:
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -332,7 +332,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["engine.security.ThrottledBackend", "django.contrib.auth.backends.ModelBackend"]
 # Login throttling (django-axes, attempts in the database): after MASKLET_LOGIN_FAILURES failures for
 # one username, or from one address (engine.security.client_ip), sign-in is refused for them (429)
 # for MASKLET_LOGIN_COOLOFF_MIN minutes; a success resets the count. `manage.py axes_reset` lifts it.

@@ -12,6 +12,9 @@ Fixtures, reusable by every browser test:
   (``/usr/bin/chromium``; CI installs it with ``apt-get install -y chromium``). Without it the
   tests skip with that reason.
 
+Pages opened through ``page`` or ``sign_in`` must cause no Content-Security-Policy violation
+(``csp_violations`` fails the test after it ends).
+
 The frontend bundle must be built (``make frontend``: ``npm ci && npm run build``); a missing
 ``frontend/dist`` fails the tests rather than silently testing pages without their scripts.
 Set ``MASKLET_E2E_ARTIFACTS=<dir>`` to keep screenshots and the server log.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -169,10 +173,50 @@ def browser():
             browser.close()
 
 
+_FUNCTION = re.compile(r"\s*(async\s+)?(function\b|\(\s*[\w\s,]*\)\s*=>|\w+\s*=>)")
+
+
+def _arrow_predicates() -> None:
+    """Playwright polls a ``wait_for_function`` predicate given as a plain expression with ``eval``,
+    which the site's Content-Security-Policy (no 'unsafe-eval') blocks; a function it calls
+    directly. So expressions are wrapped in an arrow function (``"x === 1"`` -> ``"() => (x === 1)"``)."""
+    from playwright.sync_api import Page
+
+    original = Page.wait_for_function
+    if getattr(original, "arrow_predicates", False):
+        return
+
+    def wait_for_function(self, expression: str, *args, **kwargs):
+        if not _FUNCTION.match(expression):
+            expression = f"() => ({expression})"
+        return original(self, expression, *args, **kwargs)
+
+    wait_for_function.arrow_predicates = True
+    Page.wait_for_function = wait_for_function
+
+
+_arrow_predicates()
+
+
+def watch_csp(context, seen: list[str]) -> None:
+    """Collect the Content-Security-Policy violations Chromium reports on the context's pages."""
+    context.on("console", lambda message: seen.append(f"{message.location.get('url')}: {message.text}")
+               if "Content Security Policy" in message.text else None)
+
+
 @pytest.fixture
-def page(browser, masklet_server):
+def csp_violations() -> Iterator[list[str]]:
+    """Every browser test's pages must pass the site's Content-Security-Policy."""
+    seen: list[str] = []
+    yield seen
+    assert not seen, f"Content-Security-Policy violations: {seen}"
+
+
+@pytest.fixture
+def page(browser, masklet_server, csp_violations):
     context = browser.new_context(base_url=masklet_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
+    watch_csp(context, csp_violations)
     page = context.new_page()
     try:
         yield page
@@ -181,13 +225,14 @@ def page(browser, masklet_server):
 
 
 @pytest.fixture
-def sign_in(browser):
+def sign_in(browser, csp_violations):
     """``sign_in(server, username, password) -> (context, page)``: one person's own browser context,
     signed in through the login page (several people can work side by side in one test)."""
 
     def open_as(server: MaskletServer, username: str, password: str):
         context = browser.new_context(base_url=server.url, viewport={"width": 1400, "height": 950})
         context.set_default_timeout(30_000)
+        watch_csp(context, csp_violations)
         page = context.new_page()
         page.goto("/login/")
         page.fill("#id_username", username)

@@ -32,6 +32,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from fixtures.synthetic import PRESETS, SyntheticFrames
+from tests.e2e.conftest import watch_csp
 
 pytestmark = pytest.mark.e2e
 
@@ -137,16 +138,17 @@ def tools_server(masklet_server_factory):
     return start_server(masklet_server_factory, "tools", {})
 
 
-def _page(browser, server):
+def _page(browser, server, csp_violations):
     context = browser.new_context(base_url=server.url, viewport={"width": 1440, "height": 1000})
     context.set_default_timeout(30_000)
+    watch_csp(context, csp_violations)
     return context, context.new_page()
 
 
 @pytest.fixture
-def annotate_page(browser, annotate_server):
+def annotate_page(browser, annotate_server, csp_violations):
     server, video_id, version = annotate_server
-    context, page = _page(browser, server)
+    context, page = _page(browser, server, csp_violations)
     try:
         yield page, server, video_id, version
     finally:
@@ -154,9 +156,9 @@ def annotate_page(browser, annotate_server):
 
 
 @pytest.fixture
-def tools_page(browser, tools_server):
+def tools_page(browser, tools_server, csp_violations):
     server, video_id, _ = tools_server
-    context, page = _page(browser, server)
+    context, page = _page(browser, server, csp_violations)
     try:
         yield page, server, video_id
     finally:
