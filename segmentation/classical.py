@@ -60,6 +60,7 @@ BOX_PURITY = 0.5  # share of a box the object covers, for its first colour model
 REFINE_PRIOR = 3.0  # a corrected mask: its own label, away from the new click
 REFINE_REACH = (4.0, 0.5)  # ...fading out within max(a * click radius, b * sqrt(mask area)) of them
 SAMPLE_RADIUS = 3  # colour samples: discs of this many click radii around clicks
+LOST_PRESENCE = 0.25  # a tracked mask with less of its object's colours than this share of the anchor's: lost
 BORDER_BAND = 0.03  # background colour sample along the frame border (share of the long side)
 
 
@@ -362,6 +363,7 @@ class ClassicalSession(SegmenterSession):
             flow = None
             for obj in objects:
                 prompted = self._prompted_mask(obj, index)
+                score = 1.0
                 if prompted is not None:
                     mask = prompted
                     current[obj] = self._to_work_mask(prompted)
@@ -373,21 +375,26 @@ class ClassicalSession(SegmenterSession):
                     if current[obj] is not None:
                         models[obj] = self._colour_model(index, current[obj])
                     mask = mask if mask is not None else np.zeros((self.height, self.width), bool)
+                    score = float(current[obj] is not None and current[obj].any())
                 else:
                     prev = current.get(obj)
-                    if prev is None or not prev.any():
-                        current[obj] = None
-                        mask = np.zeros((self.height, self.width), bool)
-                    else:
+                    small = None
+                    if prev is not None and prev.any():
                         if flow is None:
                             flow = self._flow_to(previous_index, index)
                         small = self._track(index, prev, flow)
-                        if small.any() and obj in models and self._looks_lost(index, small, *models[obj]):
-                            small = np.zeros_like(small)
-                        current[obj] = small if small.any() else None
+                        if small.any() and obj in models:
+                            score = self._presence(index, small, *models[obj])
+                    if small is None or not small.any() or score < LOST_PRESENCE:
+                        # Lost: the object left, or the mask was left behind on the background.
+                        current[obj], score = None, 0.0
+                        mask = np.zeros((self.height, self.width), bool)
+                    else:
+                        current[obj] = small
                         mask = self._to_frame_mask(small)
                     self._tracked.setdefault(obj, {})[index] = np.packbits(mask)
                 result.masks[obj] = mask
+                result.scores[obj] = round(score, 4)
             previous_index = index
             yield result
 
@@ -405,16 +412,17 @@ class ClassicalSession(SegmenterSession):
         share = float((ratio[bins[mask]] > 1.0).mean()) if mask.any() else 0.0
         return ratio, share
 
-    def _looks_lost(self, index: int, mask: np.ndarray, ratio: np.ndarray, share: float) -> bool:
-        """True when far fewer of the mask's pixels have object colours than on the anchor frame.
+    def _presence(self, index: int, mask: np.ndarray, ratio: np.ndarray, share: float) -> float:
+        """How much of the mask still has the object's colours, relative to the anchor frame (capped at 1).
 
         Flow on a static background is zero, so a mask left behind by an object that moved away
-        (or out of the frame) would otherwise stay there forever. On DAVIS dev the share never fell
-        below 0.4x its anchor value while the object was there (car-shadow driving into shade).
+        (or out of the frame) would otherwise stay there forever: under ``LOST_PRESENCE`` the
+        object is lost. On DAVIS dev it never fell below 0.4 while the object was there
+        (car-shadow driving into shade).
         """
         image, _ = self._work_frame(index)
         now = float((ratio[_colour_bins(image)[mask]] > 1.0).mean())
-        return now < 0.25 * share
+        return min(1.0, now / max(share, 1e-6))
 
     def _flow_to(self, source: int, target: int) -> np.ndarray:
         """Backward flow: for each pixel of ``target``, where it came from in ``source`` (for ``cv2.remap``)."""

@@ -81,10 +81,16 @@ class PromptRecord:
 
 @dataclass
 class FrameResult:
-    """The masks of every tracked object on one frame, as propagation yields them."""
+    """The masks of every tracked object on one frame, as propagation yields them.
+
+    ``scores`` is each object's presence score in [0, 1] where the backend gives one: 0 with an
+    empty mask says the backend lost the object (it left, or tracking failed) rather than that
+    it segmented nothing by mistake; an object without a score is not scored.
+    """
 
     frame_index: int
     masks: dict[int, np.ndarray] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
 
 
 class SegmenterSession(ABC):

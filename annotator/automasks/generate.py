@@ -9,14 +9,17 @@ the same verification as manual masklets. Here:
   its own predicted-IoU and stability filters and box NMS; each proposal keeps its stability score.
 - **classical serving**: a coarser grid (``CLASSICAL_POINTS_PER_SIDE``) of single positive clicks
   through the session's own click segmentation; a grid point that falls inside a proposal already
-  made is skipped (it would only find the same region again), which is what keeps GrabCut's cost
-  bounded. The stability score is the IoU between the proposal and the segmenter's answer to a
-  box around it grown by 10 %: an object with a real boundary comes back the same from a
-  different kind of prompt, a region that leaked from a grid point does not (on the synthetic
-  scenes objects score 0.88-1.0; a centre click was tried first and failed on textured objects).
-  GrabCut also returns stable background patches (a region of even texture comes back the same
+  made is skipped (it would only find the same region again), which is what keeps the cut's cost
+  bounded; only proposals that pass the stability and edge filters below cover their grid points,
+  and every click's mask is a proposal (so ``select`` counts the too small and too large ones too).
+  The stability score is the IoU between the proposal and the segmenter's answer to a box around
+  it grown by 10 %: an object with a real boundary comes back the same from a different kind of
+  prompt, a region that leaked from a grid point does not (on the synthetic scenes objects score
+  0.88-1.0; a centre click was tried first and failed on textured objects). The cut also returns
+  stable background patches (a region of even texture comes back the same
   from a box), so each proposal also gets an **edge support**: the share of its boundary pixels
-  where the image gradient is over ``EDGE_FACTOR`` times the frame's median gradient. An object
+  where the image gradient (or a neighbour's, as the cut runs at working resolution) is over
+  ``EDGE_FACTOR`` times the frame's median gradient. An object
   is outlined by an edge almost all the way round (0.89-1.0 on the synthetic scenes, seeds 3-10),
   a background patch only where it happens to touch one (at most 0.77); under
   ``MIN_EDGE_SUPPORT`` it is dropped. Frame-border pixels are not boundary pixels, so clipped
@@ -34,6 +37,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,8 +102,12 @@ def is_duplicate(mask: np.ndarray, others: Sequence[np.ndarray]) -> bool:
 
 
 def select(proposals: list[Proposal], existing: Sequence[np.ndarray] = (), *,
-           min_stability: float = MIN_STABILITY) -> tuple[list[Proposal], dict[str, int]]:
-    """Clean, filter and deduplicate proposals (most stable first); returns the kept ones and counts."""
+           min_stability: float = MIN_STABILITY) -> tuple[list[Proposal], dict[str, Any]]:
+    """Clean, filter and deduplicate proposals (most stable first); returns the kept ones and counts.
+
+    The counts are per filter (each proposal is counted by the first it fails), with ``summary``
+    saying the same in words.
+    """
     stats = {"proposals": len(proposals), "too_small": 0, "too_large": 0, "unstable": 0, "weak_edges": 0,
              "duplicates": 0, "existing": 0}
     kept: list[Proposal] = []
@@ -120,7 +128,25 @@ def select(proposals: list[Proposal], existing: Sequence[np.ndarray] = (), *,
         else:
             kept.append(Proposal(mask, proposal.stability, proposal.predicted_iou, proposal.edge_support))
     stats["kept"] = len(kept)
+    stats["summary"] = describe(stats)
     return kept, stats
+
+
+DROP_REASONS = (
+    ("too_small", f"under {MIN_REGION_AREA} px"),
+    ("too_large", f"over {MAX_AREA_FRACTION:.0%} of the frame"),
+    ("unstable", "unstable (a box around it gives another mask)"),
+    ("weak_edges", "not outlined by image edges"),
+    ("duplicates", "duplicates"),
+    ("existing", "already annotated"),
+)
+
+
+def describe(stats: dict[str, int]) -> str:
+    """What became of the proposals, per filter, in words: the run's result shows it."""
+    dropped = [f"{stats[key]} {words}" for key, words in DROP_REASONS if stats.get(key)]
+    text = f"{stats['proposals']} proposals, {stats['kept']} kept"
+    return f"{text}; dropped: {', '.join(dropped)}" if dropped else text
 
 
 def gradient_magnitude(image: np.ndarray) -> np.ndarray:
@@ -137,7 +163,9 @@ def edge_support(gradient: np.ndarray, mask: np.ndarray, factor: float = EDGE_FA
     boundary[:, [0, -1]] = False
     if not boundary.any():
         return 1.0  # a mask filling the frame up to its borders has no boundary to judge
-    return float((gradient[boundary] > factor * max(float(np.median(gradient)), 1e-6)).mean())
+    # A boundary pixel next to an edge pixel counts: a cut at working resolution lands a pixel off.
+    near_edge = cv2.dilate(gradient, np.ones((3, 3), np.uint8))
+    return float((near_edge[boundary] > factor * max(float(np.median(gradient)), 1e-6)).mean())
 
 
 def grid(width: int, height: int, per_side: int) -> list[tuple[float, float]]:
@@ -184,10 +212,14 @@ def classical_proposals(session: SegmenterSession, frame: int, per_side: int = C
             continue
         mask = clean_mask(_click(session, frame, (x, y)))
         if mask.sum() < MIN_REGION_AREA or mask.sum() > MAX_AREA_FRACTION * mask.size:
+            proposals.append(Proposal(mask, 0.0))  # counted by ``select`` as too small / too large
             continue
-        proposals.append(Proposal(mask, iou(mask, _boxed(session, frame, mask)),
-                                  edge_support=edge_support(gradient, mask)))
-        covered |= mask
+        proposal = Proposal(mask, iou(mask, _boxed(session, frame, mask)), edge_support=edge_support(gradient, mask))
+        proposals.append(proposal)
+        if proposal.stability >= MIN_STABILITY and proposal.edge_support >= MIN_EDGE_SUPPORT:
+            # Only a proposal that passes the filters explains its pixels: one that leaked over other
+            # objects (the sweater and both cups of 02_cups.mp4) must not hide their grid points.
+            covered |= mask
     if _PROBE_OBJECT in session.object_ids:
         session.remove_object(_PROBE_OBJECT)
     return proposals

@@ -189,6 +189,21 @@ def test_object_leaving_the_frame_becomes_empty() -> None:
     results = list(s.propagate(0))
     assert min(iou(r.masks[1], gts[r.frame_index]) for r in results[:6]) > 0.8
     assert not results[-1].masks[1].any()
+    assert results[0].scores[1] == 1.0 and results[-1].scores[1] == 0.0
+
+
+def test_object_that_vanishes_in_place_is_marked_lost_not_left_on_the_background() -> None:
+    """Flow on a still background is zero: without a presence check the mask would stay where the object was."""
+    gt = ellipse((150, 120))
+    empty = np.zeros_like(gt)
+    s = session([compose(gt)] * 3 + [compose(empty)] * 3)
+    s.add_points(0, 1, [(150, 120)], [1])
+    results = list(s.propagate(0))
+    assert [r.frame_index for r in results] == list(range(6))
+    assert all(iou(r.masks[1], gt) > 0.8 and r.scores[1] > 0.5 for r in results[:3])
+    for r in results[3:]:
+        assert not r.masks[1].any(), f"frame {r.frame_index}: mask left on the background"
+        assert r.scores[1] == 0.0
 
 
 def test_two_objects_are_tracked_independently_and_prompted_frames_are_kept() -> None:
