@@ -306,9 +306,9 @@ class ClassicalSession(SegmenterSession):
             sure_fg=pos_discs,
             sure_bg=neg_discs,
         )
-        # What anchors the object: its positive clicks (else the current mask away from negative clicks), so
-        # the part of a region nearer a negative click than any anchor goes (``_keep_components``).
-        anchor = pos_discs if pos else small & ~_discs((h, w), neg, round(reach))
+        # What anchors the object: its positive clicks and the current mask away from negative clicks, so
+        # a region a negative click sits in goes when nothing else holds it (``_keep_components``).
+        anchor = pos_discs | (small & ~_discs((h, w), neg, round(reach)))
         fg = _keep_components(fg, anchor, neg_discs)
         return self._to_frame_mask(fg)
 
