@@ -4,7 +4,8 @@ The socket is an annotator's on a ready video (the real ASGI app, the in-process
 classical backend). It gets short sequences of messages of each type with field values drawn from
 the valid ones (the video's frames, existing object ids, points inside the picture, real RLE
 masks) and from anything else JSON holds (NUL characters, lone surrogates, NaN, huge numbers,
-wrong types, missing and unknown fields), and raw frames that are not messages at all. After
+wrong types, missing and unknown fields), and raw frames that are not messages at all (and, every
+run, one a byte under the 2 MiB limit and one a byte over). After
 every message: a reply arrives (the socket was not dropped), and when it is an error, nothing was
 stored. The socket still answers ping at the end. Derandomized.
 
@@ -74,6 +75,10 @@ FIELDS: dict[str, st.SearchStrategy] = {
 }
 
 
+#: Frames at the protocol's size limit: one byte under it (a paint whose RLE is all padding), and one over.
+_PAINT = '{"v": 1, "type": "paint", "object_id": 1, "frame": 0, "counts": "%s"}'
+AT_THE_LIMIT = [_PAINT % ("0" * (protocol.MAX_MESSAGE_BYTES - len(_PAINT) + 2 - 1)),
+                _PAINT % ("0" * (protocol.MAX_MESSAGE_BYTES - len(_PAINT) + 2 + 1))]
 RAW = st.sampled_from([" ", "nope", "[]", "[" * 5000, '{"v": 1}', '{"v": 1, "type": "ping", "id": 1e999}']) \
     | any_text.map(json.dumps)
 
@@ -158,6 +163,10 @@ def test_no_message_drops_the_socket_or_stores_anything_when_refused(make_user, 
 
             one()
 
+        for text, code in zip(AT_THE_LIMIT, ("bad_message", "too_large"), strict=True):  # the edges, every run
+            assert len(text.encode()) - protocol.MAX_MESSAGE_BYTES in (-1, 1)
+            await exchange(ws, "raw", text)
+            assert REPLIES[f"error {code}"] > 0, REPLIES
         # One socket for the whole run: hypothesis drives it from a thread, the exchanges run on this loop.
         for type_ in [*sorted(protocol.SCHEMA), "raw"]:
             await asyncio.to_thread(fuzz, type_)
