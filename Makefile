@@ -12,6 +12,9 @@ FRONTEND_BUILT := frontend/dist/.built
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# pytest-xdist processes for `make test` (0: one process). Services mode runs in one process: the
+# test databases are per worker, but Redis (queues, channel groups, cache keys) would be shared.
+TEST_WORKERS ?= $(if $(REDIS_URL),0,2)
 
 .PHONY: run test install frontend lint bench clean
 
@@ -29,7 +32,7 @@ run: install frontend
 
 test: install frontend
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 install: $(INSTALLED)
 
