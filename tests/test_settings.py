@@ -144,6 +144,29 @@ def test_check_deploy_is_clean_in_the_compose_configuration(tmp_path):
     assert "no issues (0 silenced)" in result.stdout
 
 
+HEALTH_PROBE = """
+import django, json, os
+django.setup()
+from django.test import Client
+response = Client().get("/healthz", HTTP_HOST=os.environ["MASKLET_ALLOWED_HOSTS"].split(",")[0])
+print(json.dumps([response.status_code, response.content.decode()]))
+"""
+
+
+def test_the_compose_health_check_is_answered_over_plain_http(tmp_path):
+    """What compose's health check asks (plain HTTP inside the container) gets "ok", not the HTTPS redirect."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    check = compose["services"]["web"]["healthcheck"]["test"][-1]
+    assert "'http://127.0.0.1:8000/healthz', headers={'Host': os.environ['MASKLET_ALLOWED_HOSTS']" in check
+    env = {k: v for k, v in _compose_environment().items() if k not in ("DATABASE_URL", "REDIS_URL")}  # SQLite here
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="engine.settings")
+    result = subprocess.run([sys.executable, "-c", HEALTH_PROBE], cwd=REPO_ROOT, env=clean, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [200, '{"status": "ok"}']
+
+
 def test_non_postgres_database_url_is_refused_with_its_scheme(tmp_path):
     result = load_settings(tmp_path, DATABASE_URL="mysql://root@localhost/masklet")
     assert result.returncode != 0
