@@ -42,6 +42,15 @@ _bridge_pid: int | None = None
 #: Services mode: broadcasts waiting to be sent, in order, by one task on the bridge loop.
 _outbox: asyncio.Queue | None = None
 _outbox_loop: asyncio.AbstractEventLoop | None = None
+#: Embedded mode, in a job's child process (``engine.jobs``): sends go to the server through this.
+_relay: Any = None
+
+
+def relay_to(put: Any) -> None:
+    """In a child process of the embedded server: hand every send to ``put((kind, target, event))``,
+    which the supervising server thread delivers to its in-memory layer."""
+    global _relay
+    _relay = put
 
 
 def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -110,11 +119,17 @@ def _run(make: Any, what: str, timeout: float) -> bool:
 
 def send(channel: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> bool:
     """Send ``event`` to one consumer's channel; True once the layer accepted it."""
+    if _relay is not None:
+        _relay(("send", channel, event))
+        return True
     return _run(lambda layer: layer.send(channel, event), f"message to {channel}", timeout)
 
 
 def group_send(group: str, event: dict[str, Any], timeout: float = SEND_TIMEOUT) -> bool:
     """Send ``event`` to every consumer in ``group``; True once the layer accepted it."""
+    if _relay is not None:
+        _relay(("group_send", group, event))
+        return True
     return _run(lambda layer: layer.group_send(group, event), f"message to group {group}", timeout)
 
 

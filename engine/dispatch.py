@@ -1,8 +1,12 @@
 """Send a Celery task to its queue, the same call in both modes.
 
 Services mode: ``apply_async`` to the named queue; separate worker processes pick it up.
-Embedded mode: the task runs on a thread pool inside this process (the "in-process worker"),
-with the same task code, so the web request returns at once either way.
+Embedded mode: each queue has its own pool (one worker for ``gpu`` and ``train``), so the web
+request returns at once either way and the task code is the same. Heavy tasks, those whose Celery
+options name a ``child_lost`` handler (training, auto masklets), run in a child process that the
+pool's thread supervises (``engine.jobs.run_in_child``): the server never loads their model, a
+cancel kills the child, and a child that dies ends its job with the reason. Light tasks (live
+annotation messages, ingest, exports) run on the pool's thread in this process.
 
 Always call ``submit`` after the rows the task reads are committed: use
 ``transaction.on_commit(lambda: submit(...))`` inside a transaction.
@@ -48,6 +52,18 @@ def _run_embedded(task: Task, args: tuple, kwargs: dict) -> Any:
         close_old_connections()
 
 
+def _run_in_child(task: Task, args: tuple, kwargs: dict, queue: str) -> str:
+    from engine.jobs import run_in_child
+
+    try:
+        return run_in_child(task, args, kwargs, queue)
+    except Exception:
+        logger.exception("embedded job %s%r could not be run in a child process", task.name, args)
+        raise
+    finally:
+        close_old_connections()
+
+
 def submit(task: Task, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future | Any:
     """Run ``task(*args, **kwargs)`` on ``queue``; returns a Future (embedded) or an AsyncResult.
 
@@ -58,5 +74,18 @@ def submit(task: Task, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future 
     if queue not in QUEUES and not own_gpu_queue:
         raise ValueError(f"unknown queue {queue!r}: choose one of {', '.join(QUEUES)} or gpu.<worker>")
     if settings.EMBEDDED:
-        return _executor("gpu" if own_gpu_queue else queue).submit(_run_embedded, task, args, kwargs)
+        pool = _executor("gpu" if own_gpu_queue else queue)
+        if getattr(task, "child_lost", None):
+            return pool.submit(_run_in_child, task, args, kwargs, queue)
+        return pool.submit(_run_embedded, task, args, kwargs)
     return task.apply_async(args=args, kwargs=kwargs, queue=queue)
+
+
+def stop(task: Task, *args: Any) -> bool:
+    """Embedded mode: kill the child process running ``task(*args)`` (a cancel); True when one was killed.
+    Services mode: False, the worker honours the job's cancel flag itself."""
+    if not settings.EMBEDDED:
+        return False
+    from engine.jobs import stop as stop_child
+
+    return stop_child(task, *args)

@@ -10,7 +10,10 @@ worker cannot end its run, so others fail it:
   it held (``lost_runs(running, worker=nodename)``, from ``worker_ready``);
 - the periodic jobs: a run without a heartbeat for ``stale_after`` seconds (``lost_runs(running)``);
 - a message redelivered after its worker died (``acks_late``): ``claim`` finds the run running
-  and says ``LOST`` (fail it) or, when another worker still beats for it, ``DUPLICATE`` (drop it).
+  and says ``LOST`` (fail it) or, when another worker still beats for it, ``DUPLICATE`` (drop it);
+- the embedded server starting (``orphans_at_start``): its jobs ran in its own child processes and
+  its queues in its memory, so a running run whose process is gone and a run queued before this
+  server started will never end by themselves: they are failed at once.
 
 What failing a run means (its log, files, broadcasts) is each kind of run's own business.
 """
@@ -22,9 +25,10 @@ import logging
 import os
 import socket
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psutil
 from django.db import close_old_connections
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
@@ -59,6 +63,29 @@ def lost_runs(running: QuerySet, *, worker: str | None = None, stale_after: floa
     cutoff = timezone.now() - timedelta(seconds=stale_after)
     silent = running.filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
     return [(run, f"no sign of life from worker {run.worker or '?'} for {stale_after:.0f} s") for run in silent]
+
+
+def process_gone(worker: str | None) -> bool:
+    """Whether ``worker`` names a process of this machine (``host:pid``, embedded mode) that no longer runs."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        return psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def orphans_at_start(active: QuerySet) -> list[tuple[Any, str]]:
+    """Embedded mode, when the server starts: the runs of ``active`` (queued or running) that nothing
+    will ever end, each with why: running in a process that is gone, or queued in the memory of an
+    earlier server process."""
+    started = datetime.fromtimestamp(psutil.Process().create_time(), tz=UTC)
+    lost = [(run, f"worker restarted: its process ({run.worker}) is gone")
+            for run in active.filter(status=RUNNING) if process_gone(run.worker)]
+    lost += [(run, "worker restarted: the server stopped before the run started")
+             for run in active.filter(status=QUEUED, created_at__lt=started)]
+    return lost
 
 
 class Claim(enum.Enum):

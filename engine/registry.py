@@ -74,6 +74,19 @@ def shown(checkpoint: str | Path) -> str:
 
 
 def check_loadable(checkpoint: str | Path, config: str, image_size: int) -> None:
+    """``load_check`` in a child process under the job memory budget (``engine.jobs``), so the web
+    process that asks never holds a model; raises ``RegistryError`` with the reason."""
+    from engine import jobs
+
+    try:
+        jobs.check_budget(f"loading {config} at {image_size} px", jobs.estimate_inference_mb(config, image_size),
+                          "register it at a smaller image size, or raise the budget")
+        jobs.call_in_child("engine.registry.load_check", str(checkpoint), config, image_size)
+    except (jobs.OverBudget, jobs.ChildFailed) as error:
+        raise RegistryError(f"the checkpoint was not loaded: {error}") from None
+
+
+def load_check(checkpoint: str | Path, config: str, image_size: int) -> None:
     """Build the inference model of ``config`` at ``image_size`` and load ``checkpoint`` into it, or raise.
 
     Loading for real (on CPU, so any process can check) is the only test that catches a

@@ -312,6 +312,15 @@ LOOP_EVAL_CLICKS = int(os.environ.get("MASKLET_LOOP_EVAL_CLICKS", "3"))
 LOOP_EVAL_PROMPTED_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_FRAMES", "3"))
 LOOP_EVAL_CLICK_BUDGET = int(os.environ.get("MASKLET_LOOP_EVAL_BUDGET", "20"))
 LOOP_EVAL_MAX_FRAMES = int(os.environ.get("MASKLET_LOOP_EVAL_MAX_FRAMES", "0"))
+# Heavy jobs (engine.jobs): MASKLET_JOB_MEMORY_MB is the memory budget of one training, auto-masklet
+# or checkpoint-loading job (0: half of the machine's memory); a job estimated above it is refused,
+# a job that grows above it is stopped. Without CUDA a training run is capped at
+# MASKLET_LOOP_CPU_IMAGE_SIZE px and MASKLET_LOOP_CPU_CLIP_LENGTH frames per window.
+JOB_MEMORY_MB = int(os.environ.get("MASKLET_JOB_MEMORY_MB", "0"))
+#: Whether training runs on a CUDA GPU (the same test as SAM2_IMAGE_SIZE's default; torch is not imported here).
+TRAIN_ON_GPU = _gpu_here
+LOOP_CPU_IMAGE_SIZE = int(os.environ.get("MASKLET_LOOP_CPU_IMAGE_SIZE", "256"))
+LOOP_CPU_CLIP_LENGTH = int(os.environ.get("MASKLET_LOOP_CPU_CLIP_LENGTH", "4"))
 MODELS_ROOT = DATA_DIR / "models"
 #: A mirror of Meta's checkpoint files (same file names, e.g. an internal server for machines without
 #: internet); empty: Meta's own addresses (engine.fetch).

@@ -27,7 +27,7 @@ nodename: str | None = None
 _consumes_train = False
 
 
-@shared_task(name="engine.tasks.train_model", acks_late=True)
+@shared_task(name="engine.tasks.train_model", acks_late=True, child_lost="engine.training.lost_in_child")
 def train_model(run_id: int) -> str:
     """Run one queued ``TrainingRun`` to its end (see ``engine.training.execute_run``)."""
     from engine.training import execute_run

@@ -42,7 +42,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from engine import liveness, registry
+from engine import jobs, liveness, registry
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
 #: Share of a run's progress bar that fine-tuning takes; evaluation and registration take the rest.
 TRAIN_SHARE = 0.8
+
+
+#: Objects per training window (``FineTuneConfig.max_objects``).
+MAX_OBJECTS = 3
 
 
 class RunRefused(Exception):
@@ -205,8 +209,11 @@ def start_run(project: Any, user: Any = None, *, trigger: str = "manual",
         "clip_length": knobs.clip_length,
         "image_size": base.image_size if base else knobs.image_size,
         "model_config": base.sam2_config if base else knobs.model_config,
-        **(parameters or {}),
+        "max_objects": MAX_OBJECTS,
     }
+    params.update(device_limits(params["image_size"], params["clip_length"]))
+    params.update(parameters or {})
+    check_memory(params)
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(project=project, base_version=base, parameters=params,
@@ -220,6 +227,28 @@ def start_run(project: Any, user: Any = None, *, trigger: str = "manual",
         raise RunRefused("a training run of this project is already queued or running") from None
     broadcast(project.pk, {"run": run.pk, "status": run.status})
     return run
+
+
+def device_limits(image_size: int, clip_length: int) -> dict[str, Any]:
+    """Defaults follow the device: without CUDA, a run trains at no more than ``MASKLET_LOOP_CPU_IMAGE_SIZE``
+    px on windows of no more than ``MASKLET_LOOP_CPU_CLIP_LENGTH`` frames, sizes that fit a CPU machine."""
+    if jobs.training_device() == "cuda":
+        return {}
+    return {"image_size": min(image_size, settings.LOOP_CPU_IMAGE_SIZE),
+            "clip_length": min(clip_length, settings.LOOP_CPU_CLIP_LENGTH)}
+
+
+def check_memory(params: dict[str, Any]) -> None:
+    """Refuse (``RunRefused``, in words) a run whose estimated peak memory exceeds the job budget."""
+    estimate = jobs.estimate_training_mb(params["model_config"], int(params["image_size"]),
+                                         int(params["clip_length"]), int(params.get("max_objects", MAX_OBJECTS)),
+                                         device=jobs.training_device())
+    try:
+        jobs.check_budget(f"fine-tuning {params['model_config']} at {params['image_size']} px on "
+                          f"{params['clip_length']}-frame windows", estimate,
+                          "lower the image size or the clip length, or raise the budget")
+    except jobs.OverBudget as error:
+        raise RunRefused(str(error)) from None
 
 
 def cancel_run(run: TrainingRun) -> TrainingRun:
@@ -238,7 +267,30 @@ def cancel_run(run: TrainingRun) -> TrainingRun:
             fields += ["status", "finished_at", "log"]
         run.save(update_fields=fields)
     broadcast(run.project_id, {"run": run.pk, "status": run.status, "cancel_requested": True})
+    if run.status == Status.RUNNING:
+        from engine import tasks
+        from engine.dispatch import stop
+
+        stop(tasks.train_model, run.pk)  # embedded mode: its child process is killed, ending the run now
     return run
+
+
+def lost_in_child(run_id: int, reason: str) -> bool:
+    """Embedded mode: the run's child process ended before the run did (``engine.jobs``). A run whose
+    cancel was asked ends cancelled; otherwise it fails with ``reason``. False when it had ended."""
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or not run.is_active:
+        return False
+    if run.cancel_requested and run.status == Status.RUNNING:
+        return _end_cancelled(run, "while running (its process was stopped)")
+    return _fail(run_id, f"the run was lost: {reason}")
+
+
+def recover_after_restart() -> list[int]:
+    """Embedded mode, when the server starts: fail at once the runs its previous process left behind."""
+    active = TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE)
+    return [run.pk for run, reason in liveness.orphans_at_start(active)
+            if _fail(run.pk, f"the run was lost: {reason}", expect=run.status)]
 
 
 def recover_orphaned_runs(*, worker: str | None = None, stale_after: float | None = None) -> list[int]:
@@ -354,7 +406,8 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
     config = FineTuneConfig(model_config=params["model_config"], image_size=int(params["image_size"]),
                             steps=int(params["steps"]), lr=float(params["lr"]),
                             vision_lr=float(params.get("vision_lr", params["lr"] * 0.6)),
-                            clip_length=int(params["clip_length"]), max_objects=int(params.get("max_objects", 3)),
+                            clip_length=int(params["clip_length"]),
+                            max_objects=int(params.get("max_objects", MAX_OBJECTS)),
                             seed=int(params.get("seed", run.pk)), device=settings.DEVICE or None)
     init = run.base_version.checkpoint if run.base_version and run.base_version.checkpoint else None
     out = checkpoint_path(run)
@@ -450,7 +503,7 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
                                       "val_key": val_key}
         _append_log(run, "candidate: " + describe_summary(candidate_summary))
     else:
-        registry.check_loadable(checkpoint, config.model_config, config.image_size)
+        registry.load_check(checkpoint, config.model_config, config.image_size)
         _append_log(run, "no approved masklets on val videos: registered without an evaluation")
     on_progress("register", progress)
     with transaction.atomic():

@@ -80,6 +80,7 @@ def _queue(video: Video, *, frame_index: int, points_per_side: int | None, creat
         raise EditRefused("bad_message", f"Frame {frame_index} is not one of this video's annotated frames.")
     if points_per_side is not None and not 2 <= points_per_side <= 64:
         raise EditRefused("bad_message", "The point grid has 2 to 64 points per side.")
+    _check_memory(video)
     try:
         with transaction.atomic():
             run = AutoMaskletRun.objects.create(video=video, frame_index=frame_index, created_by=created_by,
@@ -88,6 +89,28 @@ def _queue(video: Video, *, frame_index: int, points_per_side: int | None, creat
     except IntegrityError:  # one_active_auto_masklet_run_per_video
         raise EditRefused("busy", "Auto masklets are already being generated for this video.") from None
     return run
+
+
+#: Objects an estimate assumes a run tracks at once (kept proposals of one frame, rarely more).
+ESTIMATED_OBJECTS = 10
+
+
+def _check_memory(video: Video) -> None:
+    """Refuse a run whose SAM 2 model, tracking the video's frames, would exceed the job memory budget."""
+    from engine import jobs
+    from engine.segmenters import serving_model
+
+    serving = serving_model(video.project)
+    if serving.backend != "sam2":
+        return
+    frames = len(video.annotated_frame_indices())
+    estimate = jobs.estimate_inference_mb(serving.config, serving.image_size or settings.SAM2_IMAGE_SIZE,
+                                          frames=frames, objects=ESTIMATED_OBJECTS)
+    try:
+        jobs.check_budget(f"auto masklets over {frames} frames with {serving.name}", estimate,
+                          "serve a model at a smaller image size, or raise the budget")
+    except jobs.OverBudget as error:
+        raise EditRefused("too_large", str(error)) from None
 
 
 def set_schedule(project: Project, user: User, *, enabled: bool) -> Project:
@@ -163,6 +186,18 @@ def _fail(run_id: int, error: str, *, expect: str | None = None) -> bool:
     statuses = [expect] if expect else list(AutoMaskletRun.ACTIVE)
     return bool(AutoMaskletRun.objects.filter(pk=run_id, status__in=statuses).update(
         status=Status.FAILED, error=error[:2000], finished_at=timezone.now(), created_count=0))
+
+
+def lost_in_child(run_id: int, reason: str) -> bool:
+    """Embedded mode: the run's child process ended without finishing it (``engine.jobs``): fail it with why."""
+    return _fail(run_id, f"the run was lost: {reason}")
+
+
+def recover_after_restart() -> list[int]:
+    """Embedded mode, when the server starts: fail at once the runs its previous process left behind."""
+    active = AutoMaskletRun.objects.filter(status__in=AutoMaskletRun.ACTIVE)
+    return [run.pk for run, reason in liveness.orphans_at_start(active)
+            if _fail(run.pk, f"the run was lost: {reason}", expect=run.status)]
 
 
 def _existing_masks(video: Video, frame_index: int) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ from engine import workers
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="annotator.auto_masklets")
+@shared_task(name="annotator.auto_masklets", child_lost="annotator.automasks.runs.lost_in_child")
 def run_auto_masklets(run_id: int) -> str:
     """Run one ``AutoMaskletRun`` (see ``annotator.automasks.runs.execute``); returns its status."""
     from annotator.automasks.runs import execute

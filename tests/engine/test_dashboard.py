@@ -33,7 +33,7 @@ def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, t
     project, client, admin = admin_client
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
     version = registry.register_version(project, name="meta tiny", checkpoint=checkpoint, config="tiny",
-                                        image_size=64, user=admin)
+                                        image_size=64, user=admin, check=False)
     Evaluation.objects.create(model_version=version, j=0.5, f=0.6, j_and_f=0.55, clicks_to_target=4.0,
                               details={"jf_after": [0.4, 0.55], "num_objects": 1})
     TrainingRun.objects.create(project=project, status="succeeded", loss_curve=[[1, 3.0], [2, 2.0]],
@@ -66,7 +66,8 @@ def test_effort_per_model_version_has_table_1s_columns_from_the_interaction_log(
 
     project, client, admin = admin_client
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
-    version = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64)
+    version = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
+                                        check=False)
     video = Video.objects.filter(project=project, split="train").order_by("id").first()
     masklet = annotation.create_masklet(video, admin)
     mask = empty_rle(video.height, video.width)
@@ -101,7 +102,8 @@ def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypa
     assert cancel.status_code == 200 and cancel.json()["run"]["status"] == "cancelled"
 
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
-    v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64)
+    v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
+                                   check=False)
     promoted = client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk})
     assert promoted.status_code == 200 and "v1" in promoted.json()["serving"]
     assert client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk}).status_code == 409

@@ -1,10 +1,10 @@
-"""The dashboard socket follows a real run as the embedded server does: from the in-process train worker.
+"""The dashboard socket follows a real run as the embedded server does: from its train child process.
 
-A run queued by ``training.start_run`` is executed on the embedded ``train`` thread pool
-(``engine.dispatch``), and its broadcasts leave that thread for the in-memory channel layer of
-the socket's event loop. The dashboard socket alone must be enough for that (no annotation
-socket registered the loop first), and every log line must reach it as it is stored, so the
-page's log grows while the run trains.
+A run queued by ``training.start_run`` is executed in a child process supervised by the embedded
+``train`` pool (``engine.dispatch``, ``engine.jobs``), and its broadcasts travel from the child to
+that pool's thread and on to the in-memory channel layer of the socket's event loop. The
+dashboard socket alone must be enough for that (no annotation socket registered the loop first),
+and every log line must reach it as it is stored, so the page's log grows while the run trains.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def test_a_runs_progress_and_log_lines_reach_the_dashboard_socket_as_they_happen
         run = await database_sync_to_async(training.start_run)(project, admin)  # runs on the train pool
         events: list[dict] = []
         while not events or events[-1].get("status") not in ("succeeded", "failed", "cancelled"):
-            events.append(await socket.receive_json_from(timeout=30))
+            # The run starts in a child process (Django, torch, SAM 2 imported afresh): room on a loaded machine.
+            events.append(await socket.receive_json_from(timeout=120))
         await socket.disconnect()
         return run.pk, events
 
