@@ -23,6 +23,8 @@ from celery import Task
 from django.conf import settings
 from django.db import close_old_connections
 
+from engine.jobs import runs_in_child
+
 logger = logging.getLogger(__name__)
 
 QUEUES = ("gpu", "cpu", "train")
@@ -75,7 +77,7 @@ def submit(task: Task, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future 
         raise ValueError(f"unknown queue {queue!r}: choose one of {', '.join(QUEUES)} or gpu.<worker>")
     if settings.EMBEDDED:
         pool = _executor("gpu" if own_gpu_queue else queue)
-        if getattr(task, "child_lost", None):
+        if runs_in_child(task):
             return pool.submit(_run_in_child, task, args, kwargs, queue)
         return pool.submit(_run_embedded, task, args, kwargs)
     return task.apply_async(args=args, kwargs=kwargs, queue=queue)
