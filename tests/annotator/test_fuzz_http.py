@@ -6,8 +6,8 @@ fuzzed without being listed here. Each example is one request with a random meth
 parameters (the seeded rows' ids or any number), query string, and a body that is JSON (any
 value, NUL characters and lone surrogates included, or nested thousands deep), a form, or raw
 bytes under a random content type, sent signed in as a superuser (who gets past every permission
-check) or anonymously. Each example runs in a transaction rolled back afterwards, so examples do
-not see each other's writes. Derandomized: CI runs the same examples every time.
+check), as an annotator of the project, or anonymously. Each example runs in a transaction rolled
+back afterwards, so examples do not see each other's writes. Derandomized: CI runs the same examples every time.
 
 ``MASKLET_FUZZ_EXAMPLES`` (default 12) sets the examples per route; the counts per route are printed
 at the end (``-s``) and must reach it.
@@ -113,8 +113,8 @@ def world(make_user, make_project, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FRAMES_ROOT = tmp_path / "frames"
     settings.DATA_DIR = tmp_path
-    root = make_user("root", superuser=True)
-    project = make_project("Fuzz", slug="fuzz", members={root: Role.ADMIN}, labels=["car"])
+    root, ann = make_user("root", superuser=True), make_user("ann")
+    project = make_project("Fuzz", slug="fuzz", members={root: Role.ADMIN, ann: Role.ANNOTATOR}, labels=["car"])
     video = create_video_from_path(project, write_video(PRESETS["tiny"], tmp_path / "tiny.mp4"),
                                    schedule_ingest=False)
     ingest_video(video.id)
@@ -125,7 +125,8 @@ def world(make_user, make_project, settings, tmp_path):
     annotation.record_edit(masklet, root, frame_index=0, kind="click", payload={"x": 20, "y": 20, "positive": True},
                            rle=encode_rle(mask), session_id="fuzz")
     job = DatasetJob.objects.create(project=project, kind="export", format="sav", created_by=root)
-    return {"root": root, "slug": project.slug, "video_id": video.id, "masklet_id": masklet.id, "job_id": job.id}
+    return {"root": root, "ann": ann, "slug": project.slug, "video_id": video.id, "masklet_id": masklet.id,
+            "job_id": job.id}
 
 
 def _counts() -> dict[str, int]:
@@ -148,14 +149,15 @@ def test_no_request_gets_a_500(route, world):
               suppress_health_check=list(HealthCheck))
     @given(method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
            path=st.fixed_dictionaries({name: values.get(name, st.integers(0, 99)) for _, name in params}),
-           query=st.dictionaries(field_names, form_text, max_size=3), body=bodies(), signed_in=st.booleans())
-    def one(method, path, query, body, signed_in):
+           query=st.dictionaries(field_names, form_text, max_size=3), body=bodies(),
+           who=st.sampled_from(["root", "ann", None]))
+    def one(method, path, query, body, who):
         url = "/" + _PARAM.sub(lambda m: quote(str(path[m.group(2)]), safe=""), route)
         if query:
             url += "?" + urlencode(query)
         client = Client()
-        if signed_in:
-            client.force_login(world["root"])
+        if who:
+            client.force_login(world[who])
         with transaction.atomic():
             before = _counts()
             response = _request(client, method, url, *body)
