@@ -33,6 +33,10 @@ class Project(models.Model):
         help_text="Frames per second that people annotate (SA-V: 6, i.e. every 4th frame at 24 fps).",
     )
     labels = models.JSONField(default=list, blank=True, help_text="The label set, a list of names.")
+    retired_labels = models.JSONField(
+        default=list, blank=True,
+        help_text="Labels no longer offered for new objects; masklets and exports that have them keep them.")
+    label_colours = models.JSONField(default=dict, blank=True, help_text="Label name -> #rrggbb.")
     auto_masklets_since = models.DateTimeField(
         null=True, blank=True,
         help_text="Opt-in: videos uploaded from this time on get auto masklets once ready (the periodic job, "
@@ -46,6 +50,10 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def all_labels(self) -> list[str]:
+        """The active labels, then the retired ones (exports number categories in this order)."""
+        return [*(self.labels or []), *(self.retired_labels or [])]
 
 
 class Membership(models.Model):

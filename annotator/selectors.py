@@ -239,3 +239,9 @@ def video_contents(video: Video) -> dict[str, int]:
     return {"masklets": Masklet.objects.filter(video=video).count(),
             "masks": MaskFrame.objects.filter(masklet__video=video).count(),
             "reviews": Review.objects.filter(masklet__video=video).count()}
+
+
+def label_use(project: Project) -> dict[str, int]:
+    """How many masklets of the project carry each label."""
+    return dict(Masklet.objects.filter(video__project=project).exclude(label="").order_by().values_list("label")
+                .annotate(n=Count("id")).values_list("label", "n"))

@@ -5,6 +5,7 @@ from django.urls import path
 from annotator import account_views, api, dataset_views, team_views, views
 
 urlpatterns = [
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
     path("people/", account_views.people, name="people"),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("projects/new/", views.project_create, name="project-create"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/edit/", views.project_edit, name="project-edit"),
     path("projects/<slug:slug>/videos/upload/", views.video_upload, name="video-upload"),
     path("projects/<slug:slug>/videos/<int:video_id>/", views.video_detail, name="video-detail"),
     path("projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>.jpg", views.video_frame,

@@ -13,8 +13,10 @@ from django.contrib.auth import views as auth_views
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.generic import RedirectView
 
 from annotator import selectors
 from annotator.models import Project, Video
@@ -27,6 +29,7 @@ from annotator.permissions import (
     role_of,
     staff_required,
 )
+from annotator.services import projects as project_service
 from annotator.services.projects import create_project, parse_labels
 from annotator.services.videos import (
     DuplicateVideo,
@@ -41,6 +44,8 @@ FILMSTRIP_SIZE = 48
 
 login = public(auth_views.LoginView.as_view(template_name="annotator/login.html", redirect_authenticated_user=True))
 logout = public(auth_views.LogoutView.as_view())
+#: Pages link the SVG icon; this answers clients that ask for /favicon.ico anyway (JSON, files, old browsers).
+favicon = public(RedirectView.as_view(url=static("annotator/favicon.svg"), permanent=True))
 
 
 class ProjectForm(forms.Form):
@@ -61,6 +66,15 @@ class ProjectForm(forms.Form):
         if Project.objects.filter(slug=slug).exists():
             raise ValidationError("A project with this slug already exists.")
         return slug
+
+
+class ProjectEditForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    annotation_fps = forms.IntegerField(
+        min_value=1, max_value=120, label="Annotation fps",
+        help_text="Frames per second that people annotate; videos uploaded from now on use it.",
+    )
 
 
 class UploadForm(forms.Form):
@@ -147,6 +161,55 @@ def video_retry(request: HttpRequest, project: Project, video_id: int) -> HttpRe
     else:
         messages.success(request, f"Ingest of {video.name} started again.")
     return redirect("project-detail", slug=project.slug)
+
+
+#: project_edit's label actions: POST ``action`` -> (service, the form fields it takes, what to say).
+_LABEL_ACTIONS = {
+    "add_label": (project_service.add_label, ("new_label", "colour"), "Label “{0}” added."),
+    "rename_label": (project_service.rename_label, ("label", "new_name"), "“{0}” is now “{1}”."),
+    "recolour_label": (project_service.recolour_label, ("label", "colour"), "“{0}” has a new colour."),
+    "retire_label": (project_service.retire_label, ("label",),
+                     "“{0}” is retired: new objects cannot take it; objects that have it keep it."),
+    "restore_label": (project_service.restore_label, ("label",), "“{0}” is offered again."),
+}
+
+
+@require_http_methods(["GET", "POST"])
+@project_permission(Action.MANAGE_PROJECT)
+def project_edit(request: HttpRequest, project: Project) -> HttpResponse:
+    """Name, description, annotation fps, and the label set (add, rename, recolour, retire, restore)."""
+    action = request.POST.get("action", "details") if request.method == "POST" else None
+    form = ProjectEditForm(request.POST if action == "details" else None, initial={
+        "name": project.name, "description": project.description, "annotation_fps": project.annotation_fps})
+    if action == "details" and form.is_valid():
+        try:
+            project_service.update_project(project, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Project saved.")
+            return redirect("project-edit", slug=project.slug)
+    elif action in _LABEL_ACTIONS:
+        service, fields, said = _LABEL_ACTIONS[action]
+        values = [request.POST.get(field, "").strip() for field in fields]
+        try:
+            service(project, *values)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, said.format(*values))
+        return redirect(reverse("project-edit", kwargs={"slug": project.slug}) + "#labels")
+    elif action is not None and action != "details":
+        messages.error(request, "Unknown action.")
+    project.refresh_from_db()
+    in_use = selectors.label_use(project)
+    return render(request, "annotator/project_edit.html", {
+        "project": project, "form": form,
+        "labels": [(label, project_service.label_colour(project, label), in_use.get(label, 0))
+                   for label in project.labels or []],
+        "retired": [(label, project_service.label_colour(project, label), in_use.get(label, 0))
+                    for label in project.retired_labels or []],
+    })
 
 
 @require_POST

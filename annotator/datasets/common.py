@@ -242,8 +242,9 @@ def read_video(video_id: int, filters: ExportFilters, *, with_bbox: bool = False
 
 
 def category_ids(project: Project) -> dict[str, int]:
-    """Label -> COCO category id: the project's labels in order from 1; unlabelled masklets are "object"."""
-    return {label: index for index, label in enumerate(project.labels or [], start=1)}
+    """Label -> COCO category id: the project's labels (active, then retired) in order from 1; unlabelled
+    masklets are "object"."""
+    return {label: index for index, label in enumerate(project.all_labels(), start=1)}
 
 
 def label_of(masklet: MaskletData) -> str:

@@ -137,12 +137,15 @@ def check_editable(masklet: Masklet, user: User) -> None:
                                     "select it again to continue editing.")
 
 
-def _check_label(video: Video, label: str) -> str:
+def _check_label(video: Video, label: str, current: str = "") -> str:
+    """An active label of the project (or none); an object keeps a label that was retired since."""
     label = (label or "").strip()
     if len(label) > Masklet._meta.get_field("label").max_length:
         raise EditRefused("bad_message", "That label is too long (100 characters at most).")
     allowed = list(video.project.labels or [])
-    if label and allowed and label not in allowed:
+    if label and label in (video.project.retired_labels or []) and label != current:
+        raise EditRefused("bad_message", f"“{label}” is retired: choose one of {', '.join(allowed) or 'no label'}.")
+    if label and allowed and label not in allowed and label != current:
         raise EditRefused("bad_message", f"“{label}” is not one of this project's labels: {', '.join(allowed)}.")
     return label
 
@@ -193,7 +196,7 @@ def update_masklet(masklet: Masklet, user: User, *, label: str) -> Masklet:
     with transaction.atomic():
         row = _locked_row(masklet)
         check_editable(row, user)
-        row.label = _check_label(row.video, label)
+        row.label = _check_label(row.video, label, current=row.label)
         row.lock_expires_at = _lock_until()
         row.save(update_fields=["label", "lock_expires_at", "updated_at"])
     return row

@@ -53,3 +53,11 @@ export function required<T extends Element>(selector: string, root: ParentNode =
   if (!element) throw new Error(`missing element ${selector}`);
   return element;
 }
+
+/** The one date format, ISO-like in the reader's time zone: `2026-12-04 19:05`; "" for a bad value. */
+export function formatWhen(iso: string | null | undefined): string {
+  const date = iso ? new Date(iso) : null;
+  if (!date || Number.isNaN(date.getTime())) return "";
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}

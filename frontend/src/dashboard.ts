@@ -3,6 +3,7 @@
 // engine.dashboard.dashboard_state (embedded in the page, then re-read from the JSON API).
 
 import { barChart, lineChart, PALETTE, Series, stackedBars } from "./dashboard/charts";
+import { formatWhen } from "./api";
 
 interface Evaluation {
   j: number; f: number; jf: number; clicks_to_target: number | null; jf_after: Array<number | null>;
@@ -140,7 +141,7 @@ function renderRuns(): void {
   table($("runs"), ["run", "status", "trigger", "masklets", "steps", "version", "finished", "error"],
     state.runs.map((r) => [String(r.id), r.status, r.trigger, String(r.masklets ?? "–"),
       String(r.parameters.steps ?? "–"), versionName(r.produced_version),
-      r.finished_at ? new Date(r.finished_at).toLocaleString() : "–", r.error || ""]));
+      r.finished_at ? formatWhen(r.finished_at) : "–", r.error || ""]));
 }
 
 function renderLive(event?: RunEvent): void {
@@ -256,7 +257,7 @@ function render(event?: RunEvent): void {
   renderGrowth();
   renderEffort();
   table($("events"), ["when", "who", "what", "version", "note"], state.events.map((e) =>
-    [new Date(e.at).toLocaleString(), e.actor, e.action.replace("_", " "), e.version, e.note]));
+    [formatWhen(e.at), e.actor, e.action.replace("_", " "), e.version, e.note]));
 }
 
 function connect(): void {

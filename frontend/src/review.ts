@@ -5,6 +5,7 @@
 import { FrameCache } from "./annotate/frames";
 import { decodeMask } from "./annotate/rle";
 import { hexToRgb } from "./annotate/overlays";
+import { labelWithIcon } from "./icons";
 
 interface ReviewConfig {
   objectId: number;
@@ -113,11 +114,11 @@ async function main(): Promise<void> {
     if (timer !== null) {
       window.clearInterval(timer);
       timer = null;
-      play.textContent = "▶ Play";
+      labelWithIcon(play, "play", "Play");
       return;
     }
     if (index >= frames.length - 1) show(0);
-    play.textContent = "⏸ Pause";
+    labelWithIcon(play, "pause", "Pause");
     timer = window.setInterval(() => {
       if (index >= frames.length - 1) toggle();
       else show(index + 1);

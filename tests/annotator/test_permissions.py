@@ -158,6 +158,7 @@ ENDPOINTS: dict[str, list[Case]] = {
     "healthz": [Case("GET", _none, Access.PUBLIC)],
     "help-models": [Case("GET", _none, Access.AUTHENTICATED)],
     "login": [Case("GET", _none, Access.PUBLIC, ok_status=(200, 302))],  # signed in: sent on to the projects
+    "favicon": [Case("GET", _none, Access.PUBLIC, ok_status=301)],
     "logout": [Case("POST", _none, Access.PUBLIC, ok_status=302)],
     "project-list": [Case("GET", _none, Access.AUTHENTICATED)],
     "people": [
@@ -167,6 +168,11 @@ ENDPOINTS: dict[str, list[Case]] = {
     "invite": [Case("GET", _invite, Access.PUBLIC)],  # a void link: the page says so
     "project-create": [Case("GET", _none, Access.STAFF)],
     "project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
+    "project-edit": [
+        Case("GET", _project, Action.MANAGE_PROJECT),
+        Case("POST", _project, Action.MANAGE_PROJECT, ok_status=302, data=lambda: {"action": "retire_label",
+                                                                                   "label": "nothing"}),
+    ],
     "video-upload": [Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=302, data=_upload)],
     "video-detail": [Case("GET", _video, Action.VIEW_PROJECT)],
     "video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],

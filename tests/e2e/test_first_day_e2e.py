@@ -4,7 +4,12 @@
   password is refused on the link's page; the person signs in with their own; the lead adds them to
   the project by username or e-mail, resets a password, deactivates an account;
 - videos: the lead uploads two files at once and drops a third (a copy: asked, skipped), retries
-  and deletes a failed one, and reads each video's progress and thumbnail on the project page.
+  and deletes a failed one, and reads each video's progress and thumbnail on the project page;
+- labels: the lead renames the project and edits its label set (add, rename, recolour, retire); on
+  the annotation page a new object starts unlabelled, Shift + a number labels it, and the next
+  new object starts with the label used last;
+- polish: every page links a favicon that loads, dates read the same way in the reader's time
+  zone, the project page's buttons line up, and chart points stay inside their axes.
 
 Screenshots go to the artifacts folder (``MASKLET_E2E_ARTIFACTS``).
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -204,3 +210,118 @@ def test_the_lead_uploads_a_batch_and_follows_each_video(server, sign_in, artifa
         lead.screenshot(path=str(artifacts_dir / "first-day-project.png"), full_page=True)
     finally:
         context.close()
+
+
+LABEL_VIDEO = """
+from annotator.models import Project
+from annotator.services.videos import create_video_from_path, ingest_video
+video = create_video_from_path(Project.objects.get(slug="demo"), {path!r}, name="labels-clip", schedule_ingest=False)
+print(ingest_video(video.id).id)
+"""
+OBJECTS = """
+import json
+from annotator.models import Masklet, Project
+project = Project.objects.get(slug="demo")
+print(json.dumps({{"objects": list(Masklet.objects.filter(video_id={video}).order_by("object_id")
+                                  .values_list("object_id", "label")),
+                  "project": [project.name, project.annotation_fps, project.labels, project.retired_labels,
+                              project.label_colours]}}))
+"""
+
+
+def test_the_lead_edits_the_labels_and_annotators_pick_them_with_number_keys(server, sign_in, tmp_path,
+                                                                             artifacts_dir):
+    video_id = int(server.shell(LABEL_VIDEO.format(path=str(_mp4(tmp_path / "labels.mp4", 2)))).split()[-1])
+    context, lead = sign_in(server, "lead", PASSWORD)
+    try:
+        lead.goto(f"/projects/{SLUG}/")
+        lead.click("#edit-project")
+        lead.fill("#id_name", "Demo team")
+        lead.fill("#id_annotation_fps", "8")
+        lead.click("#project-details button[type=submit]")
+        assert "Project saved." in lead.inner_text(".messages")
+        lead.fill("#add-label input[name=new_label]", "ball")
+        lead.click("#add-label button[type=submit]")
+        lead.locator("#label-table tr[data-label=dog] input[name=new_name]").fill("puppy")
+        lead.locator("#label-table tr[data-label=dog] button", has_text="Rename").click()
+        assert "“dog” is now “puppy”" in lead.inner_text(".messages")
+        lead.locator("#label-table tr[data-label=person] input[type=color]").fill("#ff8800")
+        lead.locator("#label-table tr[data-label=person] button", has_text="Set").click()
+        lead.locator("#label-table tr[data-label=ball] button", has_text="Retire").click()
+        assert lead.locator("#retired-table tr[data-label=ball]").is_visible()
+        lead.fill("#add-label input[name=new_label]", "puppy")
+        lead.click("#add-label button[type=submit]")
+        assert "“puppy” is a label of this project already." in lead.inner_text(".messages")
+
+        lead.goto(f"/projects/{SLUG}/videos/{video_id}/annotate/")
+        lead.wait_for_function("document.getElementById('frame-canvas').dataset.connection === 'connected'")
+        assert lead.input_value("#new-object-label") == ""  # unlabelled, not the first label
+        assert lead.locator("#new-object-label option").all_inner_texts() == ["(no label)", "1 puppy", "2 person"]
+        lead.keyboard.press("n")
+        lead.wait_for_selector("li.object.selected")
+        lead.keyboard.press("Shift+Digit2")  # label 2 for the selected object
+        lead.wait_for_function("document.querySelector('li.object.selected select.object-label').value === 'person'")
+        lead.keyboard.press("n")  # the next object starts with the label used last
+        lead.wait_for_function("document.querySelectorAll('li.object').length === 2")
+        lead.set_viewport_size({"width": 1280, "height": 720})
+        lead.screenshot(path=str(artifacts_dir / "annotate-1280x720.png"))
+        state = json.loads(server.shell(OBJECTS.format(video=video_id)).strip().splitlines()[-1])
+        assert state["objects"] == [[1, "person"], [2, "person"]]
+        assert state["project"] == ["Demo team", 8, ["puppy", "person"], ["ball"],
+                                    {"ball": "#4363d8", "person": "#ff8800"}]
+    finally:
+        context.close()
+
+
+RUN_SEED = """
+from django.utils import timezone
+from annotator.models import Project
+from engine.models import TrainingRun
+TrainingRun.objects.create(project=Project.objects.get(slug="demo"), status="succeeded", finished_at=timezone.now(),
+                           loss_curve=[[1, 0.93], [2, 0.71], [3, 0.52], [4, 0.47]])
+"""
+
+
+def test_pages_have_a_favicon_one_date_format_tidy_buttons_and_charts_inside_their_axes(server, browser):
+    server.shell(RUN_SEED)
+    context = browser.new_context(base_url=server.url, viewport={"width": 1440, "height": 900},
+                                  timezone_id="Asia/Tokyo")
+    failures: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.goto("/login/")
+        page.fill("#id_username", "lead")
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(server.url + "/")
+        for path in (f"/projects/{SLUG}/", "/people/", f"/projects/{SLUG}/edit/", f"/projects/{SLUG}/models/"):
+            page.goto(path)
+            assert page.locator("link[rel=icon]").count() == 1, (path, page.title())
+            icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href)"
+                                 ".then((r) => [r.status, r.headers.get('content-type')])")
+            assert icon == [200, "image/svg+xml"], (path, icon)
+        assert page.evaluate("fetch('/favicon.ico').then((r) => [r.status, r.url.endsWith('.svg')])") == [200, True]
+        assert failures == []  # no 404 for a favicon (or anything else) on any page
+
+        # One date format, in the reader's time zone (Tokyo: UTC+9).
+        page.goto("/people/")
+        moment = page.locator("#account-table tr[data-user=lead] time")
+        utc = datetime.fromisoformat(moment.get_attribute("datetime"))
+        assert moment.inner_text() == (utc + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M")
+
+        # The project page's actions sit side by side, one row each.
+        page.goto(f"/projects/{SLUG}/")
+        for group in ("#project-actions", ".project-links"):
+            tops = {round(box["y"]) for box in (e.bounding_box() for e in page.locator(f"{group} > *").all())}
+            assert len(tops) == 1, (group, tops)
+
+        # Loss chart: the highest point (0.93) is not drawn above the top gridline.
+        page.goto(f"/projects/{SLUG}/models/")
+        page.wait_for_selector("#chart-loss circle.point")
+        points = page.locator("#chart-loss circle.point").evaluate_all("cs => cs.map((c) => +c.getAttribute('cy'))")
+        grid = page.locator("#chart-loss line").evaluate_all("ls => ls.map((l) => +l.getAttribute('y1'))")
+        assert len(points) == 4 and min(points) >= min(grid) - 0.5, (points, grid)
+    finally:
+        context.close()
+

@@ -125,6 +125,8 @@ def _review(page, verdict: str, reason: str = "", comment: str = "", shot=None) 
         page.screenshot(path=str(shot), full_page=True)
     first = page.get_attribute("#review-canvas", "data-frame")
     page.click("#review-play")  # plays the masklet over the video
+    assert page.inner_text("#review-play").strip() == "Pause"
+    assert page.locator("#review-play svg.icon").count() == 1  # an SVG icon, not a glyph fonts may lack
     page.wait_for_function(f"document.getElementById('review-canvas').dataset.frame !== '{first}'")
     page.click("#review-play")
     page.locator("#review-scrub").fill("3")

@@ -401,16 +401,41 @@ export class AnnotateApp {
 
   // -- objects -------------------------------------------------------------------------------
 
+  /** New objects start with the label used last in this project (kept per browser), else none. */
+  private get lastLabelKey(): string {
+    return `masklet-last-label-${this.root.dataset.projectSlug ?? ""}`;
+  }
+
+  private rememberLabel(label: string): void {
+    try {
+      localStorage.setItem(this.lastLabelKey, label);
+    } catch {
+      // Storage full or disabled: the choice lasts for this page only.
+    }
+    const select = el<HTMLSelectElement>(this.root, "#new-object-label");
+    select.dataset.chosen = label;
+    if (this.labels.includes(label) || label === "") select.value = label;
+  }
+
   private fillNewLabel(): void {
     const select = el<HTMLSelectElement>(this.root, "#new-object-label");
-    const current = select.value;
-    select.replaceChildren(...["", ...this.labels].map((label) => {
+    let last = select.dataset.chosen ?? "";
+    try {
+      last = localStorage.getItem(this.lastLabelKey) ?? last;
+    } catch {
+      // No storage: the choice made on this page, if any.
+    }
+    if (!select.dataset.listening) {
+      select.dataset.listening = "1";
+      select.addEventListener("change", () => this.rememberLabel(select.value));
+    }
+    select.replaceChildren(...["", ...this.labels].map((label, index) => {
       const option = document.createElement("option");
       option.value = label;
-      option.textContent = label || "(no label)";
+      option.textContent = label ? (index <= 9 ? `${index} ${label}` : label) : "(no label)";
       return option;
     }));
-    select.value = this.labels.includes(current) ? current : (this.labels[0] ?? "");
+    select.value = this.labels.includes(last) ? last : "";
   }
 
   private async addObject(): Promise<number | null> {
@@ -441,7 +466,10 @@ export class AnnotateApp {
 
   private async updateLabel(objectId: number, label: string): Promise<void> {
     const reply = await this.ask("update_object", { object_id: objectId, label });
-    if (reply?.type === "object") this.store.putMasklet(reply.masklet);
+    if (reply?.type === "object") {
+      this.store.putMasklet(reply.masklet);
+      this.rememberLabel(label);
+    }
     this.refreshPanel();
   }
 
@@ -881,6 +909,13 @@ export class AnnotateApp {
       case "select-n": {
         const id = this.store.objectIds()[Number(event.code.slice(-1)) - 1];
         if (id !== undefined) void this.select(id);
+        break;
+      }
+      case "label-n": {
+        const label = this.labels[Number(event.code.slice(-1)) - 1];
+        if (label === undefined) break;
+        if (this.selected !== null && this.store.editable(this.selected)) void this.updateLabel(this.selected, label);
+        else this.rememberLabel(label); // nothing to relabel: the next new object takes it
         break;
       }
       case "toggle-visible":

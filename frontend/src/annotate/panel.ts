@@ -1,6 +1,7 @@
 // The objects panel: one row per masklet (colour, label, status, lock, show/hide, delete) and
 // the selected object's details (the reviewer's reason while it is sent back, Submit / Reopen).
 
+import { labelWithIcon } from "../icons";
 import type { MaskletJSON } from "./protocol";
 import type { Store } from "./store";
 
@@ -125,8 +126,8 @@ export class ObjectsPanel {
     remove.disabled = !this.store.canEdit || masklet.status !== "draft"
       || Boolean(masklet.lock_holder && !masklet.locked_by_me);
     const lock = row.querySelector(".object-lock") as HTMLElement;
-    lock.textContent = masklet.lock_holder && !masklet.locked_by_me ? `🔒 being edited by ${masklet.lock_holder}`
-      : masklet.locked_by_me && masklet.status === "draft" ? "editing" : "";
+    if (masklet.lock_holder && !masklet.locked_by_me) labelWithIcon(lock, "lock", `being edited by ${masklet.lock_holder}`);
+    else lock.textContent = masklet.locked_by_me && masklet.status === "draft" ? "editing" : "";
   }
 
   private renderDetails(selected: number | null): void {

@@ -43,6 +43,8 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "N", help: "New object", bindings: [bind("new-object", letter("n"))] },
   { keys: "1 … 9", help: "Select object 1 to 9",
     bindings: [bind("select-n", (e) => /^Digit[1-9]$/.test(e.code) && mods(e, {}))] },
+  { keys: "Shift + 1 … 9", help: "Give the selected object label 1 to 9 (new objects then start with it)",
+    bindings: [bind("label-n", (e) => /^Digit[1-9]$/.test(e.code) && mods(e, { shift: true }))] },
   { keys: "H", help: "Hide / show the selected object", bindings: [bind("toggle-visible", letter("h"))] },
   { keys: "C", help: "Clear the selected object on this frame", bindings: [bind("clear", letter("c"))] },
   { keys: "Ctrl+Z / Ctrl+Shift+Z", help: "Undo / redo",

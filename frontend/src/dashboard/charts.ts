@@ -53,6 +53,16 @@ function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks;
 }
 
+/** The range rounded out to whole tick steps: the top and bottom gridlines hold every point. */
+function niceRange(min: number, max: number): [number, number] {
+  const ticks = niceTicks(min, max);
+  if (ticks.length < 2) return [min, max];
+  const step = ticks[1] - ticks[0];
+  const low = ticks[0] > min + step * 1e-9 ? ticks[0] - step : Math.min(min, ticks[0]);
+  const high = ticks[ticks.length - 1] < max - step * 1e-9 ? ticks[ticks.length - 1] + step : max;
+  return [Number(low.toFixed(10)), Number(high.toFixed(10))];
+}
+
 function format(value: number): string {
   if (Math.abs(value) >= 1000) return value.toFixed(0);
   if (Number.isInteger(value)) return String(value);
@@ -111,8 +121,9 @@ export function lineChart(host: HTMLElement, series: Series[], options: LineOpti
   const ys = drawn.flatMap((s) => s.points.map((p) => p[1]));
   const x0 = Math.min(...xs);
   const x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
-  const y0 = options.yMin ?? Math.min(0, ...ys);
-  let y1 = options.yMax ?? Math.max(...ys);
+  // A fixed range (J&F: 0..1) still widens for a point outside it, and the ends round out to ticks,
+  // so no point is drawn above the axis' top gridline or below its bottom.
+  let [y0, y1] = niceRange(Math.min(options.yMin ?? 0, ...ys), Math.max(options.yMax ?? -Infinity, ...ys));
   if (y1 <= y0) y1 = y0 + 1;
   const x = (v: number) => FRAME.left + ((v - x0) / (x1 - x0)) * (FRAME.width - FRAME.left - FRAME.right);
   const y = (v: number) => FRAME.height - FRAME.bottom - ((v - y0) / (y1 - y0)) * (FRAME.height - FRAME.top - FRAME.bottom);
