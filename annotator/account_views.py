@@ -56,6 +56,9 @@ class InviteView(auth_views.PasswordResetConfirmView):
 
     template_name = "annotator/set_password.html"
     post_reset_login = True
+    # The person just proved they hold the link: signed in by Django's own backend (the throttling
+    # backend before it only guards password sign-ins).
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
     success_url = reverse_lazy("project-list")
 
     def dispatch(self, *args, **kwargs):
