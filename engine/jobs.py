@@ -245,7 +245,10 @@ def _supervise(child: subprocess.Popen, events: Any, budget: int,
                on_event: Callable[[str, Any, Any], None]) -> tuple[int, bool]:
     """Wait for ``child`` to end, handing its events to ``on_event`` and killing it above ``budget`` MB.
     Returns its peak RSS (bytes, with its own children) and whether it was killed for memory."""
-    process = psutil.Process(child.pid)
+    try:
+        process: psutil.Process | None = psutil.Process(child.pid)
+    except psutil.NoSuchProcess:  # it died at once: its exit status says why
+        process = None
     peak, over, open_ = 0, False, True
     while open_ or child.poll() is None:
         if open_:
@@ -264,7 +267,7 @@ def _supervise(child: subprocess.Popen, events: Any, budget: int,
                 child.wait(WATCH_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
-        if child.poll() is None:
+        if child.poll() is None and process is not None:
             try:
                 rss = _tree_rss(process)
             except psutil.Error:

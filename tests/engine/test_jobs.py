@@ -131,6 +131,24 @@ def test_on_cpu_a_run_defaults_to_a_small_image_size_and_clip_length(admin_clien
     assert training.start_run(project).parameters["image_size"] == 1024
 
 
+@pytest.mark.django_db
+def test_auto_masklets_and_registration_are_refused_in_words_over_the_budget(admin_client, settings, tmp_path):
+    from annotator.automasks.runs import start_run as start_auto_masklets
+    from annotator.services.annotation import EditRefused
+    from engine import registry
+
+    project, _ = admin_client
+    settings.SEGMENTER, settings.SAM2_IMAGE_SIZE, settings.JOB_MEMORY_MB = "sam2", 1024, 800
+    admin = Membership.objects.get(project=project, role=Role.ADMIN).user
+    with pytest.raises(EditRefused, match=r"^auto masklets over 3 frames with .* would need about [\d,]+ MB of "
+                                          r"memory, more than the job budget of 800 MB \(MASKLET_JOB_MEMORY_MB\)"):
+        start_auto_masklets(project.videos.get(), admin)
+    assert not AutoMaskletRun.objects.exists()
+    with pytest.raises(registry.RegistryError, match=r"^the checkpoint was not loaded: loading sam2.1_hiera_t at "
+                                                     r"1024 px would need about"):
+        registry.check_loadable(tmp_path / "any.pt", "sam2.1_hiera_t", 1024)
+
+
 def test_a_child_that_outgrows_its_budget_is_stopped_with_the_reason(settings):
     settings.JOB_MEMORY_MB = 400
     with pytest.raises(jobs.ChildFailed, match=r"its process used [\d,]+ MB, more than the job memory budget of "
