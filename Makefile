@@ -32,7 +32,7 @@ run: install frontend
 
 test: install frontend
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 install: $(INSTALLED)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,44 +27,28 @@ DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "dja
                      "live_server"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     """Derive the markers CI's passes select on, so a new test lands in the right pass by what it uses:
 
     - ``db_engine``: the test reaches the database (a ``django_db`` mark or a database fixture), so it
       runs in both passes: on SQLite in the embedded pass, on PostgreSQL in the services pass;
     - ``services``: skipped in embedded mode (no ``REDIS_URL``), with the reason.
 
-    Browser tests go first: under ``make test`` (``-n 2``) they are one unit of work (see
-    ``pytest_xdist_make_scheduler``), the longest, so the other worker takes everything else meanwhile.
+    Then (after ``-m`` has deselected and pytest-django has put database tests first) files with a
+    browser or slow test go first: ``make test`` hands whole files to its two xdist workers in this
+    order (``--dist loadfile --no-loadscope-reorder``), so the longest units start at once and
+    short files fill the gaps at the end.
     """
     for item in items:
         if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db_engine)
         if item.get_closest_marker("services") and django_settings.EMBEDDED:
             item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
-    items.sort(key=lambda item: not item.get_closest_marker("e2e"))  # stable: the rest keep their order
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """``pytest -n N``: a worker takes a whole test file at a time, so module fixtures (SAM 2 models,
-    fine-tuned checkpoints) are built once, and all of ``tests/e2e/`` as one unit, so one worker's
-    session server and Chromium serve every browser test. Units go out in collection order (browser
-    tests first: the longest unit starts at once). xdist's ``loadgroup`` would do the grouping, but
-    with pytest 9 its ``xdist_group`` suffix never reaches the node ids.
-    """
-    from xdist.scheduler import LoadScopeScheduling
-
-    class FileAndBrowserScheduling(LoadScopeScheduling):
-        def __init__(self, config: pytest.Config, log) -> None:
-            super().__init__(config, log)
-            config.option.loadscopereorder = False
-
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "tests/e2e" if path.startswith("tests/e2e/") else path
-
-    return FileAndBrowserScheduling(config, log)
+    result = yield
+    heavy = {item.path for item in items if item.get_closest_marker("e2e") or item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: otherwise pytest-django's order
+    return result
 
 
 @pytest.fixture(scope="session", autouse=True)
