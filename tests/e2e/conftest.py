@@ -6,8 +6,9 @@ Fixtures, reusable by every browser test:
   port, in embedded mode (SQLite, in-process worker, in-memory channel layer) with its own
   fresh data directory, so it never touches the developer's or CI's database. It exposes
   ``url`` and ``shell(code)`` to seed rows through the Django shell.
-- ``masklet_server_factory`` (session): ``start(name, extra_env)`` for servers with their own
-  settings (the annotation test runs one per segmenter backend).
+- ``masklet_server_factory`` (module): ``start(name, extra_env)`` for servers with their own
+  settings (the annotation test runs one per segmenter backend); they stop with the module.
+- Every server starts from a copy of one migrated SQLite file per test process (``migrated_database``).
 - ``browser`` (session) and ``page`` (per test): headless Chromium from Debian
   (``/usr/bin/chromium``; CI installs it with ``apt-get install -y chromium``). Without it the
   tests skip with that reason.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -101,10 +103,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, server: MaskletServer) -
     raise RuntimeError(f"the server did not answer {url} within {STARTUP_TIMEOUT_S} s:\n{server.log_tail()}")
 
 
-@contextlib.contextmanager
-def run_masklet_server(data_dir: Path, log_path: Path,
-                       extra_env: dict[str, str] | None = None) -> Iterator[MaskletServer]:
-    """A migrated embedded-mode server on a free port with its own data directory, stopped on exit."""
+def _server_env(data_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "REDIS_URL", "MASKLET_PRODUCTION", "DJANGO_SETTINGS_MODULE")}
     env.update({
@@ -116,10 +115,28 @@ def run_masklet_server(data_dir: Path, log_path: Path,
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra_env or {})
+    return env
+
+
+def _migrate(data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT,
+                   env=_server_env(data_dir, extra_env), check=True, timeout=300)
+
+
+@contextlib.contextmanager
+def run_masklet_server(data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None,
+                       migrated: Path | None = None) -> Iterator[MaskletServer]:
+    """A migrated embedded-mode server on a free port with its own data directory, stopped on exit.
+
+    ``migrated``: a freshly migrated SQLite file to start from (a copy), instead of migrating here.
+    """
+    env = _server_env(data_dir, extra_env)
     port = _free_port()
     server = MaskletServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, log_path=log_path, env=env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
-                   check=True, timeout=300)
+    if migrated is None:
+        _migrate(data_dir, extra_env)
+    else:
+        shutil.copyfile(migrated, data_dir / "masklet.sqlite3")
     with server.log_path.open("w") as log:
         # --insecure: serve static files (the bundle) without collectstatic, as `make run` would after it.
         process = subprocess.Popen(
@@ -139,14 +156,25 @@ def run_masklet_server(data_dir: Path, log_path: Path,
 
 
 @pytest.fixture(scope="session")
-def masklet_server(tmp_path_factory, frontend_built, artifacts_dir) -> Iterator[MaskletServer]:
-    with run_masklet_server(tmp_path_factory.mktemp("masklet-e2e"), artifacts_dir / "server.log") as server:
-        yield server
+def migrated_database(tmp_path_factory) -> Path:
+    """An empty embedded database with every migration applied, once per test process: each server
+    starts from a copy of it instead of migrating its own (~10 s each on the shared 2-core machine)."""
+    data_dir = tmp_path_factory.mktemp("masklet-e2e-migrated")
+    _migrate(data_dir)
+    return data_dir / "masklet.sqlite3"
 
 
 @pytest.fixture(scope="session")
-def masklet_server_factory(tmp_path_factory, frontend_built, artifacts_dir):
-    """Start extra servers with their own environment (e.g. another segmenter); all stop at session end.
+def masklet_server(tmp_path_factory, frontend_built, artifacts_dir, migrated_database) -> Iterator[MaskletServer]:
+    with run_masklet_server(tmp_path_factory.mktemp("masklet-e2e"), artifacts_dir / "server.log",
+                            migrated=migrated_database) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def masklet_server_factory(tmp_path_factory, frontend_built, artifacts_dir, migrated_database):
+    """Start extra servers with their own environment (e.g. another segmenter); they stop when the
+    test module ends (a module's idle servers would otherwise hold their memory to the session's end).
 
     ``start(name, {"MASKLET_SEGMENTER": "sam2"})`` returns a running ``MaskletServer`` whose log is
     ``<artifacts>/server-<name>.log``.
@@ -154,7 +182,8 @@ def masklet_server_factory(tmp_path_factory, frontend_built, artifacts_dir):
     with contextlib.ExitStack() as stack:
         def start(name: str, extra_env: dict[str, str] | None = None) -> MaskletServer:
             return stack.enter_context(run_masklet_server(tmp_path_factory.mktemp(f"masklet-e2e-{name}"),
-                                                          artifacts_dir / f"server-{name}.log", extra_env))
+                                                          artifacts_dir / f"server-{name}.log", extra_env,
+                                                          migrated=migrated_database))
 
         yield start
 
