@@ -526,7 +526,8 @@ class AnnotationConsumer(ProjectConsumer):
             if not self.in_flight:
                 continue
             try:
-                await self._check_workers()
+                # Bounded: a call stuck on a connection Redis dropped must not stop the watchdog for good.
+                await asyncio.wait_for(self._check_workers(), timeout=30)
             except Exception as error:
                 logger.warning("watchdog of session %s: %s; checking again in %.1f s", self.session_id, error, interval)
 

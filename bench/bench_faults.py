@@ -3,7 +3,7 @@ web server and of Redis, over and over, on one real services-mode stack, while a
 
 The stack and the scenarios are the fault suite's (``tests/annotator/sessions/fault_kit.py`` on
 ``live_stack.py``, loaded by path): daphne on a fixed port, one ``celery -A engine worker -Q gpu -P
-solo`` (classical backend, 3 s heartbeat), a private ``redis-server``, PostgreSQL database
+solo`` (classical backend, 20 s heartbeat TTL), a private ``redis-server``, PostgreSQL database
 ``masklet_bench_faults`` (dropped and re-created); the seed is ``bench_session_overhead``'s (a
 synthetic video, stride 1). One page clicks and tracks; each kill hits the middle of a track.
 
@@ -76,7 +76,8 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="masklet-bench-faults-"))
     redis = live_stack.RedisServer(data_dir / "redis.log").start()
     env = live_stack.stack_env(database_url=args.database_url, redis_url=redis.url(0), data_dir=data_dir,
-                               MASKLET_SEGMENTER="classical", MASKLET_WORKER_HEARTBEAT_S="3")
+                               MASKLET_SEGMENTER="classical",
+                               MASKLET_WORKER_HEARTBEAT_S=str(fault_kit.HEARTBEAT_SECONDS))
     os.environ.update(env)
     overhead.reset_database(args.database_url)
     import django

@@ -240,7 +240,10 @@ else:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
     # Shared by web and worker processes (heartbeats, session ownership, cancel flags).
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Timeouts: a cache call during a Redis restart fails instead of waiting forever (the socket's
+    # watchdog and heartbeats make these calls every second and must go on after the outage).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5}}}
 
 # Queues: ``gpu`` (model work), ``cpu`` (ingest, export), ``train`` (fine-tuning runs).
 CELERY_TASK_DEFAULT_QUEUE = "cpu"

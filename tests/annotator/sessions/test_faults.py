@@ -29,8 +29,9 @@ from .live_stack import RedisServer, sign_in, stack_env
 pytestmark = [services_only, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "fault-password-0123"
-#: Long enough that a track is still running seconds after it started (classical backend).
-SPEC = preset("tiny", width=320, height=180, num_frames=240, num_objects=2, fps=24.0)
+#: Long enough (720 frames) that a track still runs when a killed server's socket stops being
+#: renewed (5 s), also on a quiet machine.
+SPEC = preset("tiny", width=320, height=180, num_frames=720, num_objects=2, fps=24.0)
 RECOVERY_S = 5.0
 
 
@@ -53,7 +54,7 @@ def page(tmp_path: Path, settings, make_user, make_project, long_mp4) -> Any:
     video.refresh_from_db()
     assert video.status == Video.Status.READY and video.stride == 1
     env = stack_env(database_url=worker_database_url(), redis_url=redis.url(0), data_dir=settings.DATA_DIR,
-                    MASKLET_SEGMENTER="classical", MASKLET_WORKER_HEARTBEAT_S="3")
+                    MASKLET_SEGMENTER="classical", MASKLET_WORKER_HEARTBEAT_S=str(fault_kit.HEARTBEAT_SECONDS))
     stack = None
     try:
         stack = fault_kit.Stack.start(env, tmp_path, redis)
