@@ -8,8 +8,6 @@ belong to the URL's project (404 otherwise), and its file must lie under ``MEDIA
 
 from __future__ import annotations
 
-import re
-
 from django import forms
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -20,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters
 from annotator.datasets.importing import DEFAULT_STATUS
 from annotator.datasets.jobs import archive_path, start_export, start_import
-from annotator.models import DatasetJob, Masklet, MaskletType, Project, Split
+from annotator.models import DatasetJob, Masklet, MaskletType, Project, Split, Video
 from annotator.permissions import Action, has_permission, project_permission
 
 RECENT_JOBS = 20
@@ -39,13 +37,31 @@ class ExportForm(forms.Form):
                                          widget=forms.CheckboxSelectMultiple, label="Masklet statuses")
     split = forms.ChoiceField(choices=[("", "All splits"), *Split.choices], required=False)
     type = forms.ChoiceField(choices=[("", "Manual and auto"), *MaskletType.choices], required=False)
-    videos = forms.CharField(required=False, help_text="Video names, separated by commas or spaces (empty: all).")
+    videos = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                       help_text="None ticked: every video.")
     media = forms.BooleanField(required=False, initial=True, label="Include frames and videos")
+
+    def __init__(self, project: Project, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["videos"].choices = [(name, name) for name in
+                                         Video.objects.filter(project=project).order_by("name")
+                                         .values_list("name", flat=True)]
 
     def filters(self) -> ExportFilters:
         data = self.cleaned_data
         return ExportFilters(statuses=tuple(data["statuses"]), split=data["split"] or None, type=data["type"] or None,
-                             videos=tuple(name for name in re.split(r"[\s,]+", data["videos"]) if name))
+                             videos=tuple(data["videos"]))
+
+
+def _last_export_choices(project: Project, user) -> dict:
+    """The form as this person last sent it (format, statuses, split, type, media): the page remembers."""
+    last = DatasetJob.objects.filter(project=project, kind=DatasetJob.Kind.EXPORT, created_by=user).first()
+    if last is None:
+        return {}
+    filters = (last.options or {}).get("filters", {})
+    return {"format": last.format, "media": (last.options or {}).get("media", True),
+            "statuses": filters.get("statuses") or [Masklet.Status.APPROVED], "split": filters.get("split") or "",
+            "type": filters.get("type") or ""}
 
 
 class ImportForm(forms.Form):
@@ -64,7 +80,7 @@ def _jobs(project: Project):
 @project_permission(Action.EXPORT)
 def datasets(request: HttpRequest, project: Project) -> HttpResponse:
     """Choose a format and filters; POST queues the export. Lists recent jobs with progress and downloads."""
-    form = ExportForm(request.POST or None)
+    form = ExportForm(project, request.POST or None, initial=_last_export_choices(project, request.user))
     if request.method == "POST":
         if form.is_valid():
             try:

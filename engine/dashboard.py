@@ -9,6 +9,7 @@ Views are thin: each declares its rule and calls one function of ``engine.regist
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,61 @@ from engine.segmenters import serving_model
 RECENT_RUNS = 20
 RECENT_EVENTS = 30
 RECENT_DOWNLOADS = 5
+
+
+# -- what each button may do: one rule, read by the page (disabled + title) and by the endpoint (refusal) --------
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Whether an action can be done now, and if not, why (in words, shown on hover and as the refusal)."""
+
+    possible: bool
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"possible": self.possible, "reason": self.reason}
+
+
+YES = Allowed(True)
+
+
+def can_start_run(active_run: TrainingRun | None) -> Allowed:
+    if active_run is not None:
+        return Allowed(False, f"run {active_run.pk} is already {active_run.status}: one run at a time")
+    return YES
+
+
+def can_cancel_run(active_run: TrainingRun | None) -> Allowed:
+    if active_run is None:
+        return Allowed(False, "no training run of this project is queued or running")
+    if active_run.cancel_requested:
+        return Allowed(False, f"run {active_run.pk} is already being cancelled")
+    return YES
+
+
+def can_roll_back(production: ModelVersion | None) -> Allowed:
+    if production is None:
+        return Allowed(False, "nothing to roll back: no version of this project is in production")
+    return YES
+
+
+def can_promote(version: ModelVersion) -> Allowed:
+    if version.status == ModelVersion.Status.PRODUCTION:
+        return Allowed(False, f"{version.name} is already in production")
+    return YES
+
+
+def _active_run(project: Any) -> TrainingRun | None:
+    return TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE).order_by("-created_at").first()
+
+
+def allowed_actions(project: Any, versions: list[ModelVersion], active_run: TrainingRun | None) -> dict[str, Any]:
+    """Every button's rule for the page: start, cancel, roll back, and promote per version id."""
+    production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
+    return {"start": can_start_run(active_run).as_dict(), "cancel": can_cancel_run(active_run).as_dict(),
+            "rollback": can_roll_back(production).as_dict(),
+            "promote": {str(v.pk): can_promote(v).as_dict() for v in versions}}
 
 
 def _version(version: ModelVersion, evaluations: dict[int, list[Evaluation]]) -> dict[str, Any]:
@@ -115,6 +171,7 @@ def dashboard_state(project: Any) -> dict[str, Any]:
     events = (ModelVersionEvent.objects.filter(project=project).select_related("version", "actor")
               .order_by("-created_at", "-id")[:RECENT_EVENTS])
     serving = serving_model(project)
+    active = next((r for r in runs if r.is_active), None) or _active_run(project)
     return {
         "project": {"slug": project.slug, "name": project.name},
         "serving": serving.name,
@@ -123,7 +180,8 @@ def dashboard_state(project: Any) -> dict[str, Any]:
         "downloads": [downloads.as_dict(d) for d in ModelDownload.objects.filter(project=project)[:RECENT_DOWNLOADS]],
         "versions": [_version(v, evaluations) for v in versions],
         "runs": [_run(r) for r in runs],
-        "active_run": next((_run(r) for r in runs if r.is_active), None),
+        "active_run": _run(active) if active else None,
+        "actions": allowed_actions(project, versions, active),
         "events": [{"action": e.action, "version": e.version.name, "actor": e.actor.get_username() if e.actor else
                     "engine", "note": e.note, "at": e.created_at.isoformat()} for e in events],
         "growth": dataset_growth(project),
@@ -162,6 +220,9 @@ def api_models(request: HttpRequest, project: Any) -> JsonResponse:
 @require_POST
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_start_run(request: HttpRequest, project: Any) -> JsonResponse:
+    allowed = can_start_run(_active_run(project))
+    if not allowed.possible:
+        return _refused(allowed.reason)
     try:
         run = training.start_run(project, request.user)
     except training.RunRefused as error:
@@ -172,9 +233,10 @@ def api_start_run(request: HttpRequest, project: Any) -> JsonResponse:
 @require_POST
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_cancel_run(request: HttpRequest, project: Any) -> JsonResponse:
-    run = TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE).first()
-    if run is None:
-        return _refused("no training run of this project is queued or running")
+    run = _active_run(project)
+    allowed = can_cancel_run(run)
+    if not allowed.possible:
+        return _refused(allowed.reason)
     try:
         run = training.cancel_run(run)
     except training.RunRefused as error:
@@ -189,6 +251,9 @@ def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
     version = ModelVersion.objects.filter(project=project, pk=version_id).first() if str(version_id).isdigit() else None
     if version is None:
         return _refused("name a version of this project to promote", 400)
+    allowed = can_promote(version)
+    if not allowed.possible:
+        return _refused(allowed.reason)
     try:
         registry.promote(version, request.user)
     except registry.RegistryError as error:
@@ -199,6 +264,9 @@ def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
 @require_POST
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
+    allowed = can_roll_back(registry.production_of(project))
+    if not allowed.possible:
+        return _refused(allowed.reason)
     try:
         restored = registry.roll_back(project, request.user)
     except registry.RegistryError as error:
@@ -216,17 +284,19 @@ def api_register(request: HttpRequest, project: Any) -> JsonResponse:
             raise BadInput(f"{name} must be a string", field=name)
     upload = request.FILES.get("file")
     path = (data.get("path") or "").strip()
+    source = "file" if upload else "path"
     if not upload and not path:
-        return _refused("give a checkpoint path on the server or upload a checkpoint file", 400)
+        return error_response("give the name of a checkpoint in the models folder or upload a checkpoint file",
+                              field="path")
     try:
         image_size = int(data.get("image_size") or settings.SAM2_IMAGE_SIZE)
     except (TypeError, ValueError):
-        return _refused("image_size must be a whole number", 400)
+        return error_response("the image size must be a whole number of pixels, e.g. 512", field="image_size")
     config = (data.get("config") or "sam2.1_hiera_t").strip()
     try:
         checkpoint = registry.save_upload(upload) if upload else registry.allowed_checkpoint(path)
     except registry.RegistryError as error:
-        return _refused(f"not registered: {error}", 400)
+        return error_response(f"not registered: {error}", field=source)
     saved = checkpoint if upload else None
     try:
         version = registry.register_version(project, name=data.get("name") or "", checkpoint=checkpoint,
@@ -234,7 +304,7 @@ def api_register(request: HttpRequest, project: Any) -> JsonResponse:
     except registry.RegistryError as error:
         if saved is not None:
             saved.unlink(missing_ok=True)
-        return _refused(f"not registered: {error}", 400)
+        return error_response(f"not registered: {error}", field=source)
     return JsonResponse({"version": version.pk, "name": version.name}, status=201)
 
 

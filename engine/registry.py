@@ -101,8 +101,9 @@ def load_check(checkpoint: str | Path, config: str, image_size: int) -> None:
     except (FileNotFoundError, ValueError, sam2_model.CheckpointMismatchError) as error:
         raise RegistryError(public_text(str(error), [(models_dir(), "")])) from None
     except Exception as error:  # hydra and torch raise many types for a broken file or config
-        raise RegistryError(f"the model could not be built from {config} with {shown(checkpoint)}: "
-                            f"{error.__class__.__name__}") from None
+        logger.info("loading %s with %s failed: %r", config, checkpoint, error)  # the Python text, for the log only
+        raise RegistryError(f"{shown(checkpoint)} could not be loaded as a {config} model: it is not a SAM 2 "
+                            "checkpoint of that config, or the file is cut short") from None
 
 
 def save_upload(upload: UploadedFile) -> Path:

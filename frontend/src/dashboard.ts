@@ -27,7 +27,11 @@ interface Download {
   id: number; name: string; label: string; status: string; bytes_done: number; bytes_total: number | null;
   stage: string; error: string; version: number | null; promote: boolean;
 }
+// Whether a button's action is possible now and, if not, why: engine.dashboard.allowed_actions, the same
+// rule the endpoint refuses by.
+interface Rule { possible: boolean; reason: string }
 interface State {
+  actions: { start: Rule; cancel: Rule; rollback: Rule; promote: Record<string, Rule> };
   serving: string;
   serving_fallback: boolean;
   downloads: Download[];
@@ -76,20 +80,55 @@ function table(host: HTMLElement, headers: string[], rows: Array<Array<string | 
 
 const num = (v: number | null | undefined, digits = 2) => (v === null || v === undefined ? "–" : v.toFixed(digits));
 
-function showError(message: string | null): void {
-  const box = $("action-error");
-  box.hidden = !message;
-  box.textContent = message || "";
+// Errors appear next to the control that caused them: each action names the box it writes to.
+type ShowError = (message: string | null, field?: string | null) => void;
+
+function errorIn(box: HTMLElement): ShowError {
+  return (message) => {
+    box.hidden = !message;
+    box.textContent = message || "";
+    if (message) box.scrollIntoView({ block: "nearest" });
+  };
 }
 
-async function post(url: string, body: BodyInit | null = null): Promise<void> {
-  showError(null);
-  const response = await fetch(url, { method: "POST", body, headers: { "X-CSRFToken": csrf },
-    credentials: "same-origin" });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) showError(data.error || `Request failed (${response.status})`);
-  await refresh();
+function applyRule(button: HTMLButtonElement, rule: Rule | undefined): void {
+  button.disabled = !!rule && !rule.possible;
+  if (rule && !rule.possible) button.title = rule.reason;
+  else button.removeAttribute("title");
 }
+
+async function post(url: string, body: BodyInit | null, show: ShowError): Promise<void> {
+  show(null);
+  let failure: { error?: string; field?: string | null } | null = null;
+  try {
+    const response = await fetch(url, { method: "POST", body, headers: { "X-CSRFToken": csrf },
+      credentials: "same-origin" });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      failure = { error: data.error || `The server refused (${response.status} ${response.statusText}).`,
+        field: data.field };
+    }
+  } catch {
+    failure = { error: "The server could not be reached; try again." };
+  }
+  await refresh();
+  if (failure) show(failure.error ?? null, failure.field);
+}
+
+const runError = errorIn($("run-error"));
+const downloadError = errorIn($("download-error"));
+// The register form's error goes under the field the server blames (else under the button).
+const registerError: ShowError = (message, field) => {
+  const box = $("register-error");
+  const form = $("register") as HTMLFormElement;
+  form.querySelectorAll("[aria-invalid]").forEach((input) => input.removeAttribute("aria-invalid"));
+  const input = field ? form.querySelector<HTMLElement>(`[name="${field}"]`) : null;
+  (input ?? form.querySelector("button[type=submit]") as HTMLElement).after(box);
+  if (message && input) input.setAttribute("aria-invalid", "true");
+  errorIn(box)(message);
+};
+// A promote error is drawn in its version's row, which is redrawn with every refresh.
+let versionError: { id: number; message: string } | null = null;
 
 async function refresh(): Promise<void> {
   const response = await fetch(root.dataset.api as string, { credentials: "same-origin" });
@@ -97,16 +136,25 @@ async function refresh(): Promise<void> {
 }
 
 function promoteButton(version: Version): Node {
-  if (version.status === "production") return document.createTextNode("serving");
   const button = document.createElement("button");
   button.type = "button";
   button.textContent = "Promote";
+  applyRule(button, state.actions.promote[String(version.id)]);
   button.addEventListener("click", () => {
     const body = new FormData();
     body.append("version", String(version.id));
-    void post(root.dataset.promote as string, body);
+    void post(root.dataset.promote as string, body, (message) => {
+      versionError = message ? { id: version.id, message } : null;
+      renderVersions();
+    });
   });
-  return button;
+  if (versionError?.id !== version.id) return button;
+  const cell = document.createElement("span");
+  const error = document.createElement("span");
+  error.className = "message error field-error";
+  error.textContent = ` ${versionError.message}`;
+  cell.append(button, error);
+  return cell;
 }
 
 function renderVersions(): void {
@@ -248,8 +296,9 @@ function render(event?: RunEvent): void {
   $("loop-status").textContent = `Schedule ${loop.enabled ? "on" : "off"}: a run starts after ${loop.min_new_masklets} ` +
     `newly approved masklets (now ${loop.new_masklets}) and ${loop.min_hours} h; auto-promote ` +
     `${loop.auto_promote ? `when J&F gains ≥ ${loop.promote_margin}` : "off"}.`;
-  ($("cancel-run") as HTMLButtonElement).disabled = !state.active_run;
-  ($("start-run") as HTMLButtonElement).disabled = !!state.active_run;
+  applyRule($("start-run") as HTMLButtonElement, state.actions.start);
+  applyRule($("cancel-run") as HTMLButtonElement, state.actions.cancel);
+  applyRule($("rollback") as HTMLButtonElement, state.actions.rollback);
   renderLive(event);
   renderDownloads();
   renderVersions();
@@ -296,23 +345,23 @@ function connect(): void {
   socket.addEventListener("close", () => { root.dataset.live = "0"; window.setTimeout(connect, 3000); });
 }
 
-$("start-run").addEventListener("click", () => void post(root.dataset.start as string));
-$("cancel-run").addEventListener("click", () => void post(root.dataset.cancel as string));
+$("start-run").addEventListener("click", () => void post(root.dataset.start as string, null, runError));
+$("cancel-run").addEventListener("click", () => void post(root.dataset.cancel as string, null, runError));
 $("rollback").addEventListener("click", () => {
   if (window.confirm("Retire the production version and restore the one before it?")) {
-    void post(root.dataset.rollback as string);
+    void post(root.dataset.rollback as string, null, runError);
   }
 });
 $("register").addEventListener("submit", (event) => {
   event.preventDefault();
-  void post(root.dataset.register as string, new FormData(event.target as HTMLFormElement));
+  void post(root.dataset.register as string, new FormData(event.target as HTMLFormElement), registerError);
 });
 root.querySelectorAll<HTMLButtonElement>("button.download").forEach((button) => {
   button.addEventListener("click", () => {
     const body = new FormData();
     body.append("name", button.dataset.name ?? "");
     body.append("promote", ($("download-promote") as HTMLInputElement).checked ? "1" : "0");
-    void post(root.dataset.download as string, body);
+    void post(root.dataset.download as string, body, downloadError);
   });
 });
 render();

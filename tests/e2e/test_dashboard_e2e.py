@@ -156,15 +156,18 @@ def test_the_admin_compares_versions_promotes_and_rolls_back(sign_in, dashboard_
         assert effort_row[0] == "v1" and effort_row[1:5] == ["3.3", "1.50", "66.7 %", "3"]
         _screenshot(page, artifacts_dir)
 
-        # Promote v2: the only candidate has the only Promote button.
-        assert page.locator("#versions button", has_text="Promote").count() == 1
-        page.click("#versions button:has-text('Promote')")
+        # Promote v2: the only candidate has the only Promote button that works; v1's says why not.
+        assert page.locator("#versions button:enabled", has_text="Promote").count() == 1
+        assert page.get_attribute("#versions tr:has-text('v1') button", "title") == "v1 is already in production"
+        assert page.locator("#versions tr:has-text('v1') button").is_disabled()
+        page.click("#versions button:enabled:has-text('Promote')")
         page.wait_for_function("document.getElementById('serving').textContent.startsWith('v2')")
         state = _state(server)
         assert state["status"] == {"v1": "retired", "v2": "production"}
         assert state["events"][-1] == ["promoted", "v2", "boss"]
         rows = {r.split("\t")[0]: r.split("\t") for r in page.locator("#versions tbody tr").all_inner_texts()}
-        assert rows["v2"][1] == "production" and rows["v2"][-1] == "serving" and rows["v1"][1] == "retired"
+        assert rows["v2"][1] == "production" and rows["v1"][1] == "retired"
+        assert page.locator("#versions tr:has-text('v2') button").is_disabled()
         assert "promoted" in page.locator("#events tbody tr").first.inner_text()
 
         # Roll back (after the confirmation): v1 serves again.
@@ -175,7 +178,7 @@ def test_the_admin_compares_versions_promotes_and_rolls_back(sign_in, dashboard_
         assert state["status"] == {"v1": "production", "v2": "retired"}
         assert state["events"][-1] == ["rolled_back", "v1", "boss"]
         assert "rolled back" in page.locator("#events tbody tr").first.inner_text()
-        assert page.locator("#action-error").is_hidden()
+        assert page.locator("#run-error").is_hidden()
     finally:
         context.close()
 
@@ -243,8 +246,8 @@ add_synthetic_video(project, 50, "val")
 knobs = training.loop_settings(project)
 knobs.min_new_masklets, knobs.min_hours, knobs.auto_promote = 2, 0, False
 knobs.save()
-checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, Path(settings.DATA_DIR) / "by-hand" / "tiny-random-64.pt")
-print(json.dumps({{"checkpoint": str(checkpoint), "video": train[0].pk}}))
+random_checkpoint("sam2.1_hiera_t", 64, 0, Path(settings.MODELS_ROOT) / "by-hand" / "tiny-random-64.pt")
+print(json.dumps({{"checkpoint": "by-hand/tiny-random-64.pt", "video": train[0].pk}}))
 """
 # A reviewer's verdicts through the real service: the train masklets become approved, which makes the
 # project due for the periodic job.
@@ -308,6 +311,14 @@ def _rows(page, host: str) -> dict[str, list[str]]:
     return {r.split("\t")[0]: r.split("\t") for r in page.locator(f"#{host} tbody tr").all_inner_texts()}
 
 
+def _assert_in_viewport(page, selector: str) -> None:
+    box = page.locator(selector).bounding_box()
+    view = page.viewport_size
+    assert box is not None and box["height"] > 0, selector
+    assert 0 <= box["y"] and box["y"] + box["height"] <= view["height"], (selector, box, view)
+    assert 0 <= box["x"] and box["x"] + box["width"] <= view["width"], (selector, box, view)
+
+
 def _register(page, name: str, path: str) -> None:
     page.fill("#reg-name", name)
     page.fill("#reg-path", path)
@@ -328,17 +339,28 @@ def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_
         assert "classical" in _serving(page).lower()
         assert page.inner_text("#run-live") == "No run is queued or running."
         assert "after 2 newly approved masklets (now 0) and 0 h; auto-promote off" in page.inner_text("#loop-status")
+        # Nothing registered, nothing running: roll back and cancel are disabled and say why on hover.
+        assert page.locator("#rollback").is_disabled() and page.locator("#cancel-run").is_disabled()
+        assert page.get_attribute("#rollback", "title") == ("nothing to roll back: no version of this project is "
+                                                            "in production")
+        assert page.get_attribute("#cancel-run", "title") == "no training run of this project is queued or running"
         page.evaluate(WATCH_LIVE)
 
-        # 1. Register: a path with no checkpoint is refused with the reason; the real one is loaded and listed.
+        # 1. Register: a path outside the models folder is refused in words, under the path field and on
+        # screen; the real one is loaded and listed.
         _register(page, "nothing-there", "/no/such/dir/sam2.pt")
-        page.wait_for_selector("#action-error:not([hidden])")
-        assert page.inner_text("#action-error") == ("not registered: SAM 2 checkpoint /no/such/dir/sam2.pt "
-                                                    "does not exist")
+        page.wait_for_selector("#register-error:not([hidden])")
+        assert page.inner_text("#register-error") == (
+            "not registered: a checkpoint path must name a .pt file inside the models folder "
+            "(MASKLET_DATA_DIR/models/, e.g. uploads/my-model.pt); or upload the file")
+        assert page.evaluate("document.getElementById('reg-path').nextElementSibling.id") == "register-error"
+        assert page.get_attribute("#reg-path", "aria-invalid") == "true"
+        _assert_in_viewport(page, "#register-error")
+        page.screenshot(path=str(artifacts_dir / "models-register-error.png"))
         assert _loop_state(server)["versions"] == []
         _register(page, "tiny-random-64", seeded["checkpoint"])
         page.wait_for_selector("#versions tbody tr")
-        assert page.locator("#action-error").is_hidden()
+        assert page.locator("#register-error").is_hidden() and page.get_attribute("#reg-path", "aria-invalid") is None
         row = _rows(page, "versions")["tiny-random-64"]
         assert row[1:3] == ["candidate", "sam2.1_hiera_t @64"] and row[3] == "–"  # not evaluated yet
         page.click("#versions tr:has-text('tiny-random-64') button:has-text('Promote')")
@@ -379,7 +401,7 @@ def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_
         # 4. Promote the candidate: a new annotation session serves it and its masks name it.
         page.click(f"#versions tr:has-text('{candidate}') button:has-text('Promote')")
         page.wait_for_function(f"document.getElementById('serving').textContent.startsWith({candidate!r})")
-        assert page.locator("#action-error").is_hidden()
+        assert page.locator("#run-error").is_hidden()
         versions = {v["name"]: v for v in _loop_state(server)["versions"]}
         assert versions[candidate]["status"] == "production" and versions["tiny-random-64"]["status"] == "retired"
         page.goto(f"/projects/{LOOP_SLUG}/videos/{seeded['video']}/annotate/")

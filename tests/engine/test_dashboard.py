@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from annotator.models import Membership, Role
-from engine import registry, training
+from engine import dashboard, registry, training
 from engine.loop_demo import random_checkpoint
 from engine.models import Evaluation, ModelVersion, TrainingRun
 from engine.routing import websocket_urlpatterns
@@ -110,6 +110,73 @@ def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypa
     rolled = client.post(reverse("api-models-rollback", args=[project.slug]))
     assert rolled.status_code == 200 and rolled.json()["restored"] is None
     assert ModelVersion.objects.get(pk=v1.pk).status == "retired"
+
+
+@pytest.mark.parametrize(("rule", "subject", "possible", "reason"), [
+    (dashboard.can_start_run, None, True, ""),
+    (dashboard.can_start_run, TrainingRun(pk=7, status="running"), False,
+     "run 7 is already running: one run at a time"),
+    (dashboard.can_cancel_run, None, False, "no training run of this project is queued or running"),
+    (dashboard.can_cancel_run, TrainingRun(pk=7, status="queued"), True, ""),
+    (dashboard.can_cancel_run, TrainingRun(pk=7, status="running", cancel_requested=True), False,
+     "run 7 is already being cancelled"),
+    (dashboard.can_roll_back, None, False, "nothing to roll back: no version of this project is in production"),
+    (dashboard.can_roll_back, ModelVersion(name="v1", status="production"), True, ""),
+    (dashboard.can_promote, ModelVersion(name="v1", status="production"), False, "v1 is already in production"),
+    (dashboard.can_promote, ModelVersion(name="v1", status="candidate"), True, ""),
+    (dashboard.can_promote, ModelVersion(name="v1", status="retired"), True, ""),
+])
+def test_each_button_rule_says_whether_and_why_not(rule, subject, possible, reason):
+    assert rule(subject) == dashboard.Allowed(possible, reason)
+
+
+def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_client, tmp_path, monkeypatch):
+    """The state's rules (drawn as disabled buttons with a title) and the endpoints' refusals are one rule."""
+    monkeypatch.setattr("engine.dispatch.submit", lambda *a, **k: None)
+    project, client, _ = admin_client
+    page = client.get(reverse("models", args=[project.slug])).content.decode()
+    nothing = "nothing to roll back: no version of this project is in production"
+    assert f'id="rollback" disabled title="{nothing}"' in page
+    assert 'id="cancel-run" disabled title="no training run of this project is queued or running"' in page
+    assert 'id="start-run">' in page  # possible: no title, not disabled
+    rollback = client.post(reverse("api-models-rollback", args=[project.slug]))
+    assert rollback.status_code == 409 and rollback.json()["error"] == nothing
+    actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
+    assert actions["rollback"] == {"possible": False, "reason": nothing}
+
+    run = client.post(reverse("api-models-start", args=[project.slug])).json()["run"]
+    actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
+    busy = f"run {run['id']} is already queued: one run at a time"
+    assert actions["start"] == {"possible": False, "reason": busy} and actions["cancel"]["possible"]
+    refused = client.post(reverse("api-models-start", args=[project.slug]))
+    assert refused.status_code == 409 and refused.json()["error"] == busy
+
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
+    v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
+                                   check=False)
+    registry.promote(v1)
+    actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
+    assert actions["promote"] == {str(v1.pk): {"possible": False, "reason": "v1 is already in production"}}
+    assert actions["rollback"] == {"possible": True, "reason": ""}
+    again = client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk})
+    assert again.status_code == 409 and again.json()["error"] == "v1 is already in production"
+
+
+def test_register_errors_name_the_field_to_blame_in_words(admin_client, tmp_path, settings):
+    project, client, _ = admin_client
+    url = reverse("api-models-register", args=[project.slug])
+    empty = client.post(url, {"path": "", "config": "tiny"}).json()
+    assert empty["field"] == "path" and "models folder" in empty["error"]
+    size = client.post(url, {"path": "a.pt", "image_size": "big"}).json()
+    assert (size["field"], size["error"]) == ("image_size", "the image size must be a whole number of pixels, e.g. 512")
+    upload = client.post(url, {"file": SimpleUploadedFile("broken.pt", b"nope"), "config": "tiny",
+                               "image_size": 64}).json()
+    assert upload["field"] == "file"
+    settings.MODELS_ROOT.mkdir(parents=True, exist_ok=True)
+    (settings.MODELS_ROOT / "notes.pt").write_bytes(b"PK\x03\x04 not a checkpoint at all")
+    garbage = client.post(url, {"path": "notes.pt", "config": "tiny", "image_size": 64}).json()
+    assert garbage["field"] == "path" and garbage["error"].startswith("not registered: ")
+    assert "Error" not in garbage["error"] and "Traceback" not in garbage["error"], garbage
 
 
 def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, tmp_path, settings):

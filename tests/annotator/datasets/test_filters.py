@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -139,14 +140,14 @@ def web_exported(job: DatasetJob, tmp_path: Path) -> set[tuple[str, int]]:
 @pytest.mark.parametrize(("form", "filters", "expected"), [
     ({"statuses": ["approved"]}, {"statuses": ["approved"], "split": None, "type": None, "videos": []},
      {("a", 1), ("a", 2), ("b", 1), ("c", 1)}),
-    ({"statuses": ["approved", "rejected"], "split": "train", "type": "manual", "videos": "a, b"},
+    ({"statuses": ["approved", "rejected"], "split": "train", "type": "manual", "videos": ["a", "b"]},
      {"statuses": ["approved", "rejected"], "split": "train", "type": "manual", "videos": ["a", "b"]},
      {("a", 1), ("a", 3)}),
     ({"statuses": ["rejected"], "type": "auto"}, {"statuses": ["rejected"], "split": None, "type": "auto",
                                                    "videos": []}, {("b", 2)}),
     ({"statuses": list(Masklet.Status.values), "split": "test"},
      {"statuses": list(Masklet.Status.values), "split": "test", "type": None, "videos": []}, {("c", 1), ("c", 2)}),
-    ({"statuses": list(Masklet.Status.values), "videos": "b\nc"},
+    ({"statuses": list(Masklet.Status.values), "videos": ["b", "c"]},
      {"statuses": list(Masklet.Status.values), "split": None, "type": None, "videos": ["b", "c"]},
      {("b", 1), ("b", 2), ("c", 1), ("c", 2)}),
 ])
@@ -161,11 +162,20 @@ def test_web_export_form_refuses_bad_filters(admin_client, tmp_path):
     for field in ('name="split"', 'name="type"', 'name="videos"', 'name="statuses"', 'value="rejected"'):
         assert field in page
     response = admin_client.post(reverse("datasets", args=["filters"]),
-                                 {"format": "coco", "statuses": ["approved"], "videos": "a ghost, e"}, follow=True)
-    assert b"--videos: no ready video named ghost, e in project filters" in response.content
+                                 {"format": "coco", "statuses": ["approved"], "videos": ["a", "ghost"]}, follow=True)
+    assert b"ghost is not one of the available choices" in response.content  # the picker offers only real videos
     response = admin_client.post(reverse("datasets", args=["filters"]), {"format": "coco", "statuses": ["approved"],
                                                                          "split": "holdout", "type": "robot"})
     assert response.status_code == 200
     assert b"holdout is not one of the available choices" in response.content
     assert b"robot is not one of the available choices" in response.content
     assert not DatasetJob.objects.exists(), "nothing queued"
+
+
+def test_the_export_form_remembers_what_this_person_chose_last(admin_client):
+    admin_client.post(reverse("datasets", args=["filters"]), {"format": "ytvis", "statuses": ["approved", "rejected"],
+                                                               "split": "val", "type": "auto"})
+    page = admin_client.get(reverse("datasets", args=["filters"])).content.decode()
+    assert '<option value="ytvis" selected>' in page
+    assert '<option value="val" selected>' in page and '<option value="auto" selected>' in page
+    assert re.search(r'value="rejected"[^>]*checked', page) and not re.search(r'value="draft"[^>]*checked', page)
