@@ -171,6 +171,21 @@ def test_propagation_follows_a_moving_object_forward() -> None:
     assert iou(gts[0], gts[-1]) < 0.7
 
 
+def test_a_still_object_stays_put_when_the_camera_pans_behind_it() -> None:
+    """Flow smooths the background's motion over a plain object and drags its mask along (DAVIS libby):
+    the mask left where it was fits the object's colours better than the moved one, and is kept."""
+    gt = ellipse((160, 120), (30, 20))
+    frames = []
+    for i in range(12):
+        frame = np.roll(BACKGROUND, 12 * i, axis=1)
+        frame[gt] = (220, 100, 70)
+        frames.append(frame)
+    s = session(frames)
+    s.add_mask(0, 1, gt)
+    ious = [iou(r.masks[1], gt) for r in s.propagate(0)]
+    assert min(ious) > 0.9, ious
+
+
 def test_propagation_backward_from_a_later_prompt() -> None:
     frames, gts = moving_clip()
     s = session(frames)
