@@ -17,6 +17,7 @@ from django.db.models import Count, Min
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from annotator.permissions import Action, project_permission
@@ -73,14 +74,30 @@ def can_promote(version: ModelVersion) -> Allowed:
     return YES
 
 
+def can_download(checkpoint: fetch.Checkpoint, active: ModelDownload | None) -> Allowed:
+    if active is not None:
+        return Allowed(False, f"{checkpoint.label} is already being downloaded ({active.status})")
+    return YES
+
+
+def _live_downloads(project: Any) -> dict[str, ModelDownload]:
+    """Queued or running downloads by checkpoint name; a silent one (its job died) does not block a new one,
+    which ``engine.downloads.start_download`` fails first."""
+    live = ModelDownload.objects.filter(project=project, status__in=ModelDownload.ACTIVE,
+                                        updated_at__gte=timezone.now() - downloads.STALE_AFTER)
+    return {d.name: d for d in live}
+
+
 def _active_run(project: Any) -> TrainingRun | None:
     return TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE).order_by("-created_at").first()
 
 
 def allowed_actions(project: Any, versions: list[ModelVersion], active_run: TrainingRun | None) -> dict[str, Any]:
-    """Every button's rule for the page: start, cancel, roll back, and promote per version id."""
+    """Every button's rule for the page: start, cancel, roll back, promote per version id, download per checkpoint."""
     production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
-    return {"start": can_start_run(active_run).as_dict(), "cancel": can_cancel_run(active_run).as_dict(),
+    downloading = _live_downloads(project)
+    return {"download": {name: can_download(c, downloading.get(name)).as_dict() for name, c in fetch.OFFICIAL.items()},
+            "start": can_start_run(active_run).as_dict(), "cancel": can_cancel_run(active_run).as_dict(),
             "rollback": can_roll_back(production).as_dict(),
             "promote": {str(v.pk): can_promote(v).as_dict() for v in versions}}
 
@@ -172,16 +189,18 @@ def dashboard_state(project: Any) -> dict[str, Any]:
               .order_by("-created_at", "-id")[:RECENT_EVENTS])
     serving = serving_model(project)
     active = next((r for r in runs if r.is_active), None) or _active_run(project)
+    actions = allowed_actions(project, versions, active)
     return {
         "project": {"slug": project.slug, "name": project.name},
         "serving": serving.name,
         "serving_fallback": serving.fallback,
-        "checkpoints": [{"name": c.name, "label": c.label} for c in fetch.OFFICIAL.values()],
+        "checkpoints": [{"name": c.name, "label": c.label, "allowed": actions["download"][c.name]}
+                        for c in fetch.OFFICIAL.values()],
         "downloads": [downloads.as_dict(d) for d in ModelDownload.objects.filter(project=project)[:RECENT_DOWNLOADS]],
         "versions": [_version(v, evaluations) for v in versions],
         "runs": [_run(r) for r in runs],
         "active_run": _run(active) if active else None,
-        "actions": allowed_actions(project, versions, active),
+        "actions": actions,
         "events": [{"action": e.action, "version": e.version.name, "actor": e.actor.get_username() if e.actor else
                     "engine", "note": e.note, "at": e.created_at.isoformat()} for e in events],
         "growth": dataset_growth(project),
@@ -316,6 +335,9 @@ def api_download(request: HttpRequest, project: Any) -> JsonResponse:
     name = str(data.get("name") or "")
     if name not in fetch.OFFICIAL:
         return _refused(f"name one of Meta's checkpoints: {', '.join(fetch.OFFICIAL)}", 400)
+    allowed = can_download(fetch.OFFICIAL[name], _live_downloads(project).get(name))
+    if not allowed.possible:
+        return _refused(allowed.reason)
     try:
         download = downloads.start_download(project, name, request.user,
                                             promote=str(data.get("promote", "1")).lower() not in ("0", "false", ""))

@@ -31,7 +31,7 @@ interface Download {
 // rule the endpoint refuses by.
 interface Rule { possible: boolean; reason: string }
 interface State {
-  actions: { start: Rule; cancel: Rule; rollback: Rule; promote: Record<string, Rule> };
+  actions: { start: Rule; cancel: Rule; rollback: Rule; promote: Record<string, Rule>; download: Record<string, Rule> };
   serving: string;
   serving_fallback: boolean;
   downloads: Download[];
@@ -248,12 +248,10 @@ const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 function renderDownloads(): void {
   const host = $("downloads");
   host.replaceChildren();
-  const active = new Set<string>();
   const seen = new Set<string>();
   for (const d of state.downloads) {
     if (seen.has(d.name)) continue;
     seen.add(d.name);
-    if (d.status === "queued" || d.status === "running") active.add(d.name);
     const item = document.createElement("div");
     item.className = "download-item";
     item.dataset.status = d.status;
@@ -277,16 +275,18 @@ function renderDownloads(): void {
     host.appendChild(item);
   }
   root.querySelectorAll<HTMLButtonElement>("button.download").forEach((button) => {
-    button.disabled = active.has(button.dataset.name ?? "");
+    applyRule(button, state.actions.download[button.dataset.name ?? ""]);
   });
 }
 
 function onDownload(event: DownloadEvent): void {
   const known = state.downloads.findIndex((d) => d.id === event.id);
+  const before = known >= 0 ? state.downloads[known].status : undefined;
   if (known >= 0) state.downloads[known] = event;
   else state.downloads.unshift(event);
   renderDownloads();
-  if (event.status === "succeeded") void refresh();  // a new version, maybe serving
+  // A new status: the buttons' rules change, and a succeeded download is a new version, maybe serving.
+  if (event.status !== before) void refresh();
 }
 
 function render(event?: RunEvent): void {

@@ -12,9 +12,9 @@ from django.test import Client
 from django.urls import reverse
 
 from annotator.models import Membership, Role
-from engine import dashboard, registry, training
+from engine import dashboard, fetch, registry, training
 from engine.loop_demo import random_checkpoint
-from engine.models import Evaluation, ModelVersion, TrainingRun
+from engine.models import Evaluation, ModelDownload, ModelVersion, TrainingRun
 from engine.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +130,13 @@ def test_each_button_rule_says_whether_and_why_not(rule, subject, possible, reas
     assert rule(subject) == dashboard.Allowed(possible, reason)
 
 
+def test_a_checkpoint_cannot_be_downloaded_twice_at_once():
+    tiny = fetch.OFFICIAL["sam2.1_hiera_tiny"]
+    assert dashboard.can_download(tiny, None) == dashboard.YES
+    busy = dashboard.can_download(tiny, ModelDownload(name=tiny.name, status="running"))
+    assert busy == dashboard.Allowed(False, f"{tiny.label} is already being downloaded (running)")
+
+
 def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_client, tmp_path, monkeypatch):
     """The state's rules (drawn as disabled buttons with a title) and the endpoints' refusals are one rule."""
     monkeypatch.setattr("engine.dispatch.submit", lambda *a, **k: None)
@@ -143,6 +150,14 @@ def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_
     assert rollback.status_code == 409 and rollback.json()["error"] == nothing
     actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
     assert actions["rollback"] == {"possible": False, "reason": nothing}
+    assert set(actions["download"]) == set(fetch.OFFICIAL) and all(r["possible"] for r in actions["download"].values())
+    tiny = fetch.OFFICIAL["sam2.1_hiera_tiny"]
+    ModelDownload.objects.create(project=project, name=tiny.name, status="running")
+    busy = f"{tiny.label} is already being downloaded (running)"
+    assert f'data-name="{tiny.name}" disabled title="{busy}"' in client.get(
+        reverse("models", args=[project.slug])).content.decode()
+    again = client.post(reverse("api-models-download", args=[project.slug]), {"name": tiny.name})
+    assert again.status_code == 409 and again.json()["error"] == busy
 
     run = client.post(reverse("api-models-start", args=[project.slug])).json()["run"]
     actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
