@@ -188,8 +188,12 @@ def masklet_server_factory(tmp_path_factory, frontend_built, artifacts_dir, migr
         yield start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module. Playwright's sync API keeps an event loop on the main thread
+    while it is started, and Django refuses ORM calls from a thread with a running loop
+    (SynchronousOnlyOperation): a session-wide browser broke every database test that a pytest
+    process ran after a browser test. Stopping it with the module ends the loop (~1 s a launch)."""
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium not found at {CHROMIUM}: install it (apt-get install -y chromium) to run browser tests")
     from playwright.sync_api import sync_playwright
