@@ -68,7 +68,10 @@ Server -> client::
                      "masks":[{"object_id","frame","counts","source","revision","area"}...],
                      "skipped":[{"object_id","frame"}...]}          # human frames left alone
     track_done:     {"type":"track_done","re":..,"op":..,"done":k,"total":N,"cancelled":bool,
-                     "written":n,"skipped":m,"model_ms":..}
+                     "written":n,"skipped":m,"model_ms":..,
+                     "objects":[{"object_id":1,"frames":k,"with_mask":j,"lost_at":<frame>|null}...]}
+                     # per tracked object: of the k frames visited, j where the model found it,
+                     # and the first frame (in visiting order) where it found nothing (lost)
     object:         {"type":"object","re":..,"masklet":<masklet>}
     object_deleted: {"type":"object_deleted","re":..,"object_id":1}
     pong:           {"type":"pong","re":..,"renewed":n}

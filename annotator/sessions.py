@@ -749,6 +749,7 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
 
     done = written = skipped_count = 0
     model_ms = 0.0
+    summary = TrackSummary(tracked)
     batch: list[tuple[int, dict[int, dict]]] = []
     last_flush = time.monotonic()
 
@@ -787,6 +788,7 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
                     break
                 model_ms += ms
                 native = live.frames[result.frame_index]
+                summary.add(native, result.masks)
                 batch.append((native, {object_id: encode_rle(result.masks[object_id])
                                        for object_id in tracked if object_id in result.masks}))
                 due = len(batch) >= FLUSH_FRAMES or time.monotonic() - last_flush >= FLUSH_SECONDS
@@ -810,7 +812,33 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
     if failure is not None:  # the error reply says how many frames are stored (``done``, now final)
         raise TrackFailed(failure, done, total) from failure
     replier.answer("track_done", op=envelope.op, done=done, total=total, cancelled=cancelled, written=written,
-                   skipped=skipped_count, model_ms=round(model_ms, 2))
+                   skipped=skipped_count, objects=summary.objects(), model_ms=round(model_ms, 2))
+
+
+class TrackSummary:
+    """Per tracked object, what the model found on the frames a track visited: on how many it has a
+    mask, and the first frame (in the order visited) where it found nothing, i.e. where the object
+    was lost. ``track_done`` carries it so the page can say "mask on 1 of 58 frames, lost at 4"
+    rather than counting stored (possibly empty) masks."""
+
+    def __init__(self, object_ids: list[int]):
+        self._ids = list(object_ids)
+        self._frames = 0
+        self._with_mask = dict.fromkeys(self._ids, 0)
+        self._lost_at: dict[int, int | None] = dict.fromkeys(self._ids)
+
+    def add(self, frame: int, masks: dict[int, Any]) -> None:
+        self._frames += 1
+        for object_id in self._ids:
+            mask = masks.get(object_id)
+            if mask is not None and mask.any():
+                self._with_mask[object_id] += 1
+            elif self._lost_at[object_id] is None:
+                self._lost_at[object_id] = frame
+
+    def objects(self) -> list[dict[str, int | None]]:
+        return [{"object_id": object_id, "frames": self._frames, "with_mask": self._with_mask[object_id],
+                 "lost_at": self._lost_at[object_id]} for object_id in self._ids]
 
 
 class TrackWriter:

@@ -10,7 +10,7 @@
 // masks-loaded (stored-mask loads done), last-edit ("object frame revision area" of the last
 // edit, undo or redo the server confirmed), undo / redo (history depth), tracking ("1" while a
 // track runs), tracked (tracks finished), track-end (how the last track ended: done, cancelled,
-// error, or lost with the connection).
+// error, or lost with the connection), playing ("1" while the video plays).
 
 import { BrushStroke } from "./brush";
 import { Colours } from "./colours";
@@ -19,7 +19,7 @@ import { FrameCache } from "./frames";
 import { History, type Edit } from "./history";
 import { OverlayCache } from "./overlays";
 import { ObjectsPanel, objectName } from "./panel";
-import { ERROR_WORDS, type Direction, type Hello, type MaskJSON, type ServerMessage } from "./protocol";
+import { ERROR_WORDS, type Direction, type Hello, type MaskJSON, type ServerMessage, type TrackedObject } from "./protocol";
 import { Renderer, type Scene } from "./renderer";
 import { commandFor, renderHelp } from "./shortcuts";
 import { Store } from "./store";
@@ -87,12 +87,16 @@ export class AnnotateApp {
   private fetchSeq = 0;
   private liveDuringFetch: MaskJSON[] | null = null;
   private creating: Promise<number | null> | null = null;
+  /** The play timer while the video plays (one annotated frame per tick at the project's annotation fps). */
+  private playTimer: number | null = null;
+  private readonly fps: number;
 
   constructor(private readonly root: HTMLElement) {
     const data = root.dataset;
     const frames = jsonScript<number[]>("annotate-frames", []);
     const width = Number(data.videoWidth), height = Number(data.videoHeight);
     this.labels = jsonScript<string[]>("annotate-labels", []);
+    this.fps = Math.max(1, Number(data.annotationFps) || 6);
     this.store = new Store(frames, width, height);
     this.store.canEdit = data.canEdit === "true";
     this.store.canManage = data.canManage === "true";
@@ -253,7 +257,9 @@ export class AnnotateApp {
   }
 
   private say(text: string): void {
-    el(this.root, "#status-note").textContent = text;
+    const note = el(this.root, "#status-note");
+    note.textContent = text;
+    note.classList.remove("warn");
   }
 
   private showConnection(state: ConnectionState, detail: string): void {
@@ -494,12 +500,30 @@ export class AnnotateApp {
   }
 
   private async objectCommand(type: "submit" | "reopen", objectId: number): Promise<void> {
+    const masklet = this.store.masklets.get(objectId);
+    const gaps = this.store.gaps(objectId);
+    if (type === "submit" && masklet && gaps.length && !window.confirm(this.gapsQuestion(masklet.object_id, gaps))) {
+      this.say(`${objectName(masklet)} not submitted: it has no mask on ${gaps.length} frame${gaps.length === 1 ? "" : "s"} `
+        + `(first at frame ${gaps[0]}).`);
+      return;
+    }
     const reply = await this.ask(type, { object_id: objectId });
     if (reply?.type === "object") {
       this.store.putMasklet(reply.masklet);
       this.say(type === "submit" ? `${objectName(reply.masklet)} submitted for review.` : `${objectName(reply.masklet)} reopened: you can edit it again.`);
     }
     this.refreshPanel();
+  }
+
+  /** What Submit asks when the object has frames without a mask between its first and last masked frame. */
+  private gapsQuestion(objectId: number, gaps: number[]): string {
+    const masklet = this.store.masklets.get(objectId)!;
+    const frames = this.store.frames;
+    const masked = frames.filter((frame) => (this.store.get(objectId, frame)?.area ?? 0) > 0);
+    const span = frames.indexOf(masked[masked.length - 1]) - frames.indexOf(masked[0]) + 1;
+    const shown = gaps.slice(0, 8).join(", ") + (gaps.length > 8 ? ", …" : "");
+    return `${objectName(masklet)} has no mask on ${gaps.length} of the ${span} frames from frame ${masked[0]} `
+      + `to frame ${masked[masked.length - 1]} (frames ${shown}). Submit anyway?`;
   }
 
   /** The object an edit applies to: the selected one if editable, else a new one. */
@@ -630,13 +654,21 @@ export class AnnotateApp {
       return;
     }
     const overwrite = el<HTMLInputElement>(this.root, "#track-overwrite").checked;
+    // "selected": only the selected object; "all": every object I hold (the server's default).
+    const scope = el<HTMLSelectElement>(this.root, "#track-scope").value;
+    if (scope === "selected" && this.selected === null) {
+      this.showError("empty", "Select an object to track, or choose to track all your objects.");
+      return;
+    }
+    const objects = scope === "selected" ? { object_ids: [this.selected] } : {};
     const state: TrackState = { request: this.connection.newId(), op: null, done: 0, total: 0, cancel: false };
     this.trackState = state;
     this.canvas.dataset.trackEnd = "";
     this.trackProgress(0, 0);
     // `track_started`, progress, `track_done` and a later error are followed in `message`; this
     // reply is the first of them, or the refusal (nothing to track, offline ...) shown by `ask`.
-    const reply = await this.ask("track", { frame: this.frame, direction, overwrite_human: overwrite }, state.request);
+    const reply = await this.ask("track", { frame: this.frame, direction, overwrite_human: overwrite, ...objects },
+      state.request);
     if (this.trackState === state && reply?.type !== "track_started") this.trackEnded("error");
   }
 
@@ -652,10 +684,18 @@ export class AnnotateApp {
     this.canvas.dataset.tracking = "1";
   }
 
-  private trackDone(message: { cancelled: boolean; written: number; skipped: number; done: number; total: number }): void {
+  private trackDone(message: { cancelled: boolean; skipped: number; objects: TrackedObject[] }): void {
     this.trackEnded(message.cancelled ? "cancelled" : "done");
-    const kept = message.skipped ? `, ${message.skipped} frame${message.skipped === 1 ? "" : "s"} edited by a person kept` : "";
-    this.say(`${message.cancelled ? "Tracking cancelled" : "Tracking done"}: ${message.written} mask${message.written === 1 ? "" : "s"} written${kept}.`);
+    const kept = message.skipped ? ` (${message.skipped} frame${message.skipped === 1 ? "" : "s"} edited by a person kept)` : "";
+    // Frames WITH a mask, and where each object was lost: an empty mask is stored but is no annotation.
+    const found = message.objects.map((o) => {
+      const masklet = this.store.masklets.get(o.object_id);
+      const name = masklet ? objectName(masklet) : `#${o.object_id}`;
+      return `${name} has a mask on ${o.with_mask} of ${o.frames} frame${o.frames === 1 ? "" : "s"}`
+        + (o.lost_at === null ? "" : `, lost at frame ${o.lost_at}`);
+    });
+    this.say(`${message.cancelled ? "Tracking cancelled" : "Tracking done"}: ${found.join("; ")}${kept}.`);
+    el(this.root, "#status-note").classList.toggle("warn", message.objects.some((o) => o.lost_at !== null));
     this.canvas.dataset.tracked = String(Number(this.canvas.dataset.tracked ?? "0") + 1);
   }
 
@@ -719,6 +759,7 @@ export class AnnotateApp {
     }
     on("#frame-prev", () => this.seek(this.position - 1));
     on("#frame-next", () => this.seek(this.position + 1));
+    on("#play", () => this.togglePlay());
     on("#undo", () => void this.undoRedo(false));
     on("#redo", () => void this.undoRedo(true));
     on("#clear-frame", () => void this.clearFrame());
@@ -747,6 +788,25 @@ export class AnnotateApp {
       ? `\n\n${drafts.length} object${drafts.length === 1 ? " is" : "s are"} not submitted: ${drafts.map((m) => objectName(m)).join(", ")}.`
       : "";
     return `Mark this video done? It leaves the work queue; submitted objects still go to review.${open}`;
+  }
+
+  /** Play from this frame (from the start when at the end) at the annotation fps, or pause. */
+  private togglePlay(play = this.playTimer === null): void {
+    if (this.playTimer !== null) window.clearInterval(this.playTimer);
+    this.playTimer = null;
+    const n = this.store.frames.length;
+    if (play && n > 1) {
+      if (this.position >= n - 1) this.seek(0);
+      this.playTimer = window.setInterval(() => {
+        this.seek(this.position + 1);
+        if (this.position >= n - 1) this.togglePlay(false);
+      }, 1000 / this.fps);
+    }
+    const playing = this.playTimer !== null;
+    const button = el<HTMLButtonElement>(this.root, "#play");
+    button.textContent = playing ? "❚❚ Pause" : "▶ Play";
+    button.setAttribute("aria-pressed", String(playing));
+    this.canvas.dataset.playing = playing ? "1" : "0";
   }
 
   private zoom(factor: number): void {
@@ -781,6 +841,7 @@ export class AnnotateApp {
       this.renderer.invalidate();
     }, { passive: false });
     canvas.addEventListener("pointerdown", (event) => {
+      if (this.playTimer !== null) this.togglePlay(false); // work on the frame in view
       const [cx, cy] = this.local(event);
       const [vx, vy] = this.viewport.toVideo(cx, cy);
       if (event.button === 1 || (event.button === 0 && this.spaceDown)) {
@@ -900,6 +961,7 @@ export class AnnotateApp {
       case "track-forward": void this.track("forward"); break;
       case "track-backward": void this.track("backward"); break;
       case "track-both": void this.track("both"); break;
+      case "play": this.togglePlay(); break;
       case "escape":
         if (!el(this.root, "#help-overlay").hidden) this.toggleHelp(false);
         else if (this.box || this.stroke) this.cancelDrag();

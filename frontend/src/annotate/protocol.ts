@@ -40,6 +40,15 @@ export interface MaskJSON {
   area: number;
 }
 
+/** What a track found for one object: of the `frames` it visited, `with_mask` where the object has a
+ *  mask, and the first frame (in visiting order) where the model found nothing (null: never lost). */
+export interface TrackedObject {
+  object_id: number;
+  frames: number;
+  with_mask: number;
+  lost_at: number | null;
+}
+
 export interface Hello {
   type: "hello";
   session: string;
@@ -68,7 +77,7 @@ export type ServerMessage = { v?: number; re?: string | number; by?: string } & 
   | { type: "track_progress"; op: string; done: number; total: number; masks: MaskJSON[];
       skipped: { object_id: number; frame: number }[] }
   | { type: "track_done"; op: string; done: number; total: number; cancelled: boolean; written: number;
-      skipped: number }
+      skipped: number; objects: TrackedObject[] }
   | { type: "error"; code: string; error: string }
   | { type: "worker"; state: "assigning" | "ready" | "rebuilding" | "lost"; model?: string; model_fallback?: boolean;
       /** Only when the page's version could not be kept (before error `model_changed`): the new one. */

@@ -33,6 +33,7 @@ export const SHORTCUTS: Shortcut[] = [
     bindings: [bind("prev", named("ArrowLeft")), bind("next", named("ArrowRight"))] },
   { keys: "Shift + ← / →", help: "Jump 10 frames back / forward",
     bindings: [bind("prev10", named("ArrowLeft", { shift: true })), bind("next10", named("ArrowRight", { shift: true }))] },
+  { keys: "K", help: "Play / pause at the project's annotation fps", bindings: [bind("play", letter("k"))] },
   { keys: "V", help: "Point tool: click adds the object, Shift+click or right click removes",
     bindings: [bind("tool-click", letter("v"))] },
   { keys: "B", help: "Box tool: drag a box around the object", bindings: [bind("tool-box", letter("b"))] },

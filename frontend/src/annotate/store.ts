@@ -16,8 +16,9 @@ export interface StoredMask {
 }
 
 /** A frame of one object on the timeline: no mask, a model's mask (to review), one a person made
- *  here, or one imported with a dataset (accepted annotation too: tracking leaves both alone). */
-export type FrameState = "missing" | "present" | "human" | "imported";
+ *  here, or one imported with a dataset (accepted annotation too: tracking leaves both alone); or
+ *  lost: the model was asked (a track, or a clear) and stored an empty mask. */
+export type FrameState = "missing" | "lost" | "present" | "human" | "imported";
 
 type Listener = (objectId: number | null, frame: number | null) => void;
 
@@ -95,7 +96,8 @@ export class Store {
 
   state(objectId: number, frame: number): FrameState {
     const mask = this.get(objectId, frame);
-    if (!mask || mask.area === 0) return "missing";
+    if (!mask) return "missing";
+    if (mask.area === 0) return mask.source === "model" ? "lost" : "missing";
     return mask.source === "model" ? "present" : mask.source;
   }
 
@@ -104,6 +106,15 @@ export class Store {
     let count = 0;
     for (const mask of this.masks.get(objectId)?.values() ?? []) if (mask.area > 0) count += 1;
     return count;
+  }
+
+  /** Frames (native) without a mask between the object's first and last frame with one. */
+  gaps(objectId: number): number[] {
+    const frames = this.frames;
+    const has = frames.map((frame) => (this.get(objectId, frame)?.area ?? 0) > 0);
+    const first = has.indexOf(true), last = has.lastIndexOf(true);
+    if (first < 0) return [];
+    return frames.slice(first, last + 1).filter((_, i) => !has[first + i]);
   }
 
   objectIds(): number[] {

@@ -1,8 +1,13 @@
 // The scrubber and one filmstrip row per object: where its mask is present (model), where a
 // person edited it (human: marked above and below), where it was imported with a dataset
-// (accepted like a person's: marked above only), and where it is missing. Click or drag a row to seek.
+// (accepted like a person's: marked above only), where it is missing, and where it is lost (the
+// model stored an empty mask: a red band, with a full-height red mark where the object was lost,
+// i.e. a lost frame next to one with a mask). Click or drag a row to seek.
 
 import type { Store } from "./store";
+
+/** The colour of frames where the model lost the object (also the legend's). */
+const LOST = "#d1343b";
 
 export interface TimelineObject {
   id: number;
@@ -85,6 +90,7 @@ export class Timeline {
         row.append(name, strip);
         this.root.append(row);
       }
+      if (object.selected && !row.classList.contains("selected")) this.reveal(row);
       row.classList.toggle("selected", object.selected);
       const name = row.querySelector(".track-name") as HTMLElement;
       name.textContent = object.name;
@@ -93,6 +99,13 @@ export class Timeline {
     }
     for (const [key, row] of rows) if (!keep.has(key)) row.remove();
     this.root.classList.toggle("empty", objects.length === 0);
+  }
+
+  /** Scroll the timeline (it scrolls by itself when there are many objects) to show the selected row. */
+  private reveal(row: HTMLElement): void {
+    const r = row.getBoundingClientRect(), view = this.root.getBoundingClientRect();
+    if (r.top < view.top) this.root.scrollTop -= view.top - r.top;
+    else if (r.bottom > view.bottom) this.root.scrollTop += r.bottom - view.bottom;
   }
 
   private drawStrip(strip: HTMLCanvasElement, object: TimelineObject): void {
@@ -107,10 +120,22 @@ export class Timeline {
     ctx.fillRect(0, 0, width, h);
     const cell = width / n;
     let present = 0, human = 0, imported = 0;
+    const states = frames.map((frame) => this.store.state(object.id, frame));
+    const masked = (i: number) => i >= 0 && i < n && states[i] !== "missing" && states[i] !== "lost";
+    const lostAt: number[] = [];
     for (let i = 0; i < n; i++) {
-      const state = this.store.state(object.id, frames[i]);
+      const state = states[i];
       if (state === "missing") continue;
       const x0 = Math.floor(i * cell), x1 = Math.max(x0 + 1, Math.floor((i + 1) * cell));
+      if (state === "lost") {
+        ctx.fillStyle = LOST;
+        ctx.fillRect(x0, h - 5, x1 - x0, 5);
+        if (masked(i - 1) || masked(i + 1)) {
+          lostAt.push(frames[i]);
+          ctx.fillRect(x0, 0, Math.max(2, x1 - x0), h);
+        }
+        continue;
+      }
       ctx.fillStyle = object.colour;
       ctx.globalAlpha = state === "present" ? 0.55 : 1;
       ctx.fillRect(x0, 2, x1 - x0, h - 4);
@@ -127,8 +152,12 @@ export class Timeline {
     const cx = Math.floor((this.position + 0.5) * cell);
     ctx.fillStyle = "#2f5bea";
     ctx.fillRect(cx - 1, 0, 2, h);
+    const lost = states.filter((state) => state === "lost").length;
     strip.title = `${object.name}: mask on ${present} of ${n} frames, ${human} edited by a person`
-      + (imported ? `, ${imported} imported` : "");
+      + (imported ? `, ${imported} imported` : "")
+      + (lostAt.length ? `; lost at frame ${lostAt.join(", ")} (empty on ${lost} frames)` : "");
+    strip.dataset.lost = String(lost);
+    strip.dataset.lostAt = lostAt.join(" ");
     strip.dataset.present = String(present);
     strip.dataset.human = String(human);
     strip.dataset.imported = String(imported);

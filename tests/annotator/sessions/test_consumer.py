@@ -134,6 +134,14 @@ def test_track_streams_progress_writes_every_frame_and_spares_human_frames(team,
         assert sorted(rows) == [0, 4, 8, 12, 16, 20]
         assert rows[8] == ("human", clicked["counts"])
         assert {rows[f][0] for f in (0, 4, 12, 16, 20)} == {"model"}
+        # The summary counts frames where the object HAS a mask (not masks written) and names the
+        # first frame, in visiting order (forward from 8, then back), where the model lost it.
+        areas = await database_sync_to_async(lambda: {
+            f.frame_index: f.area for f in MaskFrame.objects.filter(masklet__video=video)})()
+        empty = [f for f in (8, 12, 16, 20, 4, 0) if areas[f] == 0]
+        assert done["objects"] == [{"object_id": object_id, "frames": 6,
+                                    "with_mask": sum(1 for a in areas.values() if a > 0),
+                                    "lost_at": empty[0] if empty else None}], (done["objects"], areas)
         await ws.close()
 
     run(scenario)
