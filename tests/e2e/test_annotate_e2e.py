@@ -305,6 +305,20 @@ def go_to_frame(page, position: int) -> None:
                            f" && d.masks === d.masksExpected; }})()")
 
 
+def click_submit(page) -> None:
+    """Click Submit, accepting the "Submit anyway?" that an object with frames without a mask
+    between its first and last masked frame asks (tracking may lose the object midway); the
+    question itself is tested in test_annotate_screen_e2e.py."""
+    def accept(dialog):
+        dialog.accept() if dialog.message.endswith("Submit anyway?") else dialog.dismiss()
+
+    page.on("dialog", accept)
+    try:
+        page.click("#object-submit")
+    finally:
+        page.remove_listener("dialog", accept)
+
+
 def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page, server, video_id, version = annotate_page
     backend = request.node.callspec.id
@@ -378,7 +392,7 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page.screenshot(path=str(artifacts_dir / f"annotate-brushed-{backend}.png"))
 
     # Submit for review: read only from now on.
-    page.click("#object-submit")
+    click_submit(page)
     page.wait_for_function("document.querySelector('li.object .object-status').textContent === 'Submitted'")
     assert stored(server, video_id)["masklets"][0]["status"] == "submitted"
 
@@ -708,7 +722,7 @@ def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page, artifacts_di
     assert visited - 1 <= len(rewritten) <= visited < SPEC.num_frames // STRIDE - 1
 
     # Submit: out of this user's tracks from now on.
-    page.click("#object-submit")
+    click_submit(page)
     page.wait_for_function(f"document.querySelector(\"li.object[data-object-id='{oid}'] .object-status\")"
                            ".textContent === 'Submitted'")
 

@@ -15,6 +15,8 @@ import json
 
 import pytest
 
+from tests.e2e.test_annotate_e2e import click_submit
+
 pytestmark = pytest.mark.e2e
 
 SLUG = "demo"
@@ -108,7 +110,7 @@ def _annotate_and_submit(page, object_id: int, fix: bool, sent_back: tuple[str, 
         scale, tx, ty = (float(v) for v in page.get_attribute("#frame-canvas", "data-view").split())
         page.mouse.click(box["x"] + tx + 110 * scale, box["y"] + ty + 80 * scale)
         page.wait_for_function("document.getElementById('frame-canvas').dataset.busy === '0'")
-    page.click("#object-submit")
+    click_submit(page)
     page.wait_for_function("document.querySelector('li.object .object-status').textContent === 'Submitted'")
     assert page.locator("[data-role=review]").count() == 0  # answered: the resubmitted masklet waits for review
 

@@ -259,6 +259,7 @@ export class AnnotateApp {
   private say(text: string): void {
     const note = el(this.root, "#status-note");
     note.textContent = text;
+    note.title = text; // the status line keeps its height: a message longer than it shows is whole here
     note.classList.remove("warn");
   }
 
