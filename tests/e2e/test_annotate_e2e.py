@@ -369,11 +369,14 @@ def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page.wait_for_function(f"document.querySelector('.track-row canvas').dataset.present === '{present}'")
     page.screenshot(path=str(artifacts_dir / f"annotate-tracked-{backend}.png"))
 
-    # Brush-correct frame 20: paint a stroke from the object's centre outwards.
+    # Brush-correct frame 20: paint a stroke outwards from the object's centre, starting where the
+    # tracked mask ends (a stroke over pixels the mask already has changes nothing, and sends nothing).
     position = 5
     go_to_frame(page, position)
     before = frames[position * STRIDE]
-    bx, by, _, _ = target_point(position)
+    cx, by, _, _ = target_point(position)
+    tracked = decode(before["rle_counts"]) if before["area"] else np.zeros((SPEC.height, SPEC.width), bool)
+    bx = next((x for x in range(cx, SPEC.width - 45) if not tracked[by, x]), cx)
     page.keyboard.press("p")
     assert canvas(page, "tool") == "brush"
     page.mouse.move(*to_page(page, bx, by))
