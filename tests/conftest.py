@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,28 +26,24 @@ DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "dja
                      "live_server"}
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Derive the markers CI's passes select on, so a new test lands in the right pass by what it uses:
 
     - ``db_engine``: the test reaches the database (a ``django_db`` mark or a database fixture), so it
       runs in both passes: on SQLite in the embedded pass, on PostgreSQL in the services pass;
     - ``services``: skipped in embedded mode (no ``REDIS_URL``), with the reason.
 
-    Then (after ``-m`` has deselected and pytest-django has put database tests first) files with a
-    browser or slow test go first: ``make test`` hands whole files to its two xdist workers in this
-    order (``--dist loadfile --no-loadscope-reorder``), so the longest units start at once and
-    short files fill the gaps at the end.
+    Do not reorder the items: pytest-django runs database tests before the others, and a browser
+    test's Playwright loop (session-scoped) makes every later ORM call in that process fail with
+    "You cannot call this from an async context". ``make test``'s xdist workers take whole files in
+    this order (``--dist loadfile --no-loadscope-reorder``), so that holds in each worker too.
     """
     for item in items:
         if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db_engine)
         if item.get_closest_marker("services") and django_settings.EMBEDDED:
             item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
-    result = yield
-    heavy = {item.path for item in items if item.get_closest_marker("e2e") or item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in heavy)  # stable: otherwise pytest-django's order
-    return result
 
 
 @pytest.fixture(scope="session", autouse=True)
