@@ -10,6 +10,7 @@ the cups of ``02_cups.mp4`` are the easy, high-contrast case.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -97,16 +98,38 @@ def test_simulated_corrective_clicks_improve_the_mask(frames: dict[str, np.ndarr
         assert ious[-1] >= min(ious[0] + 0.2, 0.9), ious  # a poor first mask gains; a good one stays good
 
 
+# A kept proposal per object, and few others: the planters, pillars and bushes of 01_dog.mp4 are kept too.
+MAX_KEPT = 12
+# The dog's best grid click (its brown patch) reaches 0.46 IoU with 0.80 edge support: the white head
+# and back on pale pavement stay out of every click's, box's and refined mask (bench/README.md).
+AUTO_FOUND = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="classical cut misses the white dog"))
+              if name == "dog" else name for name in sorted(OBJECTS)]
+
+
+@pytest.fixture(scope="module")
+def auto_masklets(frames: dict[str, np.ndarray]) -> Callable[[str], tuple[list[generate.Proposal], dict]]:
+    """The classical generator's kept proposals and counts per video, run once per video (~40 s each)."""
+    runs: dict[str, tuple[list[generate.Proposal], dict]] = {}
+
+    def run(video: str) -> tuple[list[generate.Proposal], dict]:
+        if video not in runs:
+            session = ClassicalSegmenter().open_session(ArrayFrames([frames[video]]))
+            runs[video] = generate.select(generate.classical_proposals(session, 0))
+        return runs[video]
+
+    return run
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("video", ["02_cups.mp4"])  # 01_dog.mp4: not yet (bench/README.md)
-def test_auto_masklet_proposals_keep_the_real_objects(frames: dict[str, np.ndarray], video: str) -> None:
+@pytest.mark.parametrize("name", AUTO_FOUND)
+def test_auto_masklet_proposals_keep_the_real_objects(
+    frames: dict[str, np.ndarray], auto_masklets: Callable[[str], tuple[list[generate.Proposal], dict]], name: str
+) -> None:
     """The classical generator's grid of clicks, filtered and deduplicated, keeps every drawn object of the frame."""
-    frame = frames[video]
-    session = ClassicalSegmenter().open_session(ArrayFrames([frame]))
-    kept, stats = generate.select(generate.classical_proposals(session, 0))
+    entry = OBJECTS[name]
+    kept, stats = auto_masklets(entry["video"])
     assert stats["summary"].startswith(f"{stats['proposals']} proposals, {stats['kept']} kept")
-    for name, entry in OBJECTS.items():
-        if entry["video"] == video:
-            gt = drawn_mask(entry, frame.shape[:2])
-            best = max((iou(p.mask, gt) for p in kept), default=0.0)
-            assert best >= 0.5, f"{name}: best kept proposal IoU {best:.2f} ({stats['summary']})"
+    assert stats["kept"] <= MAX_KEPT, stats["summary"]
+    gt = drawn_mask(entry, frames[entry["video"]].shape[:2])
+    best = max((iou(p.mask, gt) for p in kept), default=0.0)
+    assert best >= 0.5, f"{name}: best kept proposal IoU {best:.2f} ({stats['summary']})"
