@@ -132,7 +132,17 @@ let versionError: { id: number; message: string } | null = null;
 
 async function refresh(): Promise<void> {
   const response = await fetch(root.dataset.api as string, { credentials: "same-origin" });
-  if (response.ok) { state = await response.json(); render(); }
+  if (!response.ok) return;
+  const fresh = (await response.json()) as State;
+  fresh.downloads = fresh.downloads.map((d) => newerDownload(d, state.downloads.find((known) => known.id === d.id)));
+  state = fresh;
+  render();
+}
+
+// A refresh is read before the socket's later progress events can arrive: it must not take a running
+// download's progress back (the page would show "0 MB" until the next event, or for good while it stalls).
+function newerDownload(fetched: Download, live: Download | undefined): Download {
+  return live && live.status === fetched.status && live.bytes_done > fetched.bytes_done ? live : fetched;
 }
 
 function promoteButton(version: Version): Node {
