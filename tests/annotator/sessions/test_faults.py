@@ -29,9 +29,9 @@ from .live_stack import RedisServer, sign_in, stack_env
 pytestmark = [services_only, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "fault-password-0123"
-#: Long enough (720 frames) that a track still runs when a killed server's socket stops being
+#: Long enough (1,800 frames) that a track still runs when a killed server's socket stops being
 #: renewed (5 s), also on a quiet machine.
-SPEC = preset("tiny", width=320, height=180, num_frames=720, num_objects=2, fps=24.0)
+SPEC = preset("tiny", width=320, height=180, num_frames=1800, num_objects=2, fps=24.0)
 RECOVERY_S = 5.0
 
 
