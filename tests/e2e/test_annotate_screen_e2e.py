@@ -171,6 +171,8 @@ def test_play_advances_frames_at_the_annotation_fps_and_pause_stops(browser, scr
         wait_canvas(page, "playing", "0", timeout=FRAMES / fps * 1000 * 3 + 5000)
         assert canvas(page, "frame") == str((FRAMES - 1) * STRIDE)
         shown = page.evaluate("window.shown")
+        # The page may draw its start frame (0) again after the observer starts: playing begins at the next frame.
+        shown = shown[next(i for i, (f, _) in enumerate(shown) if f != "0"):]
         frames = [int(f) for f, _ in shown]
         assert frames == list(range(STRIDE, FRAMES * STRIDE, STRIDE)), frames  # every frame, in order
         seconds = (shown[-1][1] - shown[0][1]) / 1000
