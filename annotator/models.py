@@ -182,6 +182,10 @@ class MaskSource(models.TextChoices):
     IMPORTED = "imported", "Imported"
 
 
+QUALITY_HELP = "Model frames: how likely the mask is right, in [0, 1] (higher = better); null for people's masks."
+QUALITY_FEATURES_HELP = "The named signals the quality score came from (what the learned verifier trains on)."
+
+
 class MaskFrame(models.Model):
     """The current mask of one masklet on one native frame."""
 
@@ -194,6 +198,8 @@ class MaskFrame(models.Model):
     model_version = models.ForeignKey("engine.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
     revision = models.PositiveIntegerField(default=1)
+    quality = models.FloatField(null=True, blank=True, help_text=QUALITY_HELP)
+    quality_features = models.JSONField(null=True, blank=True, help_text=QUALITY_FEATURES_HELP)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
@@ -215,6 +221,8 @@ class MaskFrameRevision(models.Model):
     source = models.CharField(max_length=10, choices=MaskSource.choices)
     model_version = models.ForeignKey("engine.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
+    quality = models.FloatField(null=True, blank=True, help_text=QUALITY_HELP)
+    quality_features = models.JSONField(null=True, blank=True, help_text=QUALITY_FEATURES_HELP)
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -152,9 +152,9 @@ def video_masks(video: Video, start: int | None = None, end: int | None = None) 
         rows = rows.filter(frame_index__lte=end)
     return [
         {"object_id": row["masklet__object_id"], "frame": row["frame_index"], "counts": row["rle_counts"],
-         "source": row["source"], "revision": row["revision"], "area": row["area"]}
+         "source": row["source"], "revision": row["revision"], "area": row["area"], "quality": row["quality"]}
         for row in rows.order_by("frame_index", "masklet__object_id").values(
-            "masklet__object_id", "frame_index", "rle_counts", "source", "revision", "area")
+            "masklet__object_id", "frame_index", "rle_counts", "source", "revision", "area", "quality")
     ]
 
 

@@ -64,7 +64,7 @@ from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
 from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle
-from segmentation.segmenter import SegmentationError, SegmenterSession
+from segmentation.segmenter import FrameQuality, SegmentationError, SegmenterSession
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ FLUSH_SECONDS = 0.25
 FLUSH_FRAMES = 8
 #: Frames a batch may gather while the previous one commits, before the model waits for the database.
 MAX_BATCH_FRAMES = 4 * FLUSH_FRAMES
+#: One propagated frame on its way to the database: native frame, RLE by object id, quality by object id.
+TrackedFrame = tuple[int, dict[int, dict], dict[int, FrameQuality]]
 
 #: Cache keys live this long: long enough for any propagation, short enough to clean themselves up.
 FLAG_SECONDS = 3600
@@ -750,14 +752,17 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
     done = written = skipped_count = 0
     model_ms = 0.0
     summary = TrackSummary(tracked)
-    batch: list[tuple[int, dict[int, dict]]] = []
+    batch: list[TrackedFrame] = []
     last_flush = time.monotonic()
 
-    def store(frames: list[tuple[int, dict[int, dict]]], model_ms_so_far: float) -> None:
+    def store(computed: list[TrackedFrame], model_ms_so_far: float) -> None:
         """On the writer thread: commit one batch, then report it."""
         nonlocal done, written, skipped_count
+        frames = [(frame, masks) for frame, masks, _ in computed]
+        quality = {(object_id, frame): rating
+                   for frame, _, ratings in computed for object_id, rating in ratings.items()}
         saved, skipped = annotation.save_tracked(video, user, frames, model_version=model_version,
-                                                 overwrite_human=msg["overwrite_human"])
+                                                 overwrite_human=msg["overwrite_human"], quality=quality)
         done += len(frames)
         written += len(saved)
         skipped_count += len(skipped)
@@ -790,7 +795,9 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
                 native = live.frames[result.frame_index]
                 summary.add(native, result.masks)
                 batch.append((native, {object_id: encode_rle(result.masks[object_id])
-                                       for object_id in tracked if object_id in result.masks}))
+                                       for object_id in tracked if object_id in result.masks},
+                              {object_id: result.quality[object_id] for object_id in tracked
+                               if object_id in result.quality}))
                 due = len(batch) >= FLUSH_FRAMES or time.monotonic() - last_flush >= FLUSH_SECONDS
                 # While the previous batch is still committing, frames gather into a bigger one: fewer
                 # statements per frame when the database is the slower side.
@@ -849,7 +856,7 @@ class TrackWriter:
 
     MAX_PENDING = 4
 
-    def __init__(self, store: Callable[[list[tuple[int, dict[int, dict]]], float], None]):
+    def __init__(self, store: Callable[[list[TrackedFrame], float], None]):
         self._store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masklet-track-writer")
         self._pending: deque[Future] = deque()
@@ -863,7 +870,7 @@ class TrackWriter:
         """No batch is committing now."""
         return all(future.done() for future in self._pending)
 
-    def submit(self, frames: list[tuple[int, dict[int, dict]]], model_ms: float) -> None:
+    def submit(self, frames: list[TrackedFrame], model_ms: float) -> None:
         self._collect(self.MAX_PENDING - 1)
         self._pending.append(self._executor.submit(self._store, frames, model_ms))
 

@@ -79,6 +79,15 @@ class PromptRecord:
     prompt: Prompt
 
 
+@dataclass(frozen=True)
+class FrameQuality:
+    """How likely a propagated mask is right: ``score`` in [0, 1] (higher = more likely right) and
+    the named signals it was computed from (``features``), which the learned verifier trains on."""
+
+    score: float
+    features: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class FrameResult:
     """The masks of every tracked object on one frame, as propagation yields them.
@@ -86,11 +95,13 @@ class FrameResult:
     ``scores`` is each object's presence score in [0, 1] where the backend gives one: 0 with an
     empty mask says the backend lost the object (it left, or tracking failed) rather than that
     it segmented nothing by mistake; an object without a score is not scored.
+    ``quality`` is each object's mask quality (``FrameQuality``) where the backend rates it.
     """
 
     frame_index: int
     masks: dict[int, np.ndarray] = field(default_factory=dict)
     scores: dict[int, float] = field(default_factory=dict)
+    quality: dict[int, FrameQuality] = field(default_factory=dict)
 
 
 class SegmenterSession(ABC):

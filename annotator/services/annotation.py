@@ -36,6 +36,7 @@ from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, 
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
 from segmentation.masks import decode_rle, empty_rle, encode_rle
+from segmentation.segmenter import FrameQuality
 
 
 class EditRefused(Exception):
@@ -58,18 +59,19 @@ class SavedMask:
     revision: int
     previous_revision: int
     area: int
+    quality: float | None = None
 
     @classmethod
     def written(cls, object_id: int, revision: MaskFrameRevision) -> SavedMask:
         """The mask a revision just written by ``save_mask_frames`` made current."""
         return cls(object_id, revision.frame_index, revision.rle_counts, revision.source, revision.revision,
-                   revision.revision - 1, revision.area)
+                   revision.revision - 1, revision.area, revision.quality)
 
     def to_message(self) -> dict[str, Any]:
         """The mask fields of the protocol's ``mask`` message."""
         return {"object_id": self.object_id, "frame": self.frame_index, "counts": self.counts,
                 "source": self.source, "revision": self.revision, "previous_revision": self.previous_revision,
-                "area": self.area}
+                "area": self.area, "quality": self.quality}
 
 
 #: Protocol message types (and Prompt kinds themselves) -> the Prompt kind logged for a person's edit.
@@ -384,17 +386,21 @@ def restore_frame(masklet: Masklet, user: User, *, frame_index: int, revision: i
 
 
 def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dict]]], *, model_version=None,
-                 overwrite_human: bool = False) -> tuple[list[SavedMask], list[tuple[int, int]]]:
+                 overwrite_human: bool = False, quality: dict[tuple[int, int], FrameQuality] | None = None,
+                 ) -> tuple[list[SavedMask], list[tuple[int, int]]]:
     """Store one batch of propagated masks in one transaction, source ``model``.
 
-    ``frames`` is ``[(frame_index, {object_id: rle})]``. Objects the user cannot edit (now) are
-    left out; frames a person edited are skipped unless ``overwrite_human``. Returns the saved
-    masks (in the order given) and the skipped ``(object_id, frame_index)`` pairs.
+    ``frames`` is ``[(frame_index, {object_id: rle})]``; ``quality`` the backend's rating of those
+    masks by ``(object_id, frame_index)`` (a mask without one is stored unrated). Objects the user
+    cannot edit (now) are left out; frames a person edited are skipped unless ``overwrite_human``.
+    Returns the saved masks (in the order given) and the skipped ``(object_id, frame_index)`` pairs.
     """
+    quality = quality or {}
     by_object: dict[int, list[MaskWrite]] = defaultdict(list)
     for frame_index, masks in frames:
         for object_id, rle in masks.items():
-            by_object[int(object_id)].append(MaskWrite(int(frame_index), rle))
+            key = (int(object_id), int(frame_index))
+            by_object[key[0]].append(MaskWrite(key[1], rle, quality.get(key)))
     if not by_object:
         return [], []
     try:

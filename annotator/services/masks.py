@@ -16,6 +16,7 @@ from django.db import transaction
 
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource
 from segmentation.masks import rle_area, rle_bbox
+from segmentation.segmenter import FrameQuality
 
 #: Sources of accepted human annotation: a person drew the mask, here (``human``) or in another
 #: tool whose dataset was imported (``imported``). Propagation does not overwrite them (unless
@@ -27,10 +28,12 @@ ACCEPTED_SOURCES = frozenset({MaskSource.HUMAN, MaskSource.IMPORTED})
 
 @dataclass(frozen=True)
 class MaskWrite:
-    """One frame's new mask: a COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
+    """One frame's new mask: a COCO compressed RLE ``{"size": [H, W], "counts": str}``, and for a
+    model's mask the backend's rating of it (``quality``; stored only with source ``model``)."""
 
     frame_index: int
     rle: dict
+    quality: FrameQuality | None = None
 
 
 def save_mask_frames(
@@ -73,12 +76,15 @@ def save_mask_frames(
             existing = current.get(write.frame_index)
             if existing is not None and not overwrite_human and existing.source in ACCEPTED_SOURCES:
                 continue
+            quality = write.quality if source == MaskSource.MODEL else None
             fields = {
                 "rle_counts": write.rle["counts"],
                 "area": rle_area(write.rle),
                 "bbox": rle_bbox(write.rle),
                 "source": source,
                 "model_version": model_version,
+                "quality": None if quality is None else quality.score,
+                "quality_features": None if quality is None else quality.features,
             }
             if existing is None:
                 frame = MaskFrame(masklet=masklet, frame_index=write.frame_index, revision=1, updated_by=author,
@@ -95,7 +101,8 @@ def save_mask_frames(
                                                revision=frame.revision, author=author, **fields))
         MaskFrame.objects.bulk_create(to_create)
         MaskFrame.objects.bulk_update(
-            to_update, ["rle_counts", "area", "bbox", "source", "model_version", "revision", "updated_by", "updated_at"]
+            to_update, ["rle_counts", "area", "bbox", "source", "model_version", "quality", "quality_features",
+                        "revision", "updated_by", "updated_at"]
         )
         MaskFrameRevision.objects.bulk_create(revisions)
     return revisions
@@ -107,8 +114,9 @@ def restore_revision(masklet: Masklet, frame_index: int, revision: int, *, autho
     if old is None:
         raise ValidationError(f"masklet {masklet.pk} has no revision {revision} of frame {frame_index}")
     rle = {"size": [masklet.video.height, masklet.video.width], "counts": old.rle_counts}
-    [restored] = save_mask_frames(masklet, [MaskWrite(frame_index, rle)], source=old.source, author=author,
-                                  model_version=old.model_version)
+    quality = None if old.quality is None else FrameQuality(old.quality, old.quality_features or {})
+    [restored] = save_mask_frames(masklet, [MaskWrite(frame_index, rle, quality)], source=old.source,
+                                  author=author, model_version=old.model_version)
     return restored
 
 
@@ -121,3 +129,5 @@ def _check_write(write: MaskWrite, video, valid_frames: set[int] | None) -> None
         raise ValidationError(f"frame {write.frame_index}: mask size {list(size)} is not the video size {expected}")
     if valid_frames is not None and write.frame_index not in valid_frames:
         raise ValidationError(f"frame {write.frame_index} is not an annotated frame of video {video.name}")
+    if write.quality is not None and not 0.0 <= write.quality.score <= 1.0:
+        raise ValidationError(f"frame {write.frame_index}: quality {write.quality.score} is outside [0, 1]")

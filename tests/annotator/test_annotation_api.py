@@ -77,7 +77,7 @@ def test_masks_endpoint_returns_the_stored_masks_by_frame_range(setup):
     assert body["size"] == [H, W]
     assert [(m["frame"], m["source"]) for m in body["masks"]] == [(0, "model"), (4, "human"), (8, "model")]
     assert body["masks"][1] == {"object_id": 1, "frame": 4, "counts": square(1, 3)["counts"], "source": "human",
-                                "revision": 1, "area": 9}
+                                "revision": 1, "area": 9, "quality": None}
     ranged = client.get(url("api-video-masks", project, video), {"start": "4", "end": "8"}).json()
     assert [m["frame"] for m in ranged["masks"]] == [4, 8]
     assert [m["frame"] for m in client.get(url("api-video-masks", project, video), {"start": 5}).json()["masks"]] \

@@ -16,6 +16,7 @@ from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Prompt, Revi
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused
 from segmentation.masks import decode_rle, encode_rle
+from segmentation.segmenter import FrameQuality
 
 pytestmark = pytest.mark.django_db
 
@@ -158,7 +159,8 @@ def test_an_edit_stores_prompt_mask_and_revision_together(world):
     masklet = annotation.create_masklet(world.video, world.ann)
     saved = click(masklet, world.ann, 4, square(2, 2, 4))
     assert saved.to_message() == {"object_id": 1, "frame": 4, "counts": square(2, 2, 4)["counts"],
-                                  "source": "human", "revision": 1, "previous_revision": 0, "area": 16}
+                                  "source": "human", "revision": 1, "previous_revision": 0, "area": 16,
+                                  "quality": None}
     prompt = Prompt.objects.get()
     assert (prompt.kind, prompt.payload, prompt.author, prompt.session_id) == (
         Prompt.Kind.POINT, {"x": 3.0, "y": 3.0, "positive": True}, world.ann, "s1")
@@ -262,6 +264,31 @@ def test_tracked_masks_never_replace_human_frames_unless_asked(world):
     saved, skipped = annotation.save_tracked(world.video, world.ann, [(4, {1: tracked})], overwrite_human=True)
     assert [(s.frame_index, s.source, s.revision, s.previous_revision) for s in saved] == [(4, "model", 2, 1)]
     assert skipped == []
+
+
+def test_a_models_quality_is_stored_with_its_mask_and_kept_in_the_history(world):
+    masklet = annotation.create_masklet(world.video, world.ann)
+    rating = FrameQuality(0.25, {"area_change": 0.5})
+    saved, _ = annotation.save_tracked(world.video, world.ann, [(0, {1: square(0, 0, 3)}), (4, {1: square(0, 0, 3)})],
+                                       quality={(1, 0): rating})
+    assert [s.to_message()["quality"] for s in saved] == [0.25, None]  # frame 4: the backend gave no rating
+    assert (MaskFrame.objects.get(frame_index=0).quality, MaskFrame.objects.get(frame_index=0).quality_features) == (
+        0.25, {"area_change": 0.5})
+    assert selectors.video_masks(world.video)[0]["quality"] == 0.25
+    assert click(masklet, world.ann, 0, square(1, 1, 3)).quality is None  # a person's mask is not rated
+    frame = MaskFrame.objects.get(frame_index=0)
+    assert (frame.quality, frame.quality_features) == (None, None)
+    model_revision = MaskFrameRevision.objects.get(frame_index=0, revision=1)  # what the verifier learns from
+    assert (model_revision.quality, model_revision.quality_features) == (0.25, {"area_change": 0.5})
+    restored = annotation.restore_frame(masklet, world.ann, frame_index=0, revision=1, session_id="s")
+    assert (restored.source, restored.quality) == ("model", 0.25)
+
+
+def test_a_quality_outside_0_to_1_is_refused(world):
+    annotation.create_masklet(world.video, world.ann)
+    refused("bad_message", annotation.save_tracked, world.video, world.ann, [(0, {1: square(0, 0, 3)})],
+            quality={(1, 0): FrameQuality(1.5)})
+    assert not MaskFrame.objects.exists()
 
 
 def test_tracked_writes_only_touch_masklets_the_user_is_editing(world):
@@ -384,7 +411,7 @@ def test_video_masks_by_frame_range(world):
     assert [(m["frame"], m["object_id"]) for m in everything] == [
         (0, 1), (0, 2), (4, 1), (8, 1), (8, 2), (12, 1), (12, 2), (16, 1), (16, 2)]
     assert everything[2] == {"object_id": 1, "frame": 4, "counts": square(0, 0, 3)["counts"], "source": "human",
-                             "revision": 1, "area": 9}
+                             "revision": 1, "area": 9, "quality": None}
     assert [(m["frame"], m["object_id"]) for m in selectors.video_masks(world.video, 4, 8)] == [(4, 1), (8, 1),
                                                                                                (8, 2)]
     assert [m["frame"] for m in selectors.video_masks(world.video, start=13)] == [16, 16]
