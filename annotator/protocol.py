@@ -95,12 +95,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from engine.input import text_problem
+from segmentation.rle import RLEError, check_counts
 
 PROTOCOL_VERSION = 1
 
@@ -124,9 +124,6 @@ WORKER_TYPES = frozenset({"click", "box", "paint", "clear", "restore", "track"})
 #: Messages that change annotations: the sender needs the ANNOTATE permission.
 EDIT_TYPES = frozenset(WORKER_TYPES | CONSUMER_TYPES - {"ping", "cancel"})
 DIRECTIONS = ("forward", "backward", "both")
-
-# COCO compressed RLE writes each count in characters 48..111 ('0'..'o').
-_RLE_COUNTS = re.compile(r"[0-o]*")
 
 
 class ProtocolError(Exception):
@@ -213,9 +210,10 @@ def _box(value: Any) -> list[float]:
 
 def _counts(value: Any) -> str:
     value = _text("counts", MAX_COUNTS_LENGTH)(value)
-    if not _RLE_COUNTS.fullmatch(value):
-        raise _bad('"counts" must be a COCO compressed RLE string (characters 0 to o)')
-    return value
+    try:
+        return check_counts(value)
+    except RLEError as error:
+        raise _bad(str(error)) from None
 
 
 def _direction(value: Any) -> str:

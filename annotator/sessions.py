@@ -64,6 +64,7 @@ from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
 from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle
+from segmentation.rle import RLEError, decode_checked
 from segmentation.segmenter import FrameQuality, SegmentationError, SegmenterSession
 
 logger = logging.getLogger(__name__)
@@ -651,16 +652,10 @@ def _box(envelope: Envelope, replier: Replier, video: Video, user: Any, live: Li
 
 def decode_painted(counts: str, height: int, width: int) -> np.ndarray:
     """The brushed mask; refuses RLE strings that do not describe exactly a (height, width) mask."""
-    rle = {"size": [height, width], "counts": counts}
     try:
-        mask = decode_rle(rle)
-    except ValueError:
-        mask = None
-    # pycocotools fills a too-short RLE from uninitialised memory: only an exact round trip is trusted.
-    if mask is None or encode_rle(mask)["counts"] != counts:
-        raise protocol.ProtocolError("bad_message", f"The painted mask is not a valid RLE of a {width}x{height} "
-                                                    "mask (COCO compressed, column-major).")
-    return mask
+        return decode_checked(counts, height, width)
+    except RLEError as error:
+        raise protocol.ProtocolError("bad_message", f"The painted mask could not be read: {error}.") from None
 
 
 @_handler("paint")

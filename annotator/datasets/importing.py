@@ -39,6 +39,8 @@ from annotator.models import Masklet, MaskletOrigin, MaskSource, Project, Split,
 from annotator.safe_paths import UnsafePath, check_name, safe_join
 from annotator.services.masks import MaskWrite, save_mask_frames
 from annotator.services.videos import VIDEO_EXTENSIONS, VideoRejected, create_video_from_path, ingest_video
+from segmentation.masks import rle_area
+from segmentation.rle import RLEError, valid_rle
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 #: Masklet status of imported masklets unless the caller says otherwise: they enter the review queue.
@@ -361,64 +363,18 @@ def parse_json(file: Path) -> dict:
 # -- masks -------------------------------------------------------------------------------------
 
 
-def rle_pixel_total(counts: str) -> int | None:
-    """Sum of the runs of a compressed RLE ``counts`` string, or None when it is malformed.
-
-    The same decoding as pycocotools' ``rleFrString``, which does not check its input: a
-    truncated or mistyped string would silently give a mask of the wrong number of pixels.
-    """
-    runs: list[int] = []
-    position, length = 0, len(counts)
-    while position < length:
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= length:
-                return None
-            code = ord(counts[position]) - 48
-            if not 0 <= code <= 63:
-                return None
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            position += 1
-            shift += 5
-            if not more and code & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        if value < 0:
-            return None
-        runs.append(value)
-    return sum(runs)
-
-
 def compressed_rle(segmentation: object, height: int, width: int, file: str, where: str) -> dict:
-    """A segmentation as compressed RLE with str counts: copied when it is one, else encoded once.
+    """A segmentation as compressed RLE with str counts, checked to be a ``height`` x ``width`` mask.
 
-    Compressed RLE (counts a string) is copied unchanged after checking that its size is
-    ``[height, width]`` and its runs cover every pixel. Uncompressed RLE (counts a list) and
-    polygons (COCO's other two forms) are encoded with pycocotools.
+    RLE (compressed or not) goes through ``segmentation.rle.valid_rle``, which gives the canonical
+    string (a pycocotools-written one, as SA-V files hold, comes back unchanged); polygons (COCO's
+    other form) are encoded with pycocotools.
     """
     if isinstance(segmentation, dict):
-        size, counts = segmentation.get("size"), segmentation.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int | float) for v in size)):
-            raise DatasetError(file, f"{where}.size", f"an RLE size is [height, width], got {size!r}")
-        size = [int(size[0]), int(size[1])]
-        if size != [height, width]:
-            raise DatasetError(file, f"{where}.size", f"RLE size {size} does not match the frame's "
-                               f"{height}x{width} (height x width)")
-        if isinstance(counts, str):
-            total = rle_pixel_total(counts)
-            if total != height * width:
-                problem = "malformed counts" if total is None else f"counts cover {total} pixels, not {height * width}"
-                raise DatasetError(file, f"{where}.counts", f"RLE {problem}")
-            return {"size": size, "counts": counts}
-        if isinstance(counts, list) and all(isinstance(v, int) and v >= 0 for v in counts):
-            if sum(counts) != height * width:
-                raise DatasetError(file, f"{where}.counts", f"RLE counts cover {sum(counts)} pixels, not "
-                                   f"{height * width}")
-            return _as_str(mask_utils.frPyObjects(segmentation, height, width))
-        raise DatasetError(file, f"{where}.counts", "RLE counts must be a string (compressed) or a list of "
-                           "non-negative ints")
+        try:
+            return valid_rle(segmentation, height, width)
+        except RLEError as error:
+            raise DatasetError(file, f"{where}.{error.field}" if error.field else where, str(error)) from None
     if isinstance(segmentation, list) and segmentation and all(
             isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation):
         return _as_str(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width)))
@@ -433,7 +389,7 @@ def _as_str(rle: dict) -> dict:
 
 def empty_mask(rle: dict) -> bool:
     """True for an RLE with no foreground pixel (not stored: a missing mask exports as EMPTY)."""
-    return int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")})) == 0
+    return rle_area(rle) == 0
 
 
 def frame_number(name: str) -> int | None:

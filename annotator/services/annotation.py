@@ -35,7 +35,8 @@ from django.utils import timezone
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
-from segmentation.masks import decode_rle, empty_rle, encode_rle
+from segmentation.masks import empty_rle
+from segmentation.rle import RLEError, check_counts, valid_rle
 from segmentation.segmenter import FrameQuality
 
 
@@ -281,17 +282,18 @@ def _clean_payload(kind: str, payload: dict, video: Video) -> dict[str, Any]:
                                              f"{width}×{height} frame.")
         return {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
     if kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK):
-        if not isinstance(payload.get("counts"), str):
-            raise EditRefused("bad_message", "A painted mask must be sent as RLE counts (a string).")
-        return {"counts": payload["counts"]}
+        try:
+            return {"counts": check_counts(payload.get("counts"))}
+        except RLEError as error:
+            raise EditRefused("bad_message", f"The painted mask could not be read: {error}.") from None
     raise EditRefused("bad_message", f"Unknown kind of edit “{kind}”.")
 
 
-def _canonical(rle: dict) -> dict:
-    """Decode and re-encode a mask that came from the browser, so a corrupt string is never stored."""
+def _canonical(rle: dict, video: Video) -> dict:
+    """A mask that came from the browser, checked and canonical, so a corrupt string is never stored."""
     try:
-        return encode_rle(decode_rle(rle))
-    except (ValueError, TypeError, KeyError) as error:
+        return valid_rle(rle, video.height, video.width)
+    except RLEError as error:
         raise EditRefused("bad_message", f"The painted mask could not be read: {error}.") from None
 
 
@@ -351,7 +353,7 @@ def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, pa
         mask = rle(row) if callable(rle) else rle
         drawn = prompt_kind in (Prompt.Kind.BRUSH, Prompt.Kind.MASK)
         if drawn:
-            mask = _canonical(mask)
+            mask = _canonical(mask, row.video)
         return _write(row, user, frame_index, mask, source=MaskSource.HUMAN,
                       model_version=None if drawn else model_version)
 
