@@ -36,12 +36,14 @@ test: install frontend
 
 install: $(INSTALLED)
 
-# torch + torchvision first: sam2 is an sdist compiled against the installed torch.
-$(INSTALLED): requirements.txt
+# torch + torchvision first: sam2 is an sdist compiled against the installed torch. Then the API
+# client and its `masklet` command (client/), editable so a checkout's changes need no reinstall.
+$(INSTALLED): requirements.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet $$(grep -E '^(torch|torchvision)==' requirements.txt)
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation -r requirements.txt
+	$(PIP) install --quiet --no-build-isolation -e client
 	touch $@
 
 frontend: $(FRONTEND_BUILT)

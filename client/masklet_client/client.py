@@ -1,0 +1,448 @@
+"""``Client``: one method per Masklet API operation, over ``requests`` with a bearer token.
+
+Every method is declared with ``@operation(METHOD, PATH)``; ``OPERATIONS`` is that table, which
+tests check against the server's OpenAPI schema (``/api/schema/?format=json``), so a renamed or
+missing endpoint fails a test instead of a user's script.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+
+from masklet_client.errors import JobFailed, MaskletConnectionError, MaskletError, WaitTimedOut
+from masklet_client.resources import (
+    DatasetJob,
+    Masklet,
+    MaskletMasks,
+    Member,
+    ModelVersion,
+    Project,
+    Review,
+    Token,
+    TrainingRun,
+    User,
+    Video,
+)
+from masklet_client.upload import ProgressCallback, multipart_stream
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Job states after which nothing changes any more, per resource (the first set: success).
+VIDEO_ENDS = ({"ready"}, {"failed"})
+DATASET_JOB_ENDS = ({"done", "succeeded"}, {"failed", "cancelled"})
+TRAINING_RUN_ENDS = ({"succeeded", "done"}, {"failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # an OpenAPI path template, e.g. /api/projects/{slug}/
+
+
+#: ``Client`` method name -> the API operation it calls.
+OPERATIONS: dict[str, Operation] = {}
+
+
+def operation(method: str, path: str) -> Callable[[F], F]:
+    def register(function: F) -> F:
+        OPERATIONS[function.__name__] = Operation(method, path)
+        return function
+
+    return register
+
+
+def _segment(value: Any) -> str:
+    """A URL path segment from a slug, id or username: quoted, so nothing can add a segment."""
+    return quote(str(value), safe="")
+
+
+class Client:
+    """The Masklet HTTP API. ``Client.from_env()`` reads ``MASKLET_URL`` and ``MASKLET_TOKEN``.
+
+    Failures raise ``MaskletError`` (``status``, ``code``, ``message``, ``field``);
+    ``MaskletConnectionError`` when the server cannot be reached. A 429 is retried after its
+    ``Retry-After`` up to ``rate_limit_retries`` times.
+    """
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0, rate_limit_retries: int = 3,
+                 session: requests.Session | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.rate_limit_retries = rate_limit_retries
+        self.session = session or requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "masklet-client/0.1"
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Client:
+        url = os.environ.get("MASKLET_URL", "").strip()
+        if not url:
+            raise MaskletError(None, "configuration", "Set MASKLET_URL to the server's address "
+                                                      "(e.g. http://127.0.0.1:8000).")
+        token = os.environ.get("MASKLET_TOKEN", "").strip()
+        if not token:
+            raise MaskletError(None, "configuration", "Set MASKLET_TOKEN to an API token (make one on your "
+                                                      "account page or with `manage.py api_token USERNAME`).")
+        return cls(url, token, **kwargs)
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
+        """One call; returns the response of a 2xx, raises ``MaskletError`` for anything else."""
+        url = path if path.startswith(("http://", "https://")) else self.url + path
+        kwargs.setdefault("timeout", self.timeout)
+        for attempt in range(self.rate_limit_retries + 1):
+            body = kwargs.get("data")
+            if attempt and hasattr(body, "seek"):
+                body.seek(0)
+            try:
+                response = self.session.request(method, url, stream=stream, **kwargs)
+            except requests.Timeout as error:
+                raise MaskletConnectionError(f"{method} {url} timed out after {kwargs['timeout']} s.") from error
+            except requests.ConnectionError as error:
+                raise MaskletConnectionError(f"Cannot reach {self.url}: {_reason(error)}") from error
+            if response.status_code == 429 and attempt < self.rate_limit_retries:
+                time.sleep(_retry_after(response))
+                continue
+            if response.ok:
+                return response
+            raise MaskletError.from_response(response)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as error:
+            raise MaskletError(response.status_code, "bad_response",
+                               f"{method} {path} answered {response.headers.get('Content-Type')}, not JSON.") from error
+
+    def _list(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Every item of a list endpoint: follows ``next`` of paginated lists; older lists are
+        ``{key: [...]}`` in one page."""
+        items: list[Any] = []
+        url: str | None = path
+        while url:
+            page = self._json("GET", url, params=params)
+            params = None  # ``next`` carries the query
+            if isinstance(page, list):
+                return items + page
+            if "results" in page:
+                items.extend(page["results"])
+                url = page.get("next")
+            else:
+                return items + list(page.get(key, []))
+        return items
+
+    # -- session and tokens --------------------------------------------------------------------
+
+    @operation("GET", "/api/session/")
+    def session_info(self) -> dict[str, Any]:
+        return self._json("GET", "/api/session/")
+
+    @operation("GET", "/api/tokens/")
+    def list_tokens(self) -> list[Token]:
+        return self._list("/api/tokens/", "tokens")
+
+    @operation("POST", "/api/tokens/")
+    def create_token(self, name: str, *, expires_days: int | None = None) -> Token:
+        body: dict[str, Any] = {"name": name}
+        if expires_days is not None:
+            body["expires_days"] = expires_days
+        return self._json("POST", "/api/tokens/", json=body)
+
+    @operation("DELETE", "/api/tokens/{id}/")
+    def revoke_token(self, token_id: int) -> None:
+        self._json("DELETE", f"/api/tokens/{_segment(token_id)}/")
+
+    @operation("GET", "/api/users/")
+    def list_users(self) -> list[User]:
+        return self._list("/api/users/", "users")
+
+    @operation("POST", "/api/users/")
+    def create_user(self, username: str, email: str = "", password: str | None = None) -> User:
+        body: dict[str, Any] = {"username": username, "email": email}
+        if password is not None:
+            body["password"] = password
+        return self._json("POST", "/api/users/", json=body)
+
+    # -- projects and members ------------------------------------------------------------------
+
+    @operation("GET", "/api/projects/")
+    def list_projects(self) -> list[Project]:
+        return self._list("/api/projects/", "projects")
+
+    @operation("POST", "/api/projects/")
+    def create_project(self, slug: str, name: str, labels: list[str] | None = None,
+                       annotation_fps: float | None = None) -> Project:
+        body: dict[str, Any] = {"slug": slug, "name": name, "labels": labels or []}
+        if annotation_fps is not None:
+            body["annotation_fps"] = annotation_fps
+        return self._json("POST", "/api/projects/", json=body)
+
+    @operation("GET", "/api/projects/{slug}/")
+    def get_project(self, slug: str) -> Project:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/")
+
+    @operation("PATCH", "/api/projects/{slug}/")
+    def update_project(self, slug: str, **fields: Any) -> Project:
+        return self._json("PATCH", f"/api/projects/{_segment(slug)}/", json=fields)
+
+    @operation("GET", "/api/projects/{slug}/members/")
+    def list_members(self, slug: str) -> list[Member]:
+        return self._list(f"/api/projects/{_segment(slug)}/members/", "members")
+
+    @operation("POST", "/api/projects/{slug}/members/")
+    def add_member(self, slug: str, username: str, role: str) -> Member:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/members/", json={"username": username, "role": role})
+
+    @operation("PATCH", "/api/projects/{slug}/members/{username}/")
+    def set_member_role(self, slug: str, username: str, role: str) -> Member:
+        return self._json("PATCH", f"/api/projects/{_segment(slug)}/members/{_segment(username)}/",
+                          json={"role": role})
+
+    @operation("DELETE", "/api/projects/{slug}/members/{username}/")
+    def remove_member(self, slug: str, username: str) -> None:
+        self._json("DELETE", f"/api/projects/{_segment(slug)}/members/{_segment(username)}/")
+
+    # -- videos --------------------------------------------------------------------------------
+
+    @operation("GET", "/api/projects/{slug}/videos/")
+    def list_videos(self, slug: str, status: str | None = None) -> list[Video]:
+        return self._list(f"/api/projects/{_segment(slug)}/videos/", "videos", {"status": status} if status else None)
+
+    @operation("POST", "/api/projects/{slug}/videos/")
+    def upload_video(self, slug: str, path: str | Path, *, name: str | None = None, allow_duplicate: bool = False,
+                     progress: ProgressCallback | None = None) -> Video:
+        """Stream the file (never read whole into memory); ``progress(sent, total)`` after each chunk."""
+        path = Path(path)
+        fields = {"allow_duplicate": "1"} if allow_duplicate else {}
+        if name:
+            fields["name"] = name
+        with path.open("rb") as file:
+            body, content_type = multipart_stream(fields, "file", path.name, file, progress)
+            return self._json("POST", f"/api/projects/{_segment(slug)}/videos/", data=body,
+                              headers={"Content-Type": content_type})
+
+    @operation("GET", "/api/projects/{slug}/videos/{video_id}/")
+    def get_video(self, slug: str, video_id: int) -> Video:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/")
+
+    @operation("DELETE", "/api/projects/{slug}/videos/{video_id}/")
+    def delete_video(self, slug: str, video_id: int) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/")
+
+    @operation("POST", "/api/projects/{slug}/videos/{video_id}/retry/")
+    def retry_video(self, slug: str, video_id: int) -> Video:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/retry/")
+
+    def wait_video(self, slug: str, video_id: int, *, timeout: float = 600.0, on_poll: Callable[[Video], None]
+                   | None = None) -> Video:
+        """Poll until the video is ready; ``JobFailed`` when ingest fails (with its reason)."""
+        return self._wait(lambda: self.get_video(slug, video_id), VIDEO_ENDS, f"video {video_id}", timeout, on_poll,
+                          reason_key="failure_reason")
+
+    # -- masklets, masks, reviews --------------------------------------------------------------
+
+    @operation("GET", "/api/projects/{slug}/videos/{video_id}/masklets/")
+    def list_masklets(self, slug: str, video_id: int) -> list[Masklet]:
+        return self._list(f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/masklets/", "masklets")
+
+    @operation("POST", "/api/projects/{slug}/videos/{video_id}/masklets/")
+    def create_masklet(self, slug: str, video_id: int, label: str) -> Masklet:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/masklets/",
+                          json={"label": label})
+
+    @operation("GET", "/api/projects/{slug}/masklets/{masklet_id}/")
+    def get_masklet(self, slug: str, masklet_id: int) -> Masklet:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/")
+
+    @operation("GET", "/api/projects/{slug}/masklets/{masklet_id}/masks/")
+    def get_masks(self, slug: str, masklet_id: int) -> MaskletMasks:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/masks/")
+
+    @operation("PUT", "/api/projects/{slug}/masklets/{masklet_id}/masks/")
+    def put_masks(self, slug: str, masklet_id: int, frames: list[dict[str, Any]]) -> MaskletMasks:
+        """Write frames ``[{"frame_index": i, "rle": {"size": [h, w], "counts": "..."}}]`` (COCO RLE)."""
+        return self._json("PUT", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/masks/",
+                          json={"frames": frames})
+
+    @operation("POST", "/api/projects/{slug}/masklets/{masklet_id}/review/")
+    def review_masklet(self, slug: str, masklet_id: int, verdict: str, comment: str = "", **extra: Any) -> Review:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/review/",
+                          json={"verdict": verdict, "comment": comment, **extra})
+
+    @operation("GET", "/api/projects/{slug}/reviews/")
+    def list_reviews(self, slug: str) -> list[Review]:
+        return self._list(f"/api/projects/{_segment(slug)}/reviews/", "reviews")
+
+    # -- datasets ------------------------------------------------------------------------------
+
+    @operation("GET", "/api/projects/{slug}/datasets/jobs/")
+    def list_dataset_jobs(self, slug: str) -> list[DatasetJob]:
+        return self._list(f"/api/projects/{_segment(slug)}/datasets/jobs/", "jobs")
+
+    @operation("POST", "/api/projects/{slug}/datasets/jobs/")
+    def start_export(self, slug: str, fmt: str, *, statuses: list[str] | None = None, **options: Any) -> DatasetJob:
+        """Start an export; ``statuses`` picks masklets by status (the server's default: approved)."""
+        body: dict[str, Any] = {"kind": "export", "format": fmt, **options}
+        if statuses:
+            body["statuses"] = statuses
+        return self._json("POST", f"/api/projects/{_segment(slug)}/datasets/jobs/", json=body)
+
+    @operation("POST", "/api/projects/{slug}/datasets/jobs/")
+    def start_import(self, slug: str, fmt: str, path: str | Path, *, progress: ProgressCallback | None = None,
+                     **options: Any) -> DatasetJob:
+        path = Path(path)
+        fields = {"kind": "import", "format": fmt, **{key: str(value) for key, value in options.items()}}
+        with path.open("rb") as file:
+            body, content_type = multipart_stream(fields, "file", path.name, file, progress)
+            return self._json("POST", f"/api/projects/{_segment(slug)}/datasets/jobs/", data=body,
+                              headers={"Content-Type": content_type})
+
+    @operation("GET", "/api/projects/{slug}/datasets/jobs/{job_id}/")
+    def get_dataset_job(self, slug: str, job_id: int) -> DatasetJob:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/datasets/jobs/{_segment(job_id)}/")
+
+    def wait_dataset_job(self, slug: str, job_id: int, *, timeout: float = 1800.0,
+                         on_poll: Callable[[DatasetJob], None] | None = None) -> DatasetJob:
+        return self._wait(lambda: self.get_dataset_job(slug, job_id), DATASET_JOB_ENDS, f"dataset job {job_id}",
+                          timeout, on_poll)
+
+    @operation("GET", "/api/projects/{slug}/datasets/jobs/{job_id}/download/")
+    def download_dataset_job(self, slug: str, job_id: int, destination: str | Path, *,
+                             progress: ProgressCallback | None = None) -> Path:
+        """Stream the export's file to ``destination`` (written as ``.part``, renamed when complete)."""
+        destination = Path(destination)
+        partial = destination.with_name(destination.name + ".part")
+        response = self.request("GET", f"/api/projects/{_segment(slug)}/datasets/jobs/{_segment(job_id)}/download/",
+                                stream=True)
+        total = int(response.headers.get("Content-Length") or 0)
+        received = 0
+        try:
+            with response, partial.open("wb") as out:
+                for chunk in response.iter_content(1 << 20):
+                    out.write(chunk)
+                    received += len(chunk)
+                    if progress:
+                        progress(received, total)
+        except requests.RequestException as error:
+            partial.unlink(missing_ok=True)
+            raise MaskletConnectionError(f"The download of dataset job {job_id} broke off: {error}") from error
+        if total and received != total:
+            partial.unlink(missing_ok=True)
+            raise MaskletConnectionError(f"The download of dataset job {job_id} ended at {received} of {total} bytes.")
+        partial.replace(destination)
+        return destination
+
+    # -- models and training -------------------------------------------------------------------
+
+    @operation("GET", "/api/projects/{slug}/models/")
+    def list_models(self, slug: str) -> list[ModelVersion]:
+        return self._list(f"/api/projects/{_segment(slug)}/models/", "models")
+
+    @operation("POST", "/api/projects/{slug}/models/")
+    def register_model(self, slug: str, checkpoint: str | Path, config: str, *, name: str | None = None,
+                       image_size: int | None = None, progress: ProgressCallback | None = None) -> ModelVersion:
+        """Upload a checkpoint in Meta's format (weights under ``model``) with its SAM 2 config name."""
+        checkpoint = Path(checkpoint)
+        fields = {"config": config}
+        if name:
+            fields["name"] = name
+        if image_size:
+            fields["image_size"] = str(image_size)
+        with checkpoint.open("rb") as file:
+            body, content_type = multipart_stream(fields, "checkpoint", checkpoint.name, file, progress)
+            return self._json("POST", f"/api/projects/{_segment(slug)}/models/", data=body,
+                              headers={"Content-Type": content_type})
+
+    @operation("POST", "/api/projects/{slug}/models/{version_id}/promote/")
+    def promote_model(self, slug: str, version_id: int) -> ModelVersion:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/models/{_segment(version_id)}/promote/")
+
+    @operation("POST", "/api/projects/{slug}/models/rollback/")
+    def rollback_model(self, slug: str) -> ModelVersion:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/models/rollback/")
+
+    @operation("GET", "/api/projects/{slug}/training-runs/")
+    def list_training_runs(self, slug: str) -> list[TrainingRun]:
+        return self._list(f"/api/projects/{_segment(slug)}/training-runs/", "runs")
+
+    @operation("POST", "/api/projects/{slug}/training-runs/")
+    def start_training_run(self, slug: str, **parameters: Any) -> TrainingRun:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/training-runs/", json=parameters)
+
+    @operation("GET", "/api/projects/{slug}/training-runs/{run_id}/")
+    def get_training_run(self, slug: str, run_id: int) -> TrainingRun:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/training-runs/{_segment(run_id)}/")
+
+    @operation("POST", "/api/projects/{slug}/training-runs/{run_id}/cancel/")
+    def cancel_training_run(self, slug: str, run_id: int) -> TrainingRun:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/training-runs/{_segment(run_id)}/cancel/")
+
+    def wait_training_run(self, slug: str, run_id: int, *, timeout: float = 24 * 3600.0,
+                          on_poll: Callable[[TrainingRun], None] | None = None) -> TrainingRun:
+        return self._wait(lambda: self.get_training_run(slug, run_id), TRAINING_RUN_ENDS, f"training run {run_id}",
+                          timeout, on_poll)
+
+    # -- team ----------------------------------------------------------------------------------
+
+    @operation("GET", "/api/projects/{slug}/auto-masklets/")
+    def list_auto_masklet_runs(self, slug: str) -> list[dict[str, Any]]:
+        return self._list(f"/api/projects/{_segment(slug)}/auto-masklets/", "runs")
+
+    @operation("POST", "/api/projects/{slug}/auto-masklets/")
+    def start_auto_masklet_run(self, slug: str, **options: Any) -> dict[str, Any]:
+        return self._json("POST", f"/api/projects/{_segment(slug)}/auto-masklets/", json=options)
+
+    @operation("GET", "/api/projects/{slug}/effort/")
+    def effort(self, slug: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/projects/{_segment(slug)}/effort/")
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _wait(self, read: Callable[[], Any], ends: tuple[set[str], set[str]], what: str, timeout: float,
+              on_poll: Callable[[Any], None] | None, reason_key: str = "error") -> Any:
+        """Poll ``read()`` (0.2 s, growing to 5 s) until its status is in ``ends``."""
+        succeeded, failed = ends
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            item = read()
+            if on_poll:
+                on_poll(item)
+            status = item.get("status")
+            if status in succeeded:
+                return item
+            if status in failed:
+                raise JobFailed(what, status, item.get(reason_key) or item.get("error") or "", item)
+            if time.monotonic() + delay > deadline:
+                raise WaitTimedOut(f"{what} is still {status} after {timeout:g} s.")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+
+def _reason(error: Exception) -> str:
+    """The operating system's words for a failed connection, without urllib3's wrapping."""
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(error))
+    return match.group(1) if match else str(error)
+
+
+def _retry_after(response: requests.Response) -> float:
+    try:
+        return max(0.0, min(float(response.headers.get("Retry-After", "1")), 60.0))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,89 @@
+"""The ``masklet`` command's contract with scripts: exit codes, messages on stderr, and the
+upload body and export unpacking it builds on."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.test import RequestFactory
+from masklet_client.cli import EXIT_CONNECTION, EXIT_REFUSED, EXIT_USAGE, unpack
+from masklet_client.errors import MaskletError
+from masklet_client.upload import multipart_stream
+
+from tests.client.conftest import masklet_runner
+from tests.e2e.conftest import _free_port
+
+
+def test_without_url_or_token_it_says_which_to_set_and_exits_2():
+    no_url = masklet_runner(None, "secret")("projects", "list")
+    assert no_url.returncode == EXIT_USAGE
+    assert "MASKLET_URL" in no_url.stderr
+    no_token = masklet_runner("http://127.0.0.1:1", None)("projects", "list")
+    assert no_token.returncode == EXIT_USAGE
+    assert "MASKLET_TOKEN" in no_token.stderr
+
+
+def test_a_bad_command_line_exits_2_with_the_usage():
+    result = masklet_runner("http://127.0.0.1:1", "secret")("export", "demo", "--format", "pdf", "--out", "x")
+    assert result.returncode == EXIT_USAGE
+    assert "invalid choice: 'pdf'" in result.stderr
+    missing = masklet_runner("http://127.0.0.1:1", "secret")("videos", "upload", "demo", "/no/such/file.mp4")
+    assert missing.returncode == EXIT_USAGE
+    assert "/no/such/file.mp4: no such file" in missing.stderr
+
+
+def test_a_server_that_is_not_there_exits_3():
+    url = f"http://127.0.0.1:{_free_port()}"
+    result = masklet_runner(url, "secret")("projects", "list")
+    assert result.returncode == EXIT_CONNECTION
+    assert f"Cannot reach {url}: Connection refused" in result.stderr
+
+
+def test_a_refused_token_exits_1_with_the_servers_words(embedded_server):
+    result = masklet_runner(embedded_server.url, "not-a-token")("projects", "list", "--json")
+    assert result.returncode == EXIT_REFUSED
+    assert result.stdout == ""
+    assert result.stderr.startswith("masklet: error: 401 ")
+
+
+def test_the_streamed_upload_body_is_the_multipart_form_django_reads(tmp_path):
+    payload = bytes(range(256)) * 4099  # not a multiple of any chunk size
+    path = tmp_path / 'clip "1".mp4'
+    path.write_bytes(payload)
+    seen: list[tuple[int, int]] = []
+    with path.open("rb") as file:
+        body, content_type = multipart_stream({"name": "clip", "allow_duplicate": "1"}, "file", path.name, file,
+                                              lambda sent, total: seen.append((sent, total)))
+        first = body.read(-1) + b"".join(iter(lambda: body.read(7000), b""))
+        body.seek(0)  # a retried request (after a 429) sends it again
+        again = b"".join(iter(lambda: body.read(65536), b""))
+    assert first == again and len(first) == len(body)
+    assert seen[-1] == (len(body), len(body))
+    request = RequestFactory().generic("POST", "/", data=first, content_type=content_type)
+    assert request.POST.dict() == {"name": "clip", "allow_duplicate": "1"}
+    assert request.FILES["file"].name == "clip %221%22.mp4"
+    assert request.FILES["file"].read() == payload
+
+
+def test_an_export_naming_a_path_outside_its_folder_is_not_unpacked(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("sav_000001/ok.json", "{}")
+        zipped.writestr("../escaped.txt", "gotcha")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(MaskletError, match="outside its folder"):
+        unpack(archive, out)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert list(out.iterdir()) == []
+
+
+def test_an_export_unpacks_every_file_into_its_folder(tmp_path):
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("sav_000001/sav_000001_manual.json", '{"masklet": []}')
+        zipped.writestr("sav_000001/00000.jpg", b"\xff\xd8")
+    assert unpack(archive, tmp_path / "out") == 2
+    assert Path(tmp_path / "out/sav_000001/sav_000001_manual.json").read_text() == '{"masklet": []}'
