@@ -130,6 +130,13 @@ class Client:
             raise MaskletError(response.status_code, "bad_response",
                                f"{method} {path} answered {response.headers.get('Content-Type')}, not JSON.") from error
 
+    def _upload(self, path: str, fields: dict[str, str], file_field: str, file_path: Path,
+                progress: ProgressCallback | None) -> Any:
+        """POST ``fields`` and the file as multipart, streamed from disk."""
+        with file_path.open("rb") as file:
+            body, content_type = multipart_stream(fields, file_field, file_path.name, file, progress)
+            return self._json("POST", path, data=body, headers={"Content-Type": content_type})
+
     def _list(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Every item of a list endpoint: follows ``next`` of paginated lists; older lists are
         ``{key: [...]}`` in one page."""
@@ -232,10 +239,7 @@ class Client:
         fields = {"allow_duplicate": "1"} if allow_duplicate else {}
         if name:
             fields["name"] = name
-        with path.open("rb") as file:
-            body, content_type = multipart_stream(fields, "file", path.name, file, progress)
-            return self._json("POST", f"/api/projects/{_segment(slug)}/videos/", data=body,
-                              headers={"Content-Type": content_type})
+        return self._upload(f"/api/projects/{_segment(slug)}/videos/", fields, "file", path, progress)
 
     @operation("GET", "/api/projects/{slug}/videos/{video_id}/")
     def get_video(self, slug: str, video_id: int) -> Video:
@@ -306,12 +310,8 @@ class Client:
     @operation("POST", "/api/projects/{slug}/datasets/jobs/")
     def start_import(self, slug: str, fmt: str, path: str | Path, *, progress: ProgressCallback | None = None,
                      **options: Any) -> DatasetJob:
-        path = Path(path)
         fields = {"kind": "import", "format": fmt, **{key: str(value) for key, value in options.items()}}
-        with path.open("rb") as file:
-            body, content_type = multipart_stream(fields, "file", path.name, file, progress)
-            return self._json("POST", f"/api/projects/{_segment(slug)}/datasets/jobs/", data=body,
-                              headers={"Content-Type": content_type})
+        return self._upload(f"/api/projects/{_segment(slug)}/datasets/jobs/", fields, "file", Path(path), progress)
 
     @operation("GET", "/api/projects/{slug}/datasets/jobs/{job_id}/")
     def get_dataset_job(self, slug: str, job_id: int) -> DatasetJob:
@@ -358,16 +358,12 @@ class Client:
     def register_model(self, slug: str, checkpoint: str | Path, config: str, *, name: str | None = None,
                        image_size: int | None = None, progress: ProgressCallback | None = None) -> ModelVersion:
         """Upload a checkpoint in Meta's format (weights under ``model``) with its SAM 2 config name."""
-        checkpoint = Path(checkpoint)
         fields = {"config": config}
         if name:
             fields["name"] = name
         if image_size:
             fields["image_size"] = str(image_size)
-        with checkpoint.open("rb") as file:
-            body, content_type = multipart_stream(fields, "checkpoint", checkpoint.name, file, progress)
-            return self._json("POST", f"/api/projects/{_segment(slug)}/models/", data=body,
-                              headers={"Content-Type": content_type})
+        return self._upload(f"/api/projects/{_segment(slug)}/models/", fields, "checkpoint", Path(checkpoint), progress)
 
     @operation("POST", "/api/projects/{slug}/models/{version_id}/promote/")
     def promote_model(self, slug: str, version_id: int) -> ModelVersion:
