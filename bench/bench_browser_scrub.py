@@ -99,7 +99,7 @@ def _free_port() -> int:
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE",
                                                               "MASKLET_PRODUCTION")}
-    env.update({"MASKLET_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "engine.settings",
+    env.update({"MASKLET_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "config.settings",
                 "MASKLET_ALLOWED_HOSTS": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1",
                 "MASKLET_SECRET_KEY": "bench-only-secret-key-not-for-production-0123456789"})
     return env

@@ -2,7 +2,7 @@
 web server and of Redis, over and over, on one real services-mode stack, while a page annotates.
 
 The stack and the scenarios are the fault suite's (``tests/annotator/sessions/fault_kit.py`` on
-``live_stack.py``, loaded by path): daphne on a fixed port, one ``celery -A engine worker -Q gpu -P
+``live_stack.py``, loaded by path): daphne on a fixed port, one ``celery -A config worker -Q gpu -P
 solo`` (classical backend, 20 s heartbeat TTL), a private ``redis-server``, PostgreSQL database
 ``masklet_bench_faults`` (dropped and re-created); the seed is ``bench_session_overhead``'s (a
 synthetic video, stride 1). One page clicks and tracks; each kill hits the middle of a track.

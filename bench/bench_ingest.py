@@ -77,7 +77,7 @@ def child_ingest(path: str, data_dir: str) -> dict:
     os.environ["MASKLET_DATA_DIR"] = data_dir
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("MASKLET_LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(REPO_ROOT))
     import django

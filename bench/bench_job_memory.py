@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1, help="objects per window")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()

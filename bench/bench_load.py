@@ -1,6 +1,6 @@
 """Load: N simulated annotators clicking at once over WebSockets, against one and two GPU workers.
 
-The stack is ``bench_session_overhead``'s (``live_stack``: daphne, ``celery -A engine worker -Q gpu -P
+The stack is ``bench_session_overhead``'s (``live_stack``: daphne, ``celery -A config worker -Q gpu -P
 solo`` with the classical backend, PostgreSQL database ``masklet_bench_load`` dropped and re-created,
 a private ``redis-server``), seeded the same way (a synthetic video, stride 1, copied so that every
 ``--per-video`` annotators share one: by default each works on a video of their own, as a team

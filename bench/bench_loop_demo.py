@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         os.environ["MASKLET_DATA_DIR"] = data_dir
         os.environ.pop("DATABASE_URL", None)
         os.environ.pop("REDIS_URL", None)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         sys.path.insert(0, str(REPO_ROOT))
         import django
         from django.core.management import call_command

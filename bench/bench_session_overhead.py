@@ -1,6 +1,6 @@
 """Live-session overhead in services mode: what the system adds on top of the segmenter.
 
-Starts a real stack on loopback (``daphne engine.asgi:application``, one ``celery -A engine worker
+Starts a real stack on loopback (``daphne config.asgi:application``, one ``celery -A config worker
 -Q gpu -P solo`` with the classical backend, PostgreSQL database ``masklet_bench`` dropped and
 re-created, Redis db 9 flushed), signs in over HTTP (``/api/session/``) and opens the real
 annotation WebSocket. Then, in the same run:

@@ -1,5 +1,1 @@
-"""The Django project and the data engine (Celery app, workers, training, model registry)."""
-
-from engine.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The compute runtime and the model loop (workers, dispatch, training, model registry)."""

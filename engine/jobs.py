@@ -168,7 +168,7 @@ def _settings_for_child() -> dict[str, Any]:
 
 def _settings_module() -> str:
     """This process's settings module (``settings.SETTINGS_MODULE`` reads None under test overrides)."""
-    return os.environ.get("DJANGO_SETTINGS_MODULE") or "engine.settings"
+    return os.environ.get("DJANGO_SETTINGS_MODULE") or "config.settings"
 
 
 def _watch_parent(parent: int) -> None:
@@ -194,8 +194,8 @@ def child_main() -> None:
 
     django.setup()
     if "task" in orders:
+        from config.celery import app
         from engine import channel_bridge
-        from engine.celery import app
 
         channel_bridge.relay_to(events.send)
         app.loader.import_default_modules()

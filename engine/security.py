@@ -1,4 +1,4 @@
-"""Production hardening that is code rather than settings (the settings are in ``engine.settings``).
+"""Production hardening that is code rather than settings (the settings are in ``config.settings``).
 
 - ``ThrottledBackend``: django-axes' backend, for sign-ins that come with a request (every page and
   API sign-in); server-side code without one (a management command, a test) is not throttled.

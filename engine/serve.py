@@ -1,4 +1,4 @@
-"""``python -m engine.serve [daphne options] engine.asgi:application``: the daphne command line with the
+"""``python -m engine.serve [daphne options] config.asgi:application``: the daphne command line with the
 WebSocket limits of the settings (``DAPHNE_WEBSOCKET_MAX_*``, which ``runserver`` reads but the
 ``daphne`` command does not), and a frame over them ends with a close frame (1009, message too
 big) instead of a dropped TCP connection, so the page can say why.
@@ -23,7 +23,7 @@ class ClosingWebSocketFactory(WebSocketFactory):
 
 
 def main(argv: list[str]) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.conf import settings
 
     daphne.server.WebSocketFactory = ClosingWebSocketFactory

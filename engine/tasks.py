@@ -1,7 +1,7 @@
 """Celery tasks of the model loop: the training run (``train`` queue), the periodic job (beat), and
 checkpoint downloads from the dashboard (``cpu`` queue).
 
-``celery -A engine worker -Q train`` runs ``train_model``; ``celery -A engine beat`` sends
+``celery -A config worker -Q train`` runs ``train_model``; ``celery -A config beat`` sends
 ``loop_tick`` every ``MASKLET_LOOP_TICK_S`` seconds (``CELERY_BEAT_SCHEDULE``; in embedded mode
 ``start_embedded_beat`` sends that schedule). When a worker
 that consumes ``train`` starts, it fails the runs its previous incarnation (same node name) left
@@ -65,7 +65,7 @@ def start_embedded_beat(schedule: Mapping[str, Mapping[str, Any]] | None = None)
     """Embedded mode has no ``celery beat``: a daemon thread sends each entry of ``CELERY_BEAT_SCHEDULE``
     (or ``schedule``) to its queue's in-process pool at the entry's period, as beat would.
 
-    Started by the ASGI server (``engine.asgi``), once per process; each entry first runs one period
+    Started by the ASGI server (``config.asgi``), once per process; each entry first runs one period
     after start, so short-lived servers (tests) never tick. A period <= 0 turns an entry off
     (``MASKLET_LOOP_TICK_S=0``). Returns the event that stops the thread (None: nothing started).
     """
@@ -74,7 +74,7 @@ def start_embedded_beat(schedule: Mapping[str, Mapping[str, Any]] | None = None)
         return None
     from django.conf import settings
 
-    from engine.celery import app
+    from config.celery import app
     from engine.dispatch import submit
 
     app.loader.import_default_modules()  # what a worker does first: autodiscovery registers every task

@@ -3,7 +3,7 @@
 A live segmenter session (SAM 2 memory of a video) lives in one worker process, so every
 message of that session must reach that process. Each Celery worker that consumes the shared
 ``gpu`` queue therefore also consumes a queue of its own, ``gpu.<nodename>`` (added by the
-``celeryd_after_setup`` signal below, so ``celery -A engine worker -Q gpu`` is all it takes).
+``celeryd_after_setup`` signal below, so ``celery -A config worker -Q gpu`` is all it takes).
 The first message of a session goes to ``gpu``; the worker that takes it names its own queue
 in its reply, and the consumer sends the rest there.
 

@@ -42,7 +42,7 @@ print(json.dumps({
 
 def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
-    clean.update({"DJANGO_SETTINGS_MODULE": "engine.settings", "MASKLET_DATA_DIR": str(tmp_path / "var"), **env})
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", "MASKLET_DATA_DIR": str(tmp_path / "var"), **env})
     return subprocess.run([sys.executable, "-c", PROBE], cwd=REPO_ROOT, env=clean, capture_output=True, text=True,
                           timeout=60)
 
@@ -160,7 +160,7 @@ def test_the_compose_health_check_is_answered_over_plain_http(tmp_path):
     assert "'http://127.0.0.1:8000/healthz', headers={'Host': os.environ['MASKLET_ALLOWED_HOSTS']" in check
     env = {k: v for k, v in _compose_environment().items() if k not in ("DATABASE_URL", "REDIS_URL")}  # SQLite here
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
-    clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="engine.settings")
+    clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="config.settings")
     result = subprocess.run([sys.executable, "-c", HEALTH_PROBE], cwd=REPO_ROOT, env=clean, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr

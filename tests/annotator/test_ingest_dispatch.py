@@ -1,7 +1,7 @@
 """Ingest through ``engine.dispatch.submit`` in both modes, with the real machinery.
 
 Embedded (no REDIS_URL): the task runs on the in-process ``cpu`` thread pool. Services (REDIS_URL
-set): a real ``celery -A engine worker -Q cpu --pool solo`` subprocess, pointed at this run's test
+set): a real ``celery -A config worker -Q cpu --pool solo`` subprocess, pointed at this run's test
 database and the same data dir, consumes the task from Redis. Each test skips in the other mode.
 """
 
@@ -109,11 +109,11 @@ def _test_database_url() -> str:
 @pytest.mark.django_db(transaction=True)
 def test_services_celery_worker_ingests_from_the_cpu_queue(project, data_dir, tiny_video, tmp_path):
     env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": django_settings.REDIS_URL,
-           "MASKLET_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "engine.settings"}
+           "MASKLET_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "config.settings"}
     log_path = tmp_path / "worker.log"
     with log_path.open("w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "engine", "worker", "-Q", "cpu", "--pool", "solo",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "cpu", "--pool", "solo",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--hostname", f"ingest-test-{uuid.uuid4().hex[:8]}@%h"],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

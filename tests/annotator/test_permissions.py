@@ -35,7 +35,7 @@ from annotator.consumers import ProjectConsumer, VideoStatusConsumer
 from annotator.models import Membership, Role, Video
 from annotator.permissions import RULES, Access, Action, rule_of
 from annotator.routing import websocket_urlpatterns
-from engine.routing import websocket_urlpatterns as engine_websocket_urlpatterns
+from config.routing import websocket_urlpatterns as engine_websocket_urlpatterns
 
 PERSONAS = ("anonymous", "non_member", "staff", "annotator", "reviewer", "admin", "superuser")
 MEMBER_ROLES = {"annotator": Role.ANNOTATOR, "reviewer": Role.REVIEWER, "admin": Role.ADMIN}

@@ -153,7 +153,7 @@ def test_socket_origins_behind_a_proxy_and_trusted_origins(settings):
 @pytest.mark.parametrize(("origin", "accepted"), [(b"http://127.0.0.1:8000", True), (b"http://127.0.0.1:9999", False),
                                                   (b"https://127.0.0.1:8000", False)])
 def test_a_socket_from_another_origin_is_refused(origin, accepted, make_user, make_project):
-    from engine.routing import build_application
+    from config.routing import build_application
 
     gil = make_user("gil")
     project = make_project(members={gil: Role.ANNOTATOR})

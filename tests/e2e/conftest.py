@@ -111,7 +111,7 @@ def _server_env(data_dir: Path, extra_env: dict[str, str] | None = None) -> dict
         "MASKLET_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "MASKLET_SECRET_KEY": "e2e-only-secret-key-not-for-production-0123456789",
         "MASKLET_EMBEDDED_WORKERS": "1",
-        "DJANGO_SETTINGS_MODULE": "engine.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "PYTHONUNBUFFERED": "1",
     })
     env.update(extra_env or {})

@@ -17,9 +17,9 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from annotator.models import Membership, Role
+from config.routing import websocket_urlpatterns
 from engine import channel_bridge, training
 from engine.models import TrainingRun
-from engine.routing import websocket_urlpatterns
 
 # What this checks is the embedded server's path (train thread pool -> in-memory layer on the
 # socket's loop); in services mode nothing in the test process consumes the train queue.

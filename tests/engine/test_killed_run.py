@@ -1,6 +1,6 @@
 """A training run whose Celery ``train`` worker is SIGKILLed halfway ends failed, with its log, and no version.
 
-Services mode only (Postgres + Redis): a real ``celery -A engine worker -Q train`` subprocess
+Services mode only (Postgres + Redis): a real ``celery -A config worker -Q train`` subprocess
 takes the run; once it has stored a few steps it is killed with SIGKILL (no clean shutdown,
 nothing can run in it). The run is then still ``running`` with a stale heartbeat. Recovery:
 the same node starting again fails the runs its dead predecessor held (``worker_ready``),
@@ -36,11 +36,11 @@ def start_train_worker(nodename: str, data_dir: Path, log_path: Path) -> subproc
     from tests.annotator.sessions.conftest import worker_database_url
 
     env = {**os.environ, "DATABASE_URL": worker_database_url(), "REDIS_URL": django_settings.REDIS_URL,
-           "MASKLET_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "engine.settings",
+           "MASKLET_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "config.settings",
            "MASKLET_LOOP_PROGRESS_S": "0", "MASKLET_LOOP_HEARTBEAT_S": "1", "MASKLET_DEVICE": "cpu"}
     with log_path.open("a") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "engine", "worker", "-Q", "train", "-P", "solo", "-n", nodename,
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "train", "-P", "solo", "-n", nodename,
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -2,10 +2,10 @@
 and (services mode) a real GPU Celery worker subprocess.
 
 ``socket(user, video)`` opens ``/ws/projects/<slug>/videos/<id>/annotate/`` through
-``engine.routing.build_application()`` (session cookie, origin check, routing: all real) and returns an
+``config.routing.build_application()`` (session cookie, origin check, routing: all real) and returns an
 ``AnnotationSocket`` with small helpers; scenarios are ``async def`` run with ``run(...)``.
 
-``gpu_worker`` (services mode) starts ``celery -A engine worker -Q gpu -P solo -n <name>@%h``
+``gpu_worker`` (services mode) starts ``celery -A config worker -Q gpu -P solo -n <name>@%h``
 against this run's test database, Redis and data dir, and waits for its heartbeat. It is a
 factory: ``gpu_worker()`` starts one more worker (kill it with ``worker.kill()``, or
 ``worker.process.send_signal(...)``); every worker is stopped at the end of the test. Fault tests
@@ -140,7 +140,7 @@ class AnnotationSocket:
 @pytest.fixture
 def open_socket(transactional_db) -> Callable[..., Awaitable[tuple[bool, Any, AnnotationSocket | None]]]:
     """``await open_socket(user, video) -> (connected, close_code, socket)``; hello is in ``received``."""
-    from engine.routing import build_application
+    from config.routing import build_application
 
     application = build_application()
 
@@ -201,7 +201,7 @@ def gpu_worker(settings, tmp_path: Path, transactional_db) -> Iterator[Callable[
         name = name or f"w{len(started) + 1}-{uuid.uuid4().hex[:6]}"
         nodename = f"{name}@{os.uname().nodename}"
         full_env = {**os.environ, "DATABASE_URL": worker_database_url(), "REDIS_URL": django_settings.REDIS_URL,
-                    "MASKLET_DATA_DIR": str(settings.DATA_DIR), "DJANGO_SETTINGS_MODULE": "engine.settings",
+                    "MASKLET_DATA_DIR": str(settings.DATA_DIR), "DJANGO_SETTINGS_MODULE": "config.settings",
                     "MASKLET_WORKER_HEARTBEAT_S": str(settings.WORKER_HEARTBEAT_SECONDS),
                     "MASKLET_SEGMENTER": settings.SEGMENTER, "MASKLET_SAM2_IMAGE_SIZE": str(settings.SAM2_IMAGE_SIZE),
                     **(env or {})}

@@ -6,8 +6,8 @@ this file by path), so both drive exactly the processes a deployment runs: nothi
 
 - ``RedisServer``: ``redis-server`` on a free port, no persistence, that can be ``restart``-ed on
   the same port (the Redis-restart fault).
-- ``start_server(env)``: ``python -m engine.serve engine.asgi:application`` (daphne) on a free
-  port, up once ``/api/session/`` answers. ``start_worker(env, name)``: ``celery -A engine worker
+- ``start_server(env)``: ``python -m engine.serve config.asgi:application`` (daphne) on a free
+  port, up once ``/api/session/`` answers. ``start_worker(env, name)``: ``celery -A config worker
   -Q gpu -P solo``, up once its own heartbeat (its pid) is in Redis.
 - ``sign_in(url, username, password)`` -> the session cookie; ``LiveSocket.connect(...)`` opens
   ``/ws/projects/<slug>/videos/<id>/annotate/`` with it and speaks protocol v1.
@@ -41,7 +41,7 @@ def free_port() -> int:
 
 def worker_command(nodename: str) -> list[str]:
     """The GPU worker as deployed (solo pool: one model, one message at a time, no prefetch surprises)."""
-    return [sys.executable, "-m", "celery", "-A", "engine", "worker", "-Q", "gpu", "-P", "solo", "-n", nodename,
+    return [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu", "-P", "solo", "-n", nodename,
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
@@ -131,18 +131,18 @@ def stack_env(*, database_url: str, redis_url: str, data_dir: Path, **extra: str
     """The environment every process of one stack shares (services mode: REDIS_URL set)."""
     env = {key: value for key, value in os.environ.items() if key not in ("MASKLET_PRODUCTION",)}
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "MASKLET_DATA_DIR": str(data_dir),
-                "DJANGO_SETTINGS_MODULE": "engine.settings", "MASKLET_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DJANGO_SETTINGS_MODULE": "config.settings", "MASKLET_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "PYTHONUNBUFFERED": "1", **extra})
     return env
 
 
 def start_server(env: dict[str, str], log_path: Path, timeout: float = 60,
                  port: int | None = None) -> tuple[Service, str]:
-    """Daphne serving ``engine.asgi:application`` (on ``port``: a restart keeps the page's URL);
+    """Daphne serving ``config.asgi:application`` (on ``port``: a restart keeps the page's URL);
     returns (service, base url)."""
     port = port or free_port()
     service = _spawn([sys.executable, "-m", "engine.serve", "-b", "127.0.0.1", "-p", str(port),
-                      "engine.asgi:application"],
+                      "config.asgi:application"],
                      env, log_path, "daphne")
     url = f"http://127.0.0.1:{port}"
     _wait("daphne", lambda: urllib.request.urlopen(f"{url}/api/session/", timeout=2).status == 200, service, timeout)

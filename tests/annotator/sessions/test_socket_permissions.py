@@ -86,7 +86,7 @@ async def _open(open_socket, user, video):
     if isinstance(user, AnonymousUser):  # no session cookie at all: the socket's scope is anonymous
         from channels.testing import WebsocketCommunicator
 
-        from engine.routing import build_application
+        from config.routing import build_application
 
         application = build_application()
         path = f"/ws/projects/{video.project.slug}/videos/{video.id}/annotate/"

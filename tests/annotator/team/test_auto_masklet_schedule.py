@@ -22,7 +22,7 @@ from annotator.automasks import runs
 from annotator.automasks.runs import scheduled_tick, set_schedule, start_run
 from annotator.models import AutoMaskletRun, Masklet, Video
 from annotator.services.annotation import EditRefused
-from engine.celery import app as celery_app
+from config.celery import app as celery_app
 from fixtures.synthetic import SyntheticSpec
 
 #: The transactional tests let the real pools run the job; in services mode nothing would consume the queues here.

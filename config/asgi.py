@@ -1,6 +1,6 @@
-"""ASGI entry point of a server process (``runserver``, ``daphne engine.asgi:application``).
+"""ASGI entry point of a server process (``runserver``, ``daphne config.asgi:application``).
 
-Importing it builds the application (``engine.routing.build_application``) and, in embedded mode,
+Importing it builds the application (``config.routing.build_application``) and, in embedded mode,
 fails the runs its previous process left queued or running (``engine.jobs.recover_after_restart``)
 and starts the beat: there is no ``celery beat`` process there, so the server sends
 ``CELERY_BEAT_SCHEDULE`` itself. Code that only needs the routing (tests) uses ``build_application``.
@@ -10,12 +10,12 @@ import os
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402  (after setup: the routing imports consumers and models)
 
-from engine.routing import build_application  # noqa: E402
+from config.routing import build_application  # noqa: E402
 
 application = build_application()
 

@@ -164,14 +164,14 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "engine.urls"
-ASGI_APPLICATION = "engine.asgi.application"
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
 # The WebSocket transport takes frames up to twice the protocol's limit (2 MiB,
 # ``annotator.protocol.MAX_MESSAGE_BYTES``), so an oversize message is answered ``too_large``
 # instead of cutting the connection. ``runserver`` reads these; the daphne command line gets them
 # from ``python -m engine.serve``.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 4 * 1024 * 1024
-WSGI_APPLICATION = "engine.wsgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -328,7 +328,7 @@ MODELS_ROOT = DATA_DIR / "models"
 #: A mirror of Meta's checkpoint files (same file names, e.g. an internal server for machines without
 #: internet); empty: Meta's own addresses (engine.fetch).
 CHECKPOINT_MIRROR = os.environ.get("MASKLET_CHECKPOINT_MIRROR", "")
-# What `celery -A engine beat` sends (the embedded server sends the same itself, engine.tasks.start_embedded_beat):
+# What `celery -A config beat` sends (the embedded server sends the same itself, engine.tasks.start_embedded_beat):
 # the model loop's tick, and auto masklets for newly ready videos of opted-in projects (same period).
 CELERY_BEAT_SCHEDULE = {
     "masklet-loop-tick": {"task": "engine.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},

@@ -1,7 +1,7 @@
 """Masklet's ASGI routing: HTTP through Django, WebSockets through Channels (authenticated sessions).
 
 The engine's own WebSocket routes (the admin dashboard) live here next to ``build_application``,
-which joins them with annotator's. ``engine.asgi`` serves what it builds; tests build it
+which joins them with annotator's. ``config.asgi`` serves what it builds; tests build it
 in-process, without what only a server process starts (the embedded beat).
 """
 

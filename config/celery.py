@@ -1,7 +1,7 @@
 """The Celery app. Queues: ``gpu`` (model work), ``cpu`` (ingest, export), ``train`` (fine-tuning).
 
-Services mode: ``celery -A engine worker -Q cpu`` (and ``-Q gpu`` per GPU, ``-Q train``) plus
-``celery -A engine beat``. Embedded mode runs the same tasks on threads in the server process
+Services mode: ``celery -A config worker -Q cpu`` (and ``-Q gpu`` per GPU, ``-Q train``) plus
+``celery -A config beat``. Embedded mode runs the same tasks on threads in the server process
 (see ``engine.dispatch``).
 """
 
@@ -9,7 +9,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("masklet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
