@@ -28,7 +28,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 
 from annotator import selectors
 from annotator.models import Project
-from annotator.permissions import Action, login_required_rule, project_permission, public, role_of
+from annotator.permissions import Action, login_required_rule, project_permission, public, role_of, roles_by_project
 from annotator.services.videos import DuplicateVideo, VideoRejected, create_video_from_upload, delete_video
 from engine.input import error_response, json_object
 
@@ -93,7 +93,7 @@ def session(request: HttpRequest) -> JsonResponse:
 @allow("GET")
 @login_required_rule(api=True)
 def project_list(request: HttpRequest) -> JsonResponse:
-    roles = selectors.roles_by_project(request.user)
+    roles = roles_by_project(request.user)
     projects = selectors.projects_for_user(request.user)
     return JsonResponse({"projects": [selectors.project_to_dict(p, roles.get(p.id)) for p in projects]})
 

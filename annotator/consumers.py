@@ -29,11 +29,10 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import OuterRef, Subquery
 
 from annotator import protocol, selectors, sessions
-from annotator.models import Masklet, Membership, Project, Role, Video
-from annotator.permissions import Action, has_permission, role_allows
+from annotator.models import Masklet, Project, Video
+from annotator.permissions import Action, has_permission, role_allows, role_of
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused
 from annotator.tasks import session_message
@@ -590,13 +589,11 @@ def _ready_video(project: Project, video_id: int) -> Video | None:
 
 
 def _permissions(user_id: int, project: Project) -> tuple[bool, bool]:
-    """(may view, may edit) for the user now: one query per message (the user with their role in
-    the project), since roles can change any time."""
-    role = Membership.objects.filter(project=project, user=OuterRef("pk")).values("role")[:1]
-    user = get_user_model().objects.filter(pk=user_id, is_active=True).annotate(project_role=Subquery(role)).first()
+    """(may view, may edit) for the user now, read again for every message: roles can change any time."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         return False, False
-    role_now = Role(user.project_role) if user.project_role else None
+    role_now = role_of(user, project)
     return role_allows(user, role_now, Action.VIEW_PROJECT), role_allows(user, role_now, Action.ANNOTATE)
 
 

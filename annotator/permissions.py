@@ -71,12 +71,24 @@ if set(RULES) != set(Action):
     raise ImproperlyConfigured(f"annotator.permissions.RULES lacks a row for {set(Action) - set(RULES)}")
 
 
+def roles_by_project(user: User, project: Project | None = None) -> dict[int, Role]:
+    """``{project_id: role}`` of the user's memberships (only ``project``'s when given).
+
+    The one role lookup: pages, the API, services and sockets all read roles here, next to the
+    table of what each role may do (``annotator.selectors`` imports this module, so it cannot
+    live there).
+    """
+    if not user.is_authenticated:
+        return {}
+    memberships = Membership.objects.filter(user=user)
+    if project is not None:
+        memberships = memberships.filter(project=project)
+    return {project_id: Role(role) for project_id, role in memberships.values_list("project_id", "role")}
+
+
 def role_of(user: User, project: Project) -> Role | None:
     """The user's role in the project, or None for anonymous users and non-members."""
-    if not user.is_authenticated:
-        return None
-    role = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-    return Role(role) if role else None
+    return roles_by_project(user, project).get(project.pk)
 
 
 def has_permission(user: User, project: Project, action: Action) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from annotator.models import MaskFrame, Masklet, Membership, Project, Review, Role, Video
+from annotator.models import MaskFrame, Masklet, Project, Review, Role, Video
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
 from annotator.services.reviews import reason_label
@@ -26,13 +26,6 @@ def projects_for_user(user: User) -> QuerySet[Project]:
     if user.is_superuser:
         return projects
     return projects.filter(memberships__user=user)
-
-
-def roles_by_project(user: User) -> dict[int, str]:
-    """``{project_id: role}`` for the user's memberships (to label the project list)."""
-    if not user.is_authenticated:
-        return {}
-    return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
 
 
 def videos_for_project(project: Project) -> QuerySet[Video]:

@@ -27,6 +27,7 @@ from annotator.permissions import (
     project_permission,
     public,
     role_of,
+    roles_by_project,
     staff_required,
 )
 from annotator.services import projects as project_service
@@ -89,7 +90,7 @@ class UploadForm(forms.Form):
 @login_required_rule
 def project_list(request: HttpRequest) -> HttpResponse:
     """The projects the user belongs to (superusers: all)."""
-    roles = selectors.roles_by_project(request.user)
+    roles = roles_by_project(request.user)
     projects = [(project, roles.get(project.id)) for project in selectors.projects_for_user(request.user)]
     return render(request, "annotator/project_list.html", {"projects": projects})
 

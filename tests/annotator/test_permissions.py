@@ -27,13 +27,14 @@ from asgiref.sync import async_to_sync
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from annotator.consumers import ProjectConsumer, VideoStatusConsumer
+from annotator.consumers import ProjectConsumer, VideoStatusConsumer, _permissions
 from annotator.models import Membership, Role, Video
-from annotator.permissions import RULES, Access, Action, rule_of
+from annotator.permissions import RULES, Access, Action, role_of, roles_by_project, rule_of
 from annotator.routing import websocket_urlpatterns
 from config.routing import websocket_urlpatterns as engine_websocket_urlpatterns
 
@@ -436,3 +437,20 @@ def test_websocket_rechecks_membership_on_every_message(world, monkeypatch):
     assert refreshed["type"] == "snapshot"
     assert refused["type"] == "error"
     assert closed == {"type": "websocket.close", "code": 4403}
+
+
+def test_one_role_lookup_answers_pages_services_and_sockets_alike(make_user, make_project):
+    """``roles_by_project`` is the one role lookup: ``role_of`` and the socket's per-message check
+    read it, so a role change is seen by all of them at once."""
+    ann = make_user("roles-ann")
+    first = make_project(members={ann: Role.ANNOTATOR})
+    second = make_project(members={ann: Role.REVIEWER})
+    elsewhere = make_project()
+    assert roles_by_project(ann) == {first.pk: Role.ANNOTATOR, second.pk: Role.REVIEWER}
+    assert [role_of(ann, p) for p in (first, second, elsewhere)] == [Role.ANNOTATOR, Role.REVIEWER, None]
+    assert [_permissions(ann.pk, p) for p in (first, second, elsewhere)] == [(True, True), (True, False),
+                                                                            (False, False)]
+    Membership.objects.filter(user=ann, project=first).update(role=Role.REVIEWER)
+    assert (roles_by_project(ann)[first.pk], role_of(ann, first), _permissions(ann.pk, first)) == (
+        Role.REVIEWER, Role.REVIEWER, (True, False))
+    assert roles_by_project(AnonymousUser()) == {} and role_of(AnonymousUser(), first) is None
