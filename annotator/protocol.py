@@ -62,9 +62,9 @@ track (W)       frame, direction (forward/backward/both), object_ids?       ``tr
 Server -> client::
 
     mask:           {"type":"mask","re":..,"object_id":1,"frame":8,"counts":"..","source":"human",
-                     "revision":3,"previous_revision":2,"area":1234,"quality":null,"model_ms":41.5}
+                     "revision":3,"previous_revision":2,"area":1234,"quality":0.93,"model_ms":41.5}
                      # quality: the model's rating of its mask in [0, 1] (higher = more likely
-                     # right); null for people's masks and masks the model did not rate
+                     # right); absent (null in track_progress) for people's and unrated masks
     track_started:  {"type":"track_started","re":..,"op":"<op>","total":N,"object_ids":[1,2]}
     track_progress: {"type":"track_progress","op":..,"done":k,"total":N,"model_ms":..,
                      "masks":[{"object_id","frame","counts","source","revision","area","quality"}...],

@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from segmentation import graphcut
+from segmentation import graphcut, quality
 from segmentation.frames import FrameSource
 from segmentation.segmenter import (
     Box,
+    FrameQuality,
     FrameResult,
     Points,
     SegmentationError,
@@ -358,10 +359,12 @@ class ClassicalSession(SegmenterSession):
         # Colour model of each object from the frame that anchored it: (object/background histogram
         # ratio, share of the anchor mask that the model calls object).
         models: dict[int, tuple[np.ndarray, float]] = {}
+        # Each object's last rating in this pass (a lost object keeps the rating of its loss).
+        rated: dict[int, FrameQuality] = {}
         previous_index: int | None = None
         for index in indices:
             result = FrameResult(frame_index=index)
-            flow = None
+            flow = forward = None
             for obj in objects:
                 prompted = self._prompted_mask(obj, index)
                 score = 1.0
@@ -369,6 +372,7 @@ class ClassicalSession(SegmenterSession):
                     mask = prompted
                     current[obj] = self._to_work_mask(prompted)
                     models[obj] = self._colour_model(index, current[obj])
+                    rated.pop(obj, None)
                 elif previous_index is None:
                     stored = self._tracked.get(obj, {}).get(index)
                     mask = _unpack(stored, (self.height, self.width)) if stored is not None else None
@@ -393,11 +397,73 @@ class ClassicalSession(SegmenterSession):
                     else:
                         current[obj] = small
                         mask = self._to_frame_mask(small)
+                    if prev is not None and prev.any():
+                        if forward is None:
+                            forward = self._flow.calc(self._work_frame(previous_index)[1], self._work_frame(index)[1],
+                                                      None)
+                        signals = self._signals(index, prev, current[obj], flow, forward, models.get(obj), score)
+                        result.quality[obj] = rated[obj] = quality.classical_quality(signals)
+                    elif obj in rated:  # still lost: nothing new was seen
+                        result.quality[obj] = rated[obj] = quality.carried(rated[obj])
                     self._tracked.setdefault(obj, {})[index] = np.packbits(mask)
                 result.masks[obj] = mask
                 result.scores[obj] = round(score, 4)
             previous_index = index
             yield result
+
+    def _signals(
+        self,
+        index: int,
+        prev: np.ndarray,
+        small: np.ndarray | None,
+        coords: np.ndarray,
+        forward: np.ndarray,
+        model: tuple[np.ndarray, float] | None,
+        presence: float,
+    ) -> dict[str, float]:
+        """What this frame says about the mask carried into it from the frame before (``quality.SIGNALS``).
+
+        ``coords`` is the backward flow (target pixel -> source position), ``forward`` the forward
+        flow's displacement (source pixel -> its move); both at working resolution.
+        """
+        mask = small if small is not None else np.zeros_like(prev)
+        area, prev_area = int(mask.sum()), int(prev.sum())
+        warped = cv2.remap(prev.astype(np.float32), coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT) > 0.4
+        union = int((warped | mask).sum())
+        signals = {
+            "presence": float(presence),
+            "flow_agreement": float((warped & mask).sum() / union) if union else 1.0,
+            "area_change": abs(float(np.log((area + 1.0) / (prev_area + 1.0)))),
+            "fb_error": 1.0,
+            "edge_agreement": 0.0,
+            "separation": -1.0,
+        }
+        if not area:
+            return signals
+        # Forward-backward consistency: follow each mask pixel back to the previous frame, then forward
+        # again; where the two flows disagree by more than a few pixels, the flow (and the mask) is unsure.
+        back_x, back_y = coords[..., 0][mask], coords[..., 1][mask]
+        ys, xs = np.nonzero(mask)
+        fwd = forward[np.clip(back_y.round().astype(int), 0, mask.shape[0] - 1),
+                      np.clip(back_x.round().astype(int), 0, mask.shape[1] - 1)]
+        error = np.hypot(back_x + fwd[:, 0] - xs, back_y + fwd[:, 1] - ys)
+        signals["fb_error"] = float((error > max(1.5, 0.02 * np.sqrt(area))).mean())
+        # Boundary-edge agreement: a right mask's outline lies on image edges; compare the gradient on it
+        # with the gradient in the band around it.
+        _, gray = self._work_frame(index)
+        gradient = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+        mask_u8 = mask.astype(np.uint8)
+        outline = mask & ~cv2.erode(mask_u8, _disc_kernel(1)).astype(bool)
+        band_width = max(3, round(0.1 * np.sqrt(area)))
+        band = cv2.dilate(mask_u8, _disc_kernel(band_width)).astype(bool) & ~cv2.erode(
+            mask_u8, _disc_kernel(band_width)).astype(bool) & ~outline
+        if outline.any() and band.any():
+            on, around = float(gradient[outline].mean()), float(gradient[band].mean())
+            signals["edge_agreement"] = on / (on + around) if on + around > 0 else 0.5
+        if model is not None:
+            signals["separation"] = self._separation(index, mask, model[0])
+        return signals
 
     def _prompted_mask(self, object_id: int, frame_index: int) -> np.ndarray | None:
         mask = self._prompted_masks.get(object_id, {}).get(frame_index)

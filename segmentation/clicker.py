@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from segmentation.metrics import DEFAULT_BOUND_TH, ObjectScore, evaluate_object, j_and_f, jaccard
-from segmentation.segmenter import Direction, SegmenterSession
+from segmentation.segmenter import Direction, FrameQuality, SegmenterSession
 
 LOCATE_FRAME_S = 1.0
 CLICK_S = 1.5
@@ -86,6 +86,26 @@ class TargetResult:
     propagations: int = 0
     worst_jf: list[float] = field(default_factory=list)
     annotation_seconds: float = 0.0
+    visible: bool = True
+
+
+@dataclass
+class ReviewResult:
+    """The review protocol for one object: each propagated frame's quality score and true J&F.
+
+    ``frames``, ``scores`` and ``jf`` are parallel, in frame order; the prompted frame is left out
+    (a person made it), and so is any frame the backend did not rate (``unrated`` counts them).
+    """
+
+    object_id: int
+    num_frames: int
+    prompted_frame: int | None = None
+    clicks: int = 0
+    frames: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    jf: list[float] = field(default_factory=list)
+    features: list[dict[str, float]] = field(default_factory=list)
+    unrated: int = 0
     visible: bool = True
 
 
@@ -367,4 +387,43 @@ def clicks_to_target(
     result.annotation_seconds = annotation_seconds(
         run.clicks, result.frame_visits, session.num_frames, examinations=max(1, run.propagations)
     )
+    return result
+
+
+def review_protocol(
+    session: SegmenterSession,
+    gt_masks: Mapping[int, np.ndarray],
+    object_id: int,
+    clicks_per_frame: int = 3,
+    bound_th: float = DEFAULT_BOUND_TH,
+) -> ReviewResult:
+    """Prompt the first visible frame with ``clicks_per_frame`` clicks, propagate both ways once, and
+    pair every other GT frame's quality score with its true J&F: how well the score tells a
+    reviewer where to look (``metrics.review_metrics``)."""
+    run = _Run(session, gt_masks, object_id)
+    result = ReviewResult(object_id=int(object_id), num_frames=session.num_frames)
+    frame = run.first_visible()
+    if frame is None:
+        result.visible = False
+        return result
+    result.prompted_frame = frame
+    result.clicks = len(run.prompt(frame, clicks_per_frame, first=True))
+    ratings: dict[int, FrameQuality] = {}
+    for propagated in session.propagate(direction=Direction.BOTH):
+        index = propagated.frame_index
+        if index in run.gt:
+            run.pred[index] = run._mask_of(propagated.masks)
+            rating = propagated.quality.get(run.object_id)
+            if rating is not None:
+                ratings[index] = rating
+    for index in run.frames:
+        if index == frame:
+            continue
+        if index not in ratings:
+            result.unrated += 1
+            continue
+        result.frames.append(index)
+        result.scores.append(float(ratings[index].score))
+        result.features.append(dict(ratings[index].features))
+        result.jf.append(j_and_f(run.gt[index], run.pred[index], bound_th).jf)
     return result

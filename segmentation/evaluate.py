@@ -8,6 +8,13 @@ For every object it runs the chosen protocol (``offline``: J, F, J&F after 1..N 
 clicks needed to reach J&F >= 0.9 on every annotated frame (Masklet's effort metric), with the
 paper's annotation-time model. Means are over OBJECTS, as SA-V's evaluator averages.
 
+``--protocol review`` measures the quality radar instead: per object, ``--clicks`` clicks on the
+first frame where it is visible and one propagation both ways, then each other frame's quality
+score against its true J&F. ``summary.review`` holds ``auroc`` (score separating frames with
+J&F < 0.7 from the rest), ``spearman`` (score vs J&F) and ``frames_to_find_90pct_bad``
+``{"radar": N, "sequential": N}`` (frames examined, summed over objects, to find 90 % of each
+object's bad frames lowest score first, and in frame order); see ``metrics.review_metrics``.
+
 ``run_evaluation`` is the same without the command line, for the Django engine and benchmarks.
 """
 
@@ -27,11 +34,19 @@ import numpy as np
 from tqdm import tqdm
 
 from segmentation.backends import BACKENDS, build_segmenter
-from segmentation.clicker import ProtocolResult, TargetResult, clicks_to_target, offline_protocol, online_protocol
+from segmentation.clicker import (
+    ProtocolResult,
+    TargetResult,
+    clicks_to_target,
+    offline_protocol,
+    online_protocol,
+    review_protocol,
+)
 from segmentation.datasets import LAYOUTS, VideoRecord, load_dataset
+from segmentation.metrics import review_metrics
 from segmentation.segmenter import Segmenter
 
-PROTOCOLS = ("offline", "online")
+PROTOCOLS = ("offline", "online", "review")
 
 
 def _curve(result: ProtocolResult, key: str, length: int) -> list[float]:
@@ -51,6 +66,9 @@ def _summary(objects: list[dict[str, Any]], protocol: str, max_frames: int) -> d
     """Means over the visible objects of ``objects`` (the per-object entries of ``run_evaluation``)."""
     counted = [entry for entry in objects if entry["visible"]]
     summary: dict[str, Any] = {"num_objects": len(counted)}
+    if protocol == "review":
+        summary["review"] = review_metrics((entry["review"]["scores"], entry["review"]["jf"]) for entry in counted)
+        return summary
     for key in ("j", "f", "jf", "clicks", "prompted_frames", "annotation_seconds"):
         summary[key] = _mean([entry["protocol"][key] for entry in counted])
     if protocol == "offline":
@@ -102,6 +120,15 @@ def run_evaluation(
                 for object_id in record.object_ids:
                     bar.set_postfix_str(f"{record.name} object {object_id}")
                     gt = record.gt_masks(object_id)
+                    if protocol == "review":
+                        review = review_protocol(session, gt, object_id, clicks)
+                        entry = {"video": record.name, "object_id": object_id, "visible": review.visible,
+                                 "review": asdict(review)}
+                        objects.append(entry)
+                        del gt
+                        if on_object is not None:
+                            on_object(entry)
+                        continue
                     if protocol == "offline":
                         result = offline_protocol(session, gt, object_id, clicks, max_frames)
                     else:
@@ -153,21 +180,32 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def format_table(results: dict[str, Any]) -> str:
     """Per video and overall: J&F after 1..N prompted frames (offline) or at the end (online), J, F,
-    clicks and seconds of the protocol, and clicks / success / seconds to reach the J&F target."""
+    clicks and seconds of the protocol, and clicks / success / seconds to reach the J&F target;
+    for ``review``, the radar's numbers (frames pooled over the objects of a row)."""
     offline = results["protocol"] == "offline"
     n = results["max_prompted_frames"]
-    target = results["target_click_budget"] > 0
+    target = results["target_click_budget"] > 0 and results["protocol"] != "review"
     columns: list[tuple[str, str, int]] = []  # header, summary key (index for curves), digits
-    if offline:
-        columns += [(f"J&F@{i + 1}", f"jf_after:{i}", 3) for i in range(n)]
-    columns += [("J", "j", 3), ("F", "f", 3), ("J&F", "jf", 3), ("clicks", "clicks", 1)]
-    columns += [("secs", "annotation_seconds", 1)]
+    if results["protocol"] == "review":
+        columns = [("frames", "review.frames", 0), ("bad", "review.bad_frames", 0), ("AUROC", "review.auroc", 3),
+                   ("Spearman", "review.spearman", 3), ("radar", "review.frames_to_find_90pct_bad.radar", 0),
+                   ("sequential", "review.frames_to_find_90pct_bad.sequential", 0)]
+    else:
+        if offline:
+            columns += [(f"J&F@{i + 1}", f"jf_after:{i}", 3) for i in range(n)]
+        columns += [("J", "j", 3), ("F", "f", 3), ("J&F", "jf", 3), ("clicks", "clicks", 1)]
+        columns += [("secs", "annotation_seconds", 1)]
     if target:
         columns += [(f"clk>={results['target_jf']:g}", "clicks_to_target", 1), ("reached", "target_reached", 2)]
         columns += [("t.secs", "target_seconds", 1)]
     name_width = max([len("mean (objects)")] + [len(video["name"]) for video in results["videos"]])
 
     def cell(summary: dict[str, Any], key: str, digits: int) -> str:
+        if "." in key:
+            value: Any = summary
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return _fmt(value, digits)
         if ":" in key:
             name, index = key.split(":")
             values = summary.get(name) or []
@@ -183,7 +221,7 @@ def format_table(results: dict[str, Any]) -> str:
         "  ".join([f"{'video':<{name_width}}", "obj"] + [f"{head:>{max(6, len(head))}}" for head, _, _ in columns])
     ]
     lines += [row(video["name"], video["summary"]) for video in results["videos"]]
-    lines.append(row("mean (objects)", results["summary"]))
+    lines.append(row("all (pooled)" if results["protocol"] == "review" else "mean (objects)", results["summary"]))
     return "\n".join(lines)
 
 

@@ -18,9 +18,10 @@ Scores from Masklet are meant to sit next to the SAM 2 paper's, so the conventio
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -203,3 +204,65 @@ def mean_over_objects(scores: Iterable[ObjectScore]) -> MeanScore:
     j = float(np.mean([score.j for score in counted]))
     f = float(np.mean([score.f for score in counted]))
     return MeanScore(j=j, f=f, jf=(j + f) / 2, num_objects=len(counted))
+
+
+# -- review: how well a quality score tells a reviewer where to look --------------------------
+
+#: A frame whose J&F is below this is "bad": one a reviewer has to find and fix.
+BAD_JF = 0.7
+#: The share of an object's bad frames a review has to find.
+FIND_SHARE = 0.9
+
+
+def frames_to_find(order: Sequence[int], bad: Sequence[bool], share: float = FIND_SHARE) -> int:
+    """How many frames a reviewer examines, in ``order`` (indices into ``bad``), before having seen
+    ``ceil(share * number of bad frames)`` of them; 0 when there is nothing bad."""
+    needed = math.ceil(share * sum(bool(b) for b in bad) - 1e-9)
+    if needed <= 0:
+        return 0
+    found = 0
+    for examined, index in enumerate(order, start=1):
+        found += bool(bad[index])
+        if found >= needed:
+            return examined
+    raise ValueError("the order does not visit every frame")
+
+
+def review_metrics(objects: Iterable[tuple[Sequence[float], Sequence[float]]], bad_jf: float = BAD_JF,
+                   ) -> dict[str, Any]:
+    """Pooled over every object's ``(scores, jf)`` frames (each in frame order):
+
+    - ``auroc``: how well the score separates frames with J&F < ``bad_jf`` (low score) from the rest
+      (None when all frames are on one side);
+    - ``spearman``: rank correlation of score and J&F (None when either is constant);
+    - ``frames_to_find_90pct_bad``: frames examined, summed over objects, to find 90 % of each
+      object's bad frames when looking lowest score first (``radar``; ties in frame order) and
+      in frame order (``sequential``);
+    - ``frames`` and ``bad_frames``: how many frames were scored, and how many were bad.
+    """
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    all_scores: list[float] = []
+    all_jf: list[float] = []
+    radar = sequential = 0
+    for scores, jf in objects:
+        if len(scores) != len(jf):
+            raise ValueError(f"{len(scores)} scores but {len(jf)} J&F values")
+        bad = [value < bad_jf for value in jf]
+        radar += frames_to_find(sorted(range(len(scores)), key=lambda i: (scores[i], i)), bad)
+        sequential += frames_to_find(range(len(scores)), bad)
+        all_scores.extend(float(v) for v in scores)
+        all_jf.extend(float(v) for v in jf)
+    good = [value >= bad_jf for value in all_jf]
+    auroc = float(roc_auc_score(good, all_scores)) if 0 < sum(good) < len(good) else None
+    spearman = None
+    if len(set(all_scores)) > 1 and len(set(all_jf)) > 1:
+        spearman = float(spearmanr(all_scores, all_jf).statistic)
+    return {
+        "auroc": auroc,
+        "spearman": spearman,
+        "frames_to_find_90pct_bad": {"radar": radar, "sequential": sequential},
+        "frames": len(all_scores),
+        "bad_frames": len(good) - sum(good),
+    }

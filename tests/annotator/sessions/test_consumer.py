@@ -134,6 +134,13 @@ def test_track_streams_progress_writes_every_frame_and_spares_human_frames(team,
         assert sorted(rows) == [0, 4, 8, 12, 16, 20]
         assert rows[8] == ("human", clicked["counts"])
         assert {rows[f][0] for f in (0, 4, 12, 16, 20)} == {"model"}
+        # Every model frame is rated by the backend, stored, and sent as it is stored.
+        quality = await database_sync_to_async(lambda: {
+            f.frame_index: f.quality for f in MaskFrame.objects.filter(masklet__video=video)})()
+        assert quality[8] is None and "quality" not in clicked
+        assert all(0.0 <= quality[f] <= 1.0 for f in (0, 4, 12, 16, 20)), quality
+        assert {m["frame"]: m["quality"] for p in progress for m in p["masks"]} == {
+            f: quality[f] for f in (0, 4, 12, 16, 20)}
         # The summary counts frames where the object HAS a mask (not masks written) and names the
         # first frame, in visiting order (forward from 8, then back), where the model lost it.
         areas = await database_sync_to_async(lambda: {
