@@ -10,7 +10,11 @@ Two things differ from using the predictor as Meta's notebooks do:
    ``cache_size`` of them, and loads the next frame of a propagation on a background thread.
    ``build_inference_state`` then builds the same dict ``init_state`` builds, around it.
    Memory for frames no longer grows with video length.
-2. **Corrections stick.** The predictor is built with ``add_all_frames_to_correct_as_cond=true``
+2. **Every tracked mask is rated.** Meta's predictor computes, per object and frame, the mask
+   decoder's predicted IoU and an object-score logit (is the object there at all?) but keeps
+   only the logit. ``record_predicted_iou`` keeps the predicted IoU with it in the per-frame
+   output, and ``sam2_quality`` turns the two into the mask's quality score.
+3. **Corrections stick.** The predictor is built with ``add_all_frames_to_correct_as_cond=true``
    (as Meta's demo does): a click on an already-tracked frame makes it a conditioning frame, so
    the next propagation keeps the correction instead of recomputing that frame from memory.
 
@@ -32,6 +36,7 @@ so no reset-and-replay is needed.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -45,7 +50,15 @@ from PIL import Image
 
 from segmentation.frames import FrameSource
 from segmentation.sam2_model import build_model, resolve_config, select_device
-from segmentation.segmenter import Box, FrameResult, Points, SegmentationError, Segmenter, SegmenterSession
+from segmentation.segmenter import (
+    Box,
+    FrameQuality,
+    FrameResult,
+    Points,
+    SegmentationError,
+    Segmenter,
+    SegmenterSession,
+)
 
 # Meta's ``load_video_frames`` defaults (ImageNet statistics).
 IMG_MEAN = (0.485, 0.456, 0.406)
@@ -179,6 +192,50 @@ def _prefetch_pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sam2-frames")
         return _POOL
+
+
+def record_predicted_iou(predictor: Any) -> None:
+    """Keep the mask decoder's predicted IoU in each tracked frame's output (as ``"predicted_iou"``,
+    next to Meta's ``"object_score_logits"``), where ``Sam2Session`` reads it for the quality score.
+
+    ``_forward_sam_heads`` returns the IoU predictions but ``track_step`` drops them, and
+    ``_run_single_frame_inference`` (one call per object and tracked frame) stores a compact output
+    without them; both are wrapped on this predictor instance, passing the value through a
+    thread-local between the two calls of one frame.
+    """
+    last = threading.local()
+    heads, single_frame = predictor._forward_sam_heads, predictor._run_single_frame_inference
+
+    def forward_sam_heads(*args: Any, **kwargs: Any) -> Any:
+        outputs = heads(*args, **kwargs)
+        last.iou = outputs[2].max(dim=-1).values  # the chosen mask is the best-IoU one when multimask
+        return outputs
+
+    def run_single_frame_inference(*args: Any, **kwargs: Any) -> Any:
+        last.iou = None
+        compact, pred_masks = single_frame(*args, **kwargs)
+        if last.iou is not None:
+            compact["predicted_iou"] = last.iou.detach().float().to(compact["object_score_logits"].device)
+        return compact, pred_masks
+
+    predictor._forward_sam_heads = forward_sam_heads
+    predictor._run_single_frame_inference = run_single_frame_inference
+
+
+def sam2_quality(predicted_iou: float, object_score_logit: float, has_mask: bool) -> FrameQuality:
+    """SAM 2's quality score from its own two estimates.
+
+    With a mask: the decoder's predicted IoU (clipped to [0, 1]) times the probability that the
+    object is there (sigmoid of the object-score logit): right only if the object is present AND
+    outlined well. Without a mask (SAM 2 judged the object absent): how sure it is of that, 1 -
+    that probability; an empty mask is right exactly when the object is gone.
+    """
+    present = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, object_score_logit))))
+    iou = min(1.0, max(0.0, predicted_iou))
+    score = iou * present if has_mask else 1.0 - present
+    features = {"predicted_iou": round(iou, 4), "object_score_logit": round(object_score_logit, 4),
+                "presence": round(present, 4), "has_mask": float(has_mask)}
+    return FrameQuality(round(score, 4), features)
 
 
 def build_inference_state(
@@ -331,9 +388,23 @@ class Sam2Session(SegmenterSession):
                     except (RuntimeError, ValueError, AssertionError) as exc:
                         raise SegmentationError(f"SAM 2 could not propagate: {exc}") from exc
                     binary = (masks[:, 0] > 0).cpu().numpy()  # (O, H, W) bool
-                yield FrameResult(int(frame_idx), {int(o): binary[i] for i, o in enumerate(obj_ids)})
+                result = FrameResult(int(frame_idx), {int(o): binary[i] for i, o in enumerate(obj_ids)})
+                result.quality = self._ratings(state, int(frame_idx), result.masks)
+                yield result
         finally:
             steps.close()
+
+    def _ratings(self, state: dict[str, Any], frame_idx: int, masks: dict[int, np.ndarray]) -> dict[int, FrameQuality]:
+        """The quality of each object's tracked mask on this frame; prompted frames (a person's) are not rated."""
+        ratings = {}
+        for object_id, mask in masks.items():
+            outputs = state["output_dict_per_obj"][state["obj_id_to_idx"][object_id]]
+            out = outputs["non_cond_frame_outputs"].get(frame_idx)
+            if out is None or "predicted_iou" not in out:
+                continue
+            ratings[object_id] = sam2_quality(float(out["predicted_iou"].reshape(-1)[0]),
+                                              float(out["object_score_logits"].reshape(-1)[0]), bool(mask.any()))
+        return ratings
 
     # -- removal ----------------------------------------------------------------------------
 
@@ -428,6 +499,7 @@ class Sam2Segmenter(Segmenter):
             device=self.device,
             extra_overrides=PREDICTOR_OVERRIDES,
         )
+        record_predicted_iou(self.predictor)
         self.image_size = int(self.predictor.image_size)
         self.name = describe(self.config_name, self.image_size, self.checkpoint)
 

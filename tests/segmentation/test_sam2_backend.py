@@ -28,6 +28,7 @@ from segmentation.sam2_backend import (
     Sam2Session,
     build_inference_state,
     describe,
+    sam2_quality,
 )
 from segmentation.segmenter import Box, MaskPrompt, Points, PromptRecord, SegmentationError
 
@@ -261,8 +262,25 @@ def test_propagate_visits_every_frame_once_with_every_object(segmenter: Sam2Segm
     for result in both:
         assert set(result.masks) == {1, 2}
         assert all(m.shape == (96, 128) and m.dtype == bool for m in result.masks.values())
+    # Every tracked mask is rated from the decoder's predicted IoU and object score; a prompted one is not.
+    assert {(r.frame_index, obj) for r in both for obj in r.quality} == {
+        (frame, obj) for frame in range(4) for obj in (1, 2)} - {(1, 1), (2, 2)}
+    for result in both:
+        for obj, rating in result.quality.items():
+            assert 0.0 <= rating.score <= 1.0
+            assert rating == sam2_quality(rating.features["predicted_iou"], rating.features["object_score_logit"],
+                                          bool(result.masks[obj].any()))
     # The frame tensors held never exceed the bound, however many frames were visited.
     assert session.images.peak_cached <= 2 and session.images.loads >= 4
+
+
+def test_sam2_quality_is_predicted_iou_times_presence_or_confidence_in_absence() -> None:
+    assert sam2_quality(0.9, 0.0, True).score == pytest.approx(0.45)  # unsure the object is there at all
+    assert sam2_quality(0.9, 20.0, True).score == pytest.approx(0.9)
+    assert sam2_quality(1.3, 20.0, True).score == pytest.approx(1.0)  # the IoU head is not bounded
+    assert sam2_quality(0.9, -20.0, False).score == pytest.approx(1.0)  # sure it is gone, and the mask is empty
+    assert sam2_quality(0.9, -20.0, True).score == pytest.approx(0.0, abs=1e-6)
+    assert sam2_quality(0.5, 1e6, True).score == pytest.approx(0.5)  # no overflow
 
 
 def test_cancel_and_close_stop_propagation(segmenter: Sam2Segmenter) -> None:
