@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Subquery
 from django.utils import timezone
 
+from annotator.masklet_status import MaskletAction, TransitionRefused, transition
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
@@ -439,6 +440,14 @@ def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dic
 # -- review round trip ----------------------------------------------------------------------
 
 
+def change_status(row: Masklet, action: MaskletAction) -> None:
+    """The row's new status from the transition table (``annotator.masklet_status``); the caller saves it."""
+    try:
+        transition(row, action)
+    except TransitionRefused as refused:
+        raise EditRefused("read_only", str(refused)) from None
+
+
 def submit_masklet(masklet: Masklet, user: User) -> Masklet:
     """Hand a finished object to review: draft -> submitted, lock released; refused when it has no mask."""
     with transaction.atomic():
@@ -447,7 +456,7 @@ def submit_masklet(masklet: Masklet, user: User) -> Masklet:
         if not MaskFrame.objects.filter(masklet=row, area__gt=0).exists():
             raise EditRefused("empty", f"{_name(row).capitalize()} has no mask on any frame yet: click on the "
                                        "object in a frame (and track it) before submitting.")
-        row.status = Masklet.Status.SUBMITTED
+        change_status(row, MaskletAction.SUBMIT)
         row.lock_holder = None
         row.lock_expires_at = None
         row.assignee = row.assignee or user
@@ -468,9 +477,7 @@ def reopen_masklet(masklet: Masklet, user: User) -> Masklet:
                                            "project admin may reopen it.")
         if row.status == Masklet.Status.DRAFT:
             _check_not_locked_by_other(row, user)
-        elif row.status != Masklet.Status.REJECTED:
-            _check_draft(row)
-        row.status = Masklet.Status.DRAFT
+        change_status(row, MaskletAction.REOPEN)
         row.lock_holder = user
         row.lock_expires_at = _lock_until()
         row.save(update_fields=["status", "lock_holder", "lock_expires_at", "updated_at"])

@@ -18,9 +18,10 @@ from typing import Any
 
 from django.db import transaction
 
+from annotator.masklet_status import MaskletAction
 from annotator.models import Masklet, Review
 from annotator.permissions import Action, User, has_permission
-from annotator.services.annotation import EditRefused
+from annotator.services.annotation import EditRefused, change_status
 from annotator.services.queues import own_masklets
 
 #: The pick list of reasons an unsatisfactory masklet is sent back with (code -> what the annotator reads).
@@ -67,20 +68,21 @@ def review_masklet(masklet: Masklet, reviewer: User, *, verdict: str, reason: st
             raise EditRefused("forbidden", "Your role in this project does not allow reviewing.")
         if Masklet.objects.filter(pk=row.pk).filter(own_masklets(reviewer)).exists():
             raise EditRefused("forbidden", "You worked on this masklet: someone else must review it.")
-        if row.status != Masklet.Status.SUBMITTED:
-            raise EditRefused("read_only", f"This masklet is {row.get_status_display().lower()}, "
-                                           "not waiting for review.")
+        change_status(row, verdict_action(verdict, final))
         if row.lock_is_active() and row.lock_holder_id != reviewer.pk:
             raise EditRefused("locked", "Another reviewer is checking this masklet.")
         review = Review.objects.create(masklet=row, reviewer=reviewer, verdict=verdict, reason=reason,
                                        comment=comment, final=final)
-        if verdict == Review.Verdict.SATISFACTORY:
-            row.status = Masklet.Status.APPROVED
-        else:
-            row.status = Masklet.Status.DISCARDED if final else Masklet.Status.REJECTED
         row.lock_holder, row.lock_expires_at = None, None
         row.save(update_fields=["status", "lock_holder", "lock_expires_at", "updated_at"])
     return review
+
+
+def verdict_action(verdict: str, final: bool) -> MaskletAction:
+    """The status transition a verdict asks for."""
+    if verdict == Review.Verdict.SATISFACTORY:
+        return MaskletAction.APPROVE
+    return MaskletAction.DISCARD if final else MaskletAction.SEND_BACK
 
 
 def open_review(masklet: Masklet) -> Review | None:
