@@ -210,10 +210,17 @@ def _boxed(session: SegmenterSession, frame: int, mask: np.ndarray) -> np.ndarra
 
 
 def classical_proposals(session: SegmenterSession, frame: int, per_side: int = CLASSICAL_POINTS_PER_SIDE,
-                        progress: Callable[[float], None] | None = None) -> list[Proposal]:
-    """Grid clicks through the session's click segmentation (see the module docstring)."""
+                        progress: Callable[[float], None] | None = None,
+                        known: np.ndarray | None = None) -> list[Proposal]:
+    """Grid clicks through the session's click segmentation (see the module docstring).
+
+    ``known`` (the union of masks people already made on the frame) is taken as explained: no grid
+    point inside it is clicked, and it is cut out of every answer, so an object the click segmentation
+    merges with an annotated neighbour still comes back on its own (the exhaustivity check).
+    """
     proposals: list[Proposal] = []
-    covered = np.zeros((session.height, session.width), bool)
+    unknown = ~known if known is not None else np.ones((session.height, session.width), bool)
+    covered = ~unknown
     gradient = gradient_magnitude(session.frames[frame])
     points = grid(session.width, session.height, per_side)
     for number, (x, y) in enumerate(points, start=1):
@@ -221,15 +228,16 @@ def classical_proposals(session: SegmenterSession, frame: int, per_side: int = C
             progress(number / len(points))
         if covered[min(int(y), session.height - 1), min(int(x), session.width - 1)]:
             continue
-        mask = clean_mask(_click(session, frame, (x, y)))
+        mask = clean_mask(_click(session, frame, (x, y)) & unknown)
         if mask.sum() < MIN_REGION_AREA or mask.sum() > MAX_AREA_FRACTION * mask.size:
             proposals.append(Proposal(mask, 0.0))  # counted by ``select`` as too small / too large
             continue
-        stability = iou(mask, _boxed(session, frame, mask))
+        stability = iou(mask, _boxed(session, frame, mask) & unknown)
         if stability < MIN_STABILITY:
             # A box around a person cut into a jacket and jeans also takes the bush behind them; the
             # mask is still the object's when a click at its innermost point gives it back.
-            stability = max(stability, iou(mask, clean_mask(_click(session, frame, innermost_point(mask)))))
+            inner = _click(session, frame, innermost_point(mask)) & unknown
+            stability = max(stability, iou(mask, clean_mask(inner)))
         proposal = Proposal(mask, stability, edge_support=edge_support(gradient, mask))
         proposals.append(proposal)
         if proposal.stability >= MIN_STABILITY and proposal.edge_support >= MIN_EDGE_SUPPORT:
