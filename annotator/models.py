@@ -313,6 +313,12 @@ class AutoMaskletRun(models.Model):
     class Trigger(models.TextChoices):
         MANUAL = "manual", "An admin"
         SCHEDULE = "schedule", "The periodic job"
+        FINISHED = "finished", "A video marked done"
+
+    class Kind(models.TextChoices):
+        MASKLETS = "masklets", "Auto masklets"
+        #: The exhaustivity check: proposals no masklet explains become ``MissedObject`` suggestions.
+        MISSED = "missed", "Missed-object check"
 
     #: Statuses of a run that has not ended.
     ACTIVE = (Status.QUEUED, Status.RUNNING)
@@ -327,6 +333,7 @@ class AutoMaskletRun(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.MANUAL)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MASKLETS)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -339,6 +346,39 @@ class AutoMaskletRun(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["video"], condition=models.Q(status__in=["queued", "running"]),
                                                name="one_active_auto_masklet_run_per_video")]
+
+
+class MissedObject(models.Model):
+    """A possibly missed object: a proposal of the exhaustivity check (``annotator.automasks.missed``)
+    that overlaps no masklet of its video, offered to reviewers on one frame.
+
+    Accepting makes it a draft masklet for the video's annotator (``annotator.services.missed_objects``);
+    a dismissed one is kept, so later checks do not offer the same object again.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DISMISSED = "dismissed", "Dismissed"
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="missed_objects")
+    run = models.ForeignKey(AutoMaskletRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    frame_index = models.PositiveIntegerField(help_text="Native frame the object was found on.")
+    rle_counts = models.TextField(help_text="COCO compressed RLE counts; size is the video's (height, width).")
+    area = models.PositiveIntegerField()
+    bbox = models.JSONField(help_text="[x, y, width, height] in pixels, COCO style.")
+    score = models.FloatField(help_text="The proposal's stability score (0..1).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    masklet = models.ForeignKey(Masklet, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                help_text="Accepted: the masklet it became.")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["video", "frame_index", "-score", "id"]
+        indexes = [models.Index(fields=["video", "status"])]
 
 
 class MaskletOrigin(models.Model):

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from annotator.models import MaskFrame, Masklet, Project, Review, Role, Video
+from annotator.models import MaskFrame, Masklet, MissedObject, Project, Review, Role, Video
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
 from annotator.services.reviews import reason_label
@@ -238,3 +238,20 @@ def label_use(project: Project) -> dict[str, int]:
     """How many masklets of the project carry each label."""
     return dict(Masklet.objects.filter(video__project=project).exclude(label="").order_by().values_list("label")
                 .annotate(n=Count("id")).values_list("label", "n"))
+
+
+def missed_objects(video: Video) -> dict[str, Any]:
+    """The video's possibly missed objects for reviewers: pending ones in full, the decided ones counted."""
+    rows = MissedObject.objects.filter(video=video)
+    counts = dict(rows.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    return {"pending": list(rows.filter(status=MissedObject.Status.PENDING)),
+            "accepted": counts.get(MissedObject.Status.ACCEPTED, 0),
+            "dismissed": counts.get(MissedObject.Status.DISMISSED, 0)}
+
+
+def missed_object_in_video(video: Video, missed_id: int) -> MissedObject | None:
+    return MissedObject.objects.filter(pk=missed_id, video=video).select_related("video__project").first()
+
+
+def pending_missed_count(video: Video) -> int:
+    return MissedObject.objects.filter(video=video, status=MissedObject.Status.PENDING).count()

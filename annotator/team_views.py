@@ -7,6 +7,7 @@ Thin views (see ``annotator.views``): each declares its permission rule and call
 
 from __future__ import annotations
 
+import cv2
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -18,11 +19,19 @@ from annotator.automasks.runs import set_schedule, start_run
 from annotator.charts import bar_chart
 from annotator.models import AutoMaskletRun, Masklet, Project, Role, Split, Video
 from annotator.permissions import Action, project_permission
-from annotator.selectors import masklet_story, masklet_to_dict, video_in_project
-from annotator.services import queues, reviews, team
+from annotator.selectors import (
+    frame_path,
+    masklet_story,
+    masklet_to_dict,
+    missed_object_in_video,
+    pending_missed_count,
+    video_in_project,
+)
+from annotator.services import missed_objects, queues, reviews, team
 from annotator.services.annotation import EditRefused
 from annotator.services.reviews import FINAL_REASONS, REASONS, review_masklet
 from engine.segmenters import serving_model
+from segmentation.masks import decode_rle, overlay_jpeg
 
 #: Meta's Phase 3 figures (SAM 2 paper, Table 1; ``docs/DATA_ENGINE.md``), drawn as reference lines.
 PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
@@ -31,7 +40,7 @@ PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
 def _runs(project: Project) -> list[dict]:
     runs = AutoMaskletRun.objects.filter(video__project=project).select_related("video")[:20]
     return [{"id": r.id, "video": r.video.name, "video_id": r.video_id, "frame": r.frame_index, "status": r.status,
-             "trigger": r.trigger,
+             "trigger": r.trigger, "kind": r.kind,
              "progress": round(r.progress, 3), "created": r.created_count, "model": r.model_name, "error": r.error,
              "stats": {k: v for k, v in r.stats.items() if k != "masklet_ids"}} for r in runs]
 
@@ -202,6 +211,49 @@ def review_next(request: HttpRequest, project: Project) -> HttpResponse:
     return redirect("masklet-review", slug=project.slug, masklet_id=masklet.id)
 
 
+def _missed_object(project: Project, video_id: int, missed_id: int):
+    video = video_in_project(project, video_id)
+    suggestion = missed_object_in_video(video, missed_id) if video is not None else None
+    if suggestion is None:
+        raise Http404("No such suggestion for this video.")
+    return suggestion
+
+
+@require_POST
+@project_permission(Action.REVIEW)
+def missed_object(request: HttpRequest, project: Project, video_id: int, missed_id: int) -> HttpResponse:
+    """Accept (a draft masklet to annotate) or dismiss (remembered) a possibly missed object."""
+    suggestion = _missed_object(project, video_id, missed_id)
+    action = request.POST.get("action")
+    try:
+        if action == "accept":
+            masklet = missed_objects.accept(suggestion, request.user)
+            who = masklet.assignee.get_username() if masklet.assignee else "the annotators' queue"
+            messages.success(request, f"Object {masklet.object_id} added as a draft to annotate ({who}).")
+        elif action == "dismiss":
+            missed_objects.dismiss(suggestion, request.user)
+            messages.success(request, "Suggestion dismissed: the check will not offer that object again.")
+        else:
+            messages.error(request, "Choose accept or dismiss.")
+    except EditRefused as error:
+        messages.error(request, error.message)
+    return redirect(reverse("video-detail", kwargs={"slug": project.slug, "video_id": video_id}) + "#missed")
+
+
+@require_GET
+@project_permission(Action.REVIEW)
+def missed_object_image(request: HttpRequest, project: Project, video_id: int, missed_id: int) -> HttpResponse:
+    """The suggestion's frame with its mask tinted and outlined (JPEG), for the video page's list."""
+    suggestion = _missed_object(project, video_id, missed_id)
+    path = frame_path(suggestion.video, suggestion.frame_index)
+    if path is None:
+        raise Http404("The frame is gone.")
+    mask = decode_rle({"size": [suggestion.video.height, suggestion.video.width], "counts": suggestion.rle_counts})
+    response = HttpResponse(overlay_jpeg(cv2.imread(str(path)), mask), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
 def _masklet(project: Project, masklet_id: int) -> Masklet:
     masklet = Masklet.objects.filter(pk=masklet_id, video__project=project).select_related("video").first()
     if masklet is None:
@@ -238,6 +290,7 @@ def masklet_review(request: HttpRequest, project: Project, masklet_id: int) -> H
         "serving": serving_model(project),
         "reasons": REASONS, "final_reasons": FINAL_REASONS,
         "can_judge": masklet.status == Masklet.Status.SUBMITTED,
+        "missed_pending": pending_missed_count(video),
         "config": {
             "objectId": masklet.object_id, "width": video.width, "height": video.height,
             "frames": video.annotated_frame_indices(), "fps": float(project.annotation_fps or 6),

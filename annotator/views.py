@@ -256,6 +256,7 @@ def video_detail(request: HttpRequest, project: Project, video_id: int) -> HttpR
         "position": position,
         "previous": indices[position - 1] if current is not None and position > 0 else None,
         "next": indices[position + 1] if current is not None and position + 1 < len(indices) else None,
+        "missed": selectors.missed_objects(video) if has_permission(request.user, project, Action.REVIEW) else None,
     })
 
 

@@ -16,6 +16,11 @@ run done, under the run's row lock and only if it is still running. So a run is 
 one that fails, is killed at any instant or is taken for lost leaves no masklet behind, and its
 ``error`` says why (shown on the team page).
 
+A ``missed`` run (``check_for_missed``, queued when an annotator marks a video done) is the
+exhaustivity check: the same proposals, with the annotated masks cut out of them, minus those
+overlapping an annotated mask or an earlier suggestion (``annotator.automasks.missed``), stored as
+``MissedObject`` suggestions for reviewers in the same one-transaction way, without propagation.
+
 A dead worker cannot end its run, so others do (``engine.liveness``, the rules training runs
 follow too): a ``gpu`` worker starting under the same node name fails the runs its predecessor
 held (``engine.workers`` ready hook), the periodic job fails runs without a heartbeat for
@@ -34,17 +39,17 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, QuerySet
+from django.db.models import Exists, F, Max, OuterRef, QuerySet
 from django.utils import timezone
 
-from annotator.automasks import generate
-from annotator.models import AutoMaskletRun, MaskFrame, Masklet, MaskletType, MaskSource, Project, Video
+from annotator.automasks import generate, missed
+from annotator.models import AutoMaskletRun, MaskFrame, Masklet, MaskletType, MaskSource, MissedObject, Project, Video
 from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused
 from annotator.services.masks import MaskWrite, save_mask_frames
 from engine import liveness
 from segmentation.frames import JpegFolderFrames
-from segmentation.masks import decode_rle, encode_rle
+from segmentation.masks import decode_rle, encode_rle, rle_area, rle_bbox
 
 logger = logging.getLogger(__name__)
 Status = AutoMaskletRun.Status
@@ -69,8 +74,23 @@ def start_run(video: Video, user: User, *, frame_index: int = 0, points_per_side
                   trigger=AutoMaskletRun.Trigger.MANUAL)
 
 
+def check_for_missed(video: Video, user: User) -> AutoMaskletRun | None:
+    """The exhaustivity check when a video is marked done: queue a ``missed`` run on its first annotated
+    frame. None (logged) when it cannot start now: another run of the video is active, or it would not
+    fit the memory budget; marking the video done never fails for it."""
+    frames = video.annotated_frame_indices()
+    if not frames:
+        return None
+    try:
+        return _queue(video, frame_index=frames[0], points_per_side=None, created_by=user,
+                      trigger=AutoMaskletRun.Trigger.FINISHED, kind=AutoMaskletRun.Kind.MISSED)
+    except EditRefused as refused:
+        logger.info("missed-object check for video %s not started: %s", video.pk, refused.message)
+        return None
+
+
 def _queue(video: Video, *, frame_index: int, points_per_side: int | None, created_by: Any,
-           trigger: str) -> AutoMaskletRun:
+           trigger: str, kind: str = AutoMaskletRun.Kind.MASKLETS) -> AutoMaskletRun:
     from annotator.automasks.tasks import run_auto_masklets
     from engine.dispatch import submit
 
@@ -84,7 +104,7 @@ def _queue(video: Video, *, frame_index: int, points_per_side: int | None, creat
     try:
         with transaction.atomic():
             run = AutoMaskletRun.objects.create(video=video, frame_index=frame_index, created_by=created_by,
-                                                points_per_side=points_per_side or 0, trigger=trigger)
+                                                points_per_side=points_per_side or 0, trigger=trigger, kind=kind)
             transaction.on_commit(lambda: submit(run_auto_masklets, run.pk, queue="gpu"))
     except IntegrityError:  # one_active_auto_masklet_run_per_video
         raise EditRefused("busy", "Auto masklets are already being generated for this video.") from None
@@ -125,9 +145,10 @@ def set_schedule(project: Project, user: User, *, enabled: bool) -> Project:
 
 def due_videos() -> QuerySet[Video]:
     """Ready videos of opted-in projects, uploaded since the opt-in, that never had an auto-masklet run."""
+    generated = AutoMaskletRun.objects.filter(video=OuterRef("pk"), kind=AutoMaskletRun.Kind.MASKLETS)
     return Video.objects.filter(status=Video.Status.READY, project__auto_masklets_since__isnull=False,
-                                created_at__gte=F("project__auto_masklets_since"),
-                                auto_runs__isnull=True).select_related("project").order_by("created_at", "id")
+                                created_at__gte=F("project__auto_masklets_since")).exclude(
+        Exists(generated)).select_related("project").order_by("created_at", "id")
 
 
 def recover_lost_runs(*, worker: str | None = None, stale_after: float | None = None,
@@ -207,6 +228,14 @@ def _existing_masks(video: Video, frame_index: int) -> list[np.ndarray]:
         masklet__status=Masklet.Status.DISCARDED).values_list("rle_counts", flat=True)]
 
 
+def _suggested_masks(video: Video, frame_index: int) -> list[np.ndarray]:
+    """Masks of the video's earlier suggestions on the frame, whatever became of them: a dismissed object
+    is not offered again, a pending one not twice (an accepted one is a masklet by now)."""
+    size = [video.height, video.width]
+    return [decode_rle({"size": size, "counts": counts}).astype(bool) for counts in MissedObject.objects.filter(
+        video=video, frame_index=frame_index).values_list("rle_counts", flat=True)]
+
+
 def execute(run_id: int) -> AutoMaskletRun | None:
     """The task body: never raises for a bad video or model; the run row says what happened (None: no row)."""
     outcome, run = liveness.claim(AutoMaskletRun, run_id, stale_after=settings.LOOP_RUN_STALE_S)
@@ -240,6 +269,9 @@ def _generate(run: AutoMaskletRun) -> None:
     if len(frames) != len(native):
         raise RuntimeError(f"the video has {len(frames)} frame files but {len(native)} annotated frames")
     seed = native.index(run.frame_index)
+    existing = _existing_masks(video, run.frame_index)
+    checking = run.kind == AutoMaskletRun.Kind.MISSED
+    suggested = _suggested_masks(video, run.frame_index) if checking else []
     session = segmenter.open_session(frames)
     try:
         if serving.backend == "sam2":
@@ -247,10 +279,17 @@ def _generate(run: AutoMaskletRun) -> None:
             proposals = generate.sam2_proposals(segmenter, frames[seed], per_side)
         else:
             per_side = run.points_per_side or generate.CLASSICAL_POINTS_PER_SIDE
+            known = np.logical_or.reduce(existing + suggested) if checking and existing + suggested else None
             proposals = generate.classical_proposals(
-                session, seed, per_side, progress=lambda share: _progress(run, 0.4 * share))
-        kept, stats = generate.select(proposals, _existing_masks(video, run.frame_index))
+                session, seed, per_side, progress=lambda share: _progress(run, (0.9 if checking else 0.4) * share),
+                known=known)
+        kept, stats = generate.select(proposals, existing)
         stats["points_per_side"] = per_side
+        if checking:
+            kept, counts = missed.unexplained(kept, existing, suggested)
+            stats.update(counts)
+            _store_missed(run, video, kept, stats)
+            return
         _update(run, stats=stats, points_per_side=per_side, progress=0.4)
         tracks = _tracks(run, session, seed, native, kept) if kept else []
     finally:
@@ -303,3 +342,17 @@ def _store(run: AutoMaskletRun, video: Video, kept: list[generate.Proposal], tra
             created.append(masklet.pk)
         _update(run, status=Status.DONE, progress=1.0, created_count=len(created),
                 stats={**stats, "masklet_ids": created}, finished_at=timezone.now())
+
+
+def _store_missed(run: AutoMaskletRun, video: Video, found: list[generate.Proposal], stats: dict[str, Any]) -> None:
+    """A ``missed`` run's only write, in ONE transaction: its suggestions and the run done (as ``_store``)."""
+    with transaction.atomic():
+        if AutoMaskletRun.objects.select_for_update().filter(pk=run.pk, status=Status.RUNNING).first() is None:
+            raise RunEnded(f"run {run.pk} is no longer running")
+        rles = [encode_rle(proposal.mask) for proposal in found]
+        MissedObject.objects.bulk_create([
+            MissedObject(video=video, run=run, frame_index=run.frame_index, rle_counts=rle["counts"],
+                         area=rle_area(rle), bbox=rle_bbox(rle), score=round(proposal.stability, 4))
+            for proposal, rle in zip(found, rles, strict=True)])
+        _update(run, status=Status.DONE, progress=1.0, created_count=len(found), stats=stats,
+                points_per_side=stats["points_per_side"], finished_at=timezone.now())

@@ -136,12 +136,17 @@ def _claim(pool: QuerySet, first: int | None, take) -> int | None:
 
 
 def finish_video(video: Video, user: User) -> VideoAssignment:
-    """The annotator says every object of the video is annotated: it leaves the queue."""
+    """The annotator says every object of the video is annotated: it leaves the queue, and the
+    exhaustivity check looks for objects nobody annotated (``annotator.automasks.runs.check_for_missed``)."""
+    from annotator.automasks.runs import check_for_missed
+
     _check(video.project, user, Action.ANNOTATE)
-    assignment, _ = VideoAssignment.objects.get_or_create(video=video)
-    assignment.done_at, assignment.done_by = timezone.now(), user
-    assignment.holder, assignment.expires_at = None, None
-    assignment.save()
+    with transaction.atomic():
+        assignment, _ = VideoAssignment.objects.get_or_create(video=video)
+        assignment.done_at, assignment.done_by = timezone.now(), user
+        assignment.holder, assignment.expires_at = None, None
+        assignment.save()
+        check_for_missed(video, user)
     return assignment
 
 

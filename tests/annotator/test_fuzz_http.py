@@ -30,7 +30,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annotator.models import DatasetJob, Role
+from annotator.models import DatasetJob, MissedObject, Role
 from annotator.services import annotation
 from annotator.services.videos import create_video_from_path, ingest_video
 from fixtures.synthetic import PRESETS, write_video
@@ -101,6 +101,7 @@ def path_values(rows: dict[str, object]) -> dict[str, st.SearchStrategy]:
         "video_id": st.just(rows["video_id"]) | numbers,
         "masklet_id": st.just(rows["masklet_id"]) | numbers,
         "job_id": st.just(rows["job_id"]) | numbers,
+        "missed_id": st.just(rows["missed_id"]) | numbers,
         "frame_index": st.sampled_from([0, 4, 8, 3]) | numbers,
     }
 
@@ -125,8 +126,11 @@ def world(make_user, make_project, settings, tmp_path):
     annotation.record_edit(masklet, root, frame_index=0, kind="click", payload={"x": 20, "y": 20, "positive": True},
                            rle=encode_rle(mask), session_id="fuzz")
     job = DatasetJob.objects.create(project=project, kind="export", format="sav", created_by=root)
+    rle = encode_rle(mask)
+    missed = MissedObject.objects.create(video=video, frame_index=0, rle_counts=rle["counts"], area=int(mask.sum()),
+                                         bbox=[10, 10, 30, 20], score=0.9)
     return {"root": root, "ann": ann, "slug": project.slug, "video_id": video.id, "masklet_id": masklet.id,
-            "job_id": job.id}
+            "job_id": job.id, "missed_id": missed.id}
 
 
 def _counts() -> dict[str, int]:

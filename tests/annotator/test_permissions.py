@@ -140,6 +140,27 @@ def _verdict_recorded(world: World, kwargs: dict[str, Any], user: Any, allowed: 
         assert (masklet.status, reviews) == ("submitted", []), (user, masklet.status, reviews)
 
 
+def _missed_object(world: World) -> dict[str, Any]:
+    """A pending possibly missed object on frame 4 of the world's video (one per persona)."""
+    from annotator.models import MissedObject
+    from segmentation.masks import encode_rle, rle_area, rle_bbox
+
+    mask = np.zeros((24, 32), bool)
+    mask[4:12, 6:20] = True
+    rle = encode_rle(mask)
+    missed = MissedObject.objects.create(video=world.video, frame_index=4, rle_counts=rle["counts"],
+                                         area=rle_area(rle), bbox=rle_bbox(rle), score=0.9)
+    return {"slug": world.project.slug, "video_id": world.video.id, "missed_id": missed.id}
+
+
+def _missed_dismissed(world: World, kwargs: dict[str, Any], user: Any, allowed: bool) -> None:
+    """Only an allowed reviewer's dismissal is kept."""
+    from annotator.models import MissedObject
+
+    missed = MissedObject.objects.get(pk=kwargs["missed_id"])
+    assert (missed.status, missed.decided_by_id) == (("dismissed", user.pk) if allowed else ("pending", None)), user
+
+
 def _dataset_upload() -> dict[str, Any]:
     return {"format": "coco", "status": "submitted",
             "file": SimpleUploadedFile("annotations.json", b'{"images": [], "annotations": []}', "application/json")}
@@ -199,6 +220,9 @@ ENDPOINTS: dict[str, list[Case]] = {
     "work-next": [Case("POST", _project, Action.ANNOTATE, ok_status=302)],
     "video-finish": [Case("POST", _video, Action.ANNOTATE, ok_status=302)],
     "review-next": [Case("POST", _project, Action.REVIEW, ok_status=302)],
+    "missed-object": [Case("POST", _missed_object, Action.REVIEW, ok_status=302, data=lambda: {"action": "dismiss"},
+                           verify=_missed_dismissed)],
+    "missed-object-image": [Case("GET", _missed_object, Action.REVIEW)],
     "masklet-review": [
         Case("GET", _submitted_masklet, Action.REVIEW),
         Case("POST", _submitted_masklet, Action.REVIEW, ok_status=302, data=lambda: {"verdict": "satisfactory"},
@@ -274,7 +298,8 @@ def test_views_declare_the_expected_rule(name):
 def _reverse_sample(name: str) -> str:
     sample = {"slug": "p", "video_id": 1, "frame_index": 0}
     for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1},
-                   {"slug": "p", "masklet_id": 1}, {"uidb64": "MQ", "token": "t"}):
+                   {"slug": "p", "masklet_id": 1}, {"slug": "p", "video_id": 1, "missed_id": 1},
+                   {"uidb64": "MQ", "token": "t"}):
         try:
             return reverse(name, kwargs=kwargs)
         except Exception:
