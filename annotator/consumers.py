@@ -38,6 +38,7 @@ from annotator.services.annotation import EditRefused
 from annotator.tasks import session_message
 from engine import channel_bridge, workers
 from engine.dispatch import submit
+from engine.envelope import SessionEnvelope, SessionReply
 from engine.segmenters import ServingModel, serving_model
 
 logger = logging.getLogger(__name__)
@@ -304,14 +305,14 @@ class AnnotationConsumer(ProjectConsumer):
         self.waiting = []
         for op, entry in list(self.in_flight.items()):
             self.in_flight.pop(op)
-            await _blocking(sessions.abandon_op)(op, entry["envelope"]["attempt"])
+            await _blocking(sessions.abandon_op)(op, entry["envelope"].attempt)
             if entry["type"] == "track":  # it stops; what it stored stays
                 text = sessions.track_stopped("The connection to the model workers was interrupted while tracking",
                                               entry.get("done", 0), entry.get("total", 0), reported=True)
             else:
                 text = ("The connection to the model workers was interrupted before this was confirmed; "
                         "please do it again.")
-            await self.send_json(protocol.error("worker_lost", text, re=entry["envelope"]["message"].get("id")))
+            await self.send_json(protocol.error("worker_lost", text, re=entry["envelope"].message.get("id")))
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "session_id"):
@@ -439,12 +440,13 @@ class AnnotationConsumer(ProjectConsumer):
         if msg["type"] == "track" and any(entry["type"] == "track" for entry in self.in_flight.values()):
             raise protocol.ProtocolError("busy", "A track is already running: wait for it or cancel it.")
         op = uuid.uuid4().hex
-        envelope = {"session": self.session_id, "reply_channel": self.channel_name, "user_id": self.user_id,
-                    "username": self.username, "video_id": self.video.pk, "op": op, "attempt": 0,
-                    "model_version": self.model_version, "message": msg}
-        if msg["type"] == "track" and not settings.EMBEDDED:
-            # The track stops on its own if this socket's server dies (nobody would hear it any more).
-            envelope["watched"] = True
+        # A track in services mode is watched: it stops on its own if this socket's server dies
+        # (nobody would hear it any more).
+        watched = msg["type"] == "track" and not settings.EMBEDDED
+        envelope = SessionEnvelope(session=self.session_id, reply_channel=self.channel_name, user_id=self.user_id,
+                                   username=self.username, video_id=self.video.pk, op=op, attempt=0,
+                                   model_version=self.model_version, message=msg, watched=watched)
+        if watched:
             await _blocking(sessions.keep_socket_alive)(self.session_id)
         self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None,
                               "incarnation": None}
@@ -457,45 +459,45 @@ class AnnotationConsumer(ProjectConsumer):
             self.in_flight.pop(op, None)  # never sent: a track must not stay "running"
             raise
 
-    async def _submit(self, envelope: dict[str, Any]) -> None:
+    async def _submit(self, envelope: SessionEnvelope) -> None:
         queue = self.owner or workers.SHARED_QUEUE
+        entry = self.in_flight[envelope.op]
         if self.owner is None:
             self.assigning = True
-            envelope["assign"] = True
+            entry["envelope"] = envelope = envelope.again(assign=True)
             await self.send_json(protocol.message("worker", state="assigning"))
-        entry = self.in_flight[envelope["op"]]
         entry["queue"] = queue
         entry["incarnation"] = self.owner_incarnation if self.owner is not None else None
         if settings.EMBEDDED:
-            submit(session_message, envelope, queue=queue)
+            submit(session_message, envelope.wire(), queue=queue)
         else:
-            await _blocking(submit)(session_message, envelope, queue=queue)
+            await _blocking(submit)(session_message, envelope.wire(), queue=queue)
 
     # -- from workers and other sockets ---------------------------------------------------------
 
     async def session_reply(self, event: dict[str, Any]) -> None:
         """A worker's reply (``engine.channel_bridge``): learn the owner, forward the message."""
-        entry = self.in_flight.get(event["op"])
-        if entry is None or entry["envelope"]["attempt"] != event.get("attempt", 0):
+        reply = SessionReply.model_validate(event)
+        entry = self.in_flight.get(reply.op)
+        if entry is None or entry["envelope"].attempt != reply.attempt:
             return  # answered already, or from a delivery given up on
-        if "model_version" in event:  # the page's version is gone: the worker fell back to this one
-            self.model_version = event["model_version"]
-        worker = event.get("worker")
-        if worker:
-            entry["worker"], entry["incarnation"] = worker, event.get("incarnation")
-            if self.owner == worker:
-                self.owner_incarnation = event.get("incarnation") or self.owner_incarnation
+        if reply.repins:  # the page's version is gone: the worker fell back to this one
+            self.model_version = reply.model_version
+        if reply.worker:
+            entry["worker"], entry["incarnation"] = reply.worker, reply.incarnation
+            if self.owner == reply.worker:
+                self.owner_incarnation = reply.incarnation or self.owner_incarnation
             else:
-                self.owner, self.owner_incarnation = worker, event.get("incarnation")
+                self.owner, self.owner_incarnation = reply.worker, reply.incarnation
                 self.assigning = False
                 waiting, self.waiting = self.waiting, []
                 for envelope in waiting:
                     await self._submit(envelope)
-        if event.get("final"):
-            self.in_flight.pop(event["op"], None)
-        elif event["message"].get("type") == "track_progress":  # what it stored so far, should it stop
-            entry["done"], entry["total"] = event["message"]["done"], event["message"]["total"]
-        await self.send_json(event["message"])
+        if reply.final:
+            self.in_flight.pop(reply.op, None)
+        elif reply.message.get("type") == "track_progress":  # what it stored so far, should it stop
+            entry["done"], entry["total"] = reply.message["done"], reply.message["total"]
+        await self.send_json(reply.message)
 
     async def annotate_broadcast(self, event: dict[str, Any]) -> None:
         """Someone else's change on this video (``by``): follow it live, if still allowed to see it."""
@@ -568,9 +570,9 @@ class AnnotationConsumer(ProjectConsumer):
             if entry is None:
                 continue
             envelope = entry["envelope"]
-            await _blocking(sessions.abandon_op)(op, envelope["attempt"])
+            await _blocking(sessions.abandon_op)(op, envelope.attempt)
             if entry["type"] == "track":
-                entry["envelope"] = envelope = {**envelope, "attempt": envelope["attempt"] + 1}
+                entry["envelope"] = envelope = envelope.again(attempt=envelope.attempt + 1)
                 entry["worker"], entry["incarnation"] = None, None
                 if self.owner is None and self.assigning:
                     self.waiting.append(envelope)
@@ -580,7 +582,7 @@ class AnnotationConsumer(ProjectConsumer):
                 self.in_flight.pop(op)
                 await self.send_json(protocol.error(
                     "worker_lost", "The model worker stopped before finishing this; it was not saved. "
-                                   "Please do it again.", re=envelope["message"].get("id")))
+                                   "Please do it again.", re=envelope.message.get("id")))
 
 
 def _ready_video(project: Project, video_id: int) -> Video | None:

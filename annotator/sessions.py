@@ -26,11 +26,8 @@ worker that holds the session. This module serves it:
   (``worker`` / ``hello`` with the new model's name and id, then error ``model_changed``), and
   the consumer pins the fallback (``model_version`` on the reply event).
 
-Envelope (a JSON dict, the task's only argument)::
-
-    {"session": "<socket session hex>", "reply_channel": "<consumer channel>", "user_id": 1,
-     "username": "ann", "video_id": 3, "op": "<op id>", "attempt": 0, "model_version": 7,
-     "watched": true, "message": {<parsed message>}}
+The envelope (the task's only argument) and the reply event are ``engine.envelope``'s
+``SessionEnvelope`` and ``SessionReply``, the one definition the consumer uses too.
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +49,7 @@ from django.core.cache import cache
 from django.db import connections
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
+from pydantic import ValidationError
 
 from annotator import protocol, selectors
 from annotator.models import MaskFrameRevision, Masklet, Video
@@ -60,6 +57,7 @@ from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
 from engine import channel_bridge, workers
+from engine.envelope import SessionEnvelope, SessionReply
 from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
 from segmentation.frames import JpegFolderFrames
@@ -144,66 +142,37 @@ def abandon_op(op: str, attempt: int) -> None:
     cache.set(abandoned_op_key(op, attempt), True, timeout=abandoned_flag_seconds())
 
 
-@dataclass(frozen=True)
-class Envelope:
-    session: str
-    reply_channel: str
-    user_id: int
-    username: str
-    video_id: int
-    op: str
-    attempt: int
-    message: dict[str, Any]
-    #: The consumer does not know which worker holds the session yet: name yourself first.
-    assign: bool = False
-    #: The page's model version (None: the settings' model), when ``pinned``; an envelope without
-    #: one follows the project's serving model.
-    model_version: int | None = None
-    pinned: bool = False
-    #: The socket renews ``socket_alive_key`` while this runs (a track, services mode): when it
-    #: stops doing so, nobody hears this track any more and it stops.
-    watched: bool = False
+def read_state(envelope: SessionEnvelope) -> tuple[bool, str | None]:
+    """(abandoned, the session's current owner queue): one cache round trip per message."""
+    owner = workers.owner_key(envelope.video_id, envelope.user_id)
+    found = cache.get_many([abandoned_session_key(envelope.session), abandoned_op_key(envelope.op, envelope.attempt),
+                            owner])
+    return bool(found.keys() - {owner}), found.get(owner)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Envelope:
-        version = data.get("model_version")
-        return cls(session=str(data["session"]), reply_channel=str(data["reply_channel"]),
-                   user_id=int(data["user_id"]), username=str(data.get("username", "")),
-                   video_id=int(data["video_id"]), op=str(data["op"]), attempt=int(data.get("attempt", 0)),
-                   message=dict(data["message"]), assign=bool(data.get("assign", False)),
-                   model_version=None if version is None else int(version), pinned="model_version" in data,
-                   watched=bool(data.get("watched", False)))
 
-    def read_state(self) -> tuple[bool, str | None]:
-        """(abandoned, the session's current owner queue): one cache round trip per message."""
-        owner = workers.owner_key(self.video_id, self.user_id)
-        found = cache.get_many([abandoned_session_key(self.session), abandoned_op_key(self.op, self.attempt), owner])
-        return bool(found.keys() - {owner}), found.get(owner)
-
-    def stop_requested(self) -> bool:
-        """A track stops when cancelled, when its socket or its delivery was abandoned, or (watched)
-        when its socket stopped saying it is alive."""
-        alive = socket_alive_key(self.session)
-        found = cache.get_many([cancel_key(self.op), abandoned_session_key(self.session),
-                                abandoned_op_key(self.op, self.attempt), *([alive] if self.watched else [])])
-        if self.watched and alive not in found:
-            logger.warning("op %s of session %s stops: its socket is gone", self.op, self.session)
-            return True
-        return bool(found.keys() - {alive})
+def stop_requested(envelope: SessionEnvelope) -> bool:
+    """A track stops when cancelled, when its socket or its delivery was abandoned, or (watched)
+    when its socket stopped saying it is alive."""
+    alive = socket_alive_key(envelope.session)
+    found = cache.get_many([cancel_key(envelope.op), abandoned_session_key(envelope.session),
+                            abandoned_op_key(envelope.op, envelope.attempt), *([alive] if envelope.watched else [])])
+    if envelope.watched and alive not in found:
+        logger.warning("op %s of session %s stops: its socket is gone", envelope.op, envelope.session)
+        return True
+    return bool(found.keys() - {alive})
 
 
 class Replier:
     """Sends replies to the asking socket and broadcasts to the others on the video."""
 
-    def __init__(self, envelope: Envelope):
+    def __init__(self, envelope: SessionEnvelope):
         self.envelope = envelope
         self.re = envelope.message.get("id")
 
     def reply(self, msg: dict[str, Any], *, final: bool, **event_fields: Any) -> None:
-        event = {"type": "session.reply", "op": self.envelope.op, "attempt": self.envelope.attempt,
-                 "worker": workers.own_queue(), "incarnation": workers.incarnation(), "final": final,
-                 "message": msg, **event_fields}
-        channel_bridge.send(self.envelope.reply_channel, event)
+        reply = SessionReply(op=self.envelope.op, attempt=self.envelope.attempt, worker=workers.own_queue(),
+                             incarnation=workers.incarnation(), final=final, message=msg, **event_fields)
+        channel_bridge.send(self.envelope.reply_channel, reply.event())
 
     def model_changed(self, serving: ServingModel, text: str) -> None:
         """The page's version is gone: show the model now serving it, say why, re-pin the consumer."""
@@ -265,7 +234,7 @@ class LiveSession:
     def context_fresh(self) -> bool:
         return self.video is not None and time.monotonic() - self.context_at < CONTEXT_SECONDS
 
-    def serves(self, envelope: Envelope) -> bool:
+    def serves(self, envelope: SessionEnvelope) -> bool:
         """Whether this session runs the model the envelope's page is pinned to."""
         return envelope.pinned and self.serving.model_version_id == envelope.model_version
 
@@ -413,11 +382,11 @@ workers.add_heartbeat_hook(registry.evict_idle)
 def handle_envelope(data: dict[str, Any]) -> None:
     """Serve one message of a session; every outcome is a reply, never an exception."""
     try:
-        envelope = Envelope.from_dict(data)
-    except (KeyError, TypeError, ValueError):
+        envelope = SessionEnvelope.model_validate(data)
+    except ValidationError:
         logger.error("malformed session envelope dropped: %r", data)
         return
-    abandoned, owner = envelope.read_state()
+    abandoned, owner = read_state(envelope)
     if abandoned:
         logger.info("skipping op %s of abandoned session %s", envelope.op, envelope.session)
         return
@@ -473,7 +442,7 @@ def error_reply(error: Exception, kind: str | None = None) -> tuple[str, str]:
     return code, reason
 
 
-def page_model(project: Any, envelope: Envelope) -> tuple[ServingModel, str | None]:
+def page_model(project: Any, envelope: SessionEnvelope) -> tuple[ServingModel, str | None]:
     """The model a page works with, and a notice for the page when that is not the one it started with.
 
     The pinned version while the page may keep it (``model_for_page``), else the project's
@@ -517,7 +486,7 @@ def _handler(type_: str) -> Callable[[Callable[..., None]], Callable[..., None]]
     return register
 
 
-def _handle(envelope: Envelope, replier: Replier, previous_owner: str | None) -> None:
+def _handle(envelope: SessionEnvelope, replier: Replier, previous_owner: str | None) -> None:
     msg = envelope.message
     handler = HANDLERS.get(msg.get("type"))
     if handler is None:
@@ -592,7 +561,7 @@ def _send_mask(replier: Replier, saved: SavedMask, model_ms: float) -> None:
     replier.broadcast("mask", **fields)
 
 
-def _model_edit(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession, kind: str,
+def _model_edit(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession, kind: str,
                 payload: dict, run_model: Callable[[int, int], np.ndarray], drawn: dict | None = None) -> None:
     """click/box/paint in ONE transaction: lock and re-check the masklet (reading in the same query
     whether someone else changed it since the session loaded it), run the model on the live
@@ -635,7 +604,7 @@ def _masklet_ref(live: LiveSession, video: Video, object_id: int, user: Any) -> 
 
 
 @_handler("click")
-def _click(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+def _click(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     label = 1 if msg["positive"] else 0
     payload = {"x": msg["x"], "y": msg["y"], "positive": msg["positive"]}
@@ -644,7 +613,7 @@ def _click(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
 
 
 @_handler("box")
-def _box(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+def _box(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     box = envelope.message["box"]
     _model_edit(envelope, replier, video, user, live, "box", dict(zip(("x0", "y0", "x1", "y1"), box, strict=True)),
                 lambda index, object_id: live.segmenter.add_box(index, object_id, box))
@@ -659,7 +628,7 @@ def decode_painted(counts: str, height: int, width: int) -> np.ndarray:
 
 
 @_handler("paint")
-def _paint(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+def _paint(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     mask = decode_painted(msg["counts"], video.height, video.width)
     # The person's mask is stored as drawn; the model takes it as this frame's mask prompt.
@@ -689,7 +658,7 @@ def _apply_stored(live: LiveSession, index: int, masklet: Masklet, saved: SavedM
 
 
 @_handler("clear")
-def _clear(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+def _clear(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     index = live.index(msg["frame"])
     masklet = _masklet(video, msg["object_id"], user)
@@ -698,7 +667,7 @@ def _clear(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
 
 
 @_handler("restore")
-def _restore(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+def _restore(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     index = live.index(msg["frame"])
     masklet = _masklet(video, msg["object_id"], user)
@@ -729,7 +698,7 @@ def _frames_to_visit(total_frames: int, index: int, direction: str) -> int:
 
 
 @_handler("track")
-def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
+def _track(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any, live: LiveSession) -> None:
     msg = envelope.message
     index = live.index(msg["frame"])
     object_ids = _track_objects(video, user, msg.get("object_ids"))
@@ -780,7 +749,7 @@ def _track(envelope: Envelope, replier: Replier, video: Video, user: Any, live: 
         results = live.segmenter.propagate(index, msg["direction"])
         try:
             while True:
-                if envelope.stop_requested():  # every frame: one cache read, small beside a frame's model time
+                if stop_requested(envelope):  # every frame: one cache read, small beside a frame's model time
                     cancelled = True
                     break
                 result, ms = _timed(lambda: next(results, None))

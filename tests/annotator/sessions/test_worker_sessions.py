@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 
 from annotator import sessions
 from annotator.models import MaskFrame, Role
+from engine.envelope import SessionEnvelope
 
 from .conftest import embedded_only, run
 
@@ -326,8 +327,9 @@ def test_page_model_keeps_a_retired_version_and_falls_back_when_its_checkpoint_i
                                      image_size=256, checkpoint=str(checkpoint), status=ModelVersion.Status.RETIRED)
 
     def envelope(**pin):
-        return sessions.Envelope.from_dict({"session": "s", "reply_channel": "c", "user_id": 1, "video_id": video.pk,
-                                            "op": "o", "message": {"type": "click"}, **pin})
+        return SessionEnvelope.model_validate({"session": "s", "reply_channel": "c", "user_id": 1,
+                                               "video_id": video.pk,
+                                               "op": "o", "message": {"type": "click"}, **pin})
 
     kept, notice = sessions.page_model(project, envelope(model_version=v1.pk))
     assert (kept.model_version_id, notice) == (v1.pk, None)  # retired, but the page started with it
