@@ -1,5 +1,6 @@
 """People: site admins create accounts and invite, reset and deactivate them; invited people set
-their password. Thin views over ``annotator.services.accounts``; no step needs ``/admin/``."""
+their password; everyone manages their API tokens on their account page. Thin views over
+``annotator.services.accounts`` and ``annotator.services.tokens``; no step needs ``/admin/``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods
 
 from annotator import selectors
-from annotator.permissions import public, staff_required
-from annotator.services import accounts
+from annotator.models import ApiToken
+from annotator.permissions import login_required_rule, public, staff_required
+from annotator.services import accounts, tokens
 
 
 def _with_link(request: HttpRequest, text: str, user) -> None:
@@ -48,6 +50,43 @@ def people(request: HttpRequest) -> HttpResponse:
             messages.error(request, str(error))
         return redirect("people")
     return render(request, "annotator/people.html", {"accounts": selectors.accounts()})
+
+
+def _days(text: str) -> float | None:
+    try:
+        return float(text) if text.strip() else None
+    except ValueError:
+        raise ValueError("The expiry is a number of days (or empty: never).") from None
+
+
+@require_http_methods(["GET", "POST"])
+@login_required_rule
+def account(request: HttpRequest) -> HttpResponse:
+    """Your API tokens: POST ``action`` = create (``name``, ``expires_days``) / revoke (``token_id``).
+
+    A new token is shown on the answer to the POST itself, once: it never goes into a message (messages
+    may travel in a cookie) or a redirect, and only its hash is stored."""
+    created = None
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "create":
+                created = tokens.issue_token(request.user, request.POST.get("name", ""),
+                                             expires_days=_days(request.POST.get("expires_days", "")))
+            elif action == "revoke":
+                row = tokens.revoke_token(request.user, int(request.POST.get("token_id", 0)))
+                messages.success(request, f"Token “{row.name}” revoked: it no longer works.")
+                return redirect("account")
+            else:
+                messages.error(request, "Unknown action.")
+        except ApiToken.DoesNotExist:
+            messages.error(request, "You have no such token.")
+        except ValueError as error:
+            messages.error(request, str(error))
+    return render(request, "annotator/account.html", {
+        "tokens": tokens.tokens_of(request.user), "created": created[0] if created else None,
+        "secret": created[1] if created else None, "prefix": tokens.PREFIX,
+    })
 
 
 class InviteView(auth_views.PasswordResetConfirmView):

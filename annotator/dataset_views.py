@@ -2,7 +2,7 @@
 
 Thin views (see ``annotator.views``): each declares its permission rule, parses a form and
 calls one service in ``annotator.datasets.jobs``. The page refreshes itself while a job runs;
-``api_dataset_jobs`` serves the same list as JSON. Downloads are checked twice: the job must
+``annotator.api.datasets`` serves the same jobs as JSON. Downloads are checked twice: the job must
 belong to the URL's project (404 otherwise), and its file must lie under ``MEDIA_ROOT/exports``.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotator import selectors
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters
 from annotator.datasets.importing import DEFAULT_STATUS
 from annotator.datasets.jobs import archive_path, start_export, start_import
@@ -73,7 +73,7 @@ class ImportForm(forms.Form):
 
 
 def _jobs(project: Project):
-    return DatasetJob.objects.filter(project=project).select_related("created_by")[:RECENT_JOBS]
+    return selectors.dataset_jobs(project)[:RECENT_JOBS]
 
 
 @require_http_methods(["GET", "POST"])
@@ -131,22 +131,3 @@ def dataset_download(request: HttpRequest, project: Project, job_id: int) -> Htt
     if path is None:
         raise Http404("No finished export with this id in this project.")
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip")
-
-
-@require_GET
-@project_permission(Action.EXPORT, api=True)
-def api_dataset_jobs(request: HttpRequest, project: Project) -> JsonResponse:
-    """Recent dataset jobs with status and progress (what the page shows), for scripts and the frontend."""
-    return JsonResponse({"jobs": [job_json(project, job) for job in _jobs(project)]})
-
-
-def job_json(project: Project, job: DatasetJob) -> dict:
-    done_export = job.kind == DatasetJob.Kind.EXPORT and job.status == DatasetJob.Status.DONE
-    return {
-        "id": job.id, "kind": job.kind, "format": job.format, "status": job.status, "progress": job.progress,
-        "message": job.message, "error": job.error, "options": job.options,
-        "created_by": job.created_by.get_username() if job.created_by else None,
-        "created_at": job.created_at.isoformat(),
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "download": reverse("dataset-download", args=[project.slug, job.id]) if done_export else None,
-    }

@@ -434,3 +434,29 @@ class DatasetJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.format} of {self.project} ({self.status})"
+
+
+class ApiToken(models.Model):
+    """A person's named key to the HTTP API (``Authorization: Bearer <token>``; ``annotator.services.tokens``).
+
+    Only the SHA-256 of the token is stored; ``prefix`` (its first characters, shown on the account
+    page) finds the row, the digest is then compared in constant time."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the whole token, hex.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

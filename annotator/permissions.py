@@ -39,6 +39,7 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from annotator.models import Membership, Project, Role
+from engine.input import error_response
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -148,12 +149,14 @@ def _mark(view: Callable[..., Any], rule: Rule) -> Callable[..., Any]:
 
 
 def _json_error(message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
+    return error_response(message, status)
 
 
 def _unauthenticated(request: HttpRequest, api: bool) -> HttpResponse:
     if api:
-        return _json_error("Authentication required: sign in first.", 401)
+        response = _json_error("Authentication required: send 'Authorization: Bearer <token>' or sign in first.", 401)
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response
     return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
+from django.urls import reverse
 
-from annotator.models import MaskFrame, Masklet, MissedObject, Project, Review, Role, Video
+from annotator.models import AutoMaskletRun, DatasetJob, MaskFrame, Masklet, MissedObject, Project, Review, Role, Video
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
 from annotator.services.reviews import reason_label
@@ -255,3 +256,30 @@ def missed_object_in_video(video: Video, missed_id: int) -> MissedObject | None:
 
 def pending_missed_count(video: Video) -> int:
     return MissedObject.objects.filter(video=video, status=MissedObject.Status.PENDING).count()
+
+
+def auto_masklet_runs(project: Project, limit: int = 20) -> list[dict[str, Any]]:
+    """The project's latest auto-masklet runs with progress (the team page and the API)."""
+    runs = AutoMaskletRun.objects.filter(video__project=project).select_related("video")[:limit]
+    return [{"id": r.id, "video": r.video.name, "video_id": r.video_id, "frame": r.frame_index, "status": r.status,
+             "trigger": r.trigger, "kind": r.kind,
+             "progress": round(r.progress, 3), "created": r.created_count, "model": r.model_name, "error": r.error,
+             "stats": {k: v for k, v in r.stats.items() if k != "masklet_ids"}} for r in runs]
+
+
+def dataset_jobs(project: Project) -> QuerySet[DatasetJob]:
+    """The project's dataset jobs, newest first."""
+    return DatasetJob.objects.filter(project=project).select_related("created_by")
+
+
+def dataset_job_to_dict(project: Project, job: DatasetJob) -> dict[str, Any]:
+    """A dataset job as the datasets page's script and the API read it (``download``: the finished zip's URL)."""
+    done_export = job.kind == DatasetJob.Kind.EXPORT and job.status == DatasetJob.Status.DONE
+    return {
+        "id": job.id, "kind": job.kind, "format": job.format, "status": job.status, "progress": job.progress,
+        "message": job.message, "error": job.error, "options": job.options,
+        "created_by": job.created_by.get_username() if job.created_by else None,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "download": reverse("api-dataset-job-download", args=[project.slug, job.id]) if done_export else None,
+    }

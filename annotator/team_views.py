@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import cv2
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotator import metrics
+from annotator import metrics, selectors
 from annotator.automasks.runs import set_schedule, start_run
 from annotator.charts import bar_chart
-from annotator.models import AutoMaskletRun, Masklet, Project, Role, Split, Video
+from annotator.models import Masklet, Project, Role, Split, Video
 from annotator.permissions import Action, project_permission
 from annotator.selectors import (
     frame_path,
@@ -35,14 +35,6 @@ from segmentation.masks import decode_rle, overlay_jpeg
 
 #: Meta's Phase 3 figures (SAM 2 paper, Table 1; ``docs/DATA_ENGINE.md``), drawn as reference lines.
 PHASE3 = {"seconds": 4.5, "clicks": 2.68, "edited": 19.04}
-
-
-def _runs(project: Project) -> list[dict]:
-    runs = AutoMaskletRun.objects.filter(video__project=project).select_related("video")[:20]
-    return [{"id": r.id, "video": r.video.name, "video_id": r.video_id, "frame": r.frame_index, "status": r.status,
-             "trigger": r.trigger, "kind": r.kind,
-             "progress": round(r.progress, 3), "created": r.created_count, "model": r.model_name, "error": r.error,
-             "stats": {k: v for k, v in r.stats.items() if k != "masklet_ids"}} for r in runs]
 
 
 def _effort_charts(rows: list[tuple[str, dict]], by: str) -> list:
@@ -96,7 +88,7 @@ def team_page(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "annotator/team.html", {
         "project": project, "members": team.who_works_on_what(project), "roles": Role.choices,
         "splits": Split.choices, "videos": Video.objects.filter(project=project).order_by("name"),
-        "counts": queues.queue_counts(project), "runs": _runs(project),
+        "counts": queues.queue_counts(project), "runs": selectors.auto_masklet_runs(project),
         "charts": _effort_charts(list(people.items()), "by annotator"),
         "version_charts": _effort_charts([(row["label"], row) for row in versions], "by model version"),
         "effort": metrics.project_effort(project).as_dict(), "people": people, "versions": versions,
@@ -142,25 +134,6 @@ def auto_masklets(request: HttpRequest, project: Project) -> HttpResponse:
     except ValueError:
         messages.error(request, "The frame and grid size are whole numbers.")
     return redirect(reverse("team", kwargs={"slug": project.slug}) + "#auto")
-
-
-@require_GET
-@project_permission(Action.MANAGE_PROJECT, api=True)
-def api_auto_masklet_runs(request: HttpRequest, project: Project) -> JsonResponse:
-    """Recent runs with progress (the team page polls this while one runs)."""
-    return JsonResponse({"runs": _runs(project)})
-
-
-@require_GET
-@project_permission(Action.MANAGE_MEMBERS, api=True)
-def api_effort(request: HttpRequest, project: Project) -> JsonResponse:
-    """The effort metrics as JSON: project, per annotator and per model version."""
-    return JsonResponse({
-        "project": metrics.project_effort(project).as_dict(),
-        "annotators": {name: e.as_dict() for name, e in metrics.effort_by_annotator(project).items()},
-        "model_versions": {str(k): e.as_dict() for k, e in metrics.effort_by_model_version(project).items()},
-        "active_gap_cap_seconds": metrics.ACTIVE_GAP_CAP_SECONDS,
-    })
 
 
 # -- queues ------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Pages and the JSON API. Every view declares a permission rule (see ``annotator.permissions``)."""
 
-from django.urls import path
+from django.urls import include, path
 
-from annotator import account_views, api, dataset_views, team_views, views
+from annotator import account_views, dataset_views, team_views, views
 
 urlpatterns = [
     path("favicon.ico", views.favicon, name="favicon"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
     path("people/", account_views.people, name="people"),
+    path("account/", account_views.account, name="account"),
     path("invite/<uidb64>/<token>/", account_views.invite, name="invite"),
     path("", views.project_list, name="project-list"),
     path("projects/new/", views.project_create, name="project-create"),
@@ -36,16 +37,5 @@ urlpatterns = [
     path("projects/<slug:slug>/videos/<int:video_id>/missed/<int:missed_id>.jpg", team_views.missed_object_image,
          name="missed-object-image"),
     path("projects/<slug:slug>/masklets/<int:masklet_id>/review/", team_views.masklet_review, name="masklet-review"),
-    path("api/projects/<slug:slug>/auto-masklets/", team_views.api_auto_masklet_runs, name="api-auto-masklet-runs"),
-    path("api/projects/<slug:slug>/effort/", team_views.api_effort, name="api-effort"),
-    path("api/session/", api.session, name="api-session"),
-    path("api/projects/", api.project_list, name="api-project-list"),
-    path("api/projects/<slug:slug>/", api.project_detail, name="api-project-detail"),
-    path("api/projects/<slug:slug>/videos/", api.video_list, name="api-video-list"),
-    path("api/projects/<slug:slug>/videos/<int:video_id>/", api.video_detail, name="api-video-detail"),
-    path("api/projects/<slug:slug>/videos/<int:video_id>/frames/<int:frame_index>/", api.video_frame,
-         name="api-video-frame"),
-    path("api/projects/<slug:slug>/videos/<int:video_id>/masklets/", api.video_masklets, name="api-video-masklets"),
-    path("api/projects/<slug:slug>/videos/<int:video_id>/masks/", api.video_masks, name="api-video-masks"),
-    path("api/projects/<slug:slug>/datasets/jobs/", dataset_views.api_dataset_jobs, name="api-dataset-jobs"),
+    path("", include("annotator.api.urls")),
 ]

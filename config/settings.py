@@ -36,6 +36,9 @@ Environment variables:
 ``MASKLET_MAX_DURATION_S``     longest accepted video (default 1800 s)
 ``MASKLET_MAX_PIXELS``         largest accepted frame, width x height (default 3840x2160)
 ``MASKLET_MAX_JSON_KB``        largest accepted JSON request body (default 1024 KiB)
+``MASKLET_API_RATE_TOKEN``     HTTP API requests allowed per token (default ``1200/min``;
+                               ``none``: no limit); over it: 429 with ``Retry-After``
+``MASKLET_API_RATE_IP``        HTTP API requests allowed per client address (``2400/min``)
 ``MASKLET_EMBEDDED_WORKERS``   worker threads in embedded mode (default 2)
 ``MASKLET_SEGMENTER``          model for projects without a production model version:
                                ``classical`` (default, OpenCV, no checkpoint) or ``sam2``
@@ -144,6 +147,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "engine",
     "annotator",
 ]
@@ -358,8 +364,42 @@ AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
-# The JSON API answers a failed CSRF check with JSON (pages keep Django's page): annotator.api.csrf_failure.
-CSRF_FAILURE_VIEW = "annotator.api.csrf_failure"
+# -- the HTTP API (Django REST framework, annotator.api.framework) -------------------------
+
+
+def _rate(name: str, default: str) -> str | None:
+    value = os.environ.get(name, default).strip()
+    return None if value.lower() in ("", "none", "0") else value
+
+
+API_RATES = {"token": _rate("MASKLET_API_RATE_TOKEN", "1200/min"), "ip": _rate("MASKLET_API_RATE_IP", "2400/min")}
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["annotator.api.policies.BearerToken", "annotator.api.policies.Session"],
+    # Each view declares its rule (annotator.permissions) and checks it itself, as the pages do.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_THROTTLE_CLASSES": ["annotator.api.policies.TokenThrottle", "annotator.api.policies.AddressThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["annotator.api.policies.CheckedJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "annotator.api.framework.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "annotator.api.policies.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "annotator.api.framework.Schema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Masklet API",
+    "DESCRIPTION": "Projects, videos, masklets, reviews, datasets and models of a Masklet data engine. "
+                   "Authenticate with `Authorization: Bearer <token>` (make one on /account/). Every error is "
+                   '`{"error": {"code", "message", "field"}}`.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, and no validator badge calling out.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None, "persistAuthorization": False},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"MaskletStatus": "annotator.models.Masklet.Status"},
+}
 
 # Content-Security-Policy (django-csp): scripts, styles, workers and sockets only from this site;
 # an inline script needs the request's nonce (<script nonce="{{ request.csp_nonce }}">).

@@ -18,11 +18,13 @@ from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
+from drf_spectacular.types import OpenApiTypes
 
+from annotator.api.framework import endpoint, paginated
 from annotator.permissions import Action, project_permission
 from engine import downloads, fetch, registry, training
-from engine.input import BadInput, error_response, json_object
+from engine.input import BadInput, error_response
 from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun
 from engine.segmenters import serving_model
 
@@ -219,7 +221,13 @@ def _refused(message: str, status: int = 409) -> JsonResponse:
 
 
 def _body(request: HttpRequest) -> dict[str, Any]:
-    return json_object(request) if request.content_type == "application/json" else request.POST.dict()
+    """The JSON object or form a DRF request carries (``engine.input`` checked a JSON body)."""
+    data = request.data
+    if hasattr(data, "dict"):
+        return data.dict()
+    if not isinstance(data, dict):
+        raise BadInput("The body must be a JSON object.", code="bad_json")
+    return data
 
 
 @require_GET
@@ -230,15 +238,25 @@ def models_page(request: HttpRequest, project: Any) -> HttpResponse:
                                                             "image_size": settings.SAM2_IMAGE_SIZE})
 
 
-@require_GET
+@endpoint("GET", "POST", request={"multipart/form-data": OpenApiTypes.OBJECT})
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_models(request: HttpRequest, project: Any) -> JsonResponse:
+    """GET: everything the models page draws (versions, runs, serving model, actions). POST: register a
+    checkpoint, as ``versions/`` (multipart ``checkpoint`` file, or ``path`` in the models folder; ``config``,
+    ``image_size``, ``name``)."""
+    if request.method == "POST":
+        return _register(request, project)
     return JsonResponse(dashboard_state(project))
 
 
-@require_POST
+@endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_start_run(request: HttpRequest, project: Any) -> JsonResponse:
+    return _start(request, project)
+
+
+def _start(request: HttpRequest, project: Any) -> JsonResponse:
+    """Start a training run (202 ``{"run": ...}``), refused (409) with the start button's reason."""
     allowed = can_start_run(_active_run(project))
     if not allowed.possible:
         return _refused(allowed.reason)
@@ -249,10 +267,14 @@ def api_start_run(request: HttpRequest, project: Any) -> JsonResponse:
     return JsonResponse({"run": _run(run)}, status=202)
 
 
-@require_POST
+@endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_cancel_run(request: HttpRequest, project: Any) -> JsonResponse:
-    run = _active_run(project)
+    return _cancel(_active_run(project))
+
+
+def _cancel(run: TrainingRun | None) -> JsonResponse:
+    """Cancel ``run`` (``{"run": ...}``), refused (409) with the cancel button's reason."""
     allowed = can_cancel_run(run)
     if not allowed.possible:
         return _refused(allowed.reason)
@@ -263,13 +285,18 @@ def api_cancel_run(request: HttpRequest, project: Any) -> JsonResponse:
     return JsonResponse({"run": _run(run)})
 
 
-@require_POST
+@endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
     version_id = _body(request).get("version")
     version = ModelVersion.objects.filter(project=project, pk=version_id).first() if str(version_id).isdigit() else None
     if version is None:
         return _refused("name a version of this project to promote", 400)
+    return _promote(request, project, version)
+
+
+def _promote(request: HttpRequest, project: Any, version: ModelVersion) -> JsonResponse:
+    """Promote ``version`` (``{"version", "serving"}``), refused (409) with the promote button's reason."""
     allowed = can_promote(version)
     if not allowed.possible:
         return _refused(allowed.reason)
@@ -277,10 +304,10 @@ def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
         registry.promote(version, request.user)
     except registry.RegistryError as error:
         return _refused(str(error))
-    return JsonResponse({"serving": serving_model(project).name})
+    return JsonResponse({"version": version.pk, "serving": serving_model(project).name})
 
 
-@require_POST
+@endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
     allowed = can_roll_back(registry.production_of(project))
@@ -293,15 +320,20 @@ def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
     return JsonResponse({"restored": restored.pk if restored else None, "serving": serving_model(project).name})
 
 
-@require_POST
+@endpoint("POST", request={"multipart/form-data": OpenApiTypes.OBJECT})
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_register(request: HttpRequest, project: Any) -> JsonResponse:
     """Register from a server-side ``path`` or an uploaded ``file``, with ``config`` and ``image_size``."""
+    return _register(request, project)
+
+
+def _register(request: HttpRequest, project: Any) -> JsonResponse:
+    """Load the checkpoint for real (in a child process) and register it as a candidate; 201 ``{version, name}``."""
     data = _body(request)
     for name in ("path", "config", "name"):
         if not isinstance(data.get(name) or "", str):
             raise BadInput(f"{name} must be a string", field=name)
-    upload = request.FILES.get("file")
+    upload = request.FILES.get("file") or request.FILES.get("checkpoint")
     path = (data.get("path") or "").strip()
     source = "file" if upload else "path"
     if not upload and not path:
@@ -327,7 +359,7 @@ def api_register(request: HttpRequest, project: Any) -> JsonResponse:
     return JsonResponse({"version": version.pk, "name": version.name}, status=201)
 
 
-@require_POST
+@endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
 def api_download(request: HttpRequest, project: Any) -> JsonResponse:
     """Start downloading Meta's checkpoint ``name`` for this project (``promote``: serve it when checked)."""
@@ -344,3 +376,46 @@ def api_download(request: HttpRequest, project: Any) -> JsonResponse:
     except downloads.DownloadRefused as error:
         return _refused(str(error))
     return JsonResponse({"download": downloads.as_dict(download)}, status=202)
+
+
+@endpoint("POST", request=None)
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_promote_version(request: HttpRequest, project: Any, version_id: int) -> JsonResponse:
+    """Make this version of the project serve new annotation sessions (as ``promote/`` with ``{version}``)."""
+    version = ModelVersion.objects.filter(project=project, pk=version_id).first()
+    if version is None:
+        return _refused("No model version with this id in this project.", 404)
+    return _promote(request, project, version)
+
+
+@endpoint("GET", "POST", request=None)
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_training_runs(request: HttpRequest, project: Any) -> JsonResponse:
+    """GET: the project's training runs, newest first (paginated). POST: start one (409 while one is active)."""
+    if request.method == "POST":
+        return _start(request, project)
+    return paginated(request, TrainingRun.objects.filter(project=project).order_by("-created_at", "-id"), _run)
+
+
+def _run_or_none(project: Any, run_id: int) -> TrainingRun | None:
+    return TrainingRun.objects.filter(project=project, pk=run_id).first()
+
+
+@endpoint("GET")
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_training_run(request: HttpRequest, project: Any, run_id: int) -> JsonResponse:
+    """One run: status, progress, loss curve, log tail, error, the version it produced."""
+    run = _run_or_none(project, run_id)
+    if run is None:
+        return _refused("No training run with this id in this project.", 404)
+    return JsonResponse(_run(run))
+
+
+@endpoint("POST", request=None)
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_training_run_cancel(request: HttpRequest, project: Any, run_id: int) -> JsonResponse:
+    """Cancel this run (409 when it has ended); a cancelled run registers nothing."""
+    run = _run_or_none(project, run_id)
+    if run is None:
+        return _refused("No training run with this id in this project.", 404)
+    return _cancel(run)

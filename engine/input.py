@@ -8,9 +8,9 @@
   lone UTF-16 surrogates (not encodable as UTF-8) are refused wherever text comes in: JSON
   bodies here, every form and query string in ``InputMiddleware``, the annotation socket in
   ``annotator.protocol``.
-- ``error_response``: the JSON error of the HTTP API, ``{"error": "<words>", "code": "<code>",
-  "field": "<field or null>"}``. ``error`` stays a string (the pages show it as it is); ``code``
-  and ``field`` let scripts act on it.
+- ``error_response``: the JSON error of the HTTP API, ``{"error": {"code": "<code>", "message":
+  "<words>", "field": "<field or null>"}}`` (DRF's own errors are put in the same shape by
+  ``annotator.api.framework.exception_handler``).
 - ``InputMiddleware``: refuses a form or query string that breaks the text rule (400, naming the
   field) before any view sees it, turns a ``BadInput`` raised by a view into its response, and
   makes every error under ``/api/`` JSON (Django's own 404, 405, 400 and 500 included).
@@ -48,10 +48,10 @@ class BadInput(Exception):
 
 
 def error_response(message: str, status: int = 400, *, code: str | None = None,
-                   field: str | None = None) -> JsonResponse:
-    """The API's error: ``{"error": message, "code": ..., "field": ...}`` with a 4xx/5xx status."""
-    return JsonResponse({"error": message, "code": code or STATUS_CODES.get(status, "error"), "field": field},
-                        status=status)
+                   field: str | None = None, **extra: Any) -> JsonResponse:
+    """The API's error: ``{"error": {"code", "message", "field"}, **extra}`` with a 4xx/5xx status."""
+    error = {"code": code or STATUS_CODES.get(status, "error"), "message": message, "field": field}
+    return JsonResponse({"error": error, **extra}, status=status)
 
 
 def text_problem(value: str) -> str | None:
@@ -102,17 +102,24 @@ def check_json_value(data: Any, *, max_depth: int | None = None) -> Any:
 
 def json_body(request: HttpRequest, *, default: Any = None) -> Any:
     """The request's JSON body, checked (size, encoding, syntax, depth, text); ``default`` when empty."""
-    limit = settings.MAX_JSON_BYTES
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    if declared.isdigit() and int(declared) > limit:
-        raise BadInput(f"The body is {int(declared)} bytes; JSON bodies are limited to {limit}.", code="too_large",
-                       status=413)
+    check_json_size(request.META.get("CONTENT_LENGTH") or "0")
     body = request.body
-    if len(body) > limit:
-        raise BadInput(f"The body is {len(body)} bytes; JSON bodies are limited to {limit}.", code="too_large",
-                       status=413)
     if not body.strip():
         return default
+    return parse_json(body)
+
+
+def check_json_size(declared: str | int) -> None:
+    """Refuse (413) a JSON body declared or found larger than ``MAX_JSON_BYTES``."""
+    limit = settings.MAX_JSON_BYTES
+    if str(declared).isdigit() and int(declared) > limit:
+        raise BadInput(f"The body is {int(declared)} bytes; JSON bodies are limited to {limit}.", code="too_large",
+                       status=413)
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as JSON, checked (size, encoding, syntax, depth, text): the one JSON reader of the API."""
+    check_json_size(len(body))
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import override_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MASKLET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -44,6 +45,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.db_engine)
         if item.get_closest_marker("services") and django_settings.EMBEDDED:
             item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def unthrottled_api():
+    """No API rate limits while testing: a test process makes thousands of API calls a minute from one
+    address. The throttling tests set their own rates (``settings.API_RATES``)."""
+    with override_settings(API_RATES={"token": None, "ip": None}):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

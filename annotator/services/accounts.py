@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -42,8 +43,8 @@ def _check_may_change(admin: User, user: Any) -> None:
         raise AccountError(f"Only a superuser can change the superuser {user.get_username()}.")
 
 
-def create_account(admin: User, username: str, email: str = "", *, staff: bool = False) -> Any:
-    """A new active account without a usable password (the invite link sets it)."""
+def create_account(admin: User, username: str, email: str = "", *, staff: bool = False, password: str = "") -> Any:
+    """A new active account; without ``password`` it has no usable one (the invite link sets it)."""
     UserModel = get_user_model()
     username, email = (username or "").strip(), (email or "").strip()
     if staff and not admin.is_superuser:
@@ -59,7 +60,14 @@ def create_account(admin: User, username: str, email: str = "", *, staff: bool =
             raise AccountError(f"An account called “{username}” exists already.")
         if email and UserModel.objects.filter(email__iexact=email).exists():
             raise AccountError(f"An account with the e-mail address {email} exists already.")
-        candidate.set_unusable_password()
+        if password:
+            try:
+                validate_password(password, candidate)
+            except ValidationError as weak:
+                raise AccountError("Password: " + " ".join(weak.messages)) from None
+            candidate.set_password(password)
+        else:
+            candidate.set_unusable_password()
         candidate.save()
     return candidate
 

@@ -361,6 +361,43 @@ def record_edit(masklet: Masklet, user: User, *, frame_index: int, kind: str, pa
     return _edit(masklet, user, frame_index, prompt_kind, payload, session_id, write, annotations)
 
 
+def write_masks(masklet: Masklet, user: User, frames: list[tuple[int, dict]], *, session_id: str) -> list[SavedMask]:
+    """Store masks a person (or their script, through the API) drew on several frames, as source ``human``.
+
+    The same rules as an edit on the page, in one transaction: the row is locked and checked (a
+    draft the user may annotate, nobody else's lock; the user takes or renews the lock), every frame
+    must be an annotated frame and every mask a readable RLE of the video's size (decoded and
+    re-encoded, as a painted mask), each frame is logged as a ``mask`` prompt, and every mask gets a
+    revision. All frames are stored or none."""
+    if not frames:
+        raise EditRefused("bad_message", "Send at least one frame.")
+    if len({frame_index for frame_index, _ in frames}) != len(frames):
+        raise EditRefused("bad_message", "The same frame appears twice.")
+    with transaction.atomic():
+        row = _locked_row(masklet, user)
+        _check_may_annotate(row, user)
+        _check_draft(row)
+        _check_not_locked_by_other(row, user)
+        writes = []
+        size = [row.video.height, row.video.width]
+        for frame_index, rle in frames:
+            _check_frame(row.video, frame_index)
+            if not isinstance(rle, dict) or rle.get("size") != size or not isinstance(rle.get("counts"), str):
+                raise EditRefused("bad_message", f"Frame {frame_index}: a mask is a COCO RLE "
+                                                 f"{{\"size\": {size}, \"counts\": \"...\"}} of this video's size.")
+            writes.append(MaskWrite(frame_index, _canonical(rle)))
+        Prompt.objects.bulk_create([Prompt(masklet=row, frame_index=w.frame_index, kind=Prompt.Kind.MASK,
+                                           payload={"counts": w.rle["counts"]}, author=user,
+                                           session_id=(session_id or "")[:64]) for w in writes])
+        try:
+            written = save_mask_frames(row, writes, source=MaskSource.HUMAN, author=user)
+        except ValidationError as error:
+            raise EditRefused("bad_message", " ".join(error.messages)) from None
+        row.lock_holder, row.lock_expires_at = user, _lock_until()
+        row.save(update_fields=["lock_holder", "lock_expires_at", "updated_at"])
+    return [SavedMask.written(row.object_id, revision) for revision in written]
+
+
 def clear_frame(masklet: Masklet, user: User, *, frame_index: int, session_id: str) -> SavedMask:
     """Withdraw the person's input on a frame: an empty mask with source ``model`` (tracking may refill it)."""
     video = masklet.video

@@ -152,3 +152,18 @@ def restore_label(project: Project, label: str) -> Project:
     row.labels = [*(row.labels or []), label]
     row.save(update_fields=["labels", "retired_labels"])
     return row
+
+
+@transaction.atomic
+def set_labels(project: Project, labels: list[str]) -> Project:
+    """Make ``labels`` the active set, in this order (the API's PATCH): a new name is added, a retired one
+    offered again, an active one left out is retired (masklets keep it, exports still name it)."""
+    row = _locked(project)
+    wanted = [_label_name(text) for text in labels]
+    if len(set(wanted)) != len(wanted):
+        raise ValidationError("A label appears twice in the list.")
+    dropped = [label for label in row.labels or [] if label not in wanted]
+    row.retired_labels = [label for label in row.retired_labels or [] if label not in wanted] + dropped
+    row.labels = wanted
+    row.save(update_fields=["labels", "retired_labels"])
+    return row

@@ -16,6 +16,11 @@ export interface VideoJSON {
   annotated_frame_count: number | null;
 }
 
+/** Every error of the HTTP API (``engine.input.error_response``). */
+export interface ApiError {
+  error?: { code: string; message: string; field: string | null };
+}
+
 export type StatusMessage =
   | { type: "snapshot"; videos: VideoJSON[] }
   | { type: "video"; video: VideoJSON }

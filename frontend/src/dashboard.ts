@@ -3,7 +3,7 @@
 // engine.dashboard.dashboard_state (embedded in the page, then re-read from the JSON API).
 
 import { barChart, lineChart, PALETTE, Series, stackedBars } from "./dashboard/charts";
-import { formatWhen } from "./api";
+import { type ApiError, formatWhen } from "./api";
 
 interface Evaluation {
   j: number; f: number; jf: number; clicks_to_target: number | null; jf_after: Array<number | null>;
@@ -103,10 +103,10 @@ async function post(url: string, body: BodyInit | null, show: ShowError): Promis
   try {
     const response = await fetch(url, { method: "POST", body, headers: { "X-CSRFToken": csrf },
       credentials: "same-origin" });
-    const data = await response.json().catch(() => ({}));
+    const data = (await response.json().catch(() => ({}))) as ApiError;
     if (!response.ok) {
-      failure = { error: data.error || `The server refused (${response.status} ${response.statusText}).`,
-        field: data.field };
+      failure = { error: data.error?.message || `The server refused (${response.status} ${response.statusText}).`,
+        field: data.error?.field };
     }
   } catch {
     failure = { error: "The server could not be reached; try again." };

@@ -4,7 +4,7 @@
 // Ingest status comes over the project's video WebSocket; if the socket cannot open or drops,
 // the page polls the API instead. The video table updates from the same messages.
 
-import { csrfToken, fileSize, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
+import { type ApiError, csrfToken, fileSize, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
 
 const POLL_MS = 1000;
 
@@ -126,8 +126,8 @@ class VideoFeed {
 
 function describeError(xhr: XMLHttpRequest): string {
   try {
-    const body = JSON.parse(xhr.responseText) as { error?: string };
-    if (body.error) return body.error;
+    const body = JSON.parse(xhr.responseText) as ApiError;
+    if (body.error?.message) return body.error.message;
   } catch {
     // Not JSON (a proxy's error page, say): fall through to the status text.
   }

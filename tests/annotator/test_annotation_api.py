@@ -110,7 +110,7 @@ def test_bad_frame_ranges_get_a_400_in_words(setup, query, words):
     project, video, ann, _ = setup
     response = client_for(ann).get(url("api-video-masks", project, video), query)
     assert response.status_code == 400
-    assert words in response.json()["error"]
+    assert words in response.json()["error"]["message"]
 
 
 def test_videos_of_other_projects_are_not_found(setup, make_project):
@@ -120,7 +120,7 @@ def test_videos_of_other_projects_are_not_found(setup, make_project):
     client = client_for(ann)
     for name in ("api-video-masklets", "api-video-masks"):
         response = client.get(reverse(name, kwargs={"slug": project.slug, "video_id": elsewhere.id}))
-        assert response.status_code == 404 and "No such video" in response.json()["error"]
+        assert response.status_code == 404 and "No such video" in response.json()["error"]["message"]
     assert client.get(url("video-annotate", project, elsewhere)).status_code == 404
 
 

@@ -47,7 +47,7 @@ def test_a_script_signs_in_with_session_and_csrf_then_uploads(team, tmp_path, ma
     upload = {"file": SimpleUploadedFile("walk.mp4", make_mp4(tmp_path / "w.mp4"), "video/mp4")}
     refused = script.post(reverse("api-video-list", args=[project.slug]), upload)
     assert refused.status_code == 403  # no CSRF token
-    assert refused.json()["error"].startswith("CSRF check failed")
+    assert refused.json()["error"]["message"].startswith("CSRF check failed")
 
     upload["file"].seek(0)
     created = script.post(reverse("api-video-list", args=[project.slug]), upload, HTTP_X_CSRFTOKEN=token)
@@ -65,7 +65,7 @@ def test_session_login_errors(team):
     url = reverse("api-session")
     assert client.post(url, {"username": "alice", "password": "x"}, content_type="application/json").status_code == 401
     bad_json = client.post(url, "{nope", content_type="application/json")
-    assert bad_json.status_code == 400 and "JSON" in bad_json.json()["error"]
+    assert bad_json.status_code == 400 and "JSON" in bad_json.json()["error"]["message"]
     assert client.post(url, [1, 2], content_type="application/json").status_code == 400
     assert client.post(url, {"username": "alice"}, content_type="application/json").status_code == 400
 
@@ -87,19 +87,19 @@ def test_upload_errors_are_json(client, team, settings, tmp_path, make_mp4):
     data = make_mp4(tmp_path / "w.mp4")
 
     missing = client.post(url, {})
-    assert missing.status_code == 400 and "'file'" in missing.json()["error"]
+    assert missing.status_code == 400 and "'file'" in missing.json()["error"]["message"]
     bad_name = client.post(url, {"file": SimpleUploadedFile("w.mp4", data), "name": "../etc"})
-    assert bad_name.status_code == 400 and "invalid video name" in bad_name.json()["error"]
+    assert bad_name.status_code == 400 and "invalid video name" in bad_name.json()["error"]["message"]
     empty = client.post(url, {"file": SimpleUploadedFile("e.mp4", b"")})
-    assert empty.status_code == 400 and "empty" in empty.json()["error"]
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
     settings.MAX_UPLOAD_BYTES = 100
     large = client.post(url, {"file": SimpleUploadedFile("w.mp4", data)})
-    assert large.status_code == 413 and "larger than the limit" in large.json()["error"]
+    assert large.status_code == 413 and "larger than the limit" in large.json()["error"]["message"]
     assert not Video.objects.exists()
 
     wrong_method = client.put(url)
-    assert wrong_method.status_code == 405 and wrong_method["Allow"] == "GET, POST"
-    assert "not allowed" in wrong_method.json()["error"]
+    assert wrong_method.status_code == 405 and wrong_method["Allow"] == "GET, POST, OPTIONS"
+    assert "not allowed" in wrong_method.json()["error"]["message"]
 
 
 def test_reviewers_cannot_upload(client, team, tmp_path, make_mp4):
@@ -107,7 +107,7 @@ def test_reviewers_cannot_upload(client, team, tmp_path, make_mp4):
     client.force_login(rita)
     response = client.post(reverse("api-video-list", args=[project.slug]),
                            {"file": SimpleUploadedFile("w.mp4", make_mp4(tmp_path / "w.mp4"))})
-    assert response.status_code == 403 and "upload_video" in response.json()["error"]
+    assert response.status_code == 403 and "upload_video" in response.json()["error"]["message"]
 
 
 def test_uploaded_video_goes_through_ingest_to_frames(client, team, tmp_path, make_mp4):
@@ -130,7 +130,7 @@ def test_uploaded_video_goes_through_ingest_to_frames(client, team, tmp_path, ma
     image = cv2.imdecode(np.frombuffer(b"".join(frame.streaming_content), np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (48, 64, 3)
     missing = client.get(reverse("api-video-frame", args=[project.slug, created["id"], 3]))
-    assert missing.status_code == 404 and "not an annotated frame" in missing.json()["error"]
+    assert missing.status_code == 404 and "not an annotated frame" in missing.json()["error"]["message"]
     assert client.get(reverse("api-video-detail", args=[project.slug, 99999])).status_code == 404
 
 

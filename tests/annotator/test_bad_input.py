@@ -22,10 +22,11 @@ def _post_json(client: Client, url: str, body: str | bytes):
 def _assert_refused(response, status: int, code: str, field: str | None = None, words: str = "") -> dict:
     assert response.status_code == status, response.content[:300]
     body = response.json()
-    assert set(body) == {"error", "code", "field"}, body
-    assert body["code"] == code and body["field"] == field, body
-    assert isinstance(body["error"], str) and words in body["error"], body
-    return body
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
+    error = body["error"]
+    assert error["code"] == code and error["field"] == field, body
+    assert isinstance(error["message"], str) and words in error["message"], body
+    return error
 
 
 @pytest.mark.django_db
@@ -59,7 +60,7 @@ def test_other_bad_bodies(settings):
     _assert_refused(_post_json(client, SESSION, b'{"username": "\xff"}'), 400, "bad_json", words="not UTF-8")
     _assert_refused(_post_json(client, SESSION, "{nope"), 400, "bad_json", words="line 1, column 2")
     _assert_refused(_post_json(client, SESSION, "[1, 2]"), 400, "bad_json", words="JSON object")
-    _assert_refused(_post_json(client, SESSION, '{"username": 1, "password": "x"}'), 400, "bad_request",
+    _assert_refused(_post_json(client, SESSION, '{"username": 1, "password": "x"}'), 400, "invalid",
                     field="username")
     settings.MAX_JSON_BYTES = 100
     _assert_refused(_post_json(client, SESSION, json.dumps({"username": "a" * 200, "password": "x"})), 413,
@@ -89,9 +90,9 @@ def test_every_error_under_api_is_json(client, make_user, make_project):
     project = make_project(members={boss: Role.ADMIN})
     client.force_login(boss)
     _assert_refused(client.get("/api/no/such/thing/"), 404, "not_found", words="nothing at this address")
-    wrong = client.get(reverse("api-models-start", args=[project.slug]))  # require_POST: Django's empty 405
+    wrong = client.get(reverse("api-models-start", args=[project.slug]))
     _assert_refused(wrong, 405, "method_not_allowed", words="GET is not allowed here; use POST")
-    assert wrong["Allow"] == "POST"
+    assert wrong["Allow"] == "POST, OPTIONS"
     # Pages keep Django's pages.
     assert client.get("/no/such/page/")["Content-Type"].startswith("text/html")
 
@@ -102,8 +103,8 @@ def test_a_server_error_under_api_is_json_and_pages_keep_html():
 
     middleware = InputMiddleware(crash)
     api = middleware(RequestFactory().get("/api/projects/"))
-    assert api.status_code == 500 and json.loads(api.content) == {
-        "error": "The server failed to handle this request (the error is in its log).", "code": "server_error",
-        "field": None}
+    assert api.status_code == 500 and json.loads(api.content) == {"error": {
+        "code": "server_error", "message": "The server failed to handle this request (the error is in its log).",
+        "field": None}}
     page = middleware(RequestFactory().get("/projects/"))
     assert page.status_code == 500 and page.content == b"<h1>Server Error (500)</h1>"

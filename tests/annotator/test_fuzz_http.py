@@ -171,8 +171,10 @@ def test_no_request_gets_a_500(route, world):
             if status >= 400:
                 assert _counts() == before, f"{label} was refused ({status}) but stored something"
                 if url.startswith("/api/") and method != "HEAD":  # HEAD: the same answer without its body
-                    error = json.loads(response.content)
-                    assert isinstance(error["error"], str) and error["error"], (label, error)
+                    error = json.loads(response.content)["error"]
+                    assert isinstance(error["message"], str) and error["message"], (label, error)
+                    assert isinstance(error["code"], str) and error["code"], (label, error)
+                    assert error["field"] is None or isinstance(error["field"], str), (label, error)
             transaction.set_rollback(True)
         SEEN[route] += 1
 

@@ -4,7 +4,9 @@
    view without a rule marker, and on any URL name missing from ``ENDPOINTS`` below, so a new
    endpoint cannot ship without a rule and without being exercised here.
 2. For each endpoint x each persona (anonymous, non-member, staff non-member, annotator,
-   reviewer, admin, superuser), make the real request and check allowed / denied.
+   reviewer, admin, superuser), make the real request and check allowed / denied, once signed in
+   with the session cookie and once, for ``/api/`` endpoints, with each persona's API token
+   (``Authorization: Bearer``): the same rules hold for both.
    Where a redirect alone cannot tell whether the action happened (the review verdict), the case
    also checks its effect for allowed people and its absence for the others.
 3. The same for the project WebSocket: non-members and anonymous users are refused on connect,
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +39,7 @@ from annotator.consumers import ProjectConsumer, VideoStatusConsumer, _permissio
 from annotator.models import Membership, Role, Video
 from annotator.permissions import RULES, Access, Action, role_of, roles_by_project, rule_of
 from annotator.routing import websocket_urlpatterns
+from annotator.services.tokens import issue_token
 from config.routing import websocket_urlpatterns as engine_websocket_urlpatterns
 
 PERSONAS = ("anonymous", "non_member", "staff", "annotator", "reviewer", "admin", "superuser")
@@ -59,6 +63,7 @@ class World:
     project: Any
     video: Any
     users: dict[str, Any]
+    tokens: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Case:
     kwargs: Callable[[World], dict[str, Any]]
     expects: Access | Action
     ok_status: int | tuple[int, ...] = 200
+    #: POST: a form (files allowed); PUT and PATCH: sent as JSON.
     data: Callable[[], dict[str, Any]] | None = None
     #: ``verify(world, url_kwargs, user, allowed)`` after each persona's request: the effect happened
     #: for allowed people and not for the others. With it, ``kwargs`` is called once per persona.
@@ -161,6 +167,15 @@ def _missed_dismissed(world: World, kwargs: dict[str, Any], user: Any, allowed: 
     assert (missed.status, missed.decided_by_id) == (("dismissed", user.pk) if allowed else ("pending", None)), user
 
 
+def _member(world: World) -> dict[str, Any]:
+    return {"slug": world.project.slug, "username": world.users["annotator"].get_username()}
+
+
+def _missing(key: str) -> Callable[[World], dict[str, Any]]:
+    """URL kwargs naming a row that does not exist (allowed people get 404, the rule is checked first)."""
+    return lambda world: {"slug": world.project.slug, key: 999_999}
+
+
 def _dataset_upload() -> dict[str, Any]:
     return {"format": "coco", "status": "submitted",
             "file": SimpleUploadedFile("annotations.json", b'{"images": [], "annotations": []}', "application/json")}
@@ -187,7 +202,11 @@ ENDPOINTS: dict[str, list[Case]] = {
         Case("GET", _none, Access.STAFF),
         Case("POST", _none, Access.STAFF, ok_status=302, data=lambda: {"action": "create", "username": ""}),
     ],
-    "invite": [Case("GET", _invite, Access.PUBLIC)],  # a void link: the page says so
+    "invite": [Case("GET", _invite, Access.PUBLIC)],
+    "account": [
+        Case("GET", _none, Access.AUTHENTICATED),
+        Case("POST", _none, Access.AUTHENTICATED, data=lambda: {"action": "create", "name": "from the page"}),
+    ],  # a void link: the page says so
     "project-create": [Case("GET", _none, Access.STAFF)],
     "project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
     "project-edit": [
@@ -210,7 +229,12 @@ ENDPOINTS: dict[str, list[Case]] = {
     ],
     "dataset-import": [Case("POST", _project, Action.MANAGE_PROJECT, ok_status=302, data=_dataset_upload)],
     "dataset-download": [Case("GET", _export_job, Action.EXPORT)],
-    "api-dataset-jobs": [Case("GET", _project, Action.EXPORT)],
+    "api-dataset-jobs": [
+        Case("GET", _project, Action.EXPORT),
+        Case("POST", _project, Action.EXPORT, ok_status=202, data=lambda: {"format": "coco"}),
+    ],
+    "api-dataset-job-detail": [Case("GET", _export_job, Action.EXPORT)],
+    "api-dataset-job-download": [Case("GET", _export_job, Action.EXPORT)],
     "team": [
         Case("GET", _project, Action.MANAGE_MEMBERS),
         Case("POST", _project, Action.MANAGE_MEMBERS, ok_status=302, data=lambda: {"action": "add", "user": "nobody"}),
@@ -228,11 +252,45 @@ ENDPOINTS: dict[str, list[Case]] = {
         Case("POST", _submitted_masklet, Action.REVIEW, ok_status=302, data=lambda: {"verdict": "satisfactory"},
              verify=_verdict_recorded),
     ],
-    "api-auto-masklet-runs": [Case("GET", _project, Action.MANAGE_PROJECT)],
+    "api-auto-masklet-runs": [
+        Case("GET", _project, Action.MANAGE_PROJECT),
+        Case("POST", _project, Action.MANAGE_PROJECT, ok_status=400, data=lambda: {"video": ""}),
+    ],
     "api-effort": [Case("GET", _project, Action.MANAGE_MEMBERS)],
     "api-session": [Case("GET", _none, Access.PUBLIC)],
+    "api-schema": [Case("GET", _none, Access.PUBLIC)],
+    "api-docs": [Case("GET", _none, Access.PUBLIC)],
+    "api-tokens": [
+        Case("GET", _none, Access.AUTHENTICATED),
+        Case("POST", _none, Access.AUTHENTICATED, ok_status=201, data=lambda: {"name": "matrix"}),
+    ],
+    "api-token-detail": [Case("DELETE", lambda world: {"token_id": 999_999}, Access.AUTHENTICATED, ok_status=404)],
+    "api-users": [
+        Case("GET", _none, Access.STAFF),
+        Case("POST", _none, Access.STAFF, ok_status=400, data=lambda: {"username": ""}),
+    ],
+    # POST (creating a project) is for staff, refused by the service: tests/annotator/test_api_endpoints.py.
     "api-project-list": [Case("GET", _none, Access.AUTHENTICATED)],
-    "api-project-detail": [Case("GET", _project, Action.VIEW_PROJECT)],
+    "api-project-detail": [
+        Case("GET", _project, Action.VIEW_PROJECT),
+        Case("PATCH", _project, Action.MANAGE_PROJECT, data=lambda: {"description": "edited"}),
+    ],
+    "api-members": [
+        Case("GET", _project, Action.VIEW_PROJECT),
+        Case("POST", _project, Action.MANAGE_MEMBERS, ok_status=400, data=lambda: {"username": "nobody",
+                                                                                   "role": "annotator"}),
+    ],
+    "api-member-detail": [Case("PATCH", _member, Action.MANAGE_MEMBERS, data=lambda: {"role": "annotator"})],
+    "api-video-retry": [Case("POST", _video, Action.UPLOAD_VIDEO, ok_status=409)],  # ready, not failed
+    "api-masklet-detail": [Case("GET", _submitted_masklet, Action.VIEW_PROJECT)],
+    "api-masklet-masks": [
+        Case("GET", _submitted_masklet, Action.VIEW_PROJECT),
+        Case("PUT", _submitted_masklet, Action.ANNOTATE, ok_status=400, data=lambda: {"frames": []}),
+    ],
+    "api-masklet-submit": [Case("POST", _submitted_masklet, Action.ANNOTATE, ok_status=409)],  # submitted already
+    "api-masklet-review": [Case("POST", _submitted_masklet, Action.REVIEW, ok_status=201,
+                                data=lambda: {"verdict": "approve"}, verify=_verdict_recorded)],
+    "api-reviews": [Case("GET", _project, Action.VIEW_PROJECT)],
     "api-video-list": [
         Case("GET", _project, Action.VIEW_PROJECT),
         Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=201, data=_upload),
@@ -242,12 +300,22 @@ ENDPOINTS: dict[str, list[Case]] = {
         Case("DELETE", _spare_video, Action.MANAGE_PROJECT, verify=_video_deleted),
     ],
     "api-video-frame": [Case("GET", _frame, Action.VIEW_PROJECT)],
-    "api-video-masklets": [Case("GET", _video, Action.VIEW_PROJECT)],
+    "api-video-masklets": [
+        Case("GET", _video, Action.VIEW_PROJECT),
+        Case("POST", _video, Action.ANNOTATE, ok_status=201, data=lambda: {"label": ""}),
+    ],
     "api-video-masks": [Case("GET", _video, Action.VIEW_PROJECT)],
     # The retraining dashboard (engine.dashboard): admins only. The world has no approved masklets, no active
     # run and no versions, so allowed actions are refused with 409/400 and change nothing.
     "models": [Case("GET", _project, Action.MANAGE_MODELS)],
-    "api-models": [Case("GET", _project, Action.MANAGE_MODELS)],
+    "api-models": [
+        Case("GET", _project, Action.MANAGE_MODELS),
+        Case("POST", _project, Action.MANAGE_MODELS, ok_status=400),  # nothing to register
+    ],
+    "api-model-promote": [Case("POST", _missing("version_id"), Action.MANAGE_MODELS, ok_status=404)],
+    "api-training-runs": [Case("GET", _project, Action.MANAGE_MODELS)],
+    "api-training-run": [Case("GET", _missing("run_id"), Action.MANAGE_MODELS, ok_status=404)],
+    "api-training-run-cancel": [Case("POST", _missing("run_id"), Action.MANAGE_MODELS, ok_status=404)],
     "api-models-start": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
     "api-models-cancel": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
     "api-models-promote": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],
@@ -299,7 +367,8 @@ def _reverse_sample(name: str) -> str:
     sample = {"slug": "p", "video_id": 1, "frame_index": 0}
     for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1},
                    {"slug": "p", "masklet_id": 1}, {"slug": "p", "video_id": 1, "missed_id": 1},
-                   {"uidb64": "MQ", "token": "t"}):
+                   {"uidb64": "MQ", "token": "t"}, {"token_id": 1}, {"slug": "p", "username": "u"},
+                   {"slug": "p", "version_id": 1}, {"slug": "p", "run_id": 1}):
         try:
             return reverse(name, kwargs=kwargs)
         except Exception:
@@ -328,7 +397,8 @@ def world(make_user, make_project, settings, tmp_path) -> World:
     video.frames_dir.mkdir(parents=True)
     for index in video.annotated_frame_indices():
         cv2.imwrite(str(video.frames_dir / f"{index:05d}.jpg"), np.full((24, 32, 3), index * 20, np.uint8))
-    return World(project=project, video=video, users=users)
+    tokens = {persona: issue_token(user, "matrix")[1] for persona, user in users.items()}
+    return World(project=project, video=video, users=users, tokens=tokens)
 
 
 def _allowed(persona: str, expects: Access | Action) -> bool:
@@ -351,22 +421,34 @@ def _denied_status(persona: str, expects: Access | Action, api: bool) -> int:
     return 403
 
 
+def _request(client: Client, method: str, url: str, data: dict[str, Any] | None, headers: dict[str, str]):
+    if method in ("GET", "DELETE"):
+        return client.generic(method, url, headers=headers)
+    if method == "POST":
+        return client.post(url, data or {}, headers=headers)
+    return client.generic(method, url, json.dumps(data or {}), content_type="application/json", headers=headers)
+
+
+@pytest.mark.parametrize("auth", ["session", "token"])
 @pytest.mark.parametrize("name", sorted(ENDPOINTS))
-def test_permission_matrix(name, world):
+def test_permission_matrix(name, auth, world):
+    api = name.startswith("api-")
+    if auth == "token" and not api:
+        pytest.skip("pages are for the browser's session; tokens are for /api/")
     for case in ENDPOINTS[name]:
         kwargs = case.kwargs(world)
-        api = name.startswith("api-")
         for persona in PERSONAS:
             if case.verify is not None:  # each persona acts on a fresh object, so one's effect is not another's
                 kwargs = case.kwargs(world)
             url = reverse(name, kwargs=kwargs)
             client = Client()
-            if persona != "anonymous":
+            headers = {}
+            if persona != "anonymous" and auth == "session":
                 client.force_login(world.users[persona])
-            data = case.data() if case.data else None
-            response = (client.get(url) if case.method == "GET" else client.delete(url) if case.method == "DELETE"
-                        else client.post(url, data or {}))
-            label = f"{case.method} {url} as {persona}"
+            elif persona != "anonymous":
+                headers["Authorization"] = f"Bearer {world.tokens[persona]}"
+            response = _request(client, case.method, url, case.data() if case.data else None, headers)
+            label = f"{case.method} {url} as {persona} ({auth})"
             if _allowed(persona, case.expects):
                 ok = case.ok_status if isinstance(case.ok_status, tuple) else (case.ok_status,)
                 assert response.status_code in ok, f"{label}: expected {ok}, got {response.status_code}"

@@ -32,8 +32,8 @@ def test_failed_sign_ins_lock_the_account(throttled, make_user, password):
     client = Client()
     assert [_sign_in(client, "alice", "wrong").status_code for _ in range(3)] == [401, 401, 429]  # the 3rd locks
     locked = _sign_in(client, "alice", password, ip="10.0.0.2")  # the right password, from elsewhere
-    assert locked.status_code == 429 and locked.json()["code"] == "too_many_attempts", locked.content
-    assert "blocked for 15 minutes" in locked.json()["error"] and locked["Retry-After"] == "900"
+    assert locked.status_code == 429 and locked.json()["error"]["code"] == "too_many_attempts", locked.content
+    assert "blocked for 15 minutes" in locked.json()["error"]["message"] and locked["Retry-After"] == "900"
     assert _sign_in(Client(), "bob", password, ip="10.0.0.3").json()["authenticated"] is True  # others unaffected
 
 

@@ -44,7 +44,7 @@ def test_the_same_file_twice_is_refused_until_the_uploader_chooses_to_keep_both(
     assert again.status_code == 409
     body = again.json()
     assert body["duplicate_of"] == {"id": first.json()["id"], "name": "walk"}
-    assert "same as “walk”" in body["error"]
+    assert "same as “walk”" in body["error"]["message"]
     assert Video.objects.count() == 1
     assert len(list((settings.MEDIA_ROOT / "videos").rglob("*.mp4"))) == 1  # the refused copy left no file
     kept = _upload(client, project, content, name="copy.mp4", allow_duplicate="1")
@@ -111,7 +111,7 @@ def test_delete_is_refused_while_ingesting_and_through_the_api_when_gone(team, t
     client.force_login(boss)
     video_id = _upload(client, project, make_mp4(tmp_path / "w.mp4")).json()["id"]
     refused = client.delete(reverse("api-video-detail", args=[project.slug, video_id]))
-    assert refused.status_code == 409 and "being ingested" in refused.json()["error"]
+    assert refused.status_code == 409 and "being ingested" in refused.json()["error"]["message"]
     Video.objects.filter(pk=video_id).update(status=Video.Status.FAILED)
     deleted = client.delete(reverse("api-video-detail", args=[project.slug, video_id]))
     assert deleted.status_code == 200 and deleted.json() == {"deleted": video_id, "name": "walk"}

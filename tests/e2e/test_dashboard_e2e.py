@@ -196,7 +196,7 @@ def test_the_dashboard_is_for_project_admins_only(sign_in, dashboard_server):
             refused = page.request.post(f"/api/projects/{SLUG}/models/promote/", form={"version": ids["v2"]},
                                         headers={"X-CSRFToken": token, "Referer": server.url + "/"})
             assert refused.status == status
-            assert ("does not allow" if status == 403 else "No such project") in refused.json()["error"]
+            assert ("does not allow" if status == 403 else "No such project") in refused.json()["error"]["message"]
         finally:
             context.close()
     assert _state(server) == before

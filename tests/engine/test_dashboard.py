@@ -97,7 +97,7 @@ def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypa
     start = client.post(reverse("api-models-start", args=[project.slug]))
     assert start.status_code == 202 and start.json()["run"]["status"] == "queued"
     again = client.post(reverse("api-models-start", args=[project.slug]))
-    assert again.status_code == 409 and "already" in again.json()["error"]
+    assert again.status_code == 409 and "already" in again.json()["error"]["message"]
     cancel = client.post(reverse("api-models-cancel", args=[project.slug]))
     assert cancel.status_code == 200 and cancel.json()["run"]["status"] == "cancelled"
 
@@ -147,7 +147,7 @@ def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_
     assert 'id="cancel-run" disabled title="no training run of this project is queued or running"' in page
     assert 'id="start-run">' in page  # possible: no title, not disabled
     rollback = client.post(reverse("api-models-rollback", args=[project.slug]))
-    assert rollback.status_code == 409 and rollback.json()["error"] == nothing
+    assert rollback.status_code == 409 and rollback.json()["error"]["message"] == nothing
     actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
     assert actions["rollback"] == {"possible": False, "reason": nothing}
     assert set(actions["download"]) == set(fetch.OFFICIAL) and all(r["possible"] for r in actions["download"].values())
@@ -157,14 +157,14 @@ def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_
     assert f'data-name="{tiny.name}" disabled title="{busy}"' in client.get(
         reverse("models", args=[project.slug])).content.decode()
     again = client.post(reverse("api-models-download", args=[project.slug]), {"name": tiny.name})
-    assert again.status_code == 409 and again.json()["error"] == busy
+    assert again.status_code == 409 and again.json()["error"]["message"] == busy
 
     run = client.post(reverse("api-models-start", args=[project.slug])).json()["run"]
     actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
     busy = f"run {run['id']} is already queued: one run at a time"
     assert actions["start"] == {"possible": False, "reason": busy} and actions["cancel"]["possible"]
     refused = client.post(reverse("api-models-start", args=[project.slug]))
-    assert refused.status_code == 409 and refused.json()["error"] == busy
+    assert refused.status_code == 409 and refused.json()["error"]["message"] == busy
 
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
     v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
@@ -174,31 +174,32 @@ def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_
     assert actions["promote"] == {str(v1.pk): {"possible": False, "reason": "v1 is already in production"}}
     assert actions["rollback"] == {"possible": True, "reason": ""}
     again = client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk})
-    assert again.status_code == 409 and again.json()["error"] == "v1 is already in production"
+    assert again.status_code == 409 and again.json()["error"]["message"] == "v1 is already in production"
 
 
 def test_register_errors_name_the_field_to_blame_in_words(admin_client, tmp_path, settings):
     project, client, _ = admin_client
     url = reverse("api-models-register", args=[project.slug])
-    empty = client.post(url, {"path": "", "config": "tiny"}).json()
-    assert empty["field"] == "path" and "models folder" in empty["error"]
-    size = client.post(url, {"path": "a.pt", "image_size": "big"}).json()
-    assert (size["field"], size["error"]) == ("image_size", "the image size must be a whole number of pixels, e.g. 512")
+    empty = client.post(url, {"path": "", "config": "tiny"}).json()["error"]
+    assert empty["field"] == "path" and "models folder" in empty["message"]
+    size = client.post(url, {"path": "a.pt", "image_size": "big"}).json()["error"]
+    assert (size["field"], size["message"]) == ("image_size",
+                                                "the image size must be a whole number of pixels, e.g. 512")
     upload = client.post(url, {"file": SimpleUploadedFile("broken.pt", b"nope"), "config": "tiny",
-                               "image_size": 64}).json()
+                               "image_size": 64}).json()["error"]
     assert upload["field"] == "file"
     settings.MODELS_ROOT.mkdir(parents=True, exist_ok=True)
     (settings.MODELS_ROOT / "notes.pt").write_bytes(b"PK\x03\x04 not a checkpoint at all")
-    garbage = client.post(url, {"path": "notes.pt", "config": "tiny", "image_size": 64}).json()
-    assert garbage["field"] == "path" and garbage["error"].startswith("not registered: ")
-    assert "Error" not in garbage["error"] and "Traceback" not in garbage["error"], garbage
+    garbage = client.post(url, {"path": "notes.pt", "config": "tiny", "image_size": 64}).json()["error"]
+    assert garbage["field"] == "path" and garbage["message"].startswith("not registered: ")
+    assert "Error" not in garbage["message"] and "Traceback" not in garbage["message"], garbage
 
 
 def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, tmp_path, settings):
     project, client, _ = admin_client
     url = reverse("api-models-register", args=[project.slug])
     bad = client.post(url, {"file": SimpleUploadedFile("broken.pt", b"nope"), "config": "tiny", "image_size": 64})
-    assert bad.status_code == 400 and "cannot read" in bad.json()["error"]
+    assert bad.status_code == 400 and "cannot read" in bad.json()["error"]["message"]
     assert not list((settings.MODELS_ROOT / "uploads").glob("*.pt"))
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "good.pt")
     good = client.post(url, {"file": SimpleUploadedFile("good.pt", checkpoint.read_bytes()), "config": "tiny",
@@ -210,7 +211,7 @@ def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, 
     mine.parent.mkdir(parents=True)
     mine.write_bytes(checkpoint.read_bytes())
     by_path = client.post(url, {"path": "mine/good.pt", "config": "sam2.1_hiera_s", "image_size": 64})
-    error = by_path.json()["error"]
+    error = by_path.json()["error"]["message"]
     assert by_path.status_code == 400 and "does not match" in error and str(settings.MODELS_ROOT) not in error
     registered = client.post(url, {"path": str(mine), "config": "tiny", "image_size": 64})
     assert registered.status_code == 201, registered.json()
@@ -235,14 +236,14 @@ def test_register_by_path_only_from_the_models_folder_and_says_nothing_about_oth
     for path in outside:
         response = client.post(url, {"path": path, "config": "tiny", "image_size": 64})
         assert response.status_code == 400, path
-        errors.add(response.json()["error"])
+        errors.add(response.json()["error"]["message"])
     assert len(errors) == 1
     refusal = errors.pop()
     assert "MASKLET_DATA_DIR/models/" in refusal and str(tmp_path) not in refusal and "secret" not in refusal
     for path in ["mine/\x00.pt", "x" * 5000, ""]:  # refused too, in words about the field or the models folder
         response = client.post(url, {"path": path, "config": "tiny", "image_size": 64})
-        assert response.status_code == 400 and str(tmp_path) not in response.json()["error"]
-    missing = client.post(url, {"path": "nope.pt", "config": "tiny", "image_size": 64}).json()["error"]
+        assert response.status_code == 400 and str(tmp_path) not in response.json()["error"]["message"]
+    missing = client.post(url, {"path": "nope.pt", "config": "tiny", "image_size": 64}).json()["error"]["message"]
     assert missing == "not registered: no checkpoint file nope.pt in the models folder"
     assert not ModelVersion.objects.filter(project=project).exists()
 

@@ -227,7 +227,7 @@ def test_the_dashboard_downloads_from_the_mirror_checks_registers_and_serves(
         started = client.post(url, {"name": "sam2.1_hiera_tiny", "promote": "1"})
     assert started.status_code == 202 and len(queued) == 1  # the job is submitted once the row is committed
     again = client.post(url, {"name": "sam2.1_hiera_tiny"})
-    assert again.status_code == 409 and "already being downloaded" in again.json()["error"]
+    assert again.status_code == 409 and "already being downloaded" in again.json()["error"]["message"]
     download = ModelDownload.objects.get()
     assert execute_download(download.pk) == "succeeded"  # what the cpu job runs
     download.refresh_from_db()

@@ -110,7 +110,7 @@ def test_a_run_estimated_over_the_budget_is_refused_in_words(admin_client, setti
     settings.JOB_MEMORY_MB = 1000
     refused = client.post(reverse("api-models-start", args=[project.slug]))
     assert refused.status_code == 409
-    error = refused.json()["error"]
+    error = refused.json()["error"]["message"]
     assert error.startswith("fine-tuning sam2.1_hiera_t at 64 px on 2-frame windows would need about ")
     assert "more than the job budget of 1,000 MB (MASKLET_JOB_MEMORY_MB)" in error
     assert not TrainingRun.objects.exists()

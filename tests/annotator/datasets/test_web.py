@@ -52,8 +52,9 @@ def test_export_from_the_page_runs_as_a_job_and_downloads(synthetic_project, mak
 
     listing = client.get(reverse("api-dataset-jobs", args=[project.slug])).json()["jobs"]
     assert listing[0]["status"] == "done" and listing[0]["download"].endswith(f"/{job.id}/download/")
+    assert listing[0]["download"] == reverse("api-dataset-job-download", args=[project.slug, job.id])
     page = client.get(reverse("datasets", args=[project.slug]))
-    assert listing[0]["download"].encode() in page.content
+    assert reverse("dataset-download", args=[project.slug, job.id]).encode() in page.content
 
     download = client.get(listing[0]["download"])
     assert download.status_code == 200
