@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotator', '0012_mask_quality'),
+        ('annotator', '0013_missed_objects'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
