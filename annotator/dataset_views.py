@@ -3,7 +3,7 @@
 Thin views (see ``annotator.views``): each declares its permission rule, parses a form and
 calls one service in ``annotator.datasets.jobs``. The page refreshes itself while a job runs;
 ``annotator.api.datasets`` serves the same jobs as JSON. Downloads are checked twice: the job must
-belong to the URL's project (404 otherwise), and its file must lie under ``MEDIA_ROOT/exports``.
+belong to the URL's project (404 otherwise), and its file must be under ``exports/`` in the media storage.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotator import selectors
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters
 from annotator.datasets.importing import DEFAULT_STATUS
-from annotator.datasets.jobs import archive_path, start_export, start_import
+from annotator.datasets.jobs import open_archive, start_export, start_import
 from annotator.models import DatasetJob, Masklet, MaskletType, Project, Split, Video
 from annotator.permissions import Action, has_permission, project_permission
 
@@ -127,7 +127,8 @@ def dataset_import(request: HttpRequest, project: Project) -> HttpResponse:
 def dataset_download(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
     """The finished export's zip, as an attachment."""
     job = DatasetJob.objects.filter(pk=job_id, project=project).first()
-    path = archive_path(job) if job is not None else None
-    if path is None:
+    archive = open_archive(job) if job is not None else None
+    if archive is None:
         raise Http404("No finished export with this id in this project.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip")
+    stream, filename = archive
+    return FileResponse(stream, as_attachment=True, filename=filename, content_type="application/zip")

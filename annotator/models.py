@@ -15,7 +15,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from annotator.safe_paths import safe_join, validate_video_name
+from engine.safe_paths import validate_video_name
+from engine.storage import VideoFrames
 
 
 class Role(models.TextChoices):
@@ -115,9 +116,14 @@ class Video(models.Model):
         return self.name
 
     @property
-    def frames_dir(self) -> Path:
-        """Where ingest writes the annotated frames as ``{native_index:05d}.jpg``."""
-        return safe_join(settings.FRAMES_ROOT, str(self.id))
+    def frames(self) -> VideoFrames:
+        """The ingested frames, ``{native_index:05d}.jpg``, wherever the storage keeps them (``engine.storage``)."""
+        return VideoFrames(self.id)
+
+    @property
+    def frames_dir(self) -> Path | None:
+        """The frames' local folder with ``file://`` storage (tools and tests write there); None on S3."""
+        return self.frames.folder
 
     def annotated_frame_indices(self) -> list[int]:
         """Native indices of the annotated frames: 0, stride, 2*stride, ..."""

@@ -48,8 +48,7 @@ def frame_path(video: Video, frame_index: int) -> Path | None:
         return None
     if not video.stride or frame_index % video.stride or frame_index >= (video.frame_count or 0):
         return None
-    path = video.frames_dir / f"{frame_index:05d}.jpg"
-    return path if path.is_file() else None
+    return video.frames.path(f"{frame_index:05d}.jpg")
 
 
 def video_snapshot(project: Project) -> list[dict[str, Any]]:

@@ -60,7 +60,6 @@ from engine import channel_bridge, workers
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
-from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle
 from segmentation.rle import RLEError, decode_checked
 from segmentation.segmenter import FrameQuality, SegmentationError, SegmenterSession
@@ -328,7 +327,7 @@ class SessionRegistry:
                 live = None
             if live is not None:
                 return self._use(key, live), False
-        frames = JpegFolderFrames(video.frames_dir)
+        frames = video.frames.source()
         if len(frames) != len(video.annotated_frame_indices()):
             raise SegmentationError(f"the video has {len(video.annotated_frame_indices())} annotated frames but "
                                     f"{len(frames)} frame files; ingest it again")

@@ -15,6 +15,13 @@ Environment variables:
 ``MASKLET_DATA_DIR``           where the SQLite file, media and frames live (``var/``);
                                ``models/`` in it is the only folder checkpoints are
                                registered from by path (``engine.registry``)
+``MASKLET_STORAGE_URL``        where originals, frames, dataset files and checkpoints are
+                               stored: ``file:///folder`` (default: the data dir) or
+                               ``s3://bucket/prefix`` (``engine.storage``)
+``MASKLET_S3_ENDPOINT_URL``    the S3-compatible server (MinIO...); empty -> AWS; region and
+                               credentials from ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``...
+``MASKLET_CACHE_MB``           on-disk cache of stored objects on each machine,
+                               ``$MASKLET_DATA_DIR/cache/`` (default 4096 MB, LRU)
 ``DATABASE_URL``               database; unset -> SQLite ``$MASKLET_DATA_DIR/masklet.sqlite3``
 ``REDIS_URL``                  broker + channel layer; unset -> embedded mode
 ``MASKLET_DEBUG``              ``1`` to turn DEBUG on (default off)
@@ -63,6 +70,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
@@ -416,9 +424,50 @@ CONTENT_SECURITY_POLICY = {
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "dist"] if (BASE_DIR / "frontend" / "dist").is_dir() else []
-MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "media/"
-FRAMES_ROOT = DATA_DIR / "frames"
+
+# -- storage (engine.storage): originals, frames, dataset files and checkpoints ------------
+# MASKLET_STORAGE_URL: file:///folder (default: the data dir, i.e. media/ and frames/ in it) or
+# s3://bucket/prefix on an S3-compatible server (MASKLET_S3_ENDPOINT_URL for MinIO and the like;
+# region and credentials from the usual AWS_* variables). Workers read stored objects through a
+# bounded on-disk cache, MASKLET_DATA_DIR/cache/ (MASKLET_CACHE_MB, least recently used out).
+
+
+def storage_settings(url: str, endpoint: str | None, data_dir: Path) -> dict:
+    """The settings ``MASKLET_STORAGE_URL`` implies (tests point a process at another bucket with it)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        root = Path(unquote(parts.path)).resolve()
+        return {"STORAGE_URL": url, "STORAGE_ROOT": root, "S3_BUCKET": "", "S3_PREFIX": "", "S3_ENDPOINT_URL": endpoint,
+                "MEDIA_ROOT": root / "media", "FRAMES_ROOT": root / "frames",
+                "STORAGES": {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+                             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}}
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ImproperlyConfigured(f"MASKLET_STORAGE_URL={url!r}: use file:///folder or s3://bucket/prefix")
+    import botocore.config  # only where the storage is S3
+
+    bucket, prefix = parts.netloc, parts.path.strip("/")
+    # Short connect timeout and few retries: a storage server that is down fails a job in seconds, with
+    # the reason, instead of a worker hanging for minutes.
+    client_config = botocore.config.Config(
+        connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": "path" if endpoint else "auto"})
+    media = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": bucket, "location": "/".join(filter(None, [prefix, "media"])), "endpoint_url": endpoint,
+        "file_overwrite": False, "client_config": client_config,
+        "region_name": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None}}
+    return {"STORAGE_URL": url, "STORAGE_ROOT": None, "S3_BUCKET": bucket, "S3_PREFIX": prefix,
+            "S3_ENDPOINT_URL": endpoint, "MEDIA_ROOT": data_dir / "media", "FRAMES_ROOT": data_dir / "frames",
+            "STORAGES": {"default": media,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}}
+
+
+# STORAGE_URL, STORAGE_ROOT (a file:// storage's folder, else None), S3_BUCKET, S3_PREFIX, S3_ENDPOINT_URL,
+# MEDIA_ROOT, FRAMES_ROOT, STORAGES
+globals().update(storage_settings(os.environ.get("MASKLET_STORAGE_URL", "").strip() or DATA_DIR.as_uri(),
+                                  os.environ.get("MASKLET_S3_ENDPOINT_URL", "").strip() or None, DATA_DIR))
+CACHE_ROOT = DATA_DIR / "cache"
+CACHE_BYTES = int(os.environ.get("MASKLET_CACHE_MB", "4096")) * 1024 * 1024
 
 MAX_UPLOAD_BYTES = int(os.environ.get("MASKLET_MAX_UPLOAD_MB", "2048")) * 1024 * 1024
 MAX_VIDEO_DURATION_S = float(os.environ.get("MASKLET_MAX_DURATION_S", "1800"))

@@ -18,14 +18,15 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 
+from engine.storage import VideoFrames
 from segmentation.datasets import VideoRecord
 from segmentation.evaluate import run_evaluation
+from segmentation.frames import FrameSource
 from segmentation.masks import decode_rle
 from segmentation.segmenter import Segmenter
 
@@ -122,12 +123,17 @@ def beats(candidate: dict[str, Any], production: dict[str, Any] | None, margin: 
 class MaskletRecord(VideoRecord):
     """A ready video of the project with its approved masklets as ground truth (frames from ingest)."""
 
-    def __init__(self, name: str, frame_folder: Path, frame_indices: list[int], size: tuple[int, int],
+    def __init__(self, name: str, frames: VideoFrames, frame_indices: list[int], size: tuple[int, int],
                  masks: dict[int, dict[int, str]]):
-        super().__init__(name, frame_folder, [f"{index:05d}" for index in frame_indices])
+        super().__init__(name, frames.folder, [f"{index:05d}" for index in frame_indices])
+        self._stored = frames
         self._native = list(frame_indices)
         self._size = size
         self._masks = masks  # object id -> {native frame: rle counts}
+
+    def open_frames(self) -> FrameSource:
+        """The stored frames: in place on disk, else through the cache (a worker with no copy of the storage)."""
+        return self._stored.source()
 
     @property
     def object_ids(self) -> list[int]:
@@ -164,7 +170,7 @@ def val_records(project: Any) -> tuple[list[VideoRecord], str]:
                 masklet_id__in=list(masklets)).values_list("masklet_id", "frame_index", "rle_counts", "revision"):
             masks[masklets[masklet_id]][frame_index] = counts
             key_parts.append((masklet_id, frame_index, revision))
-        records.append(MaskletRecord(video.name, video.frames_dir, video.annotated_frame_indices(),
+        records.append(MaskletRecord(video.name, video.frames, video.annotated_frame_indices(),
                                      (video.height, video.width), masks))
     key = hashlib.sha1(json.dumps(sorted(key_parts)).encode()).hexdigest()[:16]
     return records, key

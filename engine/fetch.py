@@ -34,8 +34,7 @@ from typing import Any
 
 from django.conf import settings
 
-from annotator import safe_paths
-from engine import registry
+from engine import registry, safe_paths
 from engine.models import ModelVersion
 
 logger = logging.getLogger(__name__)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -28,6 +29,10 @@ from django.conf import settings
 from django.core.handlers.exception import response_for_exception
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+
+from engine.storage import StorageError
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 
@@ -207,7 +212,16 @@ class InputMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        return bad_input_response(request, exception) if isinstance(exception, BadInput) else None
+        if isinstance(exception, BadInput):
+            return bad_input_response(request, exception)
+        if isinstance(exception, StorageError):  # the storage server is down or refused: later may work
+            logger.warning("%s %s: %s", request.method, request.path, exception)
+            words = "The storage cannot be reached right now; try again in a moment."
+            response = (error_response(words, 503, code="storage_unavailable") if is_api(request)
+                        else HttpResponse(words, status=503, content_type="text/plain; charset=utf-8"))
+            response["Retry-After"] = "5"
+            return response
+        return None
 
 
 def _is_json(response: HttpResponse) -> bool:

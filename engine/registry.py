@@ -24,8 +24,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
-from annotator.safe_paths import public_text, safe_join
 from engine.models import ModelVersion, ModelVersionEvent
+from engine.safe_paths import public_text, safe_join
 
 logger = logging.getLogger(__name__)
 

@@ -163,12 +163,11 @@ def load_clips(snapshot: dict[str, Any], max_side: int) -> list[Any]:
         height, width = int(video.height), int(video.width)
         scale = min(1.0, max_side / max(height, width))
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        frames = []
-        for index in indices:
-            image = cv2.imread(str(video.frames_dir / f"{index:05d}.jpg"), cv2.IMREAD_COLOR)
-            if image is None:
-                raise FileNotFoundError(f"frame {index} of video {video.name} is missing from {video.frames_dir}")
-            frames.append(cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA))
+        stored = video.frames.source()  # read in place, or streamed through the cache with prefetch
+        if len(stored) != len(indices):
+            raise FileNotFoundError(f"video {video.name} has {len(stored)} stored frames for {len(indices)} "
+                                    "annotated ones: ingest it again")
+        frames = [cv2.resize(stored[i], size, interpolation=cv2.INTER_AREA) for i in range(len(indices))]
         position = {index: i for i, index in enumerate(indices)}
         masks: dict[int, list[np.ndarray]] = {}
         for entry in by_video[video.pk]:

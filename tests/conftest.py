@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,33 @@ def shared_videos() -> Path:
 @pytest.fixture
 def sav_example() -> Path:
     return shared_path("sav-example")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[object]:
+    """moto's S3 server on 127.0.0.1 for the object-storage tests, one per test process (``tests/s3_server.py``).
+
+    Its test credentials go into the environment, so servers and workers a test starts use them too.
+    """
+    from tests.s3_server import CREDENTIALS, S3Server
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        server = S3Server()
+        yield server
+        server.close()
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings, tmp_path) -> str:
+    """This test stores into a new bucket on ``s3_server`` (``s3://<bucket>/team``), read through a cache
+    in ``tmp_path``; returns the bucket's name."""
+    from config.settings import storage_settings
+
+    bucket = f"masklet-{uuid.uuid4().hex[:16]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    for name, value in storage_settings(f"s3://{bucket}/team", s3_server.url, tmp_path / "data").items():
+        setattr(settings, name, value)
+    settings.CACHE_ROOT = tmp_path / "cache"
+    return bucket

@@ -14,7 +14,7 @@ from annotator import selectors
 from annotator.api.framework import endpoint, validated
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters
 from annotator.datasets.importing import DEFAULT_STATUS
-from annotator.datasets.jobs import archive_path, start_export, start_import
+from annotator.datasets.jobs import open_archive, start_export, start_import
 from annotator.models import DatasetJob, Masklet, MaskletType, Project, Split
 from annotator.permissions import Action, has_permission, project_permission
 from engine.input import error_response
@@ -93,7 +93,8 @@ def job_detail(request: HttpRequest, project: Project, job_id: int) -> JsonRespo
 def job_download(request: HttpRequest, project: Project, job_id: int) -> FileResponse | JsonResponse:
     """The finished export's zip (404 while it runs, when it failed, or for an import)."""
     job = _job_or_none(project, job_id)
-    path = archive_path(job) if job is not None else None
-    if path is None:
+    archive = open_archive(job) if job is not None else None
+    if archive is None:
         return error_response("No finished export with this id in this project.", 404)
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip")
+    stream, filename = archive
+    return FileResponse(stream, as_attachment=True, filename=filename, content_type="application/zip")

@@ -48,7 +48,6 @@ from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused
 from annotator.services.masks import MaskWrite, save_mask_frames
 from engine import liveness
-from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle, rle_area, rle_bbox
 
 logger = logging.getLogger(__name__)
@@ -265,7 +264,7 @@ def _generate(run: AutoMaskletRun) -> None:
     _update(run, model_name=serving.name, progress=0.0)
     segmenter = get_segmenter(serving)
     native = video.annotated_frame_indices()
-    frames = JpegFolderFrames(video.frames_dir)
+    frames = video.frames.source()
     if len(frames) != len(native):
         raise RuntimeError(f"the video has {len(frames)} frame files but {len(native)} annotated frames")
     seed = native.index(run.frame_index)

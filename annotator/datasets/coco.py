@@ -43,7 +43,7 @@ from annotator.datasets.importing import (
     parse_json,
 )
 from annotator.models import MaskletType, Project
-from annotator.safe_paths import safe_join
+from engine.safe_paths import safe_join
 
 FILE_NAME = "annotations.json"
 

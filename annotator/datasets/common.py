@@ -39,7 +39,9 @@ from annotator.models import (
     Split,
     Video,
 )
-from annotator.safe_paths import NAME_RULE, is_safe_name
+from engine import storage
+from engine.safe_paths import NAME_RULE, is_safe_name
+from engine.storage import VideoFrames
 from segmentation.masks import empty_rle
 
 #: Bytes per read when a copy cannot be a reflink.
@@ -124,8 +126,8 @@ class VideoData:
     stride: int
     split: str
     environment: str
-    original: str  # path of the original video file ("" when none)
-    frames_dir: Path
+    original: str  # storage name of the original video file ("" when none)
+    frames: VideoFrames
     masklets: list[MaskletData]
 
     @property
@@ -141,9 +143,6 @@ class VideoData:
     def empty(self) -> dict:
         """The EMPTY RLE of this video's size (computed once per size)."""
         return {"size": self.size, "counts": empty_counts(self.height, self.width)}
-
-    def frame_file(self, frame_index: int) -> Path:
-        return self.frames_dir / f"{frame_index:05d}.jpg"
 
 
 @dataclass
@@ -236,7 +235,7 @@ def read_video(video_id: int, filters: ExportFilters, *, with_bbox: bool = False
     return VideoData(
         pk=video.pk, name=video.name, width=video.width, height=video.height, fps=video.fps,
         frame_count=video.frame_count, stride=video.stride, split=video.split, environment=video.environment,
-        original=video.original.path if video.original else "", frames_dir=video.frames_dir,
+        original=video.original.name if video.original else "", frames=video.frames,
         masklets=[m for m in masklets.values() if any(mask.area > 0 for mask in m.masks.values())],
     )
 
@@ -334,22 +333,34 @@ def copy_file(source: str | Path, target: Path) -> None:
         shutil.copyfileobj(src, dst, COPY_BUFFER)
 
 
+@contextmanager
+def original_file(video: VideoData) -> Iterator[Path]:
+    """A local path of the stored original while the block runs (a temporary copy when the storage is a bucket)."""
+    missing = DatasetError(video.name, "original", "the original video file is missing, so its frames cannot be "
+                           "exported")
+    if not video.original:
+        raise missing
+    try:
+        with storage.local_file(storage.area("media"), video.original) as path:
+            yield path
+    except storage.MissingObject:
+        raise missing from None
+
+
 def native_frames(video: VideoData) -> Iterator[np.ndarray]:
     """Every frame of the stored original, decoded one at a time (BGR); the count must be ingest's."""
-    if not video.original or not Path(video.original).is_file():
-        raise DatasetError(video.name, "original", "the original video file is missing, so its frames cannot be "
-                           "exported")
-    capture = cv2.VideoCapture(video.original, cv2.CAP_FFMPEG)
     decoded = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            decoded += 1
-            yield frame
-    finally:
-        capture.release()
+    with original_file(video) as path:
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                decoded += 1
+                yield frame
+        finally:
+            capture.release()
     if decoded != video.frame_count:
         raise DatasetError(video.name, "original", f"decoded {decoded} frames, but ingest counted "
                            f"{video.frame_count}: the original file changed or is damaged")
@@ -358,9 +369,10 @@ def native_frames(video: VideoData) -> Iterator[np.ndarray]:
 def copy_frames(video: VideoData, folder: Path, stats: ExportStats) -> None:
     """The video's annotated frames (ingested JPEGs) into ``folder`` as ``{frame:05d}.jpg``."""
     for frame in video.frame_indices:
-        source = video.frame_file(frame)
-        if not source.is_file():
-            raise DatasetError(video.name, "frames", f"frame {source.name} is missing from the stored frames; "
+        name = f"{frame:05d}.jpg"
+        source = video.frames.path(name)
+        if source is None:
+            raise DatasetError(video.name, "frames", f"frame {name} is missing from the stored frames; "
                                "ingest the video again")
-        copy_file(source, folder / source.name)
+        copy_file(source, folder / name)
         stats.files += 1

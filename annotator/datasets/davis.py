@@ -30,7 +30,7 @@ from PIL import Image
 from annotator.datasets.common import DatasetError, ExportStats, VideoData, copy_frames
 from annotator.datasets.importing import ImportedObject, ImportedVideo, PendingVideo
 from annotator.models import MaskletType, Project
-from annotator.safe_paths import safe_join
+from engine.safe_paths import safe_join
 from segmentation.datasets import VideoRecord, load_davis
 from segmentation.frames import JpegFolderFrames
 from segmentation.masks import decode_rle, encode_rle, write_palette_png

@@ -23,7 +23,6 @@ all shifted past the largest id in use, keeping their order.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,9 +35,9 @@ from pycocotools import mask as mask_utils
 
 from annotator.datasets.common import DatasetError, Progress
 from annotator.models import Masklet, MaskletOrigin, MaskSource, Project, Split, Video
-from annotator.safe_paths import UnsafePath, check_name, safe_join
 from annotator.services.masks import MaskWrite, save_mask_frames
 from annotator.services.videos import VIDEO_EXTENSIONS, VideoRejected, create_video_from_path, ingest_video
+from engine.safe_paths import UnsafePath, check_name, safe_join
 from segmentation.masks import rle_area
 from segmentation.rle import RLEError, valid_rle
 
@@ -340,7 +339,7 @@ def encode_frame_folder(folder: Path, target: Path, fps: float, file: str) -> Pa
 
 def delete_video(video: Video) -> None:
     """Remove a video this import created: its row (masklets cascade), original and frames."""
-    shutil.rmtree(video.frames_dir, ignore_errors=True)
+    video.frames.delete()
     if video.original:
         video.original.delete(save=False)
     video.delete()

@@ -2,9 +2,10 @@
 
 ``start_export`` / ``start_import`` create the job and queue ``run_job`` after the transaction
 commits (``engine.dispatch.submit``). The task writes the export to a scratch folder and zips
-it to ``MEDIA_ROOT/exports/{job}/{project}-{format}-{job}.zip``; an import unpacks the uploaded
-zip (or reads the JSON) from ``MEDIA_ROOT/dataset-imports/`` and imports it all or nothing per
-video. Progress goes to the row; failures end ``failed`` with a reason for people (the
+it in the scratch folder, then stores the zip whole as ``exports/{job}/{project}-{format}-{job}.zip``
+in the media storage (``engine.storage``: a folder or a bucket; a failure leaves no partial zip);
+an import unpacks the uploaded zip (or reads the JSON) stored as ``dataset-imports/...`` and
+imports it all or nothing per video. Progress goes to the row; failures end ``failed`` with a reason for people (the
 traceback goes to the log), and the worker carries on.
 """
 
@@ -16,6 +17,7 @@ import tempfile
 import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -26,7 +28,8 @@ from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, 
 from annotator.datasets.common import Progress, check_video_names
 from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
 from annotator.models import DatasetJob, Masklet, Project
-from annotator.safe_paths import UnsafePath, clean_name, public_text, safe_join
+from engine import storage
+from engine.safe_paths import UnsafePath, clean_name, public_text, safe_join
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +69,12 @@ def start_import(project: Project, user, fmt: str, upload: UploadedFile, *,
         raise DatasetError(upload.name or "upload", "", "upload a .zip (dataset with its videos) or a .json file")
     if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
         raise DatasetError(upload.name or "upload", "", "the file is larger than the upload limit")
-    relative = f"{IMPORTS_DIR}/{uuid.uuid4().hex}{suffix}"
-    target = Path(settings.MEDIA_ROOT) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as handle:
+    relative = storage.key(IMPORTS_DIR, f"{uuid.uuid4().hex}{suffix}")
+    with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
         for chunk in upload.chunks():
             handle.write(chunk)
+        handle.flush()
+        storage.put_file(storage.area("media"), relative, handle.name)
     with transaction.atomic():
         job = DatasetJob.objects.create(project=project, kind=DatasetJob.Kind.IMPORT, format=fmt, created_by=user,
                                         file=relative, options={"status": status, "upload": upload.name or ""})
@@ -104,6 +107,9 @@ def run_job(job_id: int) -> DatasetJob:
                 _run_import(job, Path(scratch))
         except (DatasetError, ValueError) as exc:  # UnsafePath is a ValueError
             error = str(exc)
+        except storage.StorageError as exc:  # the storage server down or refusing: nothing stored, run it again
+            logger.warning("dataset job %s: %s", job_id, exc)
+            error = f"the storage failed, try again: {exc}"
         except Exception as exc:  # the worker must survive any input; details go to the log
             logger.exception("dataset job %s failed", job_id)
             error = f"the {job.kind} failed ({exc.__class__.__name__}); see the worker log"
@@ -122,19 +128,17 @@ def _progress(job_id: int, share: float) -> Progress:
 
 def _run_export(job: DatasetJob, scratch: Path) -> None:
     filters = ExportFilters.from_json(job.options.get("filters", {}))
-    parts = (EXPORTS_DIR, str(job.id), clean_name(f"{job.project.slug}-{job.format}-{job.id}.zip"))  # slug "-x"
-    archive = safe_join(settings.MEDIA_ROOT, *parts)
-    archive.parent.mkdir(parents=True, exist_ok=True)
+    name = storage.key(EXPORTS_DIR, job.id, clean_name(f"{job.project.slug}-{job.format}-{job.id}.zip"))  # slug "-x"
     folder = scratch / "dataset"
     stats = export_dataset(job.project, job.format, folder, filters, media=job.options.get("media", True),
                            progress=_progress(job.id, EXPORT_SHARE))
-    partial = archive.with_suffix(".part")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as bundle:
+    archive = scratch / "dataset.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 bundle.write(path, path.relative_to(folder).as_posix(), compress_type=compression(path))
-    partial.replace(archive)
-    _finish(job.id, DatasetJob.Status.DONE, file="/".join(parts), message=public_text(stats.summary()))
+    storage.put_file(storage.area("media"), name, archive)
+    _finish(job.id, DatasetJob.Status.DONE, file=name, message=public_text(stats.summary()))
 
 
 def compression(path: Path) -> int:
@@ -143,7 +147,14 @@ def compression(path: Path) -> int:
 
 
 def _run_import(job: DatasetJob, scratch: Path) -> None:
-    upload = safe_join(settings.MEDIA_ROOT, *PurePosixPath(job.file).parts)
+    try:
+        with storage.local_file(storage.area("media"), storage.key(*PurePosixPath(job.file).parts)) as upload:
+            _import_file(job, upload, scratch)
+    except storage.MissingObject:
+        raise DatasetError("upload", "", "the uploaded file is gone from the storage; upload it again") from None
+
+
+def _import_file(job: DatasetJob, upload: Path, scratch: Path) -> None:
     options = ImportOptions(user=job.created_by, status=job.options.get("status", DEFAULT_STATUS))
     label = PurePosixPath(job.options.get("upload") or upload.name).name
     if upload.suffix == ".zip":
@@ -201,15 +212,25 @@ def _finish(job_id: int, status: str, **fields) -> None:
                                                 progress=1.0 if status == DatasetJob.Status.DONE else 0.0, **fields)
 
 
-def archive_path(job: DatasetJob) -> Path | None:
-    """The finished export's zip on disk, or None; never a path outside ``MEDIA_ROOT/exports``."""
+def open_archive(job: DatasetJob) -> tuple[BinaryIO, str] | None:
+    """The finished export's zip, streamed from the storage, and its file name; None when there is none."""
+    name = archive_name(job)
+    if name is None:
+        return None
+    try:
+        return storage.open_stream(storage.area("media"), name), PurePosixPath(name).name
+    except storage.MissingObject:
+        return None
+
+
+def archive_name(job: DatasetJob) -> str | None:
+    """The finished export's zip in the media storage, or None; never a name outside ``exports/``."""
     if job.kind != DatasetJob.Kind.EXPORT or job.status != DatasetJob.Status.DONE or not job.file:
         return None
     parts = PurePosixPath(job.file).parts
     if parts[:1] != (EXPORTS_DIR,):
         return None
     try:
-        path = safe_join(settings.MEDIA_ROOT, *parts)
+        return storage.key(*parts)
     except UnsafePath:
         return None
-    return path if path.is_file() else None

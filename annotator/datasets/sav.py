@@ -29,11 +29,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 
-from annotator.datasets.common import DatasetError, ExportStats, MaskletData, VideoData, copy_file, native_frames
+from annotator.datasets.common import (
+    DatasetError,
+    ExportStats,
+    MaskletData,
+    VideoData,
+    copy_file,
+    native_frames,
+    original_file,
+)
 from annotator.datasets.importing import (
     ImportedObject,
     ImportedVideo,
@@ -43,7 +51,7 @@ from annotator.datasets.importing import (
     parse_json,
 )
 from annotator.models import MaskletType, MaskSource, Project
-from annotator.safe_paths import safe_join
+from engine.safe_paths import safe_join
 
 SMALL, LARGE = 32 ** 2, 96 ** 2
 #: Auto stability score where the object is not visible (as in Meta's files), and of a visible mask no
@@ -81,8 +89,9 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
 def write_mp4(video: VideoData, target: Path) -> None:
     """The original as ``{video}.mp4``, the name Meta's ``SAVDataset`` opens: copied when it is MP4 already,
     else transcoded with OpenCV (MPEG-4 Part 2, every native frame at the video's frame rate)."""
-    if Path(video.original).suffix.lower() in MP4_SUFFIXES:
-        copy_file(video.original, target)
+    if PurePosixPath(video.original).suffix.lower() in MP4_SUFFIXES:
+        with original_file(video) as original:
+            copy_file(original, target)
         return
     writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*MP4_CODEC), video.fps, (video.width, video.height))
     if not writer.isOpened():

@@ -30,7 +30,7 @@ import numpy as np
 
 from annotator.datasets.common import DatasetError, ExportStats, VideoData, native_frames
 from annotator.models import Project
-from annotator.safe_paths import safe_join
+from engine.safe_paths import safe_join
 from segmentation.masks import decode_rle, write_palette_png
 
 JPEG_QUALITY = 95

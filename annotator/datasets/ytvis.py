@@ -31,7 +31,7 @@ from annotator.datasets.common import (
 )
 from annotator.datasets.importing import ImportedVideo, PendingVideo, compressed_rle, empty_mask, frame_number
 from annotator.models import Project
-from annotator.safe_paths import safe_join
+from engine.safe_paths import safe_join
 
 FILE_NAME = "instances.json"
 

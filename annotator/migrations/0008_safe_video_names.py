@@ -7,11 +7,11 @@ the project) and flagged: the old name is kept in ``failure_reason`` and printed
 
 from django.db import migrations, models
 
-import annotator.safe_paths
+import engine.safe_paths
 
 
 def rename_unsafe_names(apps, schema_editor):
-    from annotator.safe_paths import MAX_NAME_LENGTH, clean_name, is_safe_name
+    from engine.safe_paths import MAX_NAME_LENGTH, clean_name, is_safe_name
 
     Video = apps.get_model("annotator", "Video")
     for video in Video.objects.order_by("pk").iterator():
@@ -39,6 +39,6 @@ class Migration(migrations.Migration):
             model_name="video",
             name="name",
             field=models.CharField(help_text="Video id used in exports (e.g. sav_000001): a safe file name.",
-                                   max_length=255, validators=[annotator.safe_paths.validate_video_name]),
+                                   max_length=255, validators=[engine.safe_paths.validate_video_name]),
         ),
     ]

@@ -1,8 +1,8 @@
 """Videos in, frames out: accepting a file (upload or server-side path) and ingesting it.
 
 Flow (ARCHITECTURE.md, flow 1): ``create_video_from_upload`` / ``create_video_from_path`` check
-the size, store the original under ``MEDIA_ROOT`` with a generated name and create the ``Video``;
-after the transaction commits, ``ingest_video`` runs on the ``cpu`` queue: probe, then decode the
+the size, store the original in the media storage (``engine.storage``) with a generated name and
+create the ``Video``; after the transaction commits, ``ingest_video`` runs on the ``cpu`` queue: probe, then decode the
 stream once and write every ``stride``-th native frame as ``{native_index:05d}.jpg``.
 
 Rules, one place each:
@@ -17,17 +17,16 @@ Rules, one place each:
   lying metadata cannot smuggle in a 10-hour video.
 - **Failures** end ``failed`` with a one-line reason meant for the person who uploaded the file;
   the traceback goes to the log, never into the reason, and the worker carries on.
-- **Files**: stored originals get a random name (never the client's); frames are written to a
-  temporary folder next to ``video.frames_dir`` and renamed into place, so readers see either
-  the old frames or the new ones, never half a folder. A failed re-ingest leaves the previous
-  frames where they were (the video is ``failed`` with the reason); a killed worker's temporary
-  folder is removed by the next ingest of that video.
+- **Files**: stored originals get a random name (never the client's) in the storage
+  (``engine.storage``); ingest reads the original (a local copy where the storage is a bucket),
+  decodes to a temporary folder and publishes it as a whole (``VideoFrames.publish``), so
+  readers see either the old frames or the new ones, never half a set. A failed re-ingest leaves
+  the previous frames where they were (the video is ``failed`` with the reason); a killed
+  worker's temporary folder is removed by the next ingest of that video.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import logging
 import os
@@ -48,7 +47,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from annotator.models import AutoMaskletRun, Project, Video
-from annotator.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name, public_text
+from engine import storage
+from engine.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name, public_text
+from engine.storage import VideoFrames
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def _name_from_filename(filename: str) -> str:
 
 
 def _clean_explicit_name(name: str) -> str:
-    """An explicitly chosen name is checked, not silently rewritten (``annotator.safe_paths.check_name``)."""
+    """An explicitly chosen name is checked, not silently rewritten (``engine.safe_paths.check_name``)."""
     try:
         return check_name(name.strip(), "video name")
     except UnsafePath as exc:
@@ -349,21 +350,32 @@ def ingest_video(video_id: int, progress_callback: ProgressCallback | None = Non
     """
     video = Video.objects.select_related("project").get(pk=video_id)
     _update(video, status=Video.Status.INGESTING, progress=0.0, failure_reason="")
-    frames_root = Path(settings.FRAMES_ROOT)
-    frames_root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_dirs(frames_root, video.id)
-    temp_dir = frames_root / f".ingest-{video.id}-{uuid.uuid4().hex[:12]}"
+    frames = VideoFrames(video.id)
+    # Decoded next to the frames folder (one file system: the publish is a rename), or on the cache's disk.
+    scratch = frames.folder.parent if frames.folder is not None else Path(settings.CACHE_ROOT) / "ingest"
+    scratch.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_dirs(scratch, video.id)
+    temp_dir = scratch / f".ingest-{video.id}-{uuid.uuid4().hex[:12]}"
     try:
-        info = probe_video(video.original.path) if video.original else _missing()
-        stride = annotation_stride(info.fps, video.project.annotation_fps)
-        _update(video, fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height,
-                duration=info.duration, stride=stride)
-        temp_dir.mkdir()
-        decoded, written, (height, width) = _decode_to_folder(video, info, stride, temp_dir, progress_callback)
-        _swap_into_place(temp_dir, video.frames_dir)
+        if not video.original:
+            _missing()
+        with storage.local_file(video.original.storage, video.original.name) as original:
+            info = probe_video(original)
+            stride = annotation_stride(info.fps, video.project.annotation_fps)
+            _update(video, fps=info.fps, frame_count=info.frame_count, width=info.width, height=info.height,
+                    duration=info.duration, stride=stride)
+            temp_dir.mkdir()
+            decoded, written, (height, width) = _decode_to_folder(video, original, info, stride, temp_dir,
+                                                                  progress_callback)
+        frames.publish(temp_dir)
     except VideoInvalid as exc:
         logger.info("video %s (%s) rejected: %s", video.id, video.name, exc)
         return _fail(video, str(exc))
+    except storage.MissingObject:
+        return _fail(video, "the video file is missing from storage")
+    except storage.StorageError as exc:
+        logger.warning("ingest of video %s failed on the storage: %s", video.id, exc)
+        return _fail(video, f"the storage failed, try again: {exc}")
     except OSError as exc:
         logger.exception("ingest of video %s failed on a file operation", video.id)
         return _fail(video, f"could not write the frames: {exc.strerror or exc}")
@@ -396,7 +408,7 @@ def _missing() -> VideoInfo:
     raise VideoInvalid("the video file is missing from storage")
 
 
-def _decode_to_folder(video: Video, info: VideoInfo, stride: int, folder: Path,
+def _decode_to_folder(video: Video, original: Path, info: VideoInfo, stride: int, folder: Path,
                       progress_callback: ProgressCallback | None) -> tuple[int, int, tuple[int, int]]:
     """Stream-decode once; keep every ``stride``-th frame as JPEG. Returns (decoded, written, (h, w)).
 
@@ -404,7 +416,7 @@ def _decode_to_folder(video: Video, info: VideoInfo, stride: int, folder: Path,
     one helper thread (OpenCV releases the GIL) so it overlaps the decode; at most
     ``WRITE_QUEUE`` frames wait for it, so memory stays flat whatever the video's length.
     """
-    capture = _open_capture(Path(video.original.path))
+    capture = _open_capture(original)
     max_frames = int(settings.MAX_VIDEO_DURATION_S * info.fps) + 1
     expected = info.frame_count
     decoded = written = 0
@@ -473,49 +485,6 @@ def _fail(video: Video, reason: str) -> Video:
     return video
 
 
-# -- atomic folder replacement --------------------------------------------------------------
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _renameat2_exchange() -> Callable[[Path, Path], bool] | None:
-    """Linux ``renameat2(RENAME_EXCHANGE)`` swaps two paths atomically; None where unavailable."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        func = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    func.restype = ctypes.c_int
-
-    def exchange(a: Path, b: Path) -> bool:
-        return func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
-
-    return exchange
-
-
-_exchange = _renameat2_exchange()
-
-
-def _swap_into_place(new_dir: Path, target: Path) -> None:
-    """Make ``new_dir`` the content of ``target``; old frames (if any) are removed afterwards.
-
-    First ingest: one ``rename`` (atomic). Re-ingest: an atomic exchange on Linux; elsewhere
-    the old folder is moved aside first, leaving a moment with no folder (never a mixed one).
-    """
-    if not target.exists():
-        new_dir.rename(target)
-        return
-    if _exchange is not None and _exchange(new_dir, target):
-        shutil.rmtree(new_dir, ignore_errors=True)  # new_dir now holds the old frames
-        return
-    aside = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:12]}")
-    target.rename(aside)
-    new_dir.rename(target)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 # -- deleting and retrying ----------------------------------------------------------------------
 
 
@@ -534,16 +503,20 @@ def delete_video(video: Video) -> str:
             raise VideoRejected(f"{row.name} is being ingested: delete it once it is ready or has failed.")
         if AutoMaskletRun.objects.filter(video=row, status__in=AutoMaskletRun.ACTIVE).exists():
             raise VideoRejected(f"Auto masklets are being generated for {row.name}: delete it when the run ends.")
-        original, frames_dir, name = row.original.name, row.frames_dir, row.name
+        original, video_id, name = row.original.name, row.pk, row.name
         row.delete()
-        transaction.on_commit(lambda: _remove_files(original, frames_dir))
+        transaction.on_commit(lambda: _remove_files(original, video_id))
     return name
 
 
-def _remove_files(original: str, frames_dir: Path) -> None:
-    if original:
-        Video._meta.get_field("original").storage.delete(original)
-    shutil.rmtree(frames_dir, ignore_errors=True)
+def _remove_files(original: str, video_id: int) -> None:
+    """The deleted video's objects; the rows are gone already, so a storage failure is logged, not raised."""
+    try:
+        if original:
+            Video._meta.get_field("original").storage.delete(original)
+        VideoFrames(video_id).delete()
+    except Exception:
+        logger.exception("video %s was deleted but its stored files could not all be removed", video_id)
 
 
 def retry_ingest(video: Video) -> Video:

@@ -461,24 +461,3 @@ def test_probe_errors_are_video_invalid(tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"nonsense" * 10)
     with pytest.raises(VideoInvalid, match="not a video file"):
         probe_video(tmp_path / "x.mp4")
-
-
-@pytest.mark.parametrize("exchange", ["renameat2", "fallback"])
-def test_swap_into_place_leaves_exactly_the_new_folder(tmp_path, monkeypatch, exchange):
-    from annotator.services import videos as service
-
-    if exchange == "fallback":
-        monkeypatch.setattr(service, "_exchange", None)  # non-Linux path: move aside, rename, delete
-    elif service._exchange is None:
-        pytest.skip("renameat2 is not available on this platform")
-    root = tmp_path / "frames"
-    root.mkdir()
-    target, new = root / "7", root / ".ingest-7-x"
-    target.mkdir()
-    (target / "00000.jpg").write_text("old")
-    (target / "00004.jpg").write_text("old")
-    new.mkdir()
-    (new / "00000.jpg").write_text("new")
-    service._swap_into_place(new, target)
-    assert sorted(p.name for p in root.iterdir()) == ["7"]
-    assert [(p.name, p.read_text()) for p in target.iterdir()] == [("00000.jpg", "new")]

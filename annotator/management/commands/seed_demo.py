@@ -76,7 +76,7 @@ class Command(BaseCommand):
 
     def _video(self, project: Project, spec: SyntheticSpec, out_dir: Path) -> Video:
         video = Video.objects.filter(project=project, name=spec.video_id).first()
-        if video is not None and video.status == Video.Status.READY and video.frames_dir.is_dir():
+        if video is not None and video.status == Video.Status.READY and video.frames.exists():
             self._say(f"video {video.name} is ready already")
             return video
         if video is None:

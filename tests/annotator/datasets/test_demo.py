@@ -15,7 +15,7 @@ from django.urls import reverse
 from pycocotools.coco import COCO
 
 from annotator.datasets import EXPORTERS, ImportOptions, import_dataset
-from annotator.datasets.jobs import archive_path, run_job
+from annotator.datasets.jobs import open_archive, run_job
 from annotator.models import DatasetJob, MaskFrame, Masklet, Role, Video
 from segmentation.datasets import load_davis, load_sav_folders
 from segmentation.masks import decode_rle, rle_area
@@ -120,7 +120,7 @@ def test_export_the_demo_in_every_format_from_the_cli_and_the_page(demo, tmp_pat
         assert job.message.startswith("1 video(s), 5 masklet(s)")
         download = client.get(reverse("dataset-download", args=["demo", job.id]))
         assert download.status_code == 200 and download["Content-Type"] == "application/zip"
-        with zipfile.ZipFile(archive_path(job)) as bundle:
+        with zipfile.ZipFile(open_archive(job)[0]) as bundle:
             assert bundle.testzip() is None
             bundle.extractall(tmp_path / "web" / fmt)
         check_export(fmt, tmp_path / "web" / fmt)

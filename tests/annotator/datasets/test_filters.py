@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from annotator.datasets.jobs import archive_path, run_job
+from annotator.datasets.jobs import open_archive, run_job
 from annotator.models import DatasetJob, Masklet, MaskSource, Membership, Role, Video
 from annotator.services.masks import MaskWrite, save_mask_frames
 from segmentation.masks import encode_rle
@@ -132,7 +132,7 @@ def web_export(client: Client, tmp_path: Path, form: dict) -> DatasetJob:
 
 def web_exported(job: DatasetJob, tmp_path: Path) -> set[tuple[str, int]]:
     assert job.status == DatasetJob.Status.DONE, job.error
-    with zipfile.ZipFile(archive_path(job)) as bundle:
+    with zipfile.ZipFile(open_archive(job)[0]) as bundle:
         assert bundle.namelist() == ["annotations.json"], "media unchecked: annotations only"
         return exported(json.loads(bundle.read("annotations.json")))
 

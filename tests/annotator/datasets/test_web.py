@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from pycocotools.coco import COCO
 
-from annotator.datasets.jobs import archive_path, run_job
+from annotator.datasets.jobs import open_archive, run_job
 from annotator.models import DatasetJob, Masklet, Membership, Role, Video
 
 embedded_only = pytest.mark.skipif(not django_settings.EMBEDDED, reason="embedded mode runs jobs in-process")
@@ -84,7 +84,7 @@ def test_download_is_checked(project, make_user, settings, tmp_path):
                                         file="exports/1/x.zip")
     running = DatasetJob.objects.create(project=project, kind="export", format="coco", status="running")
     for job in (escaping, running):
-        assert archive_path(job) is None
+        assert open_archive(job) is None
         assert client.get(reverse("dataset-download", args=[project.slug, job.id])).status_code == 404
     assert client.get(reverse("dataset-download", args=[project.slug, foreign.id])).status_code == 404
 

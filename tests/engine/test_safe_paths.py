@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from annotator.models import Video
-from annotator.safe_paths import UnsafePath, check_name, clean_name, public_text, safe_join
+from engine.safe_paths import UnsafePath, check_name, clean_name, public_text, safe_join
 
 ATTACKS = ["../x", "..", ".", "/etc/passwd", "a/b", "a\\b", "a\x00b", "clip\n", "a\nb", "x" * 201, "", " x", ".hidden",
            "C:\\x"]
