@@ -62,7 +62,10 @@ def _first_problem(detail: Any, path: str = "") -> tuple[str | None, str, str]:
     """(field, message, code) of the first error in a DRF error detail (dicts by field, lists, strings)."""
     if isinstance(detail, dict) and detail:
         key, value = next(iter(detail.items()))
-        name = path if key in ("non_field_errors", "detail") else f"{path}.{key}" if path else str(key)
+        if isinstance(key, int):  # an item of a list field: ``labels[2]``, as engine.input names them
+            name = f"{path}[{key}]"
+        else:
+            name = path if key in ("non_field_errors", "detail") else f"{path}.{key}" if path else str(key)
         return _first_problem(value, name)
     if isinstance(detail, list) and detail:
         first = detail[0]

@@ -366,8 +366,8 @@ def write_masks(masklet: Masklet, user: User, frames: list[tuple[int, dict]], *,
 
     The same rules as an edit on the page, in one transaction: the row is locked and checked (a
     draft the user may annotate, nobody else's lock; the user takes or renews the lock), every frame
-    must be an annotated frame and every mask a readable RLE of the video's size (decoded and
-    re-encoded, as a painted mask), each frame is logged as a ``mask`` prompt, and every mask gets a
+    must be an annotated frame and every mask a readable RLE of the video's size (``_canonical``, as
+    a painted mask), each frame is logged as a ``mask`` prompt, and every mask gets a
     revision. All frames are stored or none."""
     if not frames:
         raise EditRefused("bad_message", "Send at least one frame.")
@@ -379,13 +379,9 @@ def write_masks(masklet: Masklet, user: User, frames: list[tuple[int, dict]], *,
         _check_draft(row)
         _check_not_locked_by_other(row, user)
         writes = []
-        size = [row.video.height, row.video.width]
         for frame_index, rle in frames:
             _check_frame(row.video, frame_index)
-            if not isinstance(rle, dict) or rle.get("size") != size or not isinstance(rle.get("counts"), str):
-                raise EditRefused("bad_message", f"Frame {frame_index}: a mask is a COCO RLE "
-                                                 f"{{\"size\": {size}, \"counts\": \"...\"}} of this video's size.")
-            writes.append(MaskWrite(frame_index, _canonical(rle)))
+            writes.append(MaskWrite(frame_index, _canonical(rle, row.video)))
         Prompt.objects.bulk_create([Prompt(masklet=row, frame_index=w.frame_index, kind=Prompt.Kind.MASK,
                                            payload={"counts": w.rle["counts"]}, author=user,
                                            session_id=(session_id or "")[:64]) for w in writes])
