@@ -215,7 +215,7 @@ def test_storage_down_while_serving_a_frame_is_a_503(s3_server, s3_storage, make
     finally:
         s3_server.start()
     assert page.status_code == 503 and api.status_code == 503
-    assert api.json()["code"] == "storage_unavailable"
+    assert api.json()["error"]["code"] == "storage_unavailable"
     assert client.get(reverse("video-frame", args=[project.slug, video.id, 12])).status_code == 200
 
 
