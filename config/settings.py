@@ -323,6 +323,9 @@ LOOP_CLIP_LENGTH = int(os.environ.get("MASKLET_LOOP_CLIP_LENGTH", "8"))
 LOOP_TICK_SECONDS = float(os.environ.get("MASKLET_LOOP_TICK_S", "300"))
 LOOP_RUN_STALE_S = float(os.environ.get("MASKLET_LOOP_RUN_STALE_S", "600"))
 LOOP_HEARTBEAT_S = float(os.environ.get("MASKLET_LOOP_HEARTBEAT_S", "30"))
+# The periodic job also retrains a project's quality verifier (engine.verifier) once people made this
+# many edits of masks plus approvals since its last training.
+VERIFIER_MIN_NEW_EVIDENCE = int(os.environ.get("MASKLET_VERIFIER_MIN_NEW_EVIDENCE", "50"))
 LOOP_PROGRESS_EVERY_S = float(os.environ.get("MASKLET_LOOP_PROGRESS_S", "1"))
 LOOP_DDP = env_flag("MASKLET_LOOP_DDP", True)
 LOOP_EVAL_CLICKS = int(os.environ.get("MASKLET_LOOP_EVAL_CLICKS", "3"))

@@ -23,14 +23,15 @@ from drf_spectacular.types import OpenApiTypes
 
 from annotator.api.framework import endpoint, paginated
 from annotator.permissions import Action, project_permission
-from engine import downloads, fetch, registry, training
+from engine import downloads, fetch, registry, training, verifier
 from engine.input import BadInput, error_response
-from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun
+from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun, VerifierVersion
 from engine.segmenters import serving_model
 
 RECENT_RUNS = 20
 RECENT_EVENTS = 30
 RECENT_DOWNLOADS = 5
+RECENT_VERIFIERS = 10
 
 
 # -- what each button may do: one rule, read by the page (disabled + title) and by the endpoint (refusal) --------
@@ -94,14 +95,22 @@ def _active_run(project: Any) -> TrainingRun | None:
     return TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE).order_by("-created_at").first()
 
 
+def can_train_verifier(project: Any) -> Allowed:
+    if VerifierVersion.objects.filter(project=project, status__in=VerifierVersion.ACTIVE).exists():
+        return Allowed(False, "a verifier training is already queued or running")
+    return Allowed(True)
+
+
 def allowed_actions(project: Any, versions: list[ModelVersion], active_run: TrainingRun | None) -> dict[str, Any]:
-    """Every button's rule for the page: start, cancel, roll back, promote per version id, download per checkpoint."""
+    """Every button's rule for the page: start, cancel, roll back, promote per version id, download per
+    checkpoint, train the quality verifier."""
     production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
     downloading = _live_downloads(project)
     return {"download": {name: can_download(c, downloading.get(name)).as_dict() for name, c in fetch.OFFICIAL.items()},
             "start": can_start_run(active_run).as_dict(), "cancel": can_cancel_run(active_run).as_dict(),
             "rollback": can_roll_back(production).as_dict(),
-            "promote": {str(v.pk): can_promote(v).as_dict() for v in versions}}
+            "promote": {str(v.pk): can_promote(v).as_dict() for v in versions},
+            "train_verifier": can_train_verifier(project).as_dict()}
 
 
 def _version(version: ModelVersion, evaluations: dict[int, list[Evaluation]]) -> dict[str, Any]:
@@ -131,6 +140,16 @@ def _run(run: TrainingRun) -> dict[str, Any]:
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def _verifier(version: VerifierVersion) -> dict[str, Any]:
+    return {
+        "number": version.number, "status": version.status, "trigger": version.trigger, "active": version.active,
+        "auroc": version.auroc, "backend_auroc": version.backend_auroc, "trained_frames": version.trained_frames,
+        "heldout_frames": version.heldout_frames, "bad_frames": version.bad_frames, "error": version.error,
+        "created_at": version.created_at.isoformat(),
+        "finished_at": version.finished_at.isoformat() if version.finished_at else None,
     }
 
 
@@ -205,6 +224,7 @@ def dashboard_state(project: Any) -> dict[str, Any]:
         "actions": actions,
         "events": [{"action": e.action, "version": e.version.name, "actor": e.actor.get_username() if e.actor else
                     "engine", "note": e.note, "at": e.created_at.isoformat()} for e in events],
+        "verifiers": [_verifier(v) for v in VerifierVersion.objects.filter(project=project)[:RECENT_VERIFIERS]],
         "growth": dataset_growth(project),
         "effort": effort_by_version(project),
         "loop": {"enabled": knobs.enabled, "min_new_masklets": knobs.min_new_masklets, "min_hours": knobs.min_hours,
@@ -283,6 +303,20 @@ def _cancel(run: TrainingRun | None) -> JsonResponse:
     except training.RunRefused as error:
         return _refused(str(error))
     return JsonResponse({"run": _run(run)})
+
+
+@endpoint("POST", request=None)
+@project_permission(Action.MANAGE_MODELS, api=True)
+def api_train_verifier(request: HttpRequest, project: Any) -> JsonResponse:
+    """Train the project's quality verifier (202 ``{"verifier": ...}``), refused (409) with the button's reason."""
+    allowed = can_train_verifier(project)
+    if not allowed.possible:
+        return _refused(allowed.reason)
+    try:
+        version = verifier.start_training(project, request.user)
+    except verifier.VerifierRefused as error:
+        return _refused(str(error))
+    return JsonResponse({"verifier": _verifier(version)}, status=202)
 
 
 @endpoint("POST", request=None)

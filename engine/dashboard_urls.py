@@ -16,6 +16,7 @@ urlpatterns = [
     path(P + "models/rollback/", dashboard.api_rollback, name="api-models-rollback"),
     path(P + "models/versions/", dashboard.api_register, name="api-models-register"),
     path(P + "models/downloads/", dashboard.api_download, name="api-models-download"),
+    path(P + "models/verifiers/", dashboard.api_train_verifier, name="api-models-verifier"),
     path(P + "models/<int:version_id>/promote/", dashboard.api_promote_version, name="api-model-promote"),
     path(P + "training-runs/", dashboard.api_training_runs, name="api-training-runs"),
     path(P + "training-runs/<int:run_id>/", dashboard.api_training_run, name="api-training-run"),

@@ -368,9 +368,11 @@ def recover_after_restart() -> dict[str, list[int]]:
 
     from annotator.automasks.runs import recover_after_restart as recover_auto_masklets
     from engine.training import recover_after_restart as recover_training
+    from engine.verifier import recover_stale as recover_verifiers
 
     try:
-        failed = {"training": recover_training(), "auto_masklets": recover_auto_masklets()}
+        failed = {"training": recover_training(), "auto_masklets": recover_auto_masklets(),
+                  "verifiers": recover_verifiers(older_than_s=0)}
     except DatabaseError:  # no tables yet (before the first migrate): nothing was left behind
         logger.warning("could not look for runs left by a previous server", exc_info=True)
         return {}

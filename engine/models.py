@@ -182,3 +182,49 @@ class ModelDownload(models.Model):
             models.UniqueConstraint(fields=["project", "name"], condition=models.Q(status__in=("queued", "running")),
                                     name="one_active_download_per_project_and_name")
         ]
+
+
+class VerifierVersion(models.Model):
+    """One training of a project's learned mask-quality verifier (``engine.verifier``): a logistic
+    regression on the backends' quality signals, labelled by what people did with model frames."""
+
+    #: Statuses of a training that has not ended; at most one per project (DB constraint).
+    ACTIVE = ("queued", "running")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("annotator.Project", on_delete=models.CASCADE, related_name="verifier_versions")
+    number = models.PositiveIntegerField(help_text="1, 2, ... per project.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=16, default="manual", help_text="manual or schedule.")
+    trained_frames = models.PositiveIntegerField(default=0)
+    heldout_frames = models.PositiveIntegerField(default=0, help_text="Reviewed frames of held-out masklets.")
+    bad_frames = models.PositiveIntegerField(default=0, help_text="Labelled bad (a person edited them), in all.")
+    auroc = models.FloatField(null=True, blank=True, help_text="The verifier's AUROC on the held-out frames.")
+    backend_auroc = models.FloatField(null=True, blank=True,
+                                      help_text="The backends' own (hand-combined) score's AUROC on the same frames.")
+    active = models.BooleanField(default=False, help_text="Scores new model frames (it beat the backends' score).")
+    model = models.JSONField(default=dict, blank=True, help_text="Feature names, scaling and coefficients.")
+    error = models.TextField(blank=True, help_text="Why the training failed, for people.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="unique_verifier_number"),
+            models.UniqueConstraint(fields=["project"], condition=models.Q(status__in=("queued", "running")),
+                                    name="one_active_verifier_training_per_project"),
+            models.UniqueConstraint(fields=["project"], condition=models.Q(active=True),
+                                    name="one_active_verifier_per_project"),
+        ]
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in self.ACTIVE

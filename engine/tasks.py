@@ -1,5 +1,5 @@
-"""Celery tasks of the model loop: the training run (``train`` queue), the periodic job (beat), and
-checkpoint downloads from the dashboard (``cpu`` queue).
+"""Celery tasks of the model loop: the training run (``train`` queue), the periodic job (beat),
+checkpoint downloads from the dashboard and the quality verifier's trainings (``cpu`` queue).
 
 ``celery -A config worker -Q train`` runs ``train_model``; ``celery -A config beat`` sends
 ``loop_tick`` every ``MASKLET_LOOP_TICK_S`` seconds (``CELERY_BEAT_SCHEDULE``; in embedded mode
@@ -33,6 +33,14 @@ def train_model(run_id: int) -> str:
     from engine.training import execute_run
 
     return execute_run(run_id)
+
+
+@shared_task(name="engine.tasks.train_verifier", acks_late=True, child_lost="engine.verifier.lost_in_child")
+def train_verifier(version_id: int) -> str:
+    """Train one queued ``VerifierVersion`` (see ``engine.verifier.execute``)."""
+    from engine.verifier import execute
+
+    return execute(version_id)
 
 
 @shared_task(name="engine.tasks.loop_tick")

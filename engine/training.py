@@ -595,8 +595,15 @@ def due_projects(now: Any = None) -> list[tuple[Any, str]]:
 
 
 def periodic_tick() -> dict[str, Any]:
-    """What Celery beat runs: recover lost runs, then start the runs that are due."""
+    """What Celery beat runs: recover lost runs, then start the runs that are due, and the quality
+    verifier's trainings (``engine.verifier``) of the projects the schedule is on for."""
+    from annotator.models import Project
+    from engine import verifier
+
     recovered = recover_orphaned_runs()
+    verifier.recover_stale()
+    scheduled = [project for project in Project.objects.all() if loop_settings(project).enabled]
+    verifiers = verifier.start_due(scheduled)
     started = []
     for project, why in due_projects():
         try:
@@ -606,4 +613,4 @@ def periodic_tick() -> dict[str, Any]:
             continue
         _append_log(run, f"started by the schedule: {why}")
         started.append(run.pk)
-    return {"recovered": recovered, "started": started}
+    return {"recovered": recovered, "started": started, "verifiers_started": verifiers}

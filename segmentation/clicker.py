@@ -95,6 +95,7 @@ class ReviewResult:
 
     ``frames``, ``scores`` and ``jf`` are parallel, in frame order; the prompted frame is left out
     (a person made it), and so is any frame the backend did not rate (``unrated`` counts them).
+    ``masks``: the propagated mask of each of those frames, when asked for (``keep_masks``).
     """
 
     object_id: int
@@ -105,6 +106,7 @@ class ReviewResult:
     scores: list[float] = field(default_factory=list)
     jf: list[float] = field(default_factory=list)
     features: list[dict[str, float]] = field(default_factory=list)
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
     unrated: int = 0
     visible: bool = True
 
@@ -396,6 +398,7 @@ def review_protocol(
     object_id: int,
     clicks_per_frame: int = 3,
     bound_th: float = DEFAULT_BOUND_TH,
+    keep_masks: bool = False,
 ) -> ReviewResult:
     """Prompt the first visible frame with ``clicks_per_frame`` clicks, propagate both ways once, and
     pair every other GT frame's quality score with its true J&F: how well the score tells a
@@ -425,5 +428,7 @@ def review_protocol(
         result.frames.append(index)
         result.scores.append(float(ratings[index].score))
         result.features.append(dict(ratings[index].features))
+        if keep_masks:
+            result.masks[index] = run.pred[index]
         result.jf.append(j_and_f(run.gt[index], run.pred[index], bound_th).jf)
     return result

@@ -36,6 +36,7 @@ from annotator.masklet_status import MaskletAction, TransitionRefused, transitio
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
+from engine import verifier
 from segmentation.masks import empty_rle
 from segmentation.rle import RLEError, check_counts, valid_rle
 from segmentation.segmenter import FrameQuality
@@ -427,11 +428,12 @@ def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dic
     """Store one batch of propagated masks in one transaction, source ``model``.
 
     ``frames`` is ``[(frame_index, {object_id: rle})]``; ``quality`` the backend's rating of those
-    masks by ``(object_id, frame_index)`` (a mask without one is stored unrated). Objects the user
+    masks by ``(object_id, frame_index)`` (a mask without one is stored unrated), re-scored by the
+    project's active learned verifier when it has one (``engine.verifier.rescore``). Objects the user
     cannot edit (now) are left out; frames a person edited are skipped unless ``overwrite_human``.
     Returns the saved masks (in the order given) and the skipped ``(object_id, frame_index)`` pairs.
     """
-    quality = quality or {}
+    quality = verifier.rescore(video.project_id, quality or {})
     by_object: dict[int, list[MaskWrite]] = defaultdict(list)
     for frame_index, masks in frames:
         for object_id, rle in masks.items():

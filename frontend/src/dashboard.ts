@@ -23,6 +23,13 @@ interface EffortRow {
   clicks_per_clicked_frame: number | null; edited_frame_share: number | null; annotated_frames: number;
   masklets: number;
 }
+// A training of the learned quality verifier (engine.verifier): AUROC on held-out reviewed frames, next to
+// the backend's own score's on the same frames.
+interface Verifier {
+  number: number; status: string; trigger: string; active: boolean; auroc: number | null;
+  backend_auroc: number | null; trained_frames: number; heldout_frames: number; bad_frames: number; error: string;
+  created_at: string; finished_at: string | null;
+}
 interface Download {
   id: number; name: string; label: string; status: string; bytes_done: number; bytes_total: number | null;
   stage: string; error: string; version: number | null; promote: boolean;
@@ -31,7 +38,8 @@ interface Download {
 // rule the endpoint refuses by.
 interface Rule { possible: boolean; reason: string }
 interface State {
-  actions: { start: Rule; cancel: Rule; rollback: Rule; promote: Record<string, Rule>; download: Record<string, Rule> };
+  actions: { start: Rule; cancel: Rule; rollback: Rule; promote: Record<string, Rule>; download: Record<string, Rule>;
+    train_verifier: Rule };
   serving: string;
   serving_fallback: boolean;
   downloads: Download[];
@@ -42,11 +50,12 @@ interface State {
   growth: { by_status_type: Array<{ status: string; type: string; count: number }>; days: string[];
     cumulative: Record<string, number[]> };
   effort: EffortRow[];
+  verifiers: Verifier[];
   loop: { enabled: boolean; min_new_masklets: number; min_hours: number; auto_promote: boolean;
     promote_margin: number; steps: number; new_masklets: number };
 }
 type DownloadEvent = Download & { type: "download" };
-type RunEvent = { type: "run"; run: number; status?: string; progress?: number; step?: number; steps?: number;
+type RunEvent = { type: "run"; run?: number; verifier?: number; status?: string; progress?: number; step?: number; steps?: number;
   loss?: number; error?: string; promoted?: number; stage?: string; done?: number; total?: number; log?: string };
 
 const root = document.getElementById("dashboard") as HTMLElement;
@@ -116,6 +125,7 @@ async function post(url: string, body: BodyInit | null, show: ShowError): Promis
 }
 
 const runError = errorIn($("run-error"));
+const verifierError = errorIn($("verifier-error"));
 const downloadError = errorIn($("download-error"));
 // The register form's error goes under the field the server blames (else under the button).
 const registerError: ShowError = (message, field) => {
@@ -299,6 +309,18 @@ function onDownload(event: DownloadEvent): void {
   if (event.status !== before) void refresh();
 }
 
+function renderVerifiers(): void {
+  if (state.verifiers.length === 0) {
+    $("verifiers").textContent = "Not trained yet: model frames are scored by their backend alone.";
+    return;
+  }
+  table($("verifiers"), ["version", "status", "scores new frames", "AUROC (held out)", "backend's AUROC",
+    "trained on", "held out", "edited (bad)", "trigger", "finished", "error"], state.verifiers.map((v) => [
+    `v${v.number}`, v.status, v.active ? "yes" : "no", num(v.auroc, 3), num(v.backend_auroc, 3),
+    String(v.trained_frames), String(v.heldout_frames), String(v.bad_frames), v.trigger,
+    v.finished_at ? formatWhen(v.finished_at) : "–", v.error]));
+}
+
 function render(event?: RunEvent): void {
   $("serving").textContent = state.serving;
   (root.ownerDocument.querySelector("[data-fallback-note]") as HTMLElement).hidden = !state.serving_fallback;
@@ -309,12 +331,14 @@ function render(event?: RunEvent): void {
   applyRule($("start-run") as HTMLButtonElement, state.actions.start);
   applyRule($("cancel-run") as HTMLButtonElement, state.actions.cancel);
   applyRule($("rollback") as HTMLButtonElement, state.actions.rollback);
+  applyRule($("train-verifier") as HTMLButtonElement, state.actions.train_verifier);
   renderLive(event);
   renderDownloads();
   renderVersions();
   renderRuns();
   renderGrowth();
   renderEffort();
+  renderVerifiers();
   table($("events"), ["when", "who", "what", "version", "note"], state.events.map((e) =>
     [formatWhen(e.at), e.actor, e.action.replace("_", " "), e.version, e.note]));
 }
@@ -327,6 +351,7 @@ function connect(): void {
     if (data.type === "hello") root.dataset.live = "1";  // following runs and downloads from now on
     if (data.type === "download") { onDownload(data); return; }
     if (data.type !== "run") return;
+    if (data.verifier !== undefined) { void refresh(); return; }  // a verifier training changed status
     if (data.log !== undefined) {  // one line of the run's log, as it is stored
       if (state.active_run && state.active_run.id === data.run) {
         state.active_run.log += data.log;
@@ -357,6 +382,7 @@ function connect(): void {
 
 $("start-run").addEventListener("click", () => void post(root.dataset.start as string, null, runError));
 $("cancel-run").addEventListener("click", () => void post(root.dataset.cancel as string, null, runError));
+$("train-verifier").addEventListener("click", () => void post(root.dataset.verifier as string, null, verifierError));
 $("rollback").addEventListener("click", () => {
   if (window.confirm("Retire the production version and restore the one before it?")) {
     void post(root.dataset.rollback as string, null, runError);

@@ -322,6 +322,7 @@ ENDPOINTS: dict[str, list[Case]] = {
     "api-models-rollback": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],
     "api-models-register": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],
     "api-models-download": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=400)],  # no name: nothing starts
+    "api-models-verifier": [Case("POST", _project, Action.MANAGE_MODELS, ok_status=409)],  # no rated frame yet
 }
 
 
