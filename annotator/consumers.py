@@ -36,7 +36,7 @@ from annotator.permissions import Action, has_permission, role_allows, role_of
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused
 from annotator.tasks import session_message
-from engine import channel_bridge, workers
+from engine import channel_bridge, heartbeat, workers
 from engine.dispatch import submit
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.segmenters import ServingModel, serving_model
@@ -244,9 +244,9 @@ class AnnotationConsumer(ProjectConsumer):
     watchdog notices when that worker's heartbeat is gone: a running ``track`` is re-sent to
     the shared queue (frames already stored are simply written again), other edits in flight
     get error ``worker_lost``. A worker restarted under the same name beats again at once, but
-    as another incarnation (``engine.workers``): the work the killed process held is lost all
+    as another incarnation (``engine.heartbeat``): the work the killed process held is lost all
     the same. While a track runs, the watchdog also tells the workers that this socket is alive
-    (``sessions.keep_socket_alive``): when the server dies with it, the track stops on its own.
+    (``heartbeat.keep_socket_alive``): when the server dies with it, the track stops on its own.
     """
 
     required_action = Action.VIEW_PROJECT
@@ -447,7 +447,7 @@ class AnnotationConsumer(ProjectConsumer):
                                    username=self.username, video_id=self.video.pk, op=op, attempt=0,
                                    model_version=self.model_version, message=msg, watched=watched)
         if watched:
-            await _blocking(sessions.keep_socket_alive)(self.session_id)
+            await _blocking(heartbeat.keep_socket_alive)(self.session_id)
         self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None,
                               "incarnation": None}
         if self.owner is None and self.assigning:
@@ -521,7 +521,7 @@ class AnnotationConsumer(ProjectConsumer):
         """Services mode: keep this socket's track alive on its worker and move in-flight work off a
         worker that is gone. A failing check (Redis away) is tried again at the next tick: the
         watchdog outlives any outage."""
-        interval = sessions.watchdog_seconds()
+        interval = heartbeat.watchdog_seconds()
         while True:
             await asyncio.sleep(interval)
             if not self.in_flight:
@@ -534,7 +534,7 @@ class AnnotationConsumer(ProjectConsumer):
 
     async def _check_workers(self) -> None:
         if any(entry["type"] == "track" for entry in self.in_flight.values()):
-            await _blocking(sessions.keep_socket_alive)(self.session_id)
+            await _blocking(heartbeat.keep_socket_alive)(self.session_id)
         held: dict[str, list[str]] = {}  # worker queue -> ops it holds (or was sent)
         for op, entry in self.in_flight.items():
             queue = entry["worker"] or entry["queue"]
@@ -542,7 +542,7 @@ class AnnotationConsumer(ProjectConsumer):
                 held.setdefault(queue, []).append(op)
         if not held:
             return
-        beating = await _blocking(workers.incarnations)(list(held))
+        beating = await _blocking(heartbeat.worker_incarnations)(list(held))
         for queue, ops in held.items():
             now = beating[queue]
             lost = []

@@ -56,7 +56,7 @@ from annotator.models import MaskFrameRevision, Masklet, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
-from engine import channel_bridge, workers
+from engine import channel_bridge, heartbeat, workers
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
@@ -100,21 +100,6 @@ def abandoned_op_key(op: str, attempt: int) -> str:
     return f"masklet:abandoned-op:{op}:{attempt}"
 
 
-def socket_alive_key(session_id: str) -> str:
-    return f"masklet:socket-alive:{session_id}"
-
-
-def watchdog_seconds() -> float:
-    """How often an annotation socket checks its workers' heartbeats (and says it is alive)."""
-    return max(0.2, min(1.0, settings.WORKER_HEARTBEAT_SECONDS / 3))
-
-
-def socket_alive_seconds() -> float:
-    """A watched track (services mode) stops when its socket has not said it is alive for this
-    long: its server died (``kill -9``, a lost machine) without a chance to abandon it."""
-    return 5 * watchdog_seconds()
-
-
 def request_cancel(op: str) -> None:
     """Ask the worker running ``op`` (a track) to stop after the frame it is on."""
     cache.set(cancel_key(op), True, timeout=FLAG_SECONDS)
@@ -129,11 +114,6 @@ def abandoned_flag_seconds() -> float:
 def abandon_session(session_id: str) -> None:
     """The socket is gone: queued messages of its session are skipped, a running track stops."""
     cache.set(abandoned_session_key(session_id), True, timeout=abandoned_flag_seconds())
-
-
-def keep_socket_alive(session_id: str) -> None:
-    """The socket of ``session_id`` is open: its watched tracks go on (renewed every watchdog tick)."""
-    cache.set(socket_alive_key(session_id), True, timeout=socket_alive_seconds())
 
 
 def abandon_op(op: str, attempt: int) -> None:
@@ -152,7 +132,7 @@ def read_state(envelope: SessionEnvelope) -> tuple[bool, str | None]:
 def stop_requested(envelope: SessionEnvelope) -> bool:
     """A track stops when cancelled, when its socket or its delivery was abandoned, or (watched)
     when its socket stopped saying it is alive."""
-    alive = socket_alive_key(envelope.session)
+    alive = heartbeat.socket_alive_key(envelope.session)
     found = cache.get_many([cancel_key(envelope.op), abandoned_session_key(envelope.session),
                             abandoned_op_key(envelope.op, envelope.attempt), *([alive] if envelope.watched else [])])
     if envelope.watched and alive not in found:
@@ -170,7 +150,7 @@ class Replier:
 
     def reply(self, msg: dict[str, Any], *, final: bool, **event_fields: Any) -> None:
         reply = SessionReply(op=self.envelope.op, attempt=self.envelope.attempt, worker=workers.own_queue(),
-                             incarnation=workers.incarnation(), final=final, message=msg, **event_fields)
+                             incarnation=heartbeat.worker_incarnation(), final=final, message=msg, **event_fields)
         channel_bridge.send(self.envelope.reply_channel, reply.event())
 
     def model_changed(self, serving: ServingModel, text: str) -> None:
@@ -372,7 +352,7 @@ class SessionRegistry:
 
 registry = SessionRegistry()
 # Idle sessions are closed on the worker's heartbeat thread too, not only when a message arrives.
-workers.add_heartbeat_hook(registry.evict_idle)
+heartbeat.add_worker_heartbeat_hook(registry.evict_idle)
 
 
 # -- handling one message -----------------------------------------------------------------------

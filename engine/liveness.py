@@ -3,7 +3,8 @@
 Used by training runs (``engine.training``) and auto-masklet runs (``annotator.automasks.runs``).
 A run row has ``status`` (``queued`` -> ``running`` -> an end), ``worker``, ``started_at`` and
 ``heartbeat_at``. Its worker takes it with ``claim`` (queued -> running under its own name, a
-compare-and-set) and stamps ``heartbeat_at`` from a thread while it works (``Heartbeat``). A dead
+compare-and-set) and stamps ``heartbeat_at`` from a thread while it works
+(``engine.heartbeat.JobHeartbeat``). A dead
 worker cannot end its run, so others fail it:
 
 - a worker starting under the same node name: its earlier process is gone, and so are the runs
@@ -24,14 +25,14 @@ import enum
 import logging
 import os
 import socket
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
-from django.db import close_old_connections
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
+
+from engine.heartbeat import job_shows_life
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ def worker_name() -> str:
     from engine import tasks
 
     return tasks.nodename or f"{socket.gethostname()}:{os.getpid()}"
-
-
-def is_alive(run: Any, stale_after: float) -> bool:
-    """Whether the run's worker showed a sign of life (heartbeat, else start) within ``stale_after`` s."""
-    beat = run.heartbeat_at or run.started_at
-    return beat is not None and (timezone.now() - beat).total_seconds() < stale_after
 
 
 def lost_runs(running: QuerySet, *, worker: str | None = None, stale_after: float) -> list[tuple[Any, str]]:
@@ -107,33 +102,6 @@ def claim(model: type[Model], run_id: int, *, stale_after: float, **conditions: 
     run = model.objects.filter(pk=run_id).first()
     if run is None or run.status != RUNNING:
         return Claim.ENDED, run
-    if run.worker != worker_name() and is_alive(run, stale_after):
+    if run.worker != worker_name() and job_shows_life(run, stale_after):
         return Claim.DUPLICATE, run
     return Claim.LOST, run
-
-
-class Heartbeat:
-    """Stamps ``heartbeat_at`` on ``rows`` (the run, while running) every ``interval`` s from a thread."""
-
-    def __init__(self, rows: QuerySet, interval: float, name: str):
-        self.rows, self.interval, self.name = rows, interval, name
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"masklet-{name}-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(self.interval):
-                try:
-                    self.rows.update(heartbeat_at=timezone.now())
-                except Exception:  # a busy database: the next beat (or a progress write) stamps it
-                    logger.warning("heartbeat of %s not written", self.name, exc_info=True)
-        finally:
-            close_old_connections()
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)

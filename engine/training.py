@@ -43,6 +43,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from engine import jobs, liveness, registry
+from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ def execute_run(run_id: int, on_progress: ProgressHook | None = None) -> str:
     run = _claim(run_id)
     if run is None:
         return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or "missing"
-    with liveness.Heartbeat(TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING), settings.LOOP_HEARTBEAT_S,
+    with JobHeartbeat(TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING), settings.LOOP_HEARTBEAT_S,
                             f"training-run-{run_id}"):
         try:
             return _execute(run, on_progress or (lambda stage, progress: None))

@@ -48,6 +48,7 @@ from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused
 from annotator.services.masks import MaskWrite, save_mask_frames
 from engine import liveness
+from engine.heartbeat import JobHeartbeat
 from segmentation.masks import decode_rle, encode_rle, rle_area, rle_bbox
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ def execute(run_id: int) -> AutoMaskletRun | None:
         _fail(run_id, f"the run was lost: the worker running it ({run.worker}) was lost; the task was delivered "
                       "again", expect=Status.RUNNING)
     elif outcome is liveness.Claim.CLAIMED:
-        with liveness.Heartbeat(AutoMaskletRun.objects.filter(pk=run_id, status=Status.RUNNING),
+        with JobHeartbeat(AutoMaskletRun.objects.filter(pk=run_id, status=Status.RUNNING),
                                 settings.LOOP_HEARTBEAT_S, f"auto-masklets-run-{run_id}"):
             try:
                 _generate(run)

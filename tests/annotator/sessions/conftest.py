@@ -38,7 +38,7 @@ from django.test import Client
 from annotator import sessions
 from annotator.models import Video
 from annotator.services.videos import create_video_from_path, ingest_video
-from engine import workers
+from engine import heartbeat, workers
 from fixtures.synthetic import PRESETS, write_video
 
 from .live_stack import Service, worker_command
@@ -212,7 +212,7 @@ def gpu_worker(settings, tmp_path: Path, transactional_db) -> Iterator[Callable[
         worker = WorkerProcess(process, log_path, name, nodename)
         started.append(worker)
         deadline = time.monotonic() + timeout
-        while not workers.incarnations([worker.queue])[worker.queue]:
+        while not heartbeat.worker_incarnations([worker.queue])[worker.queue]:
             if not worker.alive():
                 pytest.fail(f"worker {nodename} exited with {process.returncode}:\n{worker.log()[-3000:]}")
             if time.monotonic() > deadline:

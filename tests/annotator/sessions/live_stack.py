@@ -150,12 +150,12 @@ def start_server(env: dict[str, str], log_path: Path, timeout: float = 60,
 
 
 def heartbeat(redis_url: str, nodename: str) -> dict[str, Any] | None:
-    """The worker's heartbeat (``engine.workers.beat``: pid, incarnation) as in Redis, or None."""
+    """The worker's heartbeat (``engine.heartbeat.beat_worker``: pid, incarnation) as in Redis, or None."""
     import pickle
 
     import redis
 
-    # Django's cache key for engine.workers.heartbeat_key; its Redis cache pickles values.
+    # Django's cache key for engine.heartbeat.worker_heartbeat_key; its Redis cache pickles values.
     raw = redis.Redis.from_url(redis_url, socket_timeout=2).get(f":1:masklet:worker:gpu.{nodename}")
     return pickle.loads(raw) if raw is not None else None
 

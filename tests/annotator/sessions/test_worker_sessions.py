@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 
 from annotator import sessions
 from annotator.models import MaskFrame, Role
+from engine import heartbeat
 from engine.envelope import SessionEnvelope
 
 from .conftest import embedded_only, run
@@ -180,9 +181,7 @@ def test_the_heartbeat_sweep_closes_idle_sessions_but_not_busy_ones(two_videos, 
     idle, _ = sessions.registry.get(second, user.pk, serving)
     sessions.registry.release(idle)
     settings.SESSION_IDLE_SECONDS = 0
-    from engine import workers
-
-    assert sessions.registry.evict_idle in workers._heartbeat_hooks
+    assert sessions.registry.evict_idle in heartbeat._worker_hooks
     assert sessions.registry.evict_idle() == 1
     assert sessions.registry.keys() == [(first.pk, user.pk)]
     sessions.registry.release(busy)

@@ -20,7 +20,7 @@ from annotator.automasks import generate, runs
 from annotator.automasks.runs import execute, recover_lost_runs, scheduled_tick, start_run
 from annotator.models import AutoMaskletRun, MaskFrame, MaskFrameRevision, Masklet
 from annotator.services.annotation import EditRefused
-from engine import liveness, workers
+from engine import heartbeat, liveness, workers
 from fixtures.synthetic import SyntheticSpec
 
 SMALL = SyntheticSpec(seed=5, width=160, height=96, num_frames=12, num_objects=3)  # 3 objects, ~1 s
@@ -102,7 +102,7 @@ def test_the_runs_of_a_gpu_node_starting_again_are_failed_on_worker_ready(team, 
     # gpu0 starts again: Celery sends worker_ready once it consumes gpu and its own queue gpu.gpu0@host.
     beating = []
     monkeypatch.setattr(workers, "_own_queue", workers.queue_for_node("gpu0@host"))
-    monkeypatch.setattr(workers, "start_heartbeat", beating.append)
+    monkeypatch.setattr(heartbeat, "start_worker_heartbeat", beating.append)
     worker_ready.send(sender=None)
     assert beating == ["gpu.gpu0@host"]
     lost.refresh_from_db()
