@@ -42,6 +42,10 @@ class Project(models.Model):
         null=True, blank=True,
         help_text="Opt-in: videos uploaded from this time on get auto masklets once ready (the periodic job, "
                   "annotator.automasks.runs.scheduled_tick); empty: only when an admin asks.")
+    auto_approve_confident = models.BooleanField(
+        default=False,
+        help_text="Approve a submitted masklet by itself when every model frame of it is confidently good "
+                  "(annotator.selectors.CONFIDENT_QUALITY); off: reviewers see a mark and sample it.")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -265,6 +269,22 @@ class Prompt(models.Model):
         ordering = ["masklet", "created_at", "id"]
 
 
+class SeenFrame(models.Model):
+    """A person looked at one object on one frame (the annotation page) -- the radar's jump key skips it.
+
+    The first look is kept; frames a person edited count as seen through their ``Prompt`` rows.
+    """
+
+    masklet = models.ForeignKey(Masklet, on_delete=models.CASCADE, related_name="seen_frames")
+    frame_index = models.PositiveIntegerField(help_text="Native video frame number.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["masklet", "frame_index"], name="one_seen_row_per_frame")]
+
+
 class Review(models.Model):
     class Verdict(models.TextChoices):
         SATISFACTORY = "satisfactory", "Approved"
@@ -276,6 +296,8 @@ class Review(models.Model):
     reason = models.CharField(max_length=100, blank=True)
     comment = models.TextField(blank=True)
     final = models.BooleanField(default=False, help_text="Rejected for good (no clear boundary): never reopened.")
+    automatic = models.BooleanField(
+        default=False, help_text="Approved by the project's auto-approve setting, not by a person (no reviewer).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

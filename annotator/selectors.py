@@ -10,10 +10,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, F, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.urls import reverse
 
-from annotator.models import AutoMaskletRun, DatasetJob, MaskFrame, Masklet, MissedObject, Project, Review, Role, Video
+from annotator.models import (
+    AutoMaskletRun,
+    DatasetJob,
+    MaskFrame,
+    Masklet,
+    MissedObject,
+    Project,
+    Prompt,
+    Review,
+    Role,
+    SeenFrame,
+    Video,
+)
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
 from annotator.services.reviews import reason_label
@@ -282,3 +294,62 @@ def dataset_job_to_dict(project: Project, job: DatasetJob) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "download": reverse("api-dataset-job-download", args=[project.slug, job.id]) if done_export else None,
     }
+
+
+# -- where to look (the quality radar) ------------------------------------------------------------
+
+#: A model frame scored at least this is "confidently good"; a masklet whose model frames all are
+#: gets the reviewers' "sample it" mark and, where the project allows it, is approved by itself.
+CONFIDENT_QUALITY = 0.9
+#: Review-queue and masklet-list orders: ``?order=`` value -> what the page says.
+ORDERS = {"oldest": "oldest first", "score": "lowest score first"}
+
+
+def with_quality(masklets: QuerySet[Masklet]) -> QuerySet[Masklet]:
+    """Masklets annotated with ``lowest_quality`` (their worst-scored model frame, None when none is
+    scored), ``scored_frames`` and ``unscored_frames`` (model frames with and without a score)."""
+    model = Q(frames__source="model")
+    return masklets.annotate(lowest_quality=Min("frames__quality", filter=model),
+                             scored_frames=Count("frames", filter=model & Q(frames__quality__isnull=False)),
+                             unscored_frames=Count("frames", filter=model & Q(frames__quality__isnull=True)))
+
+
+def is_confident(masklet: Masklet) -> bool:
+    """Every model frame scored and at least ``CONFIDENT_QUALITY`` (needs ``with_quality``'s fields)."""
+    return bool(masklet.scored_frames and not masklet.unscored_frames
+                and masklet.lowest_quality >= CONFIDENT_QUALITY)
+
+
+def ordered(masklets: QuerySet[Masklet], order: str) -> QuerySet[Masklet]:
+    """Masklets in an ``ORDERS`` order: ``score`` puts the lowest-scored first (unscored last), ``oldest``
+    the longest waiting first. A subquery, not an aggregate, so the queue can still lock rows with it."""
+    if order == "score":
+        worst = MaskFrame.objects.filter(masklet=OuterRef("pk"), source="model", quality__isnull=False) \
+            .order_by("quality").values("quality")[:1]
+        return masklets.annotate(worst_quality=Subquery(worst)).order_by(
+            F("worst_quality").asc(nulls_last=True), "updated_at", "id")
+    return masklets.order_by("updated_at", "id")
+
+
+def masklet_quality(masklet: Masklet) -> dict[str, Any]:
+    """One masklet's lowest model-frame score and confident mark (the review page's header)."""
+    row = with_quality(Masklet.objects.filter(pk=masklet.pk)).first()
+    return {"lowest": row.lowest_quality, "confident": is_confident(row), "threshold": CONFIDENT_QUALITY}
+
+
+def review_queue(project: Project, order: str) -> list[Masklet]:
+    """The submitted masklets of the project, with their quality and whether they are confident."""
+    rows = ordered(with_quality(Masklet.objects.filter(video__project=project, status=Masklet.Status.SUBMITTED)
+                                .select_related("video", "assignee", "lock_holder")), order)
+    for masklet in rows:
+        masklet.confident = is_confident(masklet)
+    return list(rows)
+
+
+def seen_frames(video: Video) -> dict[int, list[int]]:
+    """Object id -> frames a person looked at (``SeenFrame``) or edited (a ``Prompt``), sorted."""
+    seen: dict[int, set[int]] = {}
+    for rows in (SeenFrame.objects.filter(masklet__video=video), Prompt.objects.filter(masklet__video=video)):
+        for object_id, frame in rows.values_list("masklet__object_id", "frame_index"):
+            seen.setdefault(object_id, set()).add(frame)
+    return {object_id: sorted(frames) for object_id, frames in seen.items()}

@@ -20,13 +20,17 @@ from annotator.charts import bar_chart
 from annotator.models import Masklet, Project, Role, Split, Video
 from annotator.permissions import Action, project_permission
 from annotator.selectors import (
+    CONFIDENT_QUALITY,
+    ORDERS,
     frame_path,
+    masklet_quality,
     masklet_story,
     masklet_to_dict,
     missed_object_in_video,
     pending_missed_count,
     video_in_project,
 )
+from annotator.selectors import review_queue as review_queue_rows
 from annotator.services import missed_objects, queues, reviews, team
 from annotator.services.annotation import EditRefused
 from annotator.services.reviews import FINAL_REASONS, REASONS, review_masklet
@@ -176,12 +180,34 @@ def video_finish(request: HttpRequest, project: Project, video_id: int) -> HttpR
 @require_POST
 @project_permission(Action.REVIEW)
 def review_next(request: HttpRequest, project: Project) -> HttpResponse:
-    """Claim the next submitted masklet (never one's own) and open the review page."""
-    masklet = queues.next_review(project, request.user)
+    """Claim the next submitted masklet (never one's own), in the chosen ``order``, and open the review page."""
+    order = _order(request.POST.get("order"))
+    masklet = queues.next_review(project, request.user, order)
     if masklet is None:
         messages.info(request, "No masklet is waiting for review.")
         return redirect("project-detail", slug=project.slug)
-    return redirect("masklet-review", slug=project.slug, masklet_id=masklet.id)
+    return _review_page(project, masklet.id, order)
+
+
+def _order(value: str | None) -> str:
+    return value if value in ORDERS else "oldest"
+
+
+def _review_page(project: Project, masklet_id: int, order: str) -> HttpResponse:
+    url = reverse("masklet-review", kwargs={"slug": project.slug, "masklet_id": masklet_id})
+    return redirect(url + (f"?order={order}" if order != "oldest" else ""))
+
+
+@require_GET
+@project_permission(Action.REVIEW)
+def review_queue(request: HttpRequest, project: Project) -> HttpResponse:
+    """Every submitted masklet, oldest or lowest score first, marked when all its frames are confidently good."""
+    order = _order(request.GET.get("order"))
+    return render(request, "annotator/review_queue.html", {
+        "project": project, "masklets": review_queue_rows(project, order), "order": order, "orders": ORDERS,
+        "order_words": ORDERS[order],
+        "confident": CONFIDENT_QUALITY,
+    })
 
 
 def _missed_object(project: Project, video_id: int, missed_id: int):
@@ -252,18 +278,19 @@ def masklet_review(request: HttpRequest, project: Project, masklet_id: int) -> H
         masklet.refresh_from_db()
         messages.success(request, f"{masklet.video.name} object {masklet.object_id}: "
                                   f"{masklet.get_status_display().lower()}.")
-        following = queues.next_review(project, request.user)
+        order = _order(request.POST.get("order"))
+        following = queues.next_review(project, request.user, order)
         if following is None:
             messages.info(request, "No more masklets waiting for review.")
             return redirect("project-detail", slug=project.slug)
-        return redirect("masklet-review", slug=project.slug, masklet_id=following.id)
+        return _review_page(project, following.id, order)
     video = masklet.video
     return render(request, "annotator/review.html", {
         "project": project, "video": video, "masklet": masklet, "story": masklet_story(masklet),
         "serving": serving_model(project),
         "reasons": REASONS, "final_reasons": FINAL_REASONS,
-        "can_judge": masklet.status == Masklet.Status.SUBMITTED,
-        "missed_pending": pending_missed_count(video),
+        "can_judge": masklet.status == Masklet.Status.SUBMITTED, "order": _order(request.GET.get("order")),
+        "missed_pending": pending_missed_count(video), "quality": masklet_quality(masklet),
         "config": {
             "objectId": masklet.object_id, "width": video.width, "height": video.height,
             "frames": video.annotated_frame_indices(), "fps": float(project.annotation_fps or 6),

@@ -32,6 +32,7 @@ urlpatterns = [
     path("projects/<slug:slug>/work/next/", team_views.work_next, name="work-next"),
     path("projects/<slug:slug>/videos/<int:video_id>/finish/", team_views.video_finish, name="video-finish"),
     path("projects/<slug:slug>/review/next/", team_views.review_next, name="review-next"),
+    path("projects/<slug:slug>/review/", team_views.review_queue, name="review-queue"),
     path("projects/<slug:slug>/videos/<int:video_id>/missed/<int:missed_id>/", team_views.missed_object,
          name="missed-object"),
     path("projects/<slug:slug>/videos/<int:video_id>/missed/<int:missed_id>.jpg", team_views.missed_object_image,

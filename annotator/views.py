@@ -76,6 +76,12 @@ class ProjectEditForm(forms.Form):
         min_value=1, max_value=120, label="Annotation fps",
         help_text="Frames per second that people annotate; videos uploaded from now on use it.",
     )
+    auto_approve_confident = forms.BooleanField(
+        required=False, label="Approve confident masklets automatically",
+        help_text=f"A submitted masklet whose model frames all scored at least {selectors.CONFIDENT_QUALITY:.2f} is "
+                  "approved without a reviewer (its review says it was automatic). Off: reviewers see a "
+                  "“confident” mark and sample it.",
+    )
 
 
 class UploadForm(forms.Form):
@@ -181,7 +187,8 @@ def project_edit(request: HttpRequest, project: Project) -> HttpResponse:
     """Name, description, annotation fps, and the label set (add, rename, recolour, retire, restore)."""
     action = request.POST.get("action", "details") if request.method == "POST" else None
     form = ProjectEditForm(request.POST if action == "details" else None, initial={
-        "name": project.name, "description": project.description, "annotation_fps": project.annotation_fps})
+        "name": project.name, "description": project.description, "annotation_fps": project.annotation_fps,
+        "auto_approve_confident": project.auto_approve_confident})
     if action == "details" and form.is_valid():
         try:
             project_service.update_project(project, **form.cleaned_data)

@@ -73,6 +73,12 @@ class MaskletCreate(serializers.Serializer):
     label = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
+class SeenFrames(serializers.Serializer):
+    object_id = serializers.IntegerField(min_value=1, help_text="The object's number in the video.")
+    frames = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=1, max_length=1000,
+                                   help_text="Native frame numbers the person looked at.")
+
+
 class Rle(serializers.Serializer):
     size = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=2, max_length=2,
                                  help_text="[height, width] of the video.")

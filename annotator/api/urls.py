@@ -27,6 +27,7 @@ urlpatterns = [
     path(P + "videos/<int:video_id>/frames/<int:frame_index>/", views.video_frame, name="api-video-frame"),
     path(P + "videos/<int:video_id>/masklets/", views.video_masklets, name="api-video-masklets"),
     path(P + "videos/<int:video_id>/masks/", views.video_masks, name="api-video-masks"),
+    path(P + "videos/<int:video_id>/seen/", views.video_seen, name="api-video-seen"),
     path(P + "masklets/<int:masklet_id>/", views.masklet_detail, name="api-masklet-detail"),
     path(P + "masklets/<int:masklet_id>/masks/", views.masklet_masks, name="api-masklet-masks"),
     path(P + "masklets/<int:masklet_id>/submit/", views.masklet_submit, name="api-masklet-submit"),

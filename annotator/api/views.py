@@ -34,6 +34,7 @@ from annotator.models import Masklet, Project, Video
 from annotator.permissions import Action, login_required_rule, project_permission, public, role_of, roles_by_project
 from annotator.services import annotation, projects
 from annotator.services.annotation import EditRefused
+from annotator.services.seen import mark_seen
 from annotator.services.videos import (
     DuplicateVideo,
     VideoRejected,
@@ -213,10 +214,12 @@ def _masklet_json(masklet: Masklet, viewer: Any) -> dict[str, Any]:
     return data
 
 
-@endpoint("GET", "POST", request=shapes.MaskletCreate)
+@endpoint("GET", "POST", request=shapes.MaskletCreate,
+          parameters=[OpenApiParameter("order", str, enum=["object", *selectors.ORDERS])])
 @project_permission(Action.VIEW_PROJECT, api=True, POST=Action.ANNOTATE)
 def video_masklets(request: HttpRequest, project: Project, video_id: int) -> JsonResponse:
-    """GET: the video's objects as the viewer sees them (lock holder, review verdict and reason).
+    """GET: the video's objects as the viewer sees them (lock holder, review verdict and reason), each with
+    its lowest model-frame score and the confident mark; ``?order=score`` lists the lowest-scored first.
     POST ``{label}``: a new draft object, locked to you (write its masks with PUT .../masks/)."""
     video = _video_or_404(project, video_id)
     if request.method == "POST":
@@ -226,8 +229,30 @@ def video_masklets(request: HttpRequest, project: Project, video_id: int) -> Jso
         except EditRefused as error:
             return refused(error, 409 if error.code == "not_found" else None)
         return JsonResponse(_masklet_json(masklet, request.user), status=201)
-    return JsonResponse({"masklets": [selectors.masklet_to_dict(m, request.user)
-                                      for m in selectors.masklets_for_video(video)]})
+    order = request.GET.get("order", "object")
+    if order not in ("object", *selectors.ORDERS):
+        raise BadInput(f"'order' is one of object, {', '.join(selectors.ORDERS)}.", field="order")
+    masklets = selectors.with_quality(selectors.masklets_for_video(video))
+    if order != "object":
+        masklets = selectors.ordered(masklets, order)
+    return JsonResponse({"masklets": [
+        {**selectors.masklet_to_dict(m, request.user), "lowest_quality": m.lowest_quality,
+         "confident": selectors.is_confident(m)} for m in masklets]})
+
+
+@endpoint("GET", "POST", request=shapes.SeenFrames)
+@project_permission(Action.VIEW_PROJECT, api=True)
+def video_seen(request: HttpRequest, project: Project, video_id: int) -> JsonResponse:
+    """Frames people looked at or edited, per object (the annotation page's jump key skips them).
+    POST ``{"object_id": N, "frames": [native, ...]}`` records a look (``annotator.services.seen``)."""
+    video = _video_or_404(project, video_id)
+    if request.method == "POST":
+        data = validated(shapes.SeenFrames, request)
+        try:
+            mark_seen(video, request.user, data["object_id"], data["frames"])
+        except EditRefused as error:
+            return refused(error)
+    return JsonResponse({"seen": {str(k): v for k, v in selectors.seen_frames(video).items()}})
 
 
 def _frame_bounds(request: HttpRequest) -> tuple[int | None, int | None]:

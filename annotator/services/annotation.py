@@ -496,6 +496,9 @@ def submit_masklet(masklet: Masklet, user: User) -> Masklet:
         row.lock_expires_at = None
         row.assignee = row.assignee or user
         row.save(update_fields=["status", "lock_holder", "lock_expires_at", "assignee", "updated_at"])
+        from annotator.services.reviews import approve_if_confident  # reviews builds on this module
+
+        approve_if_confident(row)
     return row
 
 

@@ -164,8 +164,12 @@ def release_video(video: Video, user: User) -> None:
     VideoAssignment.objects.filter(video=video, holder=user).update(holder=None, expires_at=None)
 
 
-def next_review(project: Project, user: User) -> Masklet | None:
-    """Claim the reviewer's next submitted masklet (never their own); None when nothing waits."""
+def next_review(project: Project, user: User, order: str = "oldest") -> Masklet | None:
+    """Claim the reviewer's next submitted masklet (never their own); None when nothing waits.
+    ``order`` is ``oldest`` (longest waiting first) or ``score`` (lowest-scored first,
+    ``annotator.selectors.ordered``)."""
+    from annotator.selectors import ordered  # selectors read through the services
+
     _check(project, user, Action.REVIEW)
     now = timezone.now()
     held = Masklet.objects.filter(video__project=project, status=Masklet.Status.SUBMITTED, lock_holder=user,
@@ -175,7 +179,7 @@ def next_review(project: Project, user: User) -> Masklet | None:
     free = Masklet.objects.filter(video__project=project, status=Masklet.Status.SUBMITTED) \
         .filter(_free(now, "lock_holder", "lock_expires_at", user)).exclude(own_masklets(user))
     expires = now + timedelta(seconds=REVIEW_LOCK_SECONDS)
-    pk = _claim(free.order_by("updated_at", "id"), None,
+    pk = _claim(ordered(free, order), None,
                 lambda pk: free.filter(pk=pk).update(lock_holder=user, lock_expires_at=expires))
     return Masklet.objects.select_related("video").get(pk=pk) if pk is not None else None
 

@@ -85,6 +85,24 @@ def verdict_action(verdict: str, final: bool) -> MaskletAction:
     return MaskletAction.DISCARD if final else MaskletAction.SEND_BACK
 
 
+def approve_if_confident(masklet: Masklet) -> Review | None:
+    """Where the project switched auto-approve on, approve a just-submitted masklet whose model frames are all
+    confidently good (``annotator.selectors.CONFIDENT_QUALITY``), with a review row saying it was automatic
+    and no reviewer. Call inside the submit's transaction; None when it stays for a person to review."""
+    from annotator.selectors import CONFIDENT_QUALITY, is_confident, with_quality
+
+    row = with_quality(Masklet.objects.filter(pk=masklet.pk)).select_related("video__project").first()
+    if row is None or not row.video.project.auto_approve_confident or not is_confident(row):
+        return None
+    review = Review.objects.create(masklet=row, reviewer=None, verdict=Review.Verdict.SATISFACTORY, automatic=True,
+                                   comment=f"Approved automatically: every model frame scored at least "
+                                           f"{CONFIDENT_QUALITY:.2f} (lowest {row.lowest_quality:.2f}).")
+    change_status(row, MaskletAction.APPROVE)
+    row.save(update_fields=["status", "updated_at"])
+    masklet.status = row.status
+    return review
+
+
 def open_review(masklet: Masklet) -> Review | None:
     """The verdict that sent the masklet back and that its annotator has not answered yet: its latest
     review, when unsatisfactory, while the masklet is rejected (or a draft again after reopening).
@@ -104,7 +122,9 @@ def describe_review(review: Review) -> str:
 
 
 def verdict_words(review: Review) -> str:
-    """The one vocabulary for a verdict: approved, sent back, rejected for good."""
+    """The one vocabulary for a verdict: approved (automatically), sent back, rejected for good."""
+    if review.automatic:
+        return "approved automatically"
     return "rejected for good" if review.final else review.get_verdict_display().lower()
 
 
@@ -112,6 +132,7 @@ def review_history(masklet: Masklet) -> list[dict[str, Any]]:
     """Every verdict on the masklet, oldest first, for the review page and the API."""
     return [{"verdict": r.verdict, "words": verdict_words(r), "reason": r.reason,
              "reason_label": reason_label(r.reason) if r.reason else "",
-             "comment": r.comment, "final": r.final, "reviewer": r.reviewer.get_username() if r.reviewer else None,
+             "comment": r.comment, "final": r.final, "automatic": r.automatic,
+             "reviewer": r.reviewer.get_username() if r.reviewer else None,
              "at": r.created_at.isoformat()}
             for r in masklet.reviews.select_related("reviewer").order_by("created_at", "id")]

@@ -244,6 +244,11 @@ ENDPOINTS: dict[str, list[Case]] = {
     "work-next": [Case("POST", _project, Action.ANNOTATE, ok_status=302)],
     "video-finish": [Case("POST", _video, Action.ANNOTATE, ok_status=302)],
     "review-next": [Case("POST", _project, Action.REVIEW, ok_status=302)],
+    "review-queue": [Case("GET", _project, Action.REVIEW)],
+    "api-video-seen": [
+        Case("GET", _video, Action.VIEW_PROJECT),
+        Case("POST", _video, Action.VIEW_PROJECT, ok_status=400),  # an empty form, not the JSON it takes: refused
+    ],
     "missed-object": [Case("POST", _missed_object, Action.REVIEW, ok_status=302, data=lambda: {"action": "dismiss"},
                            verify=_missed_dismissed)],
     "missed-object-image": [Case("GET", _missed_object, Action.REVIEW)],
