@@ -5,13 +5,15 @@
     videos       [{id, name, width, height, fps, frame_count, stride}]
     images       [{id, file_name: "{video}/{frame:05d}.jpg", width, height, video_id, frame_index}]
     annotations  [{id, image_id, video_id, category_id, segmentation: {size, counts}, area, bbox,
-                   iscrowd: 0, track_id, object_id, masklet_type}]
+                   iscrowd: 0, track_id, object_id, masklet_type, score?}]
     categories   [{id, name, supercategory}]
 
 ``track_id`` is the masklet's id (unique in the export), ``object_id`` its id within the video.
 Categories are the project's labels in order from 1, then any other label masklets carry
 ("object" for unlabelled ones). Segmentations are the stored compressed RLE, copied; area and
-bbox are the stored ones. With ``media`` the frames go to ``images/{video}/{frame:05d}.jpg``.
+bbox are the stored ones. ``score`` (a model's mask only) is its stored quality score in [0, 1],
+the field COCO results use for confidence; people's masks have none. With ``media`` the frames
+go to ``images/{video}/{frame:05d}.jpg``.
 
 Import reads the same file (and plain COCO: ``video_id``/``frame_index`` may be missing, then
 the video is the folder of ``file_name`` and the frame its number; uncompressed RLE and polygons
@@ -65,13 +67,16 @@ def export(project: Project, videos: Iterable[VideoData], out: Path, *, media: b
                     if mask is None:
                         continue
                     annotation_id += 1
-                    annotations.append({
+                    annotation = {
                         "id": annotation_id, "image_id": image_id, "video_id": video_id,
                         "category_id": category_id(categories, label_of(masklet)),
                         "segmentation": {"size": video.size, "counts": mask.counts},
                         "area": mask.area, "bbox": mask.bbox, "iscrowd": 0, "track_id": masklet.pk,
                         "object_id": masklet.object_id, "masklet_type": masklet.type,
-                    })
+                    }
+                    if mask.quality is not None:  # a model's mask: COCO results' confidence field
+                        annotation["score"] = mask.quality
+                    annotations.append(annotation)
             arrays.add("videos", [video_entry(video, video_id)])
             arrays.add("images", images)
             arrays.add("annotations", annotations)

@@ -89,11 +89,13 @@ class ExportFilters:
 
 
 class Mask(NamedTuple):
-    """One stored mask: the RLE ``counts`` string as stored, its area, source and (when asked) bbox."""
+    """One stored mask: the RLE ``counts`` string as stored, its area, source, the model's quality score
+    (None for people's masks) and (when asked) bbox."""
 
     counts: str
     area: int
     source: str
+    quality: float | None
     bbox: list | None = None
 
 
@@ -219,7 +221,7 @@ def read_video(video_id: int, filters: ExportFilters, *, with_bbox: bool = False
         for pk, object_id, label, kind, score in Masklet.objects.filter(video_id=video_id, **_masklet_filter(filters))
         .order_by("object_id").values_list("id", "object_id", "label", "type", "stability_score")
     }
-    fields = ["masklet_id", "frame_index", "rle_counts", "area", "source"] + (["bbox"] if with_bbox else [])
+    fields = ["masklet_id", "frame_index", "rle_counts", "area", "source", "quality"] + (["bbox"] if with_bbox else [])
     rows = (MaskFrame.objects.filter(masklet__video_id=video_id, **_masklet_filter(filters, prefix="masklet__"))
             .values_list(*fields).iterator(chunk_size=4000))
     for masklet_id, frame_index, *mask in rows:

@@ -58,6 +58,18 @@ def test_coco_loads_scores_ap_1_and_reimports_the_same_masks(synthetic_project, 
         Masklet.objects.filter(video__project=project).values_list("label", flat=True))
 
 
+def test_coco_carries_a_model_mask_s_quality_as_its_score(synthetic_project, tmp_path):
+    project = synthetic_project()
+    rated = MaskFrame.objects.filter(masklet__video__project=project, area__gt=0).order_by("id").first()
+    MaskFrame.objects.filter(pk=rated.pk).update(source="model", quality=0.42)
+    export_dataset(project, "coco", tmp_path / "coco", media=False)
+    annotations = json.loads((tmp_path / "coco" / "annotations.json").read_text())["annotations"]
+    scored = [a for a in annotations if "score" in a]
+    assert len(scored) == 1 and scored[0]["score"] == 0.42
+    assert (scored[0]["track_id"], scored[0]["segmentation"]["counts"]) == (rated.masklet_id, rated.rle_counts)
+    assert len(annotations) > 1  # people's masks carry no score
+
+
 def pycocotools_bbox(segmentation: dict) -> list[float]:
     """The box of the DECODED mask, re-encoded and measured by pycocotools (not the stored bbox)."""
     pixels = decode_rle(segmentation)
