@@ -9,7 +9,7 @@ at once and can be called from ingest (sync code, any process: it goes through t
 layer, so it works in embedded and services mode alike).
 
 ``AnnotationConsumer`` (``/ws/projects/<slug>/videos/<video_id>/annotate/``) is one annotation
-session: protocol v1 (``annotator.protocol``), object/lock messages served here, model messages
+session: protocol v1 (``engine.protocol``), object/lock messages served here, model messages
 routed to the GPU worker holding the live session (``annotator.sessions``).
 """
 
@@ -30,13 +30,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from annotator import protocol, selectors, sessions
+from annotator import selectors, sessions
 from annotator.models import Masklet, Project, Video
 from annotator.permissions import Action, has_permission, role_allows, role_of
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused
 from annotator.tasks import session_message
-from engine import channel_bridge, heartbeat, workers
+from engine import channel_bridge, heartbeat, protocol, workers
 from engine.dispatch import submit
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.segmenters import ServingModel, serving_model
@@ -119,8 +119,12 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
         return await database_sync_to_async(_still_has_permission)(user.pk, self.project, self.required_action)
 
     async def deny(self) -> None:
-        await self.send_json({"type": "error", "error": "You no longer have access to this project."})
+        await self.send_json(self.denial("You no longer have access to this project."))
         await self.close(code=CLOSE_FORBIDDEN)
+
+    def denial(self, text: str) -> dict[str, Any]:
+        """The message saying why the socket closes (in the socket's own protocol)."""
+        return {"type": "error", "error": text}
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not await self.is_allowed():
@@ -237,7 +241,7 @@ CLOSE_NOT_FOUND = 4404
 class AnnotationConsumer(ProjectConsumer):
     """One annotation session: ``/ws/projects/<slug>/videos/<video_id>/annotate/``.
 
-    Speaks ``annotator.protocol`` v1. Object and lock messages are served here with the
+    Speaks ``engine.protocol`` v1. Object and lock messages are served here with the
     services (database only); model messages go to the GPU worker holding this user's live
     session (``annotator.sessions``) through ``engine.dispatch``. Until a worker has named
     itself, later model messages wait here so they reach the same worker. In services mode a
@@ -295,6 +299,9 @@ class AnnotationConsumer(ProjectConsumer):
 
     def layer_groups(self) -> list[str]:
         return [self.group] if getattr(self, "group", None) else []
+
+    def denial(self, text: str) -> dict[str, Any]:
+        return protocol.error("forbidden", text)
 
     async def on_layer_recovered(self) -> None:
         """Redis went away: replies to model messages in flight may be lost with it. Say so, so the

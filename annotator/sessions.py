@@ -51,12 +51,12 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 from pydantic import ValidationError
 
-from annotator import protocol, selectors
+from annotator import selectors
 from annotator.models import MaskFrameRevision, Masklet, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
-from engine import channel_bridge, heartbeat, workers
+from engine import channel_bridge, heartbeat, protocol, workers
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model

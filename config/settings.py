@@ -181,7 +181,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 # The WebSocket transport takes frames up to twice the protocol's limit (2 MiB,
-# ``annotator.protocol.MAX_MESSAGE_BYTES``), so an oversize message is answered ``too_large``
+# ``engine.protocol.MAX_MESSAGE_BYTES``), so an oversize message is answered ``too_large``
 # instead of cutting the connection. ``runserver`` reads these; the daphne command line gets them
 # from ``python -m engine.serve``.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 4 * 1024 * 1024

@@ -7,7 +7,7 @@
 - ``text_problem(value)``: the text rule. NUL characters (PostgreSQL refuses them in text) and
   lone UTF-16 surrogates (not encodable as UTF-8) are refused wherever text comes in: JSON
   bodies here, every form and query string in ``InputMiddleware``, the annotation socket in
-  ``annotator.protocol``.
+  ``engine.protocol``.
 - ``error_response``: the JSON error of the HTTP API, ``{"error": {"code": "<code>", "message":
   "<words>", "field": "<field or null>"}}`` (DRF's own errors are put in the same shape by
   ``annotator.api.framework.exception_handler``).

@@ -38,7 +38,7 @@ from django.test import Client
 from annotator import sessions
 from annotator.models import Video
 from annotator.services.videos import create_video_from_path, ingest_video
-from engine import heartbeat, workers
+from engine import heartbeat, protocol, workers
 from fixtures.synthetic import PRESETS, write_video
 
 from .live_stack import Service, worker_command
@@ -108,7 +108,9 @@ class AnnotationSocket:
         await self.communicator.send_to(text_data=text)
 
     async def receive(self, timeout: float = 30) -> dict[str, Any]:
+        """The next message, checked against the protocol's server messages (every socket test checks them)."""
         msg = json.loads(await self.communicator.receive_from(timeout=timeout))
+        protocol.SERVER_MESSAGE.validate_python(msg)
         self.received.append(msg)
         return msg
 

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.db import connections
 
 from annotator.models import MaskFrame, Masklet, MaskSource, Prompt, Role
-from annotator.protocol import MAX_MESSAGE_BYTES
+from engine.protocol import MAX_MESSAGE_BYTES
 
 from .conftest import embedded_only, run
 

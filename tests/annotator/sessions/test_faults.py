@@ -18,8 +18,8 @@ from django.conf import settings as django_settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from annotator.models import Role, Video
-from annotator.protocol import MAX_MESSAGE_BYTES
 from annotator.services.videos import create_video_from_path, ingest_video
+from engine.protocol import MAX_MESSAGE_BYTES
 from fixtures.synthetic import preset, write_video
 
 from . import fault_kit

@@ -31,8 +31,8 @@ from channels.db import database_sync_to_async
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from annotator import protocol
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Prompt, Role
+from engine import protocol
 from segmentation.masks import encode_rle
 
 from .conftest import embedded_only, run
@@ -88,12 +88,11 @@ def messages(draw, type_: str) -> str:
     """One frame of ``type_`` (``raw``: not a message at all), fields valid or not."""
     if type_ == "raw":
         return draw(RAW)
-    required, optional = protocol.SCHEMA[type_]
     msg: dict[str, Any] = {"v": 1, "type": type_}
-    for name in [*required, *optional]:
-        if name in optional and draw(st.booleans()):
+    for name, field in protocol.CLIENT_MODELS[type_].model_fields.items():
+        if name in msg or name == "id" or (not field.is_required() and draw(st.booleans())):
             continue
-        if draw(st.integers(0, 9)) == 0 and name in required:
+        if draw(st.integers(0, 9)) == 0 and field.is_required():
             continue  # a required field missing
         msg[name] = draw(junk if draw(st.integers(0, 9)) == 0 else FIELDS[name])
     if draw(st.integers(0, 14)) == 0:
@@ -168,7 +167,7 @@ def test_no_message_drops_the_socket_or_stores_anything_when_refused(make_user, 
             await exchange(ws, "raw", text)
             assert REPLIES[f"error {code}"] > 0, REPLIES
         # One socket for the whole run: hypothesis drives it from a thread, the exchanges run on this loop.
-        for type_ in [*sorted(protocol.SCHEMA), "raw"]:
+        for type_ in [*sorted(protocol.CLIENT_MODELS), "raw"]:
             await asyncio.to_thread(fuzz, type_)
         assert (await ws.request("ping"))["type"] == "pong"
         await ws.close()
@@ -176,6 +175,6 @@ def test_no_message_drops_the_socket_or_stores_anything_when_refused(make_user, 
     run(scenario)
     print("\nsocket fuzz: messages per type:", dict(sorted(SENT.items())), "total", sum(SENT.values()))
     print("replies:", dict(sorted(REPLIES.items())))
-    assert set(SENT) == set(protocol.SCHEMA) | {"raw"}, SENT
+    assert set(SENT) == set(protocol.CLIENT_MODELS) | {"raw"}, SENT
     # Valid messages got through too: the fuzzing reached the code behind the checks.
     assert all(REPLIES[kind] > 0 for kind in ("mask", "object", "object_deleted", "pong")), REPLIES

@@ -22,10 +22,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
-from annotator import protocol
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Prompt, Role
 from annotator.services import team as team_service
 from annotator.services.reviews import review_masklet
+from engine import protocol
 from segmentation.masks import encode_rle
 
 from .conftest import embedded_only, run

@@ -1,17 +1,25 @@
-"""Protocol v1 validation: every type's fields are checked strictly, with sentences a person can read."""
+"""Protocol v1 (engine/protocol.py): every type's fields are checked strictly, with sentences a person can read;
+the pydantic models, their JSON Schema and the server's messages agree."""
 
 from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
+from pydantic import ValidationError
 
-from annotator.protocol import (
+from engine.protocol import (
+    CLIENT_MODELS,
+    CONSUMER_TYPES,
     MAX_MESSAGE_BYTES,
-    SCHEMA,
+    SERVER_MESSAGE,
+    WORKER_TYPES,
     ProtocolError,
     check_against_video,
     error,
+    json_schema,
+    message,
     message_id,
     parse_client_message,
 )
@@ -48,7 +56,7 @@ VALID = {
 
 
 def test_every_type_has_a_valid_example():
-    assert set(VALID) == set(SCHEMA)
+    assert set(VALID) == set(CLIENT_MODELS)
 
 
 @pytest.mark.parametrize("type_", sorted(VALID))
@@ -139,3 +147,94 @@ def test_error_codes_are_closed():
     assert error("busy", "wait", re=3) == {"v": 1, "type": "error", "re": 3, "code": "busy", "error": "wait"}
     with pytest.raises(ValueError):
         error("oops", "no such code")
+
+
+# -- the models are the schema: JSON Schema, round trips and server messages ---------------------------
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return json_schema()
+
+
+def _definition(schema: dict, name: str) -> jsonschema.Validator:
+    """A validator for one of the schema's definitions (``ClientMessage``, ``ServerMessage``, ...)."""
+    return jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{name}"})
+
+
+@pytest.mark.parametrize("type_", sorted(VALID))
+def test_valid_messages_round_trip_and_fit_the_json_schema(schema, type_):
+    text = json.dumps({"v": 1, "type": type_, "id": 7, **VALID[type_]})
+    msg = parse_client_message(text)
+    assert parse_client_message(json.dumps(msg)) == msg  # what parsing returns parses to itself
+    assert CLIENT_MODELS[type_].model_validate(msg).model_dump() == msg
+    _definition(schema, "ClientMessage").validate(json.loads(text))
+
+
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"type": "click", "object_id": 0, "frame": 0, "x": 1, "y": 1, "positive": True}, '"object_id" must be between'),
+    ({"type": "click", "object_id": 1, "frame": 0, "x": -1, "y": 1, "positive": True}, "must not be negative"),
+    ({"type": "box", "object_id": 1, "frame": 0, "box": [1, 2, 3]}, "four numbers"),
+    ({"type": "paint", "object_id": 1, "frame": 0, "counts": "abc~"}, "COCO compressed RLE"),
+    ({"type": "update_object", "object_id": 1, "label": "x" * 101}, "at most 100"),
+    ({"type": "track", "frame": 0, "direction": "sideways"}, "forward, backward, both"),
+    ({"type": "track", "frame": 0, "direction": "both", "object_ids": []}, "non-empty list"),
+    ({"type": "cancel", "op": "x" * 65}, "at most 64"),
+    ({"type": "lock"}, 'needs "object_id"'),
+    ({"type": "lock", "object_id": 1, "extra": 1}, "no field extra"),
+])
+def test_what_the_server_refuses_the_json_schema_refuses_too(schema, fields, words):
+    """The TypeScript types come from the schema: its constraints are the server's, not looser ones."""
+    assert words in refused({"v": 1, **fields})
+    assert not _definition(schema, "ClientMessage").is_valid({"v": 1, **fields})
+
+
+def test_client_message_types_split_into_consumer_and_worker_ones():
+    assert CONSUMER_TYPES | WORKER_TYPES == set(CLIENT_MODELS) and not CONSUMER_TYPES & WORKER_TYPES
+    assert WORKER_TYPES == {"click", "box", "paint", "clear", "restore", "track"}
+
+
+MASKLET = {"id": 3, "object_id": 1, "label": "car", "type": "manual", "status": "draft", "lock_holder": None,
+           "locked_by_me": False, "lock_expires_at": None, "assignee": None,
+           "review": {"verdict": "unsatisfactory", "reason": "loose", "reason_label": "Loose boundary",
+                      "comment": "", "reviewer": None, "at": "2026-01-01T00:00:00+00:00"}}
+SERVER = [
+    message("hello", session="ab", protocol=1, user={"id": 1, "username": "ann"}, can_edit=True,
+            video={"id": 3, "name": "v", "width": 16, "height": 8, "frames": [0, 4]}, labels=["car"],
+            model="classical", lock_seconds=120, masklets=[MASKLET]) | {"model_version": None, "model_fallback": True},
+    message("mask", re="c1", object_id=1, frame=4, counts="0i0", source="human", revision=2, previous_revision=1,
+            area=0, model_ms=1.5),
+    message("mask", by="bob", object_id=1, frame=4, counts="0i0", source="model", revision=2, previous_revision=0,
+            area=0, quality=0.25),
+    message("track_started", re=2, op="x", total=3, object_ids=[1]),
+    message("track_progress", op="x", done=1, total=3, masks=[{"object_id": 1, "frame": 0, "counts": "0i0",
+                                                             "source": "model", "revision": 1, "area": 0,
+                                                             "quality": None}],
+            skipped=[{"object_id": 2, "frame": 4}], model_ms=3.0),
+    message("track_done", re=2, op="x", done=3, total=3, cancelled=False, written=3, skipped=0, model_ms=9.0,
+            objects=[{"object_id": 1, "frames": 3, "with_mask": 2, "lost_at": None}]),
+    message("object", re=5, masklet=MASKLET),
+    message("object_deleted", by="bob", object_id=1),
+    message("pong", re=1, renewed=0),
+    message("worker", state="ready", model="SAM 2", model_fallback=False) | {"model_version": None},
+    error("model_changed", "gone"),
+    error("worker_lost", "lost", re="c4") | {"op": "x"},
+]
+
+
+@pytest.mark.parametrize("msg", SERVER, ids=[m["type"] for m in SERVER])
+def test_server_messages_fit_their_models_and_the_json_schema(schema, msg):
+    assert SERVER_MESSAGE.validate_python(msg).model_dump(exclude_unset=True) == msg
+    _definition(schema, "ServerMessage").validate(msg)
+
+
+@pytest.mark.parametrize(("msg", "wrong"), [
+    ({**SERVER[-1], "code": "offline"}, "code"),  # only the protocol's error codes
+    ({**SERVER[1], "model_ms": None}, "model_ms"),  # an optional field is left out, never null
+    ({**SERVER[8], "extra": 1}, "extra"),  # no field the protocol does not name
+    ({k: v for k, v in SERVER[0].items() if k != "model_version"}, "model_version"),  # null, but always there
+])
+def test_server_messages_that_drift_from_the_protocol_are_caught(schema, msg, wrong):
+    with pytest.raises(ValidationError, match=wrong):
+        SERVER_MESSAGE.validate_python(msg)
+    assert not _definition(schema, "ServerMessage").is_valid(msg)
