@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 INSTALLED := $(VENV)/.installed
 FRONTEND_BUILT := frontend/dist/.built
+PROTOCOL_SCHEMA := frontend/src/generated/protocol.schema.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -48,7 +49,12 @@ $(INSTALLED): requirements.txt client/pyproject.toml
 
 frontend: $(FRONTEND_BUILT)
 
-$(FRONTEND_BUILT): frontend/package.json frontend/package-lock.json $(shell find frontend/src -type f 2>/dev/null)
+# The socket protocol's JSON Schema, written from engine/protocol.py's models; `npm run build` generates
+# frontend/src/generated/protocol.ts from it (both committed: the Docker image builds without Python).
+$(PROTOCOL_SCHEMA): engine/protocol.py | $(INSTALLED)
+	$(PY) -m engine.protocol --json-schema > $@.tmp && mv $@.tmp $@
+
+$(FRONTEND_BUILT): $(PROTOCOL_SCHEMA) frontend/package.json frontend/package-lock.json $(shell find frontend/src -type f 2>/dev/null)
 	cd frontend && npm ci --no-audit --no-fund && npm run build
 	touch $@
 

@@ -4,6 +4,7 @@
 
 import { barChart, lineChart, PALETTE, Series, stackedBars } from "./dashboard/charts";
 import { type ApiError, formatWhen } from "./api";
+import { ReconnectingSocket } from "./socket";
 
 interface Evaluation {
   j: number; f: number; jf: number; clicks_to_target: number | null; jf_after: Array<number | null>;
@@ -343,42 +344,44 @@ function render(event?: RunEvent): void {
     [formatWhen(e.at), e.actor, e.action.replace("_", " "), e.version, e.note]));
 }
 
-function connect(): void {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}${root.dataset.socket}`);
-  socket.addEventListener("message", (message) => {
-    const data = JSON.parse(message.data) as RunEvent | DownloadEvent | { type: "hello" };
-    if (data.type === "hello") root.dataset.live = "1";  // following runs and downloads from now on
-    if (data.type === "download") { onDownload(data); return; }
-    if (data.type !== "run") return;
-    if (data.verifier !== undefined) { void refresh(); return; }  // a verifier training changed status
-    if (data.log !== undefined) {  // one line of the run's log, as it is stored
-      if (state.active_run && state.active_run.id === data.run) {
-        state.active_run.log += data.log;
-        renderLive(lastProgress);
-      }
-      return;
+function onEvent(event: unknown): void {
+  const data = event as RunEvent | DownloadEvent | { type: "hello" };
+  if (data.type === "hello") root.dataset.live = "1";  // following runs and downloads from now on
+  if (data.type === "download") { onDownload(data); return; }
+  if (data.type !== "run") return;
+  if (data.verifier !== undefined) { void refresh(); return; }  // a verifier training changed status
+  if (data.log !== undefined) {  // one line of the run's log, as it is stored
+    if (state.active_run && state.active_run.id === data.run) {
+      state.active_run.log += data.log;
+      renderLive(lastProgress);
     }
-    if (data.step !== undefined && data.loss !== undefined) {
-      liveLoss = state.active_run && state.active_run.id === data.run ? [...liveLoss, [data.step, data.loss]] : [];
-      if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
-      lastProgress = data;
-      renderLive(data);
-      renderRuns();
-    } else if (data.stage) {  // evaluating: one event per measured val object
-      if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
-      lastProgress = data;
-      renderLive(data);
-      return;
-    }
-    if (data.status && data.status !== "running" || data.promoted || (data.status === "running" && !data.step)) {
-      liveLoss = [];
-      lastProgress = undefined;
-      void refresh();
-    }
-  });
-  socket.addEventListener("close", () => { root.dataset.live = "0"; window.setTimeout(connect, 3000); });
+    return;
+  }
+  if (data.step !== undefined && data.loss !== undefined) {
+    liveLoss = state.active_run && state.active_run.id === data.run ? [...liveLoss, [data.step, data.loss]] : [];
+    if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
+    lastProgress = data;
+    renderLive(data);
+    renderRuns();
+  } else if (data.stage) {  // evaluating: one event per measured val object
+    if (state.active_run) state.active_run.progress = data.progress ?? state.active_run.progress;
+    lastProgress = data;
+    renderLive(data);
+    return;
+  }
+  if (data.status && data.status !== "running" || data.promoted || (data.status === "running" && !data.step)) {
+    liveLoss = [];
+    lastProgress = undefined;
+    void refresh();
+  }
 }
+
+const socket = new ReconnectingSocket(() => root.dataset.socket as string, {
+  message: onEvent,
+  state: (state) => {
+    if (state !== "open") root.dataset.live = "0";
+  },
+});
 
 $("start-run").addEventListener("click", () => void post(root.dataset.start as string, null, runError));
 $("cancel-run").addEventListener("click", () => void post(root.dataset.cancel as string, null, runError));
@@ -401,4 +404,4 @@ root.querySelectorAll<HTMLButtonElement>("button.download").forEach((button) => 
   });
 });
 render();
-connect();
+socket.open();

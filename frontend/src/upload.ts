@@ -5,6 +5,7 @@
 // the page polls the API instead. The video table updates from the same messages.
 
 import { type ApiError, csrfToken, fileSize, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
+import { ReconnectingSocket } from "./socket";
 
 const POLL_MS = 1000;
 
@@ -60,40 +61,32 @@ class VideoTable {
 
 /** One source of video updates: the WebSocket while it works, API polling when it does not. */
 class VideoFeed {
-  private socket: WebSocket | null = null;
+  private readonly socket: ReconnectingSocket;
   private pollTimer: number | null = null;
   private readonly watched = new Set<number>();
 
   constructor(
-    private readonly wsPath: string,
+    wsPath: string,
     private readonly apiUrl: string,
     private readonly onVideo: (video: VideoJSON) => void,
     private readonly onRemoved: (id: number) => void,
-  ) {}
+  ) {
+    this.socket = new ReconnectingSocket(() => wsPath, {
+      message: (data) => this.handle(data as StatusMessage),
+      state: (state) => {
+        if (state !== "open") this.startPolling();
+      },
+    });
+  }
 
   start(): void {
-    if (!("WebSocket" in window)) {
-      this.startPolling();
-      return;
-    }
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}${this.wsPath}`);
-    this.socket = socket;
-    socket.addEventListener("message", (event) => this.handle(JSON.parse(String(event.data)) as StatusMessage));
-    socket.addEventListener("close", () => {
-      this.socket = null;
-      this.startPolling();
-    });
+    this.socket.open();
   }
 
   /** Follow this video closely (after an upload): ask the socket for a fresh snapshot. */
   watch(id: number): void {
     this.watched.add(id);
-    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
-      this.socket.send(JSON.stringify({ type: "refresh" }));
-    } else {
-      this.startPolling();
-    }
+    if (!this.socket.send({ type: "refresh" })) this.startPolling();
   }
 
   private handle(message: StatusMessage): void {
@@ -108,7 +101,7 @@ class VideoFeed {
   }
 
   private startPolling(): void {
-    if (this.pollTimer !== null || this.socket) return;
+    if (this.pollTimer !== null || this.socket.isOpen) return;
     const tick = async (): Promise<void> => {
       for (const id of [...this.watched]) {
         try {
@@ -118,7 +111,7 @@ class VideoFeed {
           // Network hiccup: try again at the next tick.
         }
       }
-      this.pollTimer = this.watched.size > 0 ? window.setTimeout(tick, POLL_MS) : null;
+      this.pollTimer = this.watched.size > 0 && !this.socket.isOpen ? window.setTimeout(tick, POLL_MS) : null;
     };
     this.pollTimer = window.setTimeout(tick, POLL_MS);
   }

@@ -14,12 +14,13 @@
 
 import { BrushStroke } from "./brush";
 import { Colours } from "./colours";
-import { Connection, type ConnectionState } from "./connection";
+import { Connection, type ConnectionState, type Outgoing } from "./connection";
 import { FrameCache } from "./frames";
 import { History, type Edit } from "./history";
 import { OverlayCache } from "./overlays";
 import { ObjectsPanel, objectName } from "./panel";
-import { ERROR_WORDS, type Direction, type Hello, type MaskJSON, type ServerMessage, type TrackedObject } from "./protocol";
+import type { Hello, ServerMessage, StoredMask, TrackedObject } from "../generated/protocol";
+import { ERROR_WORDS, errorWords, type Direction } from "./protocol";
 import { Renderer, type Scene } from "./renderer";
 import { commandFor, renderHelp } from "./shortcuts";
 import { Store } from "./store";
@@ -85,7 +86,7 @@ export class AnnotateApp {
   private busy = 0;
   private trackState: TrackState | null = null;
   private fetchSeq = 0;
-  private liveDuringFetch: MaskJSON[] | null = null;
+  private liveDuringFetch: StoredMask[] | null = null;
   private creating: Promise<number | null> | null = null;
   /** The play timer while the video plays (one annotated frame per tick at the project's annotation fps). */
   private playTimer: number | null = null;
@@ -242,7 +243,7 @@ export class AnnotateApp {
   }
 
   private showError(code: string, message: string): void {
-    const text = message || ERROR_WORDS[code] || "Something went wrong.";
+    const text = message || errorWords(code) || "Something went wrong.";
     const box = el(this.root, "#status-error");
     el(box, ".text").textContent = text;
     box.hidden = false;
@@ -319,7 +320,7 @@ export class AnnotateApp {
     try {
       const response = await fetch(this.root.dataset.masksUrl ?? "", { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const body = (await response.json()) as { masks: MaskJSON[] };
+      const body = (await response.json()) as { masks: StoredMask[] };
       if (seq !== this.fetchSeq) return;
       const live = this.liveDuringFetch ?? [];
       this.liveDuringFetch = null;
@@ -335,7 +336,7 @@ export class AnnotateApp {
     }
   }
 
-  private putMask(mask: MaskJSON): void {
+  private putMask(mask: StoredMask): void {
     this.liveDuringFetch?.push(mask);
     this.store.putMask(mask);
   }
@@ -391,10 +392,10 @@ export class AnnotateApp {
   }
 
   /** Send a request; error replies are shown in plain words and returned as null. */
-  private async ask(type: string, fields: Record<string, unknown> = {}, id?: string): Promise<Reply | null> {
+  private async ask(message: Outgoing, id?: string): Promise<Reply | null> {
     this.setBusy(1);
     try {
-      const reply = await this.connection.request(type, fields, id);
+      const reply = await this.connection.request(message, id);
       if (reply.type === "error") {
         this.showError(reply.code, reply.error);
         return null;
@@ -451,7 +452,7 @@ export class AnnotateApp {
       return null;
     }
     const label = el<HTMLSelectElement>(this.root, "#new-object-label").value;
-    const reply = await this.ask("add_object", label ? { label } : {});
+    const reply = await this.ask({ type: "add_object", ...(label ? { label } : {}) });
     if (!reply || reply.type !== "object") return null;
     this.store.putMasklet(reply.masklet);
     this.selected = reply.masklet.object_id;
@@ -465,14 +466,14 @@ export class AnnotateApp {
     const masklet = this.store.masklets.get(objectId);
     if (!masklet || !this.store.canEdit || masklet.status !== "draft") return;
     if (masklet.lock_holder && !masklet.locked_by_me) return; // read-only: shown with who holds it
-    const reply = await this.connection.request("lock", { object_id: objectId });
+    const reply = await this.connection.request({ type: "lock", object_id: objectId });
     if (reply.type === "object") this.store.putMasklet(reply.masklet);
     else if (reply.type === "error" && reply.code !== "offline") this.showError(reply.code, reply.error);
     this.refreshPanel();
   }
 
   private async updateLabel(objectId: number, label: string): Promise<void> {
-    const reply = await this.ask("update_object", { object_id: objectId, label });
+    const reply = await this.ask({ type: "update_object", object_id: objectId, label });
     if (reply?.type === "object") {
       this.store.putMasklet(reply.masklet);
       this.rememberLabel(label);
@@ -496,7 +497,7 @@ export class AnnotateApp {
     if (!masklet) return;
     const frames = this.store.presentCount(objectId);
     if (!window.confirm(`Delete object ${objectName(masklet)} and its masks on ${frames} frame${frames === 1 ? "" : "s"}? This cannot be undone.`)) return;
-    const reply = await this.ask("delete_object", { object_id: objectId });
+    const reply = await this.ask({ type: "delete_object", object_id: objectId });
     if (reply?.type === "object_deleted") this.forgetObject(objectId);
   }
 
@@ -508,7 +509,7 @@ export class AnnotateApp {
         + `(first at frame ${gaps[0]}).`);
       return;
     }
-    const reply = await this.ask(type, { object_id: objectId });
+    const reply = await this.ask({ type, object_id: objectId });
     if (reply?.type === "object") {
       this.store.putMasklet(reply.masklet);
       this.say(type === "submit" ? `${objectName(reply.masklet)} submitted for review.` : `${objectName(reply.masklet)} reopened: you can edit it again.`);
@@ -550,8 +551,9 @@ export class AnnotateApp {
 
   // -- edits ---------------------------------------------------------------------------------
 
-  private async edit(type: string, objectId: number, frame: number, fields: Record<string, unknown>): Promise<boolean> {
-    const reply = await this.ask(type, { object_id: objectId, frame, ...fields });
+  private async edit(message: Extract<Outgoing, { type: "click" | "box" | "paint" | "clear" }>): Promise<boolean> {
+    const { object_id: objectId, frame } = message;
+    const reply = await this.ask(message);
     if (!reply || reply.type !== "mask") return false;
     this.putMask(reply);
     this.showEdit(reply);
@@ -561,7 +563,7 @@ export class AnnotateApp {
   }
 
   /** Publish the stored mask an edit's reply carried: `data-last-edit` = "object frame revision area". */
-  private showEdit(mask: MaskJSON): void {
+  private showEdit(mask: StoredMask): void {
     this.canvas.dataset.lastEdit = `${mask.object_id} ${mask.frame} ${mask.revision} ${mask.area}`;
   }
 
@@ -576,7 +578,7 @@ export class AnnotateApp {
     points.push({ x, y, positive });
     this.points.set(key, points);
     this.renderer.invalidate();
-    await this.edit("click", objectId, frame, { x, y, positive });
+    await this.edit({ type: "click", object_id: objectId, frame, x, y, positive });
   }
 
   private async sendBox(box: [number, number, number, number]): Promise<void> {
@@ -586,7 +588,8 @@ export class AnnotateApp {
     const clampX = (v: number) => Math.round(Math.max(0, Math.min(this.store.width - 1, v)));
     const clampY = (v: number) => Math.round(Math.max(0, Math.min(this.store.height - 1, v)));
     const [x0, y0, x1, y1] = box;
-    await this.edit("box", objectId, frame, {
+    await this.edit({
+      type: "box", object_id: objectId, frame,
       box: [clampX(Math.min(x0, x1)), clampY(Math.min(y0, y1)), clampX(Math.max(x0, x1)), clampY(Math.max(y0, y1))],
     });
   }
@@ -611,7 +614,7 @@ export class AnnotateApp {
     if (!result) return;
     const previous = this.store.get(stroke.objectId, stroke.frame);
     this.store.putLocal(stroke.objectId, stroke.frame, result.counts, result.area);
-    void this.edit("paint", stroke.objectId, stroke.frame, { counts: result.counts }).then((ok) => {
+    void this.edit({ type: "paint", object_id: stroke.objectId, frame: stroke.frame, counts: result.counts }).then((ok) => {
       const now = this.store.get(stroke.objectId, stroke.frame);
       if (!ok && now?.local && now.counts === result.counts) this.store.revertLocal(stroke.objectId, stroke.frame, previous);
     });
@@ -621,7 +624,7 @@ export class AnnotateApp {
     const objectId = await this.editTarget();
     if (objectId === null) return;
     this.points.delete(`${objectId}:${this.frame}`);
-    await this.edit("clear", objectId, this.frame, {});
+    await this.edit({ type: "clear", object_id: objectId, frame: this.frame });
   }
 
   private async undoRedo(redo: boolean): Promise<void> {
@@ -632,7 +635,7 @@ export class AnnotateApp {
     }
     const position = this.store.frames.indexOf(edit.frame);
     if (position >= 0 && position !== this.position) this.seek(position);
-    const reply = await this.ask("restore", { object_id: edit.objectId, frame: edit.frame, revision: redo ? edit.after : edit.before });
+    const reply = await this.ask({ type: "restore", object_id: edit.objectId, frame: edit.frame, revision: redo ? edit.after : edit.before });
     if (!reply || reply.type !== "mask") return;
     this.putMask(reply);
     this.showEdit(reply);
@@ -661,14 +664,15 @@ export class AnnotateApp {
       this.showError("empty", "Select an object to track, or choose to track all your objects.");
       return;
     }
-    const objects = scope === "selected" ? { object_ids: [this.selected] } : {};
+    const only: [number] | null = scope === "selected" && this.selected !== null ? [this.selected] : null;
+    const objects = only ? { object_ids: only } : {};
     const state: TrackState = { request: this.connection.newId(), op: null, done: 0, total: 0, cancel: false };
     this.trackState = state;
     this.canvas.dataset.trackEnd = "";
     this.trackProgress(0, 0);
     // `track_started`, progress, `track_done` and a later error are followed in `message`; this
     // reply is the first of them, or the refusal (nothing to track, offline ...) shown by `ask`.
-    const reply = await this.ask("track", { frame: this.frame, direction, overwrite_human: overwrite, ...objects },
+    const reply = await this.ask({ type: "track", frame: this.frame, direction, overwrite_human: overwrite, ...objects },
       state.request);
     if (this.trackState === state && reply?.type !== "track_started") this.trackEnded("error");
   }
@@ -707,7 +711,7 @@ export class AnnotateApp {
     const state = this.trackState;
     this.trackEnded("error");
     const reached = state && state.total ? ` after ${state.done} of ${state.total} frames` : "";
-    this.showError(code, text ? `Tracking stopped: ${text}` : `Tracking stopped${reached}: ${ERROR_WORDS[code] || "the model worker failed."}`);
+    this.showError(code, text ? `Tracking stopped: ${text}` : `Tracking stopped${reached}: ${errorWords(code) || "the model worker failed."}`);
     this.say("Frames tracked before the error are stored; you can track again.");
     void this.fetchMasks();
   }
@@ -730,7 +734,7 @@ export class AnnotateApp {
 
   private sendCancel(op: string): void {
     // With an id, so the "no such op" answer of a track that just ended is recognised as a reply (and not shown).
-    this.connection.send({ type: "cancel", op, id: this.connection.newId() });
+    this.connection.send({ type: "cancel", op }, this.connection.newId());
   }
 
   // -- input ---------------------------------------------------------------------------------

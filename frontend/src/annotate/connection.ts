@@ -1,28 +1,33 @@
-// The page's one WebSocket: request/reply by id, reconnect with backoff, keep-alive pings.
+// The annotation page's socket: request/reply by id and keep-alive pings, over the one WebSocket
+// client (../socket.ts: reconnect with backoff, stop when refused).
 //
 // States: "connecting" (first attempt), "connected" (hello received), "reconnecting" (lost,
-// retrying after 0.5, 1, 2, 4, 8, 10, 10 ... s) and "closed" (the server refused us: no
-// access, or the video is gone; retrying would not help).
+// retrying) and "closed" (the server refused us: no access, or the video is gone).
 //
 // A page keeps the model version it started with: once a hello has named it (`modelVersion`),
 // every reconnect asks for it with `?model_version=<id>` (`none`: the settings' model), and the
 // server keeps it unless it can no longer serve it (then hello names another and error
 // `model_changed` follows).
 
-import { PROTOCOL_VERSION, type Hello, type ServerMessage } from "./protocol";
+import type { ClientMessage, Hello, ServerMessage } from "../generated/protocol";
+import { ReconnectingSocket, type SocketState } from "../socket";
+import { PROTOCOL_VERSION } from "./protocol";
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed";
 
-type Reply = ServerMessage;
+/** A reply: the server's, or the page's own "offline" error when the message could not be answered. */
+type Reply = ServerMessage | { type: "error"; code: "offline"; error: string; re?: string };
 interface Pending {
   resolve: (message: Reply) => void;
 }
 
-const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
-const REFUSED_CODES: Record<number, string> = {
+const REFUSALS: Record<number, string> = {
   4403: "You do not have access to this video any more.",
   4404: "This video is not available for annotation.",
 };
+
+/** A client message as the page writes it: `v` and `id` are added when it is sent. */
+export type Outgoing = ClientMessage extends infer M ? M extends ClientMessage ? Omit<M, "v" | "id"> : never : never;
 
 export interface ConnectionEvents {
   state(state: ConnectionState, detail: string): void;
@@ -31,8 +36,7 @@ export interface ConnectionEvents {
 }
 
 export class Connection {
-  private socket: WebSocket | null = null;
-  private attempt = 0;
+  private readonly socket: ReconnectingSocket;
   private nextId = 1;
   private pending = new Map<string, Pending>();
   private pingTimer: number | null = null;
@@ -41,16 +45,18 @@ export class Connection {
   /** The model version to ask for on reconnect (null: the settings' model); undefined until a hello named one. */
   modelVersion: number | null | undefined = undefined;
 
-  constructor(private readonly path: string, private readonly events: ConnectionEvents) {}
+  constructor(path: string, private readonly events: ConnectionEvents) {
+    this.socket = new ReconnectingSocket(() => {
+      if (this.modelVersion === undefined) return path;
+      return `${path}${path.includes("?") ? "&" : "?"}model_version=${this.modelVersion ?? "none"}`;
+    }, {
+      message: (data) => this.receive(data as ServerMessage),
+      state: (state, detail) => this.socketState(state, detail),
+    }, { refusals: REFUSALS, announce: false });
+  }
 
   open(): void {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const pin = this.modelVersion === undefined ? ""
-      : `${this.path.includes("?") ? "&" : "?"}model_version=${this.modelVersion ?? "none"}`;
-    const socket = new WebSocket(`${scheme}//${location.host}${this.path}${pin}`);
-    this.socket = socket;
-    socket.addEventListener("message", (event) => this.receive(String(event.data)));
-    socket.addEventListener("close", (event) => this.closed(socket, event.code));
+    this.socket.open();
   }
 
   /** A fresh message id, for a caller that must recognise later messages about its request (a track). */
@@ -60,9 +66,9 @@ export class Connection {
 
   /** Send a message; resolves with the server's first reply to it (`re` = its id), errors included.
    *  Later messages carrying the same `re` (a track's error after `track_started`) reach `message` only. */
-  request(type: string, fields: Record<string, unknown> = {}, id: string = this.newId()): Promise<Reply> {
+  request(message: Outgoing, id: string = this.newId()): Promise<Reply> {
     return new Promise((resolve) => {
-      if (!this.send({ ...fields, type, id })) {
+      if (!this.send(message, id)) {
         resolve({ type: "error", code: "offline", error: "Not connected: the edit was not sent. It will be possible again once the page reconnects." });
         return;
       }
@@ -71,10 +77,9 @@ export class Connection {
   }
 
   /** Fire and forget (ping, cancel). Returns whether it went out. */
-  send(message: Record<string, unknown>): boolean {
-    if (!this.socket || this.socket.readyState !== WebSocket.OPEN || this.state !== "connected") return false;
-    this.socket.send(JSON.stringify({ v: PROTOCOL_VERSION, ...message }));
-    return true;
+  send(message: Outgoing, id?: string): boolean {
+    if (this.state !== "connected") return false;
+    return this.socket.send({ v: PROTOCOL_VERSION, ...message, ...(id === undefined ? {} : { id }) });
   }
 
   /** Keep locks alive: ping every `seconds` while connected. */
@@ -83,17 +88,10 @@ export class Connection {
     this.pingTimer = window.setInterval(() => this.send({ type: "ping" }), Math.max(5, seconds) * 1000);
   }
 
-  private receive(text: string): void {
-    let message: ServerMessage;
-    try {
-      message = JSON.parse(text) as ServerMessage;
-    } catch {
-      return;
-    }
+  private receive(message: ServerMessage): void {
     if (message.type === "hello") {
       const reconnected = this.everConnected;
       this.everConnected = true;
-      this.attempt = 0;
       this.modelVersion = message.model_version;
       this.setState("connected", "");
       this.events.hello(message, reconnected);
@@ -101,7 +99,7 @@ export class Connection {
     }
     // The page's version could not be kept: the server now uses this one, and so will a reconnect.
     if (message.type === "worker" && message.model_version !== undefined) this.modelVersion = message.model_version;
-    if (message.re !== undefined && message.re !== null) {
+    if (message.re !== undefined) {
       const pending = this.pending.get(String(message.re));
       if (pending) {
         this.pending.delete(String(message.re));
@@ -111,22 +109,13 @@ export class Connection {
     this.events.message(message);
   }
 
-  private closed(socket: WebSocket, code: number): void {
-    if (socket !== this.socket) return;
-    this.socket = null;
+  private socketState(state: SocketState, detail: string): void {
+    if (state === "open") return; // connected once hello arrives
     for (const pending of this.pending.values()) {
       pending.resolve({ type: "error", code: "offline", error: "The connection was lost before the server answered; the page is reconnecting." });
     }
     this.pending.clear();
-    if (REFUSED_CODES[code]) {
-      this.setState("closed", REFUSED_CODES[code]);
-      return;
-    }
-    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.8 + Math.random() * 0.4);
-    this.attempt += 1;
-    this.setState(this.everConnected || this.attempt > 1 ? "reconnecting" : "connecting",
-      `retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
-    window.setTimeout(() => this.open(), delay);
+    this.setState(state, detail);
   }
 
   private setState(state: ConnectionState, detail: string): void {

@@ -2,7 +2,7 @@
 // the selected object's details (the reviewer's reason while it is sent back, Submit / Reopen).
 
 import { labelWithIcon } from "../icons";
-import type { MaskletJSON } from "./protocol";
+import type { Masklet } from "../generated/protocol";
 import type { Store } from "./store";
 
 export interface PanelActions {
@@ -20,7 +20,7 @@ const STATUS_WORDS: Record<string, string> = {
   discarded: "Rejected for good",
 };
 
-export function objectName(masklet: MaskletJSON): string {
+export function objectName(masklet: Masklet): string {
   return `#${masklet.object_id}${masklet.label ? ` ${masklet.label}` : ""}`;
 }
 
@@ -66,7 +66,7 @@ export class ObjectsPanel {
     for (const [id, row] of existing) if (!this.store.masklets.has(id)) row.remove();
     let previous: HTMLElement | null = null;
     for (const id of ids) {
-      const masklet = this.store.masklets.get(id) as MaskletJSON;
+      const masklet = this.store.masklets.get(id) as Masklet;
       let row = existing.get(id);
       if (!row) row = this.createRow(id);
       this.fillRow(row, masklet, selected === id, labels);
@@ -93,7 +93,7 @@ export class ObjectsPanel {
     return row;
   }
 
-  private fillRow(row: HTMLElement, masklet: MaskletJSON, selected: boolean, labels: string[]): void {
+  private fillRow(row: HTMLElement, masklet: Masklet, selected: boolean, labels: string[]): void {
     const id = masklet.object_id;
     const editable = this.store.editable(id);
     row.classList.toggle("selected", selected);
@@ -175,7 +175,7 @@ export class ObjectsPanel {
   /** The reviewer's verdict the annotator still has to answer: shown while the object is sent back,
    *  still after it is reopened (the work queue reopens it before the page opens) until it is
    *  submitted again; and for an object rejected for good. */
-  private reviewBox(masklet: MaskletJSON): HTMLElement | null {
+  private reviewBox(masklet: Masklet): HTMLElement | null {
     const review = masklet.review;
     const open = masklet.status === "rejected" || masklet.status === "draft" || masklet.status === "discarded";
     if (!review || review.verdict !== "unsatisfactory" || !open) return null;

@@ -4,11 +4,11 @@
 // current by `mask` / `track_progress` messages (this page's and other people's). Listeners are
 // told which (object, frame) changed so the overlay cache and the timeline redraw only that.
 
-import type { MaskJSON, MaskletJSON, MaskSource } from "./protocol";
+import type { Masklet, StoredMask as MaskMessage } from "../generated/protocol";
 
 export interface StoredMask {
   counts: string;
-  source: MaskSource;
+  source: MaskMessage["source"];
   revision: number;
   area: number;
   /** True while a brush edit is shown before the server has stored it. */
@@ -23,7 +23,7 @@ export type FrameState = "missing" | "lost" | "present" | "human" | "imported";
 type Listener = (objectId: number | null, frame: number | null) => void;
 
 export class Store {
-  readonly masklets = new Map<number, MaskletJSON>();
+  readonly masklets = new Map<number, Masklet>();
   private readonly masks = new Map<number, Map<number, StoredMask>>();
   private readonly listeners: Listener[] = [];
   username = "";
@@ -41,14 +41,14 @@ export class Store {
     for (const listener of this.listeners) listener(objectId, frame);
   }
 
-  setMasklets(masklets: MaskletJSON[]): void {
+  setMasklets(masklets: Masklet[]): void {
     this.masklets.clear();
     for (const masklet of masklets) this.masklets.set(masklet.object_id, this.own(masklet));
     for (const objectId of [...this.masks.keys()]) if (!this.masklets.has(objectId)) this.masks.delete(objectId);
     this.changed(null, null);
   }
 
-  putMasklet(masklet: MaskletJSON): void {
+  putMasklet(masklet: Masklet): void {
     this.masklets.set(masklet.object_id, this.own(masklet));
     this.changed(masklet.object_id, null);
   }
@@ -60,14 +60,14 @@ export class Store {
   }
 
   /** Replace every mask with what the server stores (after load and after a reconnect). */
-  replaceMasks(masks: MaskJSON[]): void {
+  replaceMasks(masks: MaskMessage[]): void {
     this.masks.clear();
     for (const mask of masks) this.frameMap(mask.object_id).set(mask.frame, toStored(mask));
     this.changed(null, null);
   }
 
   /** A stored mask arrived. Older revisions than what is shown are ignored (out-of-order replies). */
-  putMask(mask: MaskJSON): void {
+  putMask(mask: MaskMessage): void {
     const frames = this.frameMap(mask.object_id);
     const current = frames.get(mask.frame);
     if (current && !current.local && current.revision > mask.revision) return;
@@ -128,7 +128,7 @@ export class Store {
   }
 
   /** `locked_by_me` as seen by this user: broadcasts carry the sender's view of it. */
-  private own(masklet: MaskletJSON): MaskletJSON {
+  private own(masklet: Masklet): Masklet {
     if (!this.username) return masklet;
     return { ...masklet, locked_by_me: masklet.lock_holder === this.username };
   }
@@ -143,6 +143,6 @@ export class Store {
   }
 }
 
-function toStored(mask: MaskJSON): StoredMask {
+function toStored(mask: MaskMessage): StoredMask {
   return { counts: mask.counts, source: mask.source, revision: mask.revision, area: mask.area };
 }
