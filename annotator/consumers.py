@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Close code sent when the user may not (or may no longer) use the socket.
 CLOSE_FORBIDDEN = 4403
+#: Close code for a socket opened by someone not signed in.
+CLOSE_SIGNED_OUT = 4401
 
 
 class ProjectConsumer(AsyncJsonWebsocketConsumer):
@@ -105,11 +107,20 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         self.project = await database_sync_to_async(Project.objects.filter(slug=slug).first)()
         if self.project is None or not await self.is_allowed():
-            # Closing before accepting refuses the handshake (HTTP 403): nothing about the project leaks.
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         await self.accept()
         await self.on_authorized()
+
+    async def refuse(self, code: int) -> None:
+        """Accept, then close with ``code`` (4401 instead of 4403 for someone signed out): a browser is
+        told a close code only on an accepted socket (a refused handshake reads as 1006, "connection
+        lost"), and the code is what makes a page stop reconnecting and say why. An unknown project
+        and one the user may not see get the same code: nothing about it leaks."""
+        user = self.scope.get("user")
+        await self.accept()
+        signed_out = code == CLOSE_FORBIDDEN and (user is None or not user.is_authenticated)
+        await self.close(code=CLOSE_SIGNED_OUT if signed_out else code)
 
     async def is_allowed(self) -> bool:
         """Re-read the user and the membership now: roles can change while a socket is open."""
@@ -261,11 +272,11 @@ class AnnotationConsumer(ProjectConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         self.project = await database_sync_to_async(Project.objects.filter(slug=kwargs["slug"]).first)()
         if self.project is None or not await self.is_allowed():
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         self.video = await database_sync_to_async(_ready_video)(self.project, int(kwargs["video_id"]))
         if self.video is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         await self.accept()
         await self.on_authorized()

@@ -492,15 +492,19 @@ def test_every_websocket_route_is_a_project_consumer():
 
 
 def _connect(user, slug: str) -> tuple[bool, Any]:
-    """Open the video-status socket as ``user`` with an authenticated scope; return (accepted, first message)."""
+    """Open the video-status socket as ``user`` with an authenticated scope; return (let in, first message).
+
+    A refused socket is accepted and closed at once with its reason's code (the first message then)."""
 
     async def run() -> tuple[bool, Any]:
         communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/projects/{slug}/videos/")
         communicator.scope["user"] = user
-        connected, _ = await communicator.connect(timeout=5)
-        message = await communicator.receive_json_from(timeout=5) if connected else None
+        assert (await communicator.connect(timeout=5))[0]
+        output = await communicator.receive_output(timeout=5)
         await communicator.disconnect()
-        return connected, message
+        if output["type"] == "websocket.close":
+            return False, output
+        return True, json.loads(output["text"])
 
     return async_to_sync(run)()
 
@@ -516,7 +520,10 @@ def test_websocket_matrix(world):
         if connected:
             assert message["type"] == "snapshot"
             assert [v["id"] for v in message["videos"]] == [world.video.id]
-    assert _connect(world.users["superuser"], "no-such-project")[0] is False
+        else:
+            assert message["code"] == (4401 if persona == "anonymous" else 4403), persona
+    assert _connect(world.users["superuser"], "no-such-project") == (False, {"type": "websocket.close",
+                                                                             "code": 4403})
 
 
 @pytest.mark.django_db(transaction=True)

@@ -261,8 +261,8 @@ def test_the_socket_relays_run_events_to_admins_only(loop_project):
         path = f"/ws/projects/{project.slug}/models/"
         refused = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
         refused.scope["user"] = annotator
-        connected, _ = await refused.connect(timeout=5)
-        assert not connected
+        assert (await refused.connect(timeout=5))[0]  # accepted, to be told why it closes
+        assert await refused.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
         socket = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
         socket.scope["user"] = admin
         connected, _ = await socket.connect(timeout=5)

@@ -154,8 +154,13 @@ def open_socket(transactional_db) -> Callable[..., Awaitable[tuple[bool, Any, An
         connected, code = await communicator.connect(timeout=10)
         if not connected:
             return False, code, None
+        first = await communicator.receive_output(timeout=30)
+        if first["type"] == "websocket.close":  # refused: accepted, then closed with the reason's code
+            return False, first.get("code"), None
         socket = AnnotationSocket(communicator)
-        hello = await socket.receive(timeout=30)
+        hello = json.loads(first["text"])
+        protocol.SERVER_MESSAGE.validate_python(hello)
+        socket.received.append(hello)
         assert hello["type"] == "hello", hello
         return True, None, socket
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import protocol
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -217,6 +219,7 @@ class LiveSocket:
         import asyncio
 
         msg = json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+        protocol.SERVER_MESSAGE.validate_python(msg)  # what the server sends is the protocol
         self.received.append(msg)
         return msg
 

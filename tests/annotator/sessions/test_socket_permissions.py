@@ -2,7 +2,8 @@
 roles changed while a socket is open. The HTTP side of the matrix is ``tests/annotator/test_permissions.py``.
 
 The rules (``annotator.permissions.RULES``, ``annotator.consumers``): anyone who may view the
-project opens the socket (non-members and signed-out people are refused at the handshake, 4403);
+project opens the socket (the others are accepted and closed at once: non-members 4403, signed-out
+people 4401);
 every message in ``protocol.EDIT_TYPES`` needs ``Action.ANNOTATE`` (annotators, admins,
 superusers) and is refused ``read_only`` for reviewers, with nothing stored; the role is read
 again for every message, so a demotion is felt on the next message and a removal closes the socket.
@@ -92,8 +93,9 @@ async def _open(open_socket, user, video):
         path = f"/ws/projects/{video.project.slug}/videos/{video.id}/annotate/"
         communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1"),
                                                                           (b"host", b"127.0.0.1")])
-        connected, code = await communicator.connect(timeout=10)
-        return connected, code, None
+        assert await communicator.connect(timeout=10) == (True, None)  # accepted, to be told why it closes
+        closed = await communicator.receive_output(timeout=10)
+        return False, closed["code"], None
     return await open_socket(user, video)
 
 
@@ -157,7 +159,7 @@ def test_every_edit_message_type_for_every_kind_of_person(world, open_socket):
             connected, code, ws = await _open(open_socket, world[persona], video)
             assert connected == (persona in MAY_CONNECT), persona
             if not connected:
-                assert code == 4403, (persona, code)  # nothing can be sent at all
+                assert code == (4401 if persona == "anonymous" else 4403), (persona, code)  # nothing can be sent
                 continue
             assert ws.received[0]["can_edit"] == (persona in MAY_EDIT), persona
             if persona in MAY_EDIT:
