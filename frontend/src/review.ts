@@ -1,10 +1,11 @@
 // The review page: plays one masklet over its video (scrub, play/pause at the project's fps).
-// Frames come through the annotation page's FrameCache and masks through its RLE codec, so
-// the two pages decode and draw exactly the same pixels.
+// Frames come through the annotation page's FrameCache and overlays through its renderer (the
+// Web Worker behind OverlayCache), so the two pages decode and draw exactly the same pixels, and
+// decoding stays off the main thread while the video plays.
 
+import type { StoredMask } from "./generated/protocol";
 import { FrameCache } from "./annotate/frames";
-import { decodeMask } from "./annotate/rle";
-import { hexToRgb } from "./annotate/overlays";
+import { OverlayCache, type Look } from "./annotate/overlays";
 import { labelWithIcon } from "./icons";
 
 interface ReviewConfig {
@@ -17,27 +18,12 @@ interface ReviewConfig {
   masksUrl: string;
 }
 
-interface StoredMask {
-  object_id: number;
-  frame: number;
-  counts: string;
-  area: number;
-}
-
-const COLOUR = hexToRgb("#ff3d7f");
-const EDGE = hexToRgb("#fff200");
-
-function outline(mask: Uint8Array, width: number, height: number): Uint8Array {
-  const edge = new Uint8Array(mask.length);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const i = y * width + x;
-      if (!mask[i]) continue;
-      if (x === 0 || y === 0 || x === width - 1 || y === height - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width]) edge[i] = 1;
-    }
-  }
-  return edge;
-}
+// A translucent fill (unless "outline only") and an opaque edge in a second colour: the fill alone
+// vanishes over an object of a similar colour, the edge is what the boundary is judged by.
+const FILLED: Look = { colour: "#ff3d7f", edge: "#fff200" };
+const OUTLINED: Look = { ...FILLED, fillAlpha: 0 };
+/** Frames whose overlays are decoded ahead of the one shown, for smooth playing. */
+const AHEAD = 6;
 
 async function main(): Promise<void> {
   const element = document.getElementById("review-config");
@@ -55,59 +41,41 @@ async function main(): Promise<void> {
   scrub.max = String(Math.max(0, frames.length - 1));
   const cache = new FrameCache(config.frameUrl, 64);
   const counts = new Map<number, string>();
-  const decoded = new Map<string, ImageData>();
+  const overlays = new OverlayCache(canvas.dataset.workerUrl ?? "", height, width, 60_000_000, 1);
   let index = 0;
   let timer: number | null = null;
 
-  function overlay(frame: number): ImageData | null {
-    const rle = counts.get(frame);
-    if (!rle) return null;
-    const key = `${frame}:${outlineBox.checked}`;
-    let image = decoded.get(key);
-    if (!image) {
-      // A translucent fill (unless "outline only") and an opaque edge in a second colour: the fill
-      // alone vanishes over an object of a similar colour, the edge is what the boundary is judged by.
-      const mask = decodeMask(rle, height, width);
-      const edge = outline(mask, width, height);
-      image = new ImageData(width, height);
-      for (let i = 0; i < mask.length; i++) {
-        const colour = edge[i] ? EDGE : mask[i] && !outlineBox.checked ? COLOUR : null;
-        if (!colour) continue;
-        image.data[4 * i] = colour[0];
-        image.data[4 * i + 1] = colour[1];
-        image.data[4 * i + 2] = colour[2];
-        image.data[4 * i + 3] = edge[i] ? 255 : 110;
-      }
-      decoded.set(key, image);
-    }
-    return image;
-  }
-
-  const layer = document.createElement("canvas");
-  layer.width = width;
-  layer.height = height;
-  const layerContext = layer.getContext("2d")!;
+  const look = (): Look => (outlineBox.checked ? OUTLINED : FILLED);
 
   function draw(): void {
     const frame = frames[index];
     const bitmap = cache.get(frame);
     context.clearRect(0, 0, width, height);
     if (bitmap) context.drawImage(bitmap, 0, 0, width, height);
-    const image = overlay(frame);
-    if (image) {
-      layerContext.putImageData(image, 0, 0);
-      context.drawImage(layer, 0, 0);
-    }
+    const rle = counts.get(frame);
+    const overlay = rle === undefined ? undefined : overlays.get(config.objectId, frame, rle, look());
+    if (overlay?.bitmap) context.drawImage(overlay.bitmap, overlay.x, overlay.y);
     label.textContent = `frame ${frame} (${index + 1} of ${frames.length})${counts.has(frame) ? "" : " · no mask"}`;
     canvas.dataset.frame = String(frame);
     canvas.dataset.drawn = bitmap ? "true" : "false";
+    // Which overlay is on the canvas ("<frame> filled|outlined"), empty while it is being decoded.
+    canvas.dataset.overlay = overlay ? `${frame} ${outlineBox.checked ? "outlined" : "filled"}` : "";
+  }
+
+  function prefetch(): void {
+    for (const frame of frames.slice(index + 1, index + 1 + AHEAD)) {
+      const rle = counts.get(frame);
+      if (rle !== undefined) overlays.get(config.objectId, frame, rle, look(), false);
+    }
   }
 
   function show(next: number): void {
     index = Math.max(0, Math.min(frames.length - 1, next));
     scrub.value = String(index);
-    cache.want(frames.slice(index, index + 6));
+    cache.want(frames.slice(index, index + AHEAD));
+    overlays.dropPrefetches();
     draw();
+    prefetch();
   }
 
   function toggle(): void {
@@ -128,9 +96,12 @@ async function main(): Promise<void> {
   cache.onLoaded = (frame) => {
     if (frame === frames[index]) draw();
   };
+  overlays.onReady = () => {
+    if (canvas.dataset.overlay === "" && counts.has(frames[index])) draw();
+  };
   scrub.addEventListener("input", () => show(Number(scrub.value)));
   play.addEventListener("click", toggle);
-  outlineBox.addEventListener("change", draw);
+  outlineBox.addEventListener("change", () => show(index));
   document.addEventListener("keydown", (event) => {
     if ((event.target as HTMLElement).closest("input, textarea, select")) return;
     if (event.key === " ") { event.preventDefault(); toggle(); }

@@ -1,9 +1,10 @@
 // Web Worker: COCO RLE -> coloured ImageBitmap, off the main thread.
 //
-// Each request names one (object, frame) mask. The worker decodes the runs, crops to the
-// mask's bounding box (most objects cover a small part of a 1080p frame, and the cache holds
-// many bitmaps), fills the object with its colour at `fill` alpha and its one-pixel outline
-// opaque, and transfers the bitmap back. Empty masks answer with no bitmap.
+// The one overlay renderer of the annotation and review pages. Each request names one (object,
+// frame) mask. The worker decodes the runs, crops to the mask's bounding box (most objects cover a
+// small part of a 1080p frame, and the cache holds many bitmaps), fills the object with its colour
+// at `fill` alpha (0: outline only) and its one-pixel outline opaque in `edge`, and transfers the
+// bitmap back. Empty masks answer with no bitmap.
 
 import { countsToRuns } from "./rle";
 
@@ -13,6 +14,7 @@ export interface OverlayRequest {
   height: number;
   width: number;
   rgb: [number, number, number];
+  edge: [number, number, number];
   fill: number; // 0..255
 }
 
@@ -71,10 +73,10 @@ async function render(request: OverlayRequest): Promise<OverlayReply> {
     p += len;
   }
   const pixels = new Uint32Array(bw * bh);
-  const [r, g, b] = request.rgb;
   // ImageData is RGBA in memory; on little-endian machines that is ABGR as a uint32.
-  const fill = ((request.fill & 255) << 24) | (b << 16) | (g << 8) | r;
-  const edge = (255 << 24) | (b << 16) | (g << 8) | r;
+  const abgr = ([r, g, b]: [number, number, number], alpha: number) => ((alpha & 255) << 24) | (b << 16) | (g << 8) | r;
+  const fill = request.fill === 0 ? 0 : abgr(request.rgb, request.fill);
+  const edge = abgr(request.edge, 255);
   for (let y = 0; y < bh; y++) {
     const row = (y + 1) * stride + 1;
     for (let x = 0; x < bw; x++) {

@@ -1,11 +1,18 @@
 // Mask overlays as ImageBitmaps, decoded by Web Workers and kept in an LRU cache.
 //
-// Keyed by (object, frame); an entry is valid while its counts string and colour match the
-// store's. The cache is bounded by pixels (bitmaps are cropped to the mask's box), so long
+// Keyed by (object, frame); an entry is valid while its counts string and look (a colour, or a
+// `Look`) match what is asked. The cache is bounded by pixels (bitmaps are cropped to the mask's box), so long
 // 1080p videos do not exhaust memory. `want` is called by the renderer for what it needs now
 // (served first) and by the prefetcher for neighbouring frames.
 
 import type { OverlayReply, OverlayRequest } from "./overlay_worker";
+
+/** How a mask is drawn: `colour` filled at `fillAlpha` (0: outline only), its edge opaque in `edge` (default: `colour`). */
+export interface Look {
+  colour: string;
+  edge?: string;
+  fillAlpha?: number;
+}
 
 export interface Overlay {
   bitmap: ImageBitmap | null; // null: empty mask, nothing to draw
@@ -15,14 +22,15 @@ export interface Overlay {
 
 interface Entry extends Overlay {
   counts: string;
-  colour: string;
+  look: string;
   pixels: number;
 }
 
 interface Job {
   key: string;
   counts: string;
-  colour: string;
+  look: string;
+  paint: Look;
   urgent: boolean;
 }
 
@@ -49,22 +57,24 @@ export class OverlayCache {
   }
 
   /** The overlay if it is decoded and current; otherwise queue it and return undefined. */
-  get(objectId: number, frame: number, counts: string, colour: string, urgent = true): Overlay | undefined {
+  get(objectId: number, frame: number, counts: string, look: string | Look, urgent = true): Overlay | undefined {
     const key = `${objectId}:${frame}`;
+    const paint = asLook(look);
+    const name = lookName(paint);
     const entry = this.entries.get(key);
-    if (entry && entry.counts === counts && entry.colour === colour) {
+    if (entry && entry.counts === counts && entry.look === name) {
       this.entries.delete(key);
       this.entries.set(key, entry);
       return entry;
     }
-    this.want(key, counts, colour, urgent);
+    this.want({ key, counts, look: name, paint, urgent });
     return undefined;
   }
 
   /** Whether a current overlay is cached (does not queue). */
-  has(objectId: number, frame: number, counts: string, colour: string): boolean {
+  has(objectId: number, frame: number, counts: string, look: string | Look): boolean {
     const entry = this.entries.get(`${objectId}:${frame}`);
-    return Boolean(entry && entry.counts === counts && entry.colour === colour);
+    return Boolean(entry && entry.counts === counts && entry.look === lookName(asLook(look)));
   }
 
   /** Jobs queued or running: 0 means every requested overlay is decoded. */
@@ -83,9 +93,10 @@ export class OverlayCache {
     }
   }
 
-  private want(key: string, counts: string, colour: string, urgent: boolean): void {
+  private want(job: Job): void {
+    const { key, counts, look, urgent } = job;
     const queued = this.queued.get(key);
-    if (queued && queued.counts === counts && queued.colour === colour) {
+    if (queued && queued.counts === counts && queued.look === look) {
       if (urgent && !queued.urgent) {
         // Move to the front: Map iteration order is insertion order, so re-insert first.
         this.queued.delete(key);
@@ -96,10 +107,10 @@ export class OverlayCache {
       }
       return;
     }
-    for (const job of this.running.values()) {
-      if (job.key === key && job.counts === counts && job.colour === colour) return;
+    for (const running of this.running.values()) {
+      if (running.key === key && running.counts === counts && running.look === look) return;
     }
-    this.queued.set(key, { key, counts, colour, urgent });
+    this.queued.set(key, job);
     this.pump();
   }
 
@@ -117,7 +128,8 @@ export class OverlayCache {
       const id = this.nextId++;
       this.running.set(id, chosen);
       const request: OverlayRequest = {
-        id, counts: chosen.counts, height: this.height, width: this.width, rgb: hexToRgb(chosen.colour), fill: FILL_ALPHA,
+        id, counts: chosen.counts, height: this.height, width: this.width, rgb: hexToRgb(chosen.paint.colour),
+        edge: hexToRgb(chosen.paint.edge ?? chosen.paint.colour), fill: chosen.paint.fillAlpha ?? FILL_ALPHA,
       };
       worker.postMessage(request);
     }
@@ -132,7 +144,7 @@ export class OverlayCache {
       if (old) this.evict(job.key, old);
       const pixels = reply.bitmap ? reply.bitmap.width * reply.bitmap.height : 0;
       this.entries.set(job.key, { bitmap: reply.bitmap, x: reply.x, y: reply.y, counts: job.counts,
-        colour: job.colour, pixels });
+        look: job.look, pixels });
       this.pixels += pixels;
       for (const [key, entry] of this.entries) {
         if (this.pixels <= this.budgetPixels) break;
@@ -150,6 +162,14 @@ export class OverlayCache {
     this.pixels -= entry.pixels;
     this.entries.delete(key);
   }
+}
+
+function asLook(look: string | Look): Look {
+  return typeof look === "string" ? { colour: look } : look;
+}
+
+function lookName(look: Look): string {
+  return `${look.colour}/${look.edge ?? look.colour}/${look.fillAlpha ?? FILL_ALPHA}`;
 }
 
 export function hexToRgb(colour: string): [number, number, number] {
