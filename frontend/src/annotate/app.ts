@@ -19,8 +19,8 @@ import { FrameCache } from "./frames";
 import { History, type Edit } from "./history";
 import { OverlayCache } from "./overlays";
 import { ObjectsPanel, objectName } from "./panel";
-import type { Hello, ServerMessage, StoredMask, TrackedObject } from "../generated/protocol";
-import { ERROR_WORDS, errorWords, type Direction } from "./protocol";
+import type { Hello, ServerMessage, TrackedObject } from "../generated/protocol";
+import { ERROR_WORDS, errorWords, type Direction, type MaskFields } from "./protocol";
 import { Renderer, type Scene } from "./renderer";
 import { commandFor, renderHelp } from "./shortcuts";
 import { Store } from "./store";
@@ -86,7 +86,7 @@ export class AnnotateApp {
   private busy = 0;
   private trackState: TrackState | null = null;
   private fetchSeq = 0;
-  private liveDuringFetch: StoredMask[] | null = null;
+  private liveDuringFetch: MaskFields[] | null = null;
   private creating: Promise<number | null> | null = null;
   /** The play timer while the video plays (one annotated frame per tick at the project's annotation fps). */
   private playTimer: number | null = null;
@@ -320,7 +320,7 @@ export class AnnotateApp {
     try {
       const response = await fetch(this.root.dataset.masksUrl ?? "", { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const body = (await response.json()) as { masks: StoredMask[] };
+      const body = (await response.json()) as { masks: MaskFields[] };
       if (seq !== this.fetchSeq) return;
       const live = this.liveDuringFetch ?? [];
       this.liveDuringFetch = null;
@@ -336,7 +336,7 @@ export class AnnotateApp {
     }
   }
 
-  private putMask(mask: StoredMask): void {
+  private putMask(mask: MaskFields): void {
     this.liveDuringFetch?.push(mask);
     this.store.putMask(mask);
   }
@@ -563,7 +563,7 @@ export class AnnotateApp {
   }
 
   /** Publish the stored mask an edit's reply carried: `data-last-edit` = "object frame revision area". */
-  private showEdit(mask: StoredMask): void {
+  private showEdit(mask: MaskFields): void {
     this.canvas.dataset.lastEdit = `${mask.object_id} ${mask.frame} ${mask.revision} ${mask.area}`;
   }
 

@@ -1,12 +1,15 @@
 // The page's side of the annotation protocol. The message shapes are generated from engine/protocol.py
 // (src/generated/protocol.ts, `npm run protocol`); this module only adds what the page needs on top.
 
-import type { Hello, ServerError, Track } from "../generated/protocol";
+import type { Hello, ServerError, StoredMask, Track } from "../generated/protocol";
 
 export const PROTOCOL_VERSION: Hello["v"] = 1;
 
 export type ErrorCode = ServerError["code"];
 export type Direction = Track["direction"];
+/** A mask's fields the page keeps: what `mask`, `track_progress` and the masks endpoint all carry
+ *  (`quality` is left out of a `mask` that has none, and null in the others). */
+export type MaskFields = Omit<StoredMask, "quality">;
 
 /** Plain-words fallbacks for error codes whose message the server left empty (every code has one). */
 export const ERROR_WORDS: Record<ErrorCode, string> = {

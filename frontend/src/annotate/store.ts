@@ -4,11 +4,12 @@
 // current by `mask` / `track_progress` messages (this page's and other people's). Listeners are
 // told which (object, frame) changed so the overlay cache and the timeline redraw only that.
 
-import type { Masklet, StoredMask as MaskMessage } from "../generated/protocol";
+import type { Masklet } from "../generated/protocol";
+import type { MaskFields } from "./protocol";
 
 export interface StoredMask {
   counts: string;
-  source: MaskMessage["source"];
+  source: MaskFields["source"];
   revision: number;
   area: number;
   /** True while a brush edit is shown before the server has stored it. */
@@ -60,14 +61,14 @@ export class Store {
   }
 
   /** Replace every mask with what the server stores (after load and after a reconnect). */
-  replaceMasks(masks: MaskMessage[]): void {
+  replaceMasks(masks: MaskFields[]): void {
     this.masks.clear();
     for (const mask of masks) this.frameMap(mask.object_id).set(mask.frame, toStored(mask));
     this.changed(null, null);
   }
 
   /** A stored mask arrived. Older revisions than what is shown are ignored (out-of-order replies). */
-  putMask(mask: MaskMessage): void {
+  putMask(mask: MaskFields): void {
     const frames = this.frameMap(mask.object_id);
     const current = frames.get(mask.frame);
     if (current && !current.local && current.revision > mask.revision) return;
@@ -143,6 +144,6 @@ export class Store {
   }
 }
 
-function toStored(mask: MaskMessage): StoredMask {
+function toStored(mask: MaskFields): StoredMask {
   return { counts: mask.counts, source: mask.source, revision: mask.revision, area: mask.area };
 }

@@ -341,6 +341,10 @@ export interface Mask {
   object_id: number;
   previous_revision: number;
   /**
+   * The model's rating of its mask in [0, 1]; left out for people's and unrated masks.
+   */
+  quality?: number;
+  /**
    * The `id` of the message this answers.
    */
   re?: string | number;
@@ -393,6 +397,10 @@ export interface StoredMask {
   counts: string;
   frame: number;
   object_id: number;
+  /**
+   * The model's rating of its mask in [0, 1] (higher: more likely right); null for people's and unrated masks.
+   */
+  quality: number | null;
   revision: number;
   source: "human" | "model" | "imported";
 }
