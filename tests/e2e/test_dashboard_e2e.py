@@ -417,3 +417,43 @@ def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_
         assert _loop_state(server)["masks"] == [versions[candidate]["id"]]
     finally:
         context.close()
+
+
+SET_ROLE = f"""
+from annotator.models import Membership
+Membership.objects.filter(project__slug={SLUG!r}, user__username="boss").update(role="{{role}}")
+"""
+#: Counts the sockets the page opens (the real WebSocket still does all the work).
+COUNT_SOCKETS = """
+window.socketsOpened = 0;
+const RealWebSocket = window.WebSocket;
+window.WebSocket = class extends RealWebSocket {
+  constructor(...args) { super(...args); window.socketsOpened += 1; }
+};
+"""
+
+
+def test_a_socket_refused_with_4403_stops_and_says_why(sign_in, dashboard_server):
+    """The models page loads for an admin, who is made an annotator before its script opens the socket: the
+    server refuses the socket (4403). The page says why and never tries again, however long it stays open
+    (its clock is run an hour ahead). The page used to retry every 3 s for as long as it was open."""
+    server, _ = dashboard_server
+    context, page = sign_in(server, "boss", PASSWORD)
+    try:
+        page.add_init_script(COUNT_SOCKETS)
+        page.clock.install()
+
+        def demote_first(route) -> None:
+            server.shell(SET_ROLE.format(role="annotator"))
+            route.continue_()
+
+        page.route("**/dashboard.js", demote_first)
+        page.goto(f"/projects/{SLUG}/models/")
+        refusal = page.wait_for_selector("#socket-refused[role=alert]")
+        assert "do not have access to this project" in refusal.inner_text()
+        page.clock.run_for(3_600_000)  # every backoff timer there could be fires now
+        assert page.evaluate("window.socketsOpened") == 1
+        assert page.get_attribute("#dashboard", "data-live") == "0"
+    finally:
+        context.close()
+        server.shell(SET_ROLE.format(role="admin"))

@@ -226,3 +226,53 @@ def test_submit_reject_fix_resubmit_approve(sign_in, review_server, artifacts_di
     finally:
         ann_context.close()
         rev_context.close()
+
+
+OVERLAY_MASKLET = """
+import numpy as np
+from django.contrib.auth import get_user_model
+from annotator.models import Video
+from annotator.services.annotation import create_masklet, release_lock
+from annotator.services.masks import MaskWrite, save_mask_frames
+from segmentation.masks import encode_rle
+ann = get_user_model().objects.get(username="ann")
+video = Video.objects.get(pk={video_id})
+masklet = create_masklet(video, ann)
+mask = np.zeros((video.height, video.width), bool)
+mask[10:30, 10:30] = True
+save_mask_frames(masklet, [MaskWrite(0, encode_rle(mask))], source="human", author=ann)
+release_lock(masklet, ann)
+print(masklet.id)
+"""
+PINK, YELLOW, FILL_ALPHA = (0xFF, 0x3D, 0x7F), (0xFF, 0xF2, 0x00), 110 / 255
+
+
+def _pixel(page, x: int, y: int) -> list[int]:
+    return page.evaluate("([x, y]) => [...document.getElementById('review-canvas').getContext('2d')"
+                         ".getImageData(x, y, 1, 1).data]", [x, y])
+
+
+def test_the_review_page_draws_its_overlay_with_the_annotation_pages_renderer(sign_in, review_server):
+    """The masklet's frame-0 mask is a square at x, y in [10, 30): decoded by annotate_worker.js (the
+    annotation page's Web Worker), drawn with an opaque yellow edge and a pink fill at the fill alpha,
+    and with the edge only when "outline only" is ticked."""
+    server, video_id, _, _ = review_server
+    masklet_id = int(server.shell(OVERLAY_MASKLET.format(video_id=video_id)).strip().splitlines()[-1])
+    context, page = sign_in(server, "rev", PASSWORD)
+    try:
+        page.goto(f"/projects/{SLUG}/masklets/{masklet_id}/review/")
+        page.wait_for_function("document.body.dataset.reviewReady === 'true'")
+        page.wait_for_function("document.getElementById('review-canvas').dataset.overlay === '0 filled'")
+        page.wait_for_function("document.getElementById('review-canvas').dataset.drawn === 'true'")
+        assert any(worker.url.endswith("/annotate_worker.js") for worker in page.workers), page.workers
+        edge, filled, outside = _pixel(page, 10, 10), _pixel(page, 20, 20), _pixel(page, 40, 40)
+        page.check("#review-outline")
+        page.wait_for_function("document.getElementById('review-canvas').dataset.overlay === '0 outlined'")
+        assert _pixel(page, 10, 10) == [*YELLOW, 255] == edge  # the boundary, opaque, in both looks
+        frame = _pixel(page, 20, 20)  # outline only: the inside is the video frame itself
+        assert _pixel(page, 40, 40) == outside  # outside the mask nothing is drawn either way
+        expected = [round(f * (1 - FILL_ALPHA) + p * FILL_ALPHA) for f, p in zip(frame[:3], PINK, strict=True)]
+        assert all(abs(a - b) <= 3 for a, b in zip(filled[:3], expected, strict=True)), (filled, frame, expected)
+    finally:
+        context.close()
+        server.shell(f"from annotator.models import Masklet; Masklet.objects.filter(pk={masklet_id}).delete()")
