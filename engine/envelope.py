@@ -28,7 +28,7 @@ class SessionEnvelope(BaseModel):
     #: This message's id across deliveries; ``attempt`` counts re-deliveries after a worker was lost.
     op: str
     attempt: int = 0
-    #: The client message as ``annotator.protocol`` parsed it.
+    #: The client message as ``engine.protocol`` parsed it.
     message: dict[str, Any]
     #: The consumer does not know which worker holds the session yet: name yourself first.
     assign: bool = False

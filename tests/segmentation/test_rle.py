@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from annotator import protocol, sessions
+from annotator import sessions
 from annotator.datasets.common import DatasetError
 from annotator.datasets.importing import compressed_rle
+from engine import protocol
 from segmentation.masks import encode_rle
 from segmentation.rle import RLEError, check_counts, decode_checked, valid_rle
 
