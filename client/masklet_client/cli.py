@@ -100,12 +100,12 @@ def info(message: str) -> None:
 PROJECT_COLUMNS = ("slug", "name", "role", "video_count", "labels")
 VIDEO_COLUMNS = ("id", "name", "status", "frame_count", "width", "height", "failure_reason")
 MEMBER_COLUMNS = ("username", "role")
-TOKEN_COLUMNS = ("id", "name", "created_at", "expires_at", "last_used_at", "revoked")
+TOKEN_COLUMNS = ("id", "name", "prefix", "active", "created_at", "expires_at", "last_used_at")
 JOB_COLUMNS = ("id", "kind", "format", "status", "progress", "created_at", "error")
 MODEL_COLUMNS = ("id", "name", "status", "sam2_config", "image_size", "created_at")
 RUN_COLUMNS = ("id", "status", "progress", "created_at", "error")
 MASKLET_COLUMNS = ("id", "object_id", "label", "status")
-REVIEW_COLUMNS = ("id", "masklet", "verdict", "reviewer", "comment", "created_at")
+REVIEW_COLUMNS = ("id", "masklet", "words", "reason", "reviewer", "comment", "at")
 
 
 def cmd_projects_list(client: Client, args: argparse.Namespace) -> None:
@@ -134,8 +134,7 @@ def cmd_members_set_role(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_members_remove(client: Client, args: argparse.Namespace) -> None:
-    client.remove_member(args.slug, args.username)
-    info(f"{args.username} is no longer a member of {args.slug}.")
+    emit(args, client.remove_member(args.slug, args.username))
 
 
 def cmd_users_list(client: Client, args: argparse.Namespace) -> None:
@@ -143,7 +142,7 @@ def cmd_users_list(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_users_create(client: Client, args: argparse.Namespace) -> None:
-    emit(args, client.create_user(args.username, args.email or "", args.password))
+    emit(args, client.create_user(args.username, args.email or "", args.password, staff=args.staff))
 
 
 def cmd_tokens_list(client: Client, args: argparse.Namespace) -> None:
@@ -155,8 +154,7 @@ def cmd_tokens_create(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_tokens_revoke(client: Client, args: argparse.Namespace) -> None:
-    client.revoke_token(args.id)
-    info(f"Token {args.id} revoked.")
+    emit(args, client.revoke_token(args.id), TOKEN_COLUMNS)
 
 
 def cmd_videos_list(client: Client, args: argparse.Namespace) -> None:
@@ -212,6 +210,10 @@ def cmd_masklets_create(client: Client, args: argparse.Namespace) -> None:
     emit(args, client.create_masklet(args.slug, args.video, args.label))
 
 
+def cmd_masklets_submit(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.submit_masklet(args.slug, args.masklet), MASKLET_COLUMNS)
+
+
 def cmd_masks_get(client: Client, args: argparse.Namespace) -> None:
     masks = client.get_masks(args.slug, args.masklet)
     if args.out:
@@ -231,17 +233,17 @@ def cmd_masks_put(client: Client, args: argparse.Namespace) -> None:
     frames = data.get("frames") if isinstance(data, dict) else data
     if not isinstance(frames, list):
         raise UsageError(f'{args.file} must hold {{"frames": [...]}} or a list of frames')
-    emit(args, client.put_masks(args.slug, args.masklet, frames), ("size",) if not args.json else ())
+    saved = client.put_masks(args.slug, args.masklet, frames)
+    emit(args, saved if args.json else saved.get("saved", []), ("frame_index", "revision", "area"))
 
 
 def cmd_review(client: Client, args: argparse.Namespace) -> None:
-    verdict = {"approve": "approve", "reject": "reject"}[args.review_verdict]
-    extra = {"final": True} if getattr(args, "final", False) else {}
-    emit(args, client.review_masklet(args.slug, args.masklet, verdict, args.comment or "", **extra))
+    emit(args, client.review_masklet(args.slug, args.masklet, args.verdict, reason=args.reason or "",
+                                     comment=args.comment), REVIEW_COLUMNS)
 
 
 def cmd_reviews_list(client: Client, args: argparse.Namespace) -> None:
-    emit(args, client.list_reviews(args.slug), REVIEW_COLUMNS)
+    emit(args, client.list_reviews(args.slug, verdict=args.verdict, masklet_id=args.masklet), REVIEW_COLUMNS)
 
 
 def cmd_jobs_list(client: Client, args: argparse.Namespace) -> None:
@@ -368,11 +370,25 @@ def cmd_models_run(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_models_cancel(client: Client, args: argparse.Namespace) -> None:
-    emit(args, client.cancel_training_run(args.slug, args.run), RUN_COLUMNS)
+    """Cancel; with ``--wait``, until the run has stopped (a running run stops at its next step)."""
+    run = client.cancel_training_run(args.slug, args.run)
+    if args.wait:
+        try:
+            run = client.wait_training_run(args.slug, args.run, timeout=args.timeout)
+        except JobFailed as ended:
+            if ended.code != "cancelled":
+                raise
+            run = ended.item
+    emit(args, run, RUN_COLUMNS)
 
 
 def cmd_auto_masklets_list(client: Client, args: argparse.Namespace) -> None:
-    emit(args, client.list_auto_masklet_runs(args.slug), ("id", "status", "progress", "created_at"))
+    emit(args, client.list_auto_masklet_runs(args.slug), ("id", "video", "frame", "status", "progress", "created"))
+
+
+def cmd_auto_masklets_start(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.start_auto_masklet_run(args.slug, args.video, frame=args.frame,
+                                             points_per_side=args.points_per_side))
 
 
 def cmd_effort(client: Client, args: argparse.Namespace) -> None:
@@ -430,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     users = group("users", "accounts (staff)")
     command(users, "list", cmd_users_list, "every account")
     command(users, "create", cmd_users_create, "create an account", (("username",), {}), (("--email",), {}),
-            (("--password",), {"help": "without it the account gets an invitation link"}))
+            (("--password",), {"help": "without it the answer holds an invitation link"}),
+            (("--staff",), {"action": "store_true", "help": "a site admin"}))
 
     tokens = group("tokens", "your API tokens")
     command(tokens, "list", cmd_tokens_list, "your tokens (never their secrets)")
@@ -455,21 +472,25 @@ def build_parser() -> argparse.ArgumentParser:
     video = (("video",), {"type": int, "metavar": "VIDEO"})
     command(masklets, "list", cmd_masklets_list, "a video's masklets", slug, video)
     command(masklets, "create", cmd_masklets_create, "a new masklet", slug, video, (("--label",), {"required": True}))
+    masklet = (("masklet",), {"type": int, "metavar": "MASKLET"})
+    command(masklets, "submit", cmd_masklets_submit, "hand a masklet to review", slug, masklet)
 
     masks = group("masks", "a masklet's masks as COCO RLE")
-    masklet = (("masklet",), {"type": int, "metavar": "MASKLET"})
     command(masks, "get", cmd_masks_get, "a masklet's stored masks", slug, masklet, (("--out",), {}))
     command(masks, "put", cmd_masks_put, 'write masks: FILE holds {"frames": [{"frame_index", "rle"}]} ("-": stdin)',
             slug, masklet, (("file",), {"metavar": "FILE"}))
 
-    review = group("review", "review a submitted masklet")
+    review = group("review", "review a submitted masklet (not one you worked on)")
     comment = (("--comment",), {"default": ""})
     command(review, "approve", cmd_review, "approve a masklet", slug, masklet, comment).set_defaults(
-        review_verdict="approve")
-    command(review, "reject", cmd_review, "send a masklet back", slug, masklet, comment,
-            (("--final",), {"action": "store_true", "help": "reject for good (no clear boundary)"})).set_defaults(
-        review_verdict="reject")
-    command(review, "list", cmd_reviews_list, "a project's reviews", slug)
+        verdict="approve", reason="")
+    command(review, "send-back", cmd_review, "send a masklet back to its annotator", slug, masklet, comment,
+            (("--reason",), {"required": True, "help": "a reason code from the review pick list"})).set_defaults(
+        verdict="send_back")
+    command(review, "reject", cmd_review, "reject a masklet for good (no clear boundary)", slug, masklet, comment,
+            (("--reason",), {"default": "no_clear_boundary"})).set_defaults(verdict="reject")
+    command(review, "list", cmd_reviews_list, "a project's reviews, newest first", slug,
+            (("--verdict",), {"choices": ("satisfactory", "unsatisfactory")}), (("--masklet",), {"type": int}))
 
     command(commands, "export", cmd_export, "export a dataset: waits, downloads and unpacks it", slug,
                      (("--format",), {"required": True, "choices": EXPORT_FORMATS}),
@@ -501,10 +522,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = (("run",), {"type": int, "metavar": "RUN"})
     command(models, "runs", cmd_models_runs, "a project's training runs", slug)
     command(models, "run", cmd_models_run, "one training run", slug, run)
-    command(models, "cancel", cmd_models_cancel, "cancel a training run", slug, run)
+    command(models, "cancel", cmd_models_cancel, "cancel a training run", slug, run,
+            (("--wait",), {"action": "store_true", "help": "wait until it has stopped"}), wait_timeout)
 
     auto = group("auto-masklets", "automatic masklet runs")
     command(auto, "list", cmd_auto_masklets_list, "a project's auto-masklet runs", slug)
+    command(auto, "start", cmd_auto_masklets_start, "propose masklets on a video (admin)", slug, video,
+            (("--frame",), {"type": int, "default": 0}), (("--points-per-side",), {"type": int}))
     command(commands, "effort", cmd_effort, "annotation effort metrics (admin)", slug)
     return parser
 

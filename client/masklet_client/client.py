@@ -165,23 +165,26 @@ class Client:
         return self._list("/api/tokens/", "tokens")
 
     @operation("POST", "/api/tokens/")
-    def create_token(self, name: str, *, expires_days: int | None = None) -> Token:
+    def create_token(self, name: str, *, expires_days: float | None = None) -> Token:
+        """A new token for the caller; the answer's ``token`` is the secret, shown this once."""
         body: dict[str, Any] = {"name": name}
         if expires_days is not None:
             body["expires_days"] = expires_days
         return self._json("POST", "/api/tokens/", json=body)
 
-    @operation("DELETE", "/api/tokens/{id}/")
-    def revoke_token(self, token_id: int) -> None:
-        self._json("DELETE", f"/api/tokens/{_segment(token_id)}/")
+    @operation("DELETE", "/api/tokens/{token_id}/")
+    def revoke_token(self, token_id: int) -> Token:
+        """Revoke one of your tokens: it stops working at once (the row stays, listed as revoked)."""
+        return self._json("DELETE", f"/api/tokens/{_segment(token_id)}/")
 
     @operation("GET", "/api/users/")
     def list_users(self) -> list[User]:
         return self._list("/api/users/", "users")
 
     @operation("POST", "/api/users/")
-    def create_user(self, username: str, email: str = "", password: str | None = None) -> User:
-        body: dict[str, Any] = {"username": username, "email": email}
+    def create_user(self, username: str, email: str = "", password: str | None = None, *, staff: bool = False) -> User:
+        """Site admins: a new account; without a password the answer's ``invite`` link lets the person pick one."""
+        body: dict[str, Any] = {"username": username, "email": email, "staff": staff}
         if password is not None:
             body["password"] = password
         return self._json("POST", "/api/users/", json=body)
@@ -222,8 +225,8 @@ class Client:
                           json={"role": role})
 
     @operation("DELETE", "/api/projects/{slug}/members/{username}/")
-    def remove_member(self, slug: str, username: str) -> None:
-        self._json("DELETE", f"/api/projects/{_segment(slug)}/members/{_segment(username)}/")
+    def remove_member(self, slug: str, username: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/projects/{_segment(slug)}/members/{_segment(username)}/")
 
     # -- videos --------------------------------------------------------------------------------
 
@@ -270,6 +273,20 @@ class Client:
         return self._json("POST", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/masklets/",
                           json={"label": label})
 
+    @operation("GET", "/api/projects/{slug}/videos/{video_id}/masks/")
+    def get_video_masks(self, slug: str, video_id: int, *, start: int | None = None,
+                        end: int | None = None) -> dict[str, Any]:
+        """Every stored mask of the video (frames ``start``..``end``), as the annotation page reads them."""
+        params = {key: value for key, value in (("start", start), ("end", end)) if value is not None}
+        return self._json("GET", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/masks/",
+                          params=params or None)
+
+    @operation("GET", "/api/projects/{slug}/videos/{video_id}/frames/{frame_index}/")
+    def get_frame(self, slug: str, video_id: int, frame_index: int) -> bytes:
+        """One annotated frame as JPEG bytes."""
+        return self.request("GET", f"/api/projects/{_segment(slug)}/videos/{_segment(video_id)}/frames/"
+                                   f"{_segment(frame_index)}/").content
+
     @operation("GET", "/api/projects/{slug}/masklets/{masklet_id}/")
     def get_masklet(self, slug: str, masklet_id: int) -> Masklet:
         return self._json("GET", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/")
@@ -279,19 +296,28 @@ class Client:
         return self._json("GET", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/masks/")
 
     @operation("PUT", "/api/projects/{slug}/masklets/{masklet_id}/masks/")
-    def put_masks(self, slug: str, masklet_id: int, frames: list[dict[str, Any]]) -> MaskletMasks:
-        """Write frames ``[{"frame_index": i, "rle": {"size": [h, w], "counts": "..."}}]`` (COCO RLE)."""
+    def put_masks(self, slug: str, masklet_id: int, frames: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write frames ``[{"frame_index": i, "rle": {"size": [h, w], "counts": "..."}}]`` (COCO RLE) as a
+        person's edit, all or nothing; answers ``{"saved": [{"frame_index", "revision", "area"}]}``."""
         return self._json("PUT", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/masks/",
                           json={"frames": frames})
 
+    @operation("POST", "/api/projects/{slug}/masklets/{masklet_id}/submit/")
+    def submit_masklet(self, slug: str, masklet_id: int) -> Masklet:
+        """Hand a draft to review (refused while it has no mask)."""
+        return self._json("POST", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/submit/")
+
     @operation("POST", "/api/projects/{slug}/masklets/{masklet_id}/review/")
-    def review_masklet(self, slug: str, masklet_id: int, verdict: str, comment: str = "", **extra: Any) -> Review:
+    def review_masklet(self, slug: str, masklet_id: int, verdict: str, *, reason: str = "",
+                       comment: str = "") -> Review:
+        """``verdict``: ``approve``, ``send_back`` (with a ``reason`` from the pick list) or ``reject`` (for good)."""
         return self._json("POST", f"/api/projects/{_segment(slug)}/masklets/{_segment(masklet_id)}/review/",
-                          json={"verdict": verdict, "comment": comment, **extra})
+                          json={"verdict": verdict, "reason": reason, "comment": comment})
 
     @operation("GET", "/api/projects/{slug}/reviews/")
-    def list_reviews(self, slug: str) -> list[Review]:
-        return self._list(f"/api/projects/{_segment(slug)}/reviews/", "reviews")
+    def list_reviews(self, slug: str, *, verdict: str | None = None, masklet_id: int | None = None) -> list[Review]:
+        params = {key: value for key, value in (("verdict", verdict), ("masklet", masklet_id)) if value is not None}
+        return self._list(f"/api/projects/{_segment(slug)}/reviews/", "reviews", params or None)
 
     # -- datasets ------------------------------------------------------------------------------
 
@@ -401,8 +427,12 @@ class Client:
         return self._list(f"/api/projects/{_segment(slug)}/auto-masklets/", "runs")
 
     @operation("POST", "/api/projects/{slug}/auto-masklets/")
-    def start_auto_masklet_run(self, slug: str, **options: Any) -> dict[str, Any]:
-        return self._json("POST", f"/api/projects/{_segment(slug)}/auto-masklets/", json=options)
+    def start_auto_masklet_run(self, slug: str, video_id: int, *, frame: int = 0,
+                               points_per_side: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"video": video_id, "frame": frame}
+        if points_per_side is not None:
+            body["points_per_side"] = points_per_side
+        return self._json("POST", f"/api/projects/{_segment(slug)}/auto-masklets/", json=body)
 
     @operation("GET", "/api/projects/{slug}/effort/")
     def effort(self, slug: str) -> dict[str, Any]:
