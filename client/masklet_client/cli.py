@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(projects, "list", cmd_projects_list, "projects you are a member of")
     command(projects, "create", cmd_projects_create, "create a project (staff)", slug,
             (("--name",), {"required": True}), (("--labels",), {"help": "comma-separated labels: a,b,c"}),
-            (("--annotation-fps",), {"type": float, "help": "frames per second stored for annotation"}))
+            (("--annotation-fps",), {"type": int, "help": "frames per second stored for annotation"}))
     command(projects, "show", cmd_projects_show, "one project", slug)
 
     members = group("members", "a project's members and their roles")

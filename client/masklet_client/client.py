@@ -197,7 +197,7 @@ class Client:
 
     @operation("POST", "/api/projects/")
     def create_project(self, slug: str, name: str, labels: list[str] | None = None,
-                       annotation_fps: float | None = None) -> Project:
+                       annotation_fps: int | None = None) -> Project:
         body: dict[str, Any] = {"slug": slug, "name": name, "labels": labels or []}
         if annotation_fps is not None:
             body["annotation_fps"] = annotation_fps

@@ -43,11 +43,21 @@ def masklet_runner(url: str | None, token: str | None) -> Masklet:
     return run
 
 
+@pytest.fixture(scope="session")
+def client_migrated_database(tmp_path_factory) -> Path:
+    """A migrated embedded database, once per test process; each server starts from a copy."""
+    from tests.e2e.conftest import _migrate
+
+    data_dir = tmp_path_factory.mktemp("masklet-client-migrated")
+    _migrate(data_dir)
+    return data_dir / "masklet.sqlite3"
+
+
 @pytest.fixture(scope="module")
-def embedded_server(tmp_path_factory) -> Iterator:
+def embedded_server(tmp_path_factory, client_migrated_database) -> Iterator:
     """An embedded-mode server (runserver, SQLite, in-process workers) with its own data directory."""
     from tests.e2e.conftest import run_masklet_server
 
     data_dir = tmp_path_factory.mktemp("masklet-client")
-    with run_masklet_server(data_dir, data_dir / "server.log") as server:
+    with run_masklet_server(data_dir, data_dir / "server.log", migrated=client_migrated_database) as server:
         yield server

@@ -3,11 +3,14 @@ upload body and export unpacking it builds on."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 from django.test import RequestFactory
+from masklet_client import OPERATIONS
 from masklet_client.cli import EXIT_CONNECTION, EXIT_REFUSED, EXIT_USAGE, unpack
 from masklet_client.errors import MaskletError
 from masklet_client.upload import multipart_stream
@@ -46,6 +49,31 @@ def test_a_refused_token_exits_1_with_the_servers_words(embedded_server):
     assert result.returncode == EXIT_REFUSED
     assert result.stdout == ""
     assert result.stderr.startswith("masklet: error: 401 ")
+
+
+#: Schema operations the client leaves out on purpose, and why.
+NOT_IN_THE_CLIENT = {
+    ("POST", "/api/session/"): "signing in with a password sets a cookie, for the browser; scripts use tokens",
+    ("DELETE", "/api/session/"): "signing out of a cookie session",
+    ("GET", "/api/schema/"): "the schema this test reads",
+    ("GET", "/api/docs/"): "the docs page, for people",
+}
+
+
+def operations(paths: dict) -> set[tuple[str, str]]:
+    """``(METHOD, path)`` pairs with every path parameter written ``{}`` (their names are the server's business)."""
+    return {(method.upper(), re.sub(r"\{[^}]+\}", "{}", path)) for path, item in paths.items() for method in item
+            if method in ("get", "post", "put", "patch", "delete")}
+
+
+def test_every_client_method_is_an_operation_of_the_served_schema_and_every_operation_has_one(embedded_server):
+    response = requests.get(f"{embedded_server.url}/api/schema/", params={"format": "json"}, timeout=60)
+    assert response.status_code == 200, response.text[:500]
+    served = operations(response.json()["paths"])
+    covered = operations({op.path: {op.method.lower(): None} for op in OPERATIONS.values()})
+    assert covered - served == set(), "client methods the server does not have"
+    assert served - covered - operations({path: {method.lower(): None} for method, path in NOT_IN_THE_CLIENT}) == set(), \
+        "API operations without a client method"
 
 
 def test_the_streamed_upload_body_is_the_multipart_form_django_reads(tmp_path):
