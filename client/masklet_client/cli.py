@@ -102,7 +102,7 @@ VIDEO_COLUMNS = ("id", "name", "status", "frame_count", "width", "height", "fail
 MEMBER_COLUMNS = ("username", "role")
 TOKEN_COLUMNS = ("id", "name", "prefix", "active", "created_at", "expires_at", "last_used_at")
 JOB_COLUMNS = ("id", "kind", "format", "status", "progress", "created_at", "error")
-MODEL_COLUMNS = ("id", "name", "status", "sam2_config", "image_size", "created_at")
+MODEL_COLUMNS = ("id", "name", "status", "config", "image_size", "created_at")
 RUN_COLUMNS = ("id", "status", "progress", "created_at", "error")
 MASKLET_COLUMNS = ("id", "object_id", "label", "status")
 REVIEW_COLUMNS = ("id", "masklet", "words", "reason", "reviewer", "comment", "at")
@@ -318,9 +318,9 @@ def cmd_models_register(client: Client, args: argparse.Namespace) -> None:
         raise UsageError(f"{checkpoint}: no such file")
     bar, progress = progress_bar(f"upload {checkpoint.name}")
     with bar:
-        version = client.register_model(args.slug, checkpoint, args.config, name=args.name,
-                                        image_size=args.image_size, progress=progress)
-    emit(args, version, MODEL_COLUMNS)
+        answer = client.register_model(args.slug, checkpoint, args.config, name=args.name,
+                                       image_size=args.image_size, progress=progress)
+    emit(args, client.get_model(args.slug, answer["version"]), MODEL_COLUMNS)
 
 
 def resolve_version(client: Client, slug: str, version: str) -> int:
@@ -335,11 +335,16 @@ def resolve_version(client: Client, slug: str, version: str) -> int:
 
 
 def cmd_models_promote(client: Client, args: argparse.Namespace) -> None:
-    emit(args, client.promote_model(args.slug, resolve_version(client, args.slug, args.version)), MODEL_COLUMNS)
+    answer = client.promote_model(args.slug, resolve_version(client, args.slug, args.version))
+    emit(args, client.get_model(args.slug, answer["version"]), MODEL_COLUMNS)
 
 
 def cmd_models_rollback(client: Client, args: argparse.Namespace) -> None:
-    emit(args, client.rollback_model(args.slug), MODEL_COLUMNS)
+    emit(args, client.rollback_model(args.slug))
+
+
+def cmd_models_fetch(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.fetch_model(args.slug, args.name, promote=args.promote).get("download"))
 
 
 def cmd_models_train(client: Client, args: argparse.Namespace) -> None:
@@ -515,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(models, "promote", cmd_models_promote, "make a version the one that serves", slug,
             (("version",), {"metavar": "VERSION", "help": "id or name"}))
     command(models, "rollback", cmd_models_rollback, "serve the previous production version again", slug)
+    command(models, "fetch", cmd_models_fetch, "have the server download one of Meta's SAM 2 checkpoints", slug,
+            (("name",), {"metavar": "NAME", "help": "e.g. sam2.1_hiera_tiny"}),
+            (("--promote",), {"action": "store_true", "help": "serve it once it is checked"}))
     command(models, "train", cmd_models_train, "start a training run", slug,
             (("--wait",), {"action": "store_true", "help": "wait until it ends"}),
             (("--param",), {"action": "append", "metavar": "NAME=VALUE", "help": "a training parameter"}),

@@ -378,12 +378,21 @@ class Client:
 
     @operation("GET", "/api/projects/{slug}/models/")
     def list_models(self, slug: str) -> list[ModelVersion]:
-        return self._list(f"/api/projects/{_segment(slug)}/models/", "models")
+        """The project's model versions (the models page's state holds them under ``versions``)."""
+        return self._list(f"/api/projects/{_segment(slug)}/models/", "versions")
+
+    def get_model(self, slug: str, version_id: int) -> ModelVersion:
+        """One version, from the list (``MaskletError`` 404 when the project has none with this id)."""
+        for version in self.list_models(slug):
+            if version.get("id") == version_id:
+                return version
+        raise MaskletError(404, "not_found", f"No model version {version_id} in project {slug}.")
 
     @operation("POST", "/api/projects/{slug}/models/")
     def register_model(self, slug: str, checkpoint: str | Path, config: str, *, name: str | None = None,
-                       image_size: int | None = None, progress: ProgressCallback | None = None) -> ModelVersion:
-        """Upload a checkpoint in Meta's format (weights under ``model``) with its SAM 2 config name."""
+                       image_size: int | None = None, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Upload a checkpoint in Meta's format (weights under ``model``) with its SAM 2 config name; the
+        server loads it for real before it answers ``{"version": id, "name"}`` (a candidate)."""
         fields = {"config": config}
         if name:
             fields["name"] = name
@@ -392,12 +401,21 @@ class Client:
         return self._upload(f"/api/projects/{_segment(slug)}/models/", fields, "checkpoint", Path(checkpoint), progress)
 
     @operation("POST", "/api/projects/{slug}/models/{version_id}/promote/")
-    def promote_model(self, slug: str, version_id: int) -> ModelVersion:
+    def promote_model(self, slug: str, version_id: int) -> dict[str, Any]:
+        """Serve this version in new annotation sessions; answers ``{"version", "serving"}``."""
         return self._json("POST", f"/api/projects/{_segment(slug)}/models/{_segment(version_id)}/promote/")
 
     @operation("POST", "/api/projects/{slug}/models/rollback/")
-    def rollback_model(self, slug: str) -> ModelVersion:
+    def rollback_model(self, slug: str) -> dict[str, Any]:
+        """Serve the previous production version again; answers ``{"restored", "serving"}``."""
         return self._json("POST", f"/api/projects/{_segment(slug)}/models/rollback/")
+
+    @operation("POST", "/api/projects/{slug}/models/downloads/")
+    def fetch_model(self, slug: str, name: str, *, promote: bool = False) -> dict[str, Any]:
+        """Have the server download Meta's checkpoint ``name`` (e.g. ``sam2.1_hiera_tiny``), checked by its
+        SHA-256 and registered; ``promote`` serves it once checked. Answers ``{"download": {...}}``."""
+        return self._json("POST", f"/api/projects/{_segment(slug)}/models/downloads/",
+                          json={"name": name, "promote": promote})
 
     @operation("GET", "/api/projects/{slug}/training-runs/")
     def list_training_runs(self, slug: str) -> list[TrainingRun]:
@@ -405,7 +423,7 @@ class Client:
 
     @operation("POST", "/api/projects/{slug}/training-runs/")
     def start_training_run(self, slug: str, **parameters: Any) -> TrainingRun:
-        return self._json("POST", f"/api/projects/{_segment(slug)}/training-runs/", json=parameters)
+        return _run(self._json("POST", f"/api/projects/{_segment(slug)}/training-runs/", json=parameters))
 
     @operation("GET", "/api/projects/{slug}/training-runs/{run_id}/")
     def get_training_run(self, slug: str, run_id: int) -> TrainingRun:
@@ -413,7 +431,7 @@ class Client:
 
     @operation("POST", "/api/projects/{slug}/training-runs/{run_id}/cancel/")
     def cancel_training_run(self, slug: str, run_id: int) -> TrainingRun:
-        return self._json("POST", f"/api/projects/{_segment(slug)}/training-runs/{_segment(run_id)}/cancel/")
+        return _run(self._json("POST", f"/api/projects/{_segment(slug)}/training-runs/{_segment(run_id)}/cancel/"))
 
     def wait_training_run(self, slug: str, run_id: int, *, timeout: float = 24 * 3600.0,
                           on_poll: Callable[[TrainingRun], None] | None = None) -> TrainingRun:
@@ -459,6 +477,11 @@ class Client:
                 raise WaitTimedOut(f"{what} is still {status} after {timeout:g} s.")
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
+
+
+def _run(answer: dict[str, Any]) -> TrainingRun:
+    """Starting and cancelling answer ``{"run": {...}}``; the run itself is what callers want."""
+    return answer.get("run", answer) if isinstance(answer, dict) else answer
 
 
 def _reason(error: Exception) -> str:

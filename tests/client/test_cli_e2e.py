@@ -143,7 +143,9 @@ def drive(stack: Stack, work: Path) -> None:
 def embedded_stack(tmp_path: Path, client_migrated_database: Path) -> Iterator[Stack]:
     from tests.e2e.conftest import run_masklet_server
 
-    with run_masklet_server(tmp_path / "data", tmp_path / "server.log", migrated=client_migrated_database) as server:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with run_masklet_server(data_dir, tmp_path / "server.log", migrated=client_migrated_database) as server:
         yield Stack(server.url, server.env)
 
 
