@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 from masklet_client import Client
-from masklet_client.cli import EXIT_REFUSED
+from masklet_client.cli import EXIT_JOB_FAILED, EXIT_REFUSED
 from pycocotools import mask as mask_utils
 
 from tests.client.conftest import REPO_ROOT, Masklet, masklet_runner
@@ -87,9 +87,22 @@ def drive(stack: Stack, work: Path) -> None:
     refused = ann("projects", "create", "mine", "--name", "Not staff")
     assert refused.returncode == EXIT_REFUSED and "403" in refused.stderr, refused.stderr
 
-    # A real video, uploaded and waited for.
-    [video] = ok(boss("videos", "upload", SLUG, video_file, "--wait", "--json"))
+    # The member's own token, made with the first one, works until it is revoked.
+    laptop = ok(ann("tokens", "create", "--name", "laptop", "--json"))
+    assert [p["slug"] for p in ok(masklet_runner(stack.url, laptop["token"])("projects", "list", "--json"))] == [SLUG]
+    assert ok(ann("tokens", "revoke", laptop["id"], "--json"))["active"] is False
+    revoked = masklet_runner(stack.url, laptop["token"])("projects", "list")
+    assert revoked.returncode == EXIT_REFUSED and "401" in revoked.stderr, revoked.stderr
+
+    # A real video and a file that is not one, uploaded and waited for: exit 4 names the failed one.
+    junk = work / "notes.mp4"
+    junk.write_bytes(b"not a video " * 100)
+    upload = boss("videos", "upload", SLUG, video_file, junk, "--wait", "--json")
+    assert upload.returncode == EXIT_JOB_FAILED, upload.stderr
+    video, broken = json.loads(upload.stdout)
     assert (video["status"], video["width"], video["height"]) == ("ready", 960, 540)
+    assert broken["status"] == "failed" and f"video {broken['id']} failed: " in upload.stderr
+    assert ok(boss("videos", "delete", SLUG, broken["id"], "--json"))["deleted"] == broken["id"]
     assert ok(boss("videos", "list", SLUG, "--status", "ready", "--json"))[0]["id"] == video["id"]
 
     # The member writes a masklet's masks (COCO RLE) and submits it; the admin approves it.
