@@ -57,6 +57,11 @@ NOT_IN_THE_CLIENT = {
     ("DELETE", "/api/session/"): "signing out of a cookie session",
     ("GET", "/api/schema/"): "the schema this test reads",
     ("GET", "/api/docs/"): "the docs page, for people",
+    # The models page's own forms of operations the client calls by their resource paths.
+    ("POST", "/api/projects/{slug}/models/versions/"): "register: POST models/ takes the same form",
+    ("POST", "/api/projects/{slug}/models/promote/"): "promote with the version in the body: models/{id}/promote/",
+    ("POST", "/api/projects/{slug}/models/runs/"): "start a run: POST training-runs/",
+    ("POST", "/api/projects/{slug}/models/runs/cancel/"): "cancel the active run: training-runs/{id}/cancel/ names it",
 }
 
 
