@@ -41,6 +41,7 @@ class Stack:
 
     url: str
     env: dict[str, str]
+    logs: list[Path]
 
     def manage(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=self.env, capture_output=True,
@@ -52,11 +53,13 @@ class Stack:
         """A new API token: ``api_token`` prints it as the last word of its output."""
         return self.manage("api_token", username, "--name", "e2e").split()[-1]
 
-
-def ok(result: subprocess.CompletedProcess) -> Any:
-    """The JSON a successful ``masklet ... --json`` printed."""
-    assert result.returncode == 0, f"{result.args[1:]} exited {result.returncode}:\n{result.stderr[-3000:]}"
-    return json.loads(result.stdout)
+    def ok(self, result: subprocess.CompletedProcess) -> Any:
+        """The JSON a successful ``masklet ... --json`` printed; on failure, with the servers' log tails."""
+        if result.returncode != 0:
+            logs = "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}" for log in self.logs
+                             if log.exists())
+            raise AssertionError(f"{result.args[1:]} exited {result.returncode}:\n{result.stderr[-3000:]}\n{logs}")
+        return json.loads(result.stdout)
 
 
 def rectangle_rle(height: int, width: int, top: int, left: int, bottom: int, right: int) -> dict[str, Any]:
@@ -72,6 +75,7 @@ def decoded(rle: dict[str, Any]) -> np.ndarray:
 
 def drive(stack: Stack, work: Path) -> None:
     video_file = shared_path("videos", VIDEO)
+    ok = stack.ok
     stack.manage("createsuperuser", "--noinput", "--username", "boss", "--email", "boss@example.org")
     boss = masklet_runner(stack.url, stack.token("boss"))
 
@@ -159,7 +163,7 @@ def embedded_stack(tmp_path: Path, client_migrated_database: Path) -> Iterator[S
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     with run_masklet_server(data_dir, tmp_path / "server.log", migrated=client_migrated_database) as server:
-        yield Stack(server.url, server.env)
+        yield Stack(server.url, server.env, [server.log_path])
 
 
 def test_a_team_script_drives_an_embedded_server(embedded_stack, tmp_path):
@@ -196,7 +200,7 @@ def services_stack(tmp_path: Path, transactional_db) -> Iterator[Stack]:
         services.append(worker)
         _wait(f"worker {nodename}", lambda: heartbeat(env["REDIS_URL"], nodename)["pid"] == worker.process.pid,
               worker, 90)
-        yield Stack(url, env)
+        yield Stack(url, env, [server.log_path, worker.log_path])
     finally:
         for service in reversed(services):
             service.stop()
