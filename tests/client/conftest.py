@@ -53,11 +53,17 @@ def client_migrated_database(tmp_path_factory) -> Path:
     return data_dir / "masklet.sqlite3"
 
 
+#: The embedded server's rate limit per token: low enough that a test reaches it in a few calls.
+TOKEN_RATE_PER_SECOND = 3
+
+
 @pytest.fixture(scope="module")
 def embedded_server(tmp_path_factory, client_migrated_database) -> Iterator:
-    """An embedded-mode server (runserver, SQLite, in-process workers) with its own data directory."""
+    """An embedded-mode server (runserver, SQLite, in-process workers) with its own data directory,
+    allowing each token ``TOKEN_RATE_PER_SECOND`` requests a second."""
     from tests.e2e.conftest import run_masklet_server
 
     data_dir = tmp_path_factory.mktemp("masklet-client")
-    with run_masklet_server(data_dir, data_dir / "server.log", migrated=client_migrated_database) as server:
+    with run_masklet_server(data_dir, data_dir / "server.log", {"MASKLET_API_RATE_TOKEN": f"{TOKEN_RATE_PER_SECOND}/s"},
+                            migrated=client_migrated_database) as server:
         yield server

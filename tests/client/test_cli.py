@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 from django.test import RequestFactory
-from masklet_client import OPERATIONS
+from masklet_client import OPERATIONS, Client
 from masklet_client.cli import EXIT_CONNECTION, EXIT_REFUSED, EXIT_USAGE, unpack
 from masklet_client.errors import MaskletError
 from masklet_client.upload import multipart_stream
 
-from tests.client.conftest import masklet_runner
+from tests.client.conftest import TOKEN_RATE_PER_SECOND, masklet_runner
 from tests.e2e.conftest import _free_port
 
 
@@ -49,6 +49,24 @@ def test_a_refused_token_exits_1_with_the_servers_words(embedded_server):
     assert result.returncode == EXIT_REFUSED
     assert result.stdout == ""
     assert result.stderr.startswith("masklet: error: 401 ")
+
+
+def test_a_429_is_retried_after_its_retry_after_and_raised_when_no_retry_is_left(embedded_server):
+    token = embedded_server.shell("from django.contrib.auth import get_user_model\n"
+                                  "from django.core.management import call_command\n"
+                                  "get_user_model().objects.create_user('script')\n"
+                                  "call_command('api_token', 'script')").split()[-1]
+    patient = Client(embedded_server.url, token)
+    statuses: list[int] = []
+    patient.session.hooks["response"].append(lambda response, **_: statuses.append(response.status_code))
+    for _ in range(2 * TOKEN_RATE_PER_SECOND):
+        assert patient.list_projects() == []
+    assert 429 in statuses, statuses  # refused at least once, and each refusal was retried
+    impatient = Client(embedded_server.url, token, rate_limit_retries=0)
+    with pytest.raises(MaskletError) as refused:
+        for _ in range(2 * TOKEN_RATE_PER_SECOND):
+            impatient.list_projects()
+    assert refused.value.status == 429
 
 
 #: Schema operations the client leaves out on purpose, and why.
