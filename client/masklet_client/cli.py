@@ -347,6 +347,10 @@ def cmd_models_fetch(client: Client, args: argparse.Namespace) -> None:
     emit(args, client.fetch_model(args.slug, args.name, promote=args.promote).get("download"))
 
 
+def cmd_models_train_verifier(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.train_verifier(args.slug).get("verifier"))
+
+
 def cmd_models_train(client: Client, args: argparse.Namespace) -> None:
     parameters: dict[str, Any] = {}
     for pair in args.param or []:
@@ -527,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
             (("--wait",), {"action": "store_true", "help": "wait until it ends"}),
             (("--param",), {"action": "append", "metavar": "NAME=VALUE", "help": "a training parameter"}),
             wait_timeout)
+    command(models, "train-verifier", cmd_models_train_verifier, "train the mask quality verifier", slug)
     run = (("run",), {"type": int, "metavar": "RUN"})
     command(models, "runs", cmd_models_runs, "a project's training runs", slug)
     command(models, "run", cmd_models_run, "one training run", slug, run)

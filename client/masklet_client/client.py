@@ -417,6 +417,11 @@ class Client:
         return self._json("POST", f"/api/projects/{_segment(slug)}/models/downloads/",
                           json={"name": name, "promote": promote})
 
+    @operation("POST", "/api/projects/{slug}/models/verifiers/")
+    def train_verifier(self, slug: str) -> dict[str, Any]:
+        """Train the project's mask quality verifier on its people's edits; answers ``{"verifier": {...}}``."""
+        return self._json("POST", f"/api/projects/{_segment(slug)}/models/verifiers/")
+
     @operation("GET", "/api/projects/{slug}/training-runs/")
     def list_training_runs(self, slug: str) -> list[TrainingRun]:
         return self._list(f"/api/projects/{_segment(slug)}/training-runs/", "runs")

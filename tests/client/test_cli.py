@@ -75,6 +75,8 @@ NOT_IN_THE_CLIENT = {
     ("DELETE", "/api/session/"): "signing out of a cookie session",
     ("GET", "/api/schema/"): "the schema this test reads",
     ("GET", "/api/docs/"): "the docs page, for people",
+    ("GET", "/api/projects/{slug}/videos/{video_id}/seen/"): "the annotation page's record of what a person looked at",
+    ("POST", "/api/projects/{slug}/videos/{video_id}/seen/"): "recorded by the annotation page as a person steps",
     # The models page's own forms of operations the client calls by their resource paths.
     ("POST", "/api/projects/{slug}/models/versions/"): "register: POST models/ takes the same form",
     ("POST", "/api/projects/{slug}/models/promote/"): "promote with the version in the body: models/{id}/promote/",
