@@ -19,7 +19,13 @@ the same verification as manual masklets. Here:
   stands behind an object of the same colours (the woman of 01_dog.mp4: her box takes the bush, 0.57),
   so a proposal under ``MIN_STABILITY`` gets a second probe, a click at its innermost pixel (farthest
   from its boundary), and keeps the better IoU: a region is stable when some other prompt gives it
-  back (the woman: 1.0). The cut also returns
+  back (the woman: 1.0). Objects whose colours outline no cut (a white dog on pale pavement) come
+  from motion instead: the seed frame's **moving regions** (``segmentation.motion``: background
+  subtraction against the median of frames spread over the video, shadows and thin necks split
+  off) are proposals too, with the share of the region that differs from the background as their
+  stability; one over a background that kept changing (agreement under
+  ``MIN_BACKGROUND_AGREEMENT``: a person moving across the scene, hands shuffling cups) is a change
+  of scene, not an object, and is dropped. The cut also returns
   stable background patches (a region of even texture comes back the same
   from a box), so each proposal also gets an **edge support**: the share of its boundary pixels
   where the image gradient (or a neighbour's, as the cut runs at working resolution) is over
@@ -46,6 +52,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from segmentation import motion
+from segmentation.frames import FrameSource
 from segmentation.segmenter import Direction, SegmentationError, Segmenter, SegmenterSession
 
 MIN_REGION_AREA = 200
@@ -57,6 +65,7 @@ CLASSICAL_POINTS_PER_SIDE = 12
 MIN_STABILITY = 0.85
 EDGE_FACTOR = 4.0
 MIN_EDGE_SUPPORT = 0.85
+MIN_BACKGROUND_AGREEMENT = 0.6
 _PROBE_OBJECT = 1_000_000  # a temporary object id no masklet uses
 
 
@@ -67,7 +76,8 @@ class Proposal:
     mask: np.ndarray
     stability: float
     predicted_iou: float | None = None
-    edge_support: float | None = None  # classical proposals only (see the module docstring)
+    edge_support: float | None = None  # classical click proposals only (see the module docstring)
+    background_agreement: float | None = None  # classical moving regions only (segmentation.motion)
 
     @property
     def area(self) -> int:
@@ -113,7 +123,7 @@ def select(proposals: list[Proposal], existing: Sequence[np.ndarray] = (), *,
     saying the same in words.
     """
     stats = {"proposals": len(proposals), "too_small": 0, "too_large": 0, "unstable": 0, "weak_edges": 0,
-             "duplicates": 0, "existing": 0}
+             "unsteady_background": 0, "duplicates": 0, "existing": 0}
     kept: list[Proposal] = []
     for proposal in sorted(proposals, key=lambda p: (-p.stability, -p.area)):
         mask = clean_mask(proposal.mask)
@@ -125,12 +135,15 @@ def select(proposals: list[Proposal], existing: Sequence[np.ndarray] = (), *,
             stats["unstable"] += 1
         elif proposal.edge_support is not None and proposal.edge_support < MIN_EDGE_SUPPORT:
             stats["weak_edges"] += 1
+        elif proposal.background_agreement is not None and proposal.background_agreement < MIN_BACKGROUND_AGREEMENT:
+            stats["unsteady_background"] += 1
         elif is_duplicate(mask, existing):
             stats["existing"] += 1
         elif is_duplicate(mask, [k.mask for k in kept]):
             stats["duplicates"] += 1
         else:
-            kept.append(Proposal(mask, proposal.stability, proposal.predicted_iou, proposal.edge_support))
+            kept.append(Proposal(mask, proposal.stability, proposal.predicted_iou, proposal.edge_support,
+                                 proposal.background_agreement))
     stats["kept"] = len(kept)
     stats["summary"] = describe(stats)
     return kept, stats
@@ -141,6 +154,7 @@ DROP_REASONS = (
     ("too_large", f"over {MAX_AREA_FRACTION:.0%} of the frame"),
     ("unstable", "unstable (neither a box around it nor a click at its centre gives it back)"),
     ("weak_edges", "not outlined by image edges"),
+    ("unsteady_background", "moving over a background that keeps changing"),
     ("duplicates", "duplicates"),
     ("existing", "already annotated"),
 )
@@ -246,7 +260,15 @@ def classical_proposals(session: SegmenterSession, frame: int, per_side: int = C
             covered |= mask
     if _PROBE_OBJECT in session.object_ids:
         session.remove_object(_PROBE_OBJECT)
-    return proposals
+    return proposals + moving_proposals(session.frames, frame)
+
+
+def moving_proposals(frames: FrameSource, frame: int) -> list[Proposal]:
+    """The seed frame's moving regions (``segmentation.motion``) as proposals: stability is the share of the
+    region that differs from the background, and the background behind it must have been steady."""
+    indices = motion.sample_indices(len(frames), frame)
+    return [Proposal(clean_mask(region.mask), region.support, background_agreement=region.agreement)
+            for region in motion.moving_regions([frames[i] for i in indices])]
 
 
 def sam2_proposals(segmenter: Segmenter, image: np.ndarray, per_side: int = SAM2_POINTS_PER_SIDE) -> list[Proposal]:

@@ -100,10 +100,31 @@ def test_simulated_corrective_clicks_improve_the_mask(frames: dict[str, np.ndarr
 
 # A kept proposal per object, and few others: the planters, pillars and bushes of 01_dog.mp4 are kept too.
 MAX_KEPT = 12
-# The dog's best grid click (its brown patch) reaches 0.46 IoU with 0.80 edge support: the white head
-# and back on pale pavement stay out of every click's, box's and refined mask (bench/README.md).
-AUTO_FOUND = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="classical cut misses the white dog"))
-              if name == "dog" else name for name in sorted(OBJECTS)]
+# Frames 0, 5, 10, ...: what ingest keeps of a 29.97 fps video at the default 6 fps.
+STRIDE = 5
+
+
+class StoredFrames:
+    """The video's frames at ``STRIDE``, decoded on demand (the generator reads a handful of them)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        capture = cv2.VideoCapture(str(path))
+        self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.length = (int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) + STRIDE - 1) // STRIDE
+        capture.release()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        capture = cv2.VideoCapture(str(self.path))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index * STRIDE)
+        ok, bgr = capture.read()
+        capture.release()
+        assert ok, f"cannot decode frame {index * STRIDE} of {self.path.name}"
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +134,7 @@ def auto_masklets(frames: dict[str, np.ndarray]) -> Callable[[str], tuple[list[g
 
     def run(video: str) -> tuple[list[generate.Proposal], dict]:
         if video not in runs:
-            session = ClassicalSegmenter().open_session(ArrayFrames([frames[video]]))
+            session = ClassicalSegmenter().open_session(StoredFrames(shared_path("videos") / video))
             runs[video] = generate.select(generate.classical_proposals(session, 0))
         return runs[video]
 
@@ -121,11 +142,12 @@ def auto_masklets(frames: dict[str, np.ndarray]) -> Callable[[str], tuple[list[g
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", AUTO_FOUND)
+@pytest.mark.parametrize("name", sorted(OBJECTS))
 def test_auto_masklet_proposals_keep_the_real_objects(
     frames: dict[str, np.ndarray], auto_masklets: Callable[[str], tuple[list[generate.Proposal], dict]], name: str
 ) -> None:
-    """The classical generator's grid of clicks, filtered and deduplicated, keeps every drawn object of the frame."""
+    """The classical generator (grid clicks and moving regions, filtered and deduplicated) keeps every drawn object:
+    the white dog on pale pavement only as a moving region (its colours outline no click's cut)."""
     entry = OBJECTS[name]
     kept, stats = auto_masklets(entry["video"])
     assert stats["summary"].startswith(f"{stats['proposals']} proposals, {stats['kept']} kept")
