@@ -237,6 +237,21 @@ def watch_csp(context, seen: list[str]) -> None:
                if "Content Security Policy" in message.text else None)
 
 
+class Dialogs:
+    """Answers a page's ``confirm()`` dialogs one at a time, keeping each question asked."""
+
+    def __init__(self, page):
+        self.page = page
+        self.questions: list[str] = []
+
+    def answer_next(self, accept: bool) -> None:
+        def handle(dialog) -> None:
+            self.questions.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        self.page.once("dialog", handle)
+
+
 @pytest.fixture
 def csp_violations() -> Iterator[list[str]]:
     """Every browser test's pages must pass the site's Content-Security-Policy."""

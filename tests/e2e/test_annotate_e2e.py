@@ -32,7 +32,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from fixtures.synthetic import PRESETS, SyntheticFrames
-from tests.e2e.conftest import watch_csp
+from tests.e2e.conftest import Dialogs, watch_csp
 
 pytestmark = pytest.mark.e2e
 
@@ -576,20 +576,13 @@ def test_zoom_pan_help_and_the_objects_panel(tools_page, artifacts_dir):
     assert page.locator(f"{item} select.object-label").input_value() == label
 
     # Delete asks first: dismissed, nothing changes; accepted, the object and its masks are gone.
-    questions: list[str] = []
-
-    def answer(accept: bool):
-        def handle(dialog):
-            questions.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-        return handle
-
-    page.once("dialog", answer(False))
+    dialogs = Dialogs(page)
+    dialogs.answer_next(False)
     page.click(f"{item} .object-delete")
-    page.wait_for_function("n => n > 0", arg=len(questions))
-    assert f"Delete object #{oid} {label}" in questions[0] and "1 frame" in questions[0]
+    page.wait_for_function("n => n > 0", arg=len(dialogs.questions))
+    assert f"Delete object #{oid} {label}" in dialogs.questions[0] and "1 frame" in dialogs.questions[0]
     assert page.locator(item).count() == 1 and len(stored(server, video_id)["masklets"]) == 1
-    page.once("dialog", answer(True))
+    dialogs.answer_next(True)
     page.click(f"{item} .object-delete")
     page.wait_for_selector(item, state="detached")
     wait_canvas(page, "objects", "0")

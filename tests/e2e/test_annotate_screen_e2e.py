@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from fixtures.synthetic import PRESETS, SyntheticFrames
+from tests.e2e.conftest import Dialogs
 from tests.e2e.test_annotate_e2e import (
     PASSWORD,
     SLUG,
@@ -255,22 +256,16 @@ def test_track_selected_or_all_says_where_an_object_is_lost_and_submit_with_gaps
         page.locator("#scrubber").fill("1")
         wait_canvas(page, "frame", str(STRIDE))
         press_and_edit(page, lambda: page.keyboard.press("c"))
-        questions: list[str] = []
-
-        def answer(accept: bool):
-            def handle(dialog):
-                questions.append(dialog.message)
-                dialog.accept() if accept else dialog.dismiss()
-            return handle
-
-        page.once("dialog", answer(False))
+        dialogs = Dialogs(page)
+        questions = dialogs.questions
+        dialogs.answer_next(False)
         page.click("#object-submit")
         page.wait_for_function("document.getElementById('status-note').textContent.includes('not submitted')")
         assert len(questions) == 1 and questions[0].endswith("Submit anyway?"), questions
         assert f"frames {STRIDE}" in questions[0] and "no mask on" in questions[0], questions[0]
         assert server.shell(STATUS.format(video=video_id, object_id=a)).split()[-1] == "draft"
 
-        page.once("dialog", answer(True))
+        dialogs.answer_next(True)
         page.click("#object-submit")
         page.wait_for_function(f"document.querySelector(\"li.object[data-object-id='{a}'] .object-status\")"
                                ".textContent === 'Submitted'")

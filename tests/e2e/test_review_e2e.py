@@ -15,6 +15,7 @@ import json
 
 import pytest
 
+from tests.e2e.conftest import Dialogs
 from tests.e2e.test_annotate_e2e import click_submit
 
 pytestmark = pytest.mark.e2e
@@ -161,17 +162,13 @@ def _reject_for_good_asks_first(page, server) -> None:
     masklet_id = int(server.shell(REJECTABLE).strip().splitlines()[-1])
     page.goto(f"/projects/{SLUG}/masklets/{masklet_id}/review/")
     page.wait_for_function("document.body.dataset.reviewReady === 'true'")
-    questions: list[str] = []
-
-    def answer(dialog, accept: bool) -> None:
-        questions.append(dialog.message)
-        dialog.accept() if accept else dialog.dismiss()
-
-    page.once("dialog", lambda d: answer(d, False))
+    dialogs = Dialogs(page)
+    questions = dialogs.questions
+    dialogs.answer_next(False)
     page.click("#verdict-discard")
     assert "cannot be undone" in questions[0]
     assert _state(server, masklet_id)["status"] == "submitted"
-    page.once("dialog", lambda d: answer(d, True))
+    dialogs.answer_next(True)
     page.click("#verdict-discard")
     page.wait_for_url(f"**/projects/{SLUG}/")
     assert "rejected for good" in page.inner_text(".messages")
