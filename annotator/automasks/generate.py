@@ -260,14 +260,14 @@ def classical_proposals(session: SegmenterSession, frame: int, per_side: int = C
             covered |= mask
     if _PROBE_OBJECT in session.object_ids:
         session.remove_object(_PROBE_OBJECT)
-    return proposals + moving_proposals(session.frames, frame)
+    return proposals + moving_proposals(session.frames, frame, unknown)
 
 
-def moving_proposals(frames: FrameSource, frame: int) -> list[Proposal]:
-    """The seed frame's moving regions (``segmentation.motion``) as proposals: stability is the share of the
-    region that differs from the background, and the background behind it must have been steady."""
+def moving_proposals(frames: FrameSource, frame: int, unknown: np.ndarray) -> list[Proposal]:
+    """The seed frame's moving regions (``segmentation.motion``) outside what is ``known``, as proposals: stability
+    is the share of the region that differs from the background; the background behind it must have been steady."""
     indices = motion.sample_indices(len(frames), frame)
-    return [Proposal(clean_mask(region.mask), region.support, background_agreement=region.agreement)
+    return [Proposal(clean_mask(region.mask & unknown), region.support, background_agreement=region.agreement)
             for region in motion.moving_regions([frames[i] for i in indices])]
 
 
