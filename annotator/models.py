@@ -15,6 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from engine.models import Job
 from engine.safe_paths import validate_video_name
 from engine.storage import VideoFrames
 
@@ -323,7 +324,7 @@ class VideoAssignment(models.Model):
         return self.holder_id is not None and self.expires_at is not None and self.expires_at > (now or timezone.now())
 
 
-class AutoMaskletRun(models.Model):
+class AutoMaskletRun(Job):
     """One automatic masklet generation on a video (a ``gpu`` task), with progress for the admin page.
 
     At most one queued-or-running run per video (a partial unique constraint), so an admin's click
@@ -331,12 +332,6 @@ class AutoMaskletRun(models.Model):
     ``heartbeat_at`` let others fail a run whose worker died (``engine.liveness``), so a lost run
     does not hold its video for ever.
     """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "An admin"
@@ -348,27 +343,16 @@ class AutoMaskletRun(models.Model):
         #: The exhaustivity check: proposals no masklet explains become ``MissedObject`` suggestions.
         MISSED = "missed", "Missed-object check"
 
-    #: Statuses of a run that has not ended.
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-
     video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="auto_runs")
     frame_index = models.PositiveIntegerField(help_text="Native frame the point grid is placed on.")
     points_per_side = models.PositiveSmallIntegerField(default=32)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0, help_text="0..1.")
     created_count = models.PositiveIntegerField(default=0, help_text="Auto masklets stored.")
     stats = models.JSONField(default=dict, blank=True, help_text="Candidates, kept, dropped as duplicates, ...")
     model_name = models.CharField(max_length=200, blank=True)
-    error = models.TextField(blank=True)
     trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.MANUAL)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MASKLETS)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    worker = models.CharField(max_length=200, blank=True, help_text="Celery node (or process) running it.")
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -428,34 +412,22 @@ class MaskletOrigin(models.Model):
     imported_at = models.DateTimeField(auto_now_add=True)
 
 
-class DatasetJob(models.Model):
+class DatasetJob(Job):
     """One dataset export or import, run as a ``cpu`` task (never in the web process)."""
 
     class Kind(models.TextChoices):
         EXPORT = "export", "Export"
         IMPORT = "import", "Import"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_jobs")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     format = models.CharField(max_length=16)
     options = models.JSONField(default=dict, blank=True, help_text="Export filters, or the import's settings.")
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0, help_text="0..1.")
     message = models.TextField(blank=True, help_text="What the job did, once done.")
-    error = models.TextField(blank=True, help_text="Why it failed, for people (no traceback).")
     file = models.CharField(max_length=500, blank=True,
                             help_text="Under MEDIA_ROOT: the export's zip, or the uploaded import file.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -351,6 +351,8 @@ CELERY_BEAT_SCHEDULE = {
     "masklet-loop-tick": {"task": "engine.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
     "masklet-auto-masklets-tick": {"task": "annotator.auto_masklets_tick", "schedule": LOOP_TICK_SECONDS,
                                    "options": {"queue": "cpu"}},
+    "masklet-dataset-jobs-tick": {"task": "annotator.recover_dataset_jobs", "schedule": LOOP_TICK_SECONDS,
+                                  "options": {"queue": "cpu"}},
 }
 
 # -- auth -------------------------------------------------------------------------------

@@ -362,17 +362,19 @@ def _import(dotted: str) -> Callable[..., Any]:
 
 
 def recover_after_restart() -> dict[str, list[int]]:
-    """Embedded mode, when the server starts: fail at once the training and auto-masklet runs its previous
-    process left queued or running (their child processes died with it), so Start is not blocked."""
+    """Embedded mode, when the server starts: fail at once the training, auto-masklet, verifier and dataset
+    jobs its previous process left queued or running (their child processes died with it), so Start is not blocked."""
     from django.db import DatabaseError
 
     from annotator.automasks.runs import recover_after_restart as recover_auto_masklets
+    from annotator.datasets.jobs import recover_after_restart as recover_dataset_jobs
     from engine.training import recover_after_restart as recover_training
     from engine.verifier import recover_stale as recover_verifiers
 
     try:
         failed = {"training": recover_training(), "auto_masklets": recover_auto_masklets(),
-                  "verifiers": recover_verifiers(older_than_s=0)}
+                  "verifiers": recover_verifiers(older_than_s=0),
+                  "dataset_jobs": recover_dataset_jobs()}
     except DatabaseError:  # no tables yet (before the first migrate): nothing was left behind
         logger.warning("could not look for runs left by a previous server", exc_info=True)
         return {}

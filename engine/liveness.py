@@ -1,11 +1,11 @@
-"""Long runs whose worker can die without a word (SIGKILL, OOM, a lost machine), and who notices.
+"""The one job lifecycle: claim, heartbeat, progress, end, and the recovery of jobs whose worker died.
 
-Used by training runs (``engine.training``) and auto-masklet runs (``annotator.automasks.runs``).
-A run row has ``status`` (``queued`` -> ``running`` -> an end), ``worker``, ``started_at`` and
-``heartbeat_at``. Its worker takes it with ``claim`` (queued -> running under its own name, a
-compare-and-set) and stamps ``heartbeat_at`` from a thread while it works
-(``engine.heartbeat.JobHeartbeat``). A dead
-worker cannot end its run, so others fail it:
+Every background job row is an ``engine.models.Job`` (auto-masklet runs, dataset jobs, training
+runs): ``status`` (``JobStatus``: queued -> running -> done | failed | cancelled), ``progress``,
+``worker``, ``started_at``, ``heartbeat_at``, ``finished_at``. Its worker takes it with ``claim``
+(queued -> running under its own name, a compare-and-set), stamps ``heartbeat_at`` from a thread
+while it works (``engine.heartbeat.JobHeartbeat``) and ends it with ``finish`` (only an active job
+ends, once). A dead worker cannot end its job, so others fail it:
 
 - a worker starting under the same node name: its earlier process is gone, and so are the runs
   it held (``lost_runs(running, worker=nodename)``, from ``worker_ready``);
@@ -33,10 +33,15 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from engine.heartbeat import job_shows_life
+from engine.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
-QUEUED, RUNNING = "queued", "running"
+QUEUED, RUNNING = JobStatus.QUEUED, JobStatus.RUNNING
+#: A job still queued this long after it was asked for is taken for lost (``lost_queued``).
+QUEUED_LOST_S = 6 * 3600.0
+#: How a job may end; ``finish`` moves only an active (queued or running) job there, once.
+ENDED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def worker_name() -> str:
@@ -58,6 +63,15 @@ def lost_runs(running: QuerySet, *, worker: str | None = None, stale_after: floa
     cutoff = timezone.now() - timedelta(seconds=stale_after)
     silent = running.filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
     return [(run, f"no sign of life from worker {run.worker or '?'} for {stale_after:.0f} s") for run in silent]
+
+
+def lost_queued(queued: QuerySet, queue: str, queued_after: float = QUEUED_LOST_S) -> list[tuple[Any, str]]:
+    """The jobs of ``queued`` asked for more than ``queued_after`` s ago: their message went with a dead
+    worker or broker (or the embedded server's in-process queue); should it still arrive, ``claim``
+    finds the job ended and drops it."""
+    cutoff = timezone.now() - timedelta(seconds=queued_after)
+    return [(job, f"no {queue} worker started it within {queued_after:.0f} s")
+            for job in queued.filter(status=QUEUED, created_at__lt=cutoff)]
 
 
 def process_gone(worker: str | None) -> bool:
@@ -105,3 +119,15 @@ def claim(model: type[Model], run_id: int, *, stale_after: float, **conditions: 
     if run.worker != worker_name() and job_shows_life(run, stale_after):
         return Claim.DUPLICATE, run
     return Claim.LOST, run
+
+
+def finish(model: type[Model], job_id: int, status: str, **fields: Any) -> bool:
+    """End job ``job_id`` as ``status`` (done, failed, cancelled) with ``fields``, if it is still active.
+
+    A compare-and-set: a job that already ended (another worker failed it as lost, a cancel won) is
+    left as it is and False returned, so an end is never overwritten.
+    """
+    if status not in ENDED:
+        raise ValueError(f"a job ends done, failed or cancelled, not {status!r}")
+    return bool(model.objects.filter(pk=job_id, status__in=model.ACTIVE).update(
+        status=status, finished_at=timezone.now(), **fields))

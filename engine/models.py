@@ -6,6 +6,45 @@ from django.conf import settings
 from django.db import models
 
 
+class JobStatus(models.TextChoices):
+    """The one set of job statuses: queued -> running -> done | failed | cancelled (``engine.liveness``)."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Job(models.Model):
+    """What every background job row shares: its status, progress and signs of life.
+
+    ``engine.liveness`` runs the lifecycle on these fields: ``claim`` (queued -> running, naming the
+    ``worker``), ``JobHeartbeat`` (``heartbeat_at`` while running), ``finish`` (an active job ends,
+    once), and the recovery of jobs whose worker is gone.
+    """
+
+    Status = JobStatus
+    #: Statuses of a job that has not ended.
+    ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1.")
+    error = models.TextField(blank=True, help_text="Why it failed, for people (no traceback).")
+    worker = models.CharField(max_length=200, blank=True, help_text="Celery node (or process) running it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+
 class ModelVersion(models.Model):
     """A SAM 2 checkpoint registered for a project (or shared when ``project`` is empty)."""
 

@@ -24,7 +24,7 @@ overlapping an annotated mask or an earlier suggestion (``annotator.automasks.mi
 A dead worker cannot end its run, so others do (``engine.liveness``, the rules training runs
 follow too): a ``gpu`` worker starting under the same node name fails the runs its predecessor
 held (``engine.workers`` ready hook), the periodic job fails runs without a heartbeat for
-``MASKLET_LOOP_RUN_STALE_S`` and runs still queued after ``QUEUED_LOST_S``, and a redelivered
+``MASKLET_LOOP_RUN_STALE_S`` and runs still queued after ``liveness.QUEUED_LOST_S``, and a redelivered
 message (``acks_late``) finds its run running and fails it (or drops itself while the run's worker
 is alive). Either way the video is free for a new run; the periodic job does not retry a failed
 run by itself (an admin can).
@@ -33,7 +33,6 @@ run by itself (an admin can).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -56,10 +55,6 @@ Status = AutoMaskletRun.Status
 #: The periodic job keeps at most this many runs of one project queued or running, so a batch of
 #: uploads does not fill the ``gpu`` queue ahead of people's clicks; the rest wait for later ticks.
 SCHEDULED_ACTIVE_PER_PROJECT = 2
-#: A run still queued this many seconds after it was asked for is taken for lost (its message went
-#: with a dead worker, or with the embedded server's in-process queue) and failed; should its message
-#: still arrive, the claim finds the run ended and drops it.
-QUEUED_LOST_S = 6 * 3600.0
 
 
 class RunEnded(Exception):
@@ -152,7 +147,7 @@ def due_videos() -> QuerySet[Video]:
 
 
 def recover_lost_runs(*, worker: str | None = None, stale_after: float | None = None,
-                      queued_after: float = QUEUED_LOST_S) -> list[int]:
+                      queued_after: float = liveness.QUEUED_LOST_S) -> list[int]:
     """Fail the runs whose worker is gone; returns their ids. With ``worker``: the running runs of that
     node (it is starting again). Without: running runs with no heartbeat for ``stale_after`` s
     (``MASKLET_LOOP_RUN_STALE_S``) and runs queued for more than ``queued_after`` s."""
@@ -161,12 +156,8 @@ def recover_lost_runs(*, worker: str | None = None, stale_after: float | None = 
                               stale_after=stale_after)
     failed = [run.pk for run, reason in lost if _fail(run.pk, f"the run was lost: {reason}", expect=Status.RUNNING)]
     if worker is None:
-        cutoff = timezone.now() - timedelta(seconds=queued_after)
-        queued = AutoMaskletRun.objects.filter(status=Status.QUEUED, created_at__lt=cutoff)
-        for pk in queued.values_list("pk", flat=True):
-            if _fail(pk, f"the run was lost: no gpu worker started it within {queued_after:.0f} s",
-                     expect=Status.QUEUED):
-                failed.append(pk)
+        failed += [run.pk for run, reason in liveness.lost_queued(AutoMaskletRun.objects.all(), "gpu", queued_after)
+                   if _fail(run.pk, f"the run was lost: {reason}", expect=Status.QUEUED)]
     return failed
 
 

@@ -22,13 +22,13 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.utils import timezone
 
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, export_dataset, import_dataset
 from annotator.datasets.common import Progress, check_video_names
 from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
 from annotator.models import DatasetJob, Masklet, Project
-from engine import storage
+from engine import liveness, storage
+from engine.heartbeat import JobHeartbeat
 from engine.safe_paths import UnsafePath, clean_name, public_text, safe_join
 
 logger = logging.getLogger(__name__)
@@ -95,10 +95,24 @@ def _submit(job_id: int) -> None:
 
 
 def run_job(job_id: int) -> DatasetJob:
-    """The task body: run the export or import; never raises for bad data (the reason is stored)."""
+    """The task body: claim the job, run the export or import under a heartbeat; never raises for bad
+    data (the reason is stored). A job another worker runs is left to it, one whose worker is gone is
+    failed (a redelivered message, ``engine.liveness``)."""
+    outcome, job = liveness.claim(DatasetJob, job_id, stale_after=settings.LOOP_RUN_STALE_S)
+    if job is None:
+        raise DatasetJob.DoesNotExist(f"dataset job {job_id}")
+    if outcome is liveness.Claim.LOST:
+        _finish(job_id, DatasetJob.Status.FAILED, error=f"the {job.kind} was lost: its worker stopped")
+    if outcome is not liveness.Claim.CLAIMED:
+        return DatasetJob.objects.get(pk=job_id)
     job = DatasetJob.objects.select_related("project", "created_by").get(pk=job_id)
-    DatasetJob.objects.filter(pk=job_id).update(status=DatasetJob.Status.RUNNING, started_at=timezone.now(),
-                                                progress=0.0, error="")
+    with JobHeartbeat(DatasetJob.objects.filter(pk=job_id, status=DatasetJob.Status.RUNNING),
+                      settings.LOOP_HEARTBEAT_S, f"dataset-job-{job_id}"):
+        return _run_claimed(job)
+
+
+def _run_claimed(job: DatasetJob) -> DatasetJob:
+    job_id = job.pk
     with tempfile.TemporaryDirectory(prefix=f"masklet-{job.kind}-") as scratch:
         try:
             if job.kind == DatasetJob.Kind.EXPORT:
@@ -208,8 +222,26 @@ def find_dataset(root: Path, fmt: str) -> Path:
 
 
 def _finish(job_id: int, status: str, **fields) -> None:
-    DatasetJob.objects.filter(pk=job_id).update(status=status, finished_at=timezone.now(),
-                                                progress=1.0 if status == DatasetJob.Status.DONE else 0.0, **fields)
+    liveness.finish(DatasetJob, job_id, status, progress=1.0 if status == DatasetJob.Status.DONE else 0.0, **fields)
+
+
+def recover_lost_jobs(*, stale_after: float | None = None, queued_after: float = liveness.QUEUED_LOST_S) -> list[int]:
+    """Fail the jobs whose worker is gone (the periodic tick); returns their ids: running jobs with no
+    heartbeat for ``stale_after`` s (``MASKLET_LOOP_RUN_STALE_S``), queued ones older than ``queued_after``."""
+    stale_after = settings.LOOP_RUN_STALE_S if stale_after is None else stale_after
+    lost = liveness.lost_runs(DatasetJob.objects.filter(status=DatasetJob.Status.RUNNING), stale_after=stale_after)
+    return _fail_lost(lost + liveness.lost_queued(DatasetJob.objects.all(), "cpu", queued_after))
+
+
+def recover_after_restart() -> list[int]:
+    """Embedded mode, when the server starts: fail the jobs its previous process left behind."""
+    return _fail_lost(liveness.orphans_at_start(DatasetJob.objects.filter(status__in=DatasetJob.ACTIVE)))
+
+
+def _fail_lost(lost: list[tuple[DatasetJob, str]]) -> list[int]:
+    return [job.pk for job, reason in lost
+            if liveness.finish(DatasetJob, job.pk, DatasetJob.Status.FAILED, progress=0.0,
+                               error=f"the {job.kind} was lost: {reason}")]
 
 
 def open_archive(job: DatasetJob) -> tuple[BinaryIO, str] | None:

@@ -1,4 +1,4 @@
-"""Celery task of dataset jobs: a thin wrapper over ``annotator.datasets.jobs.run_job``."""
+"""Celery tasks of dataset jobs: thin wrappers over ``annotator.datasets.jobs``."""
 
 from __future__ import annotations
 
@@ -20,3 +20,12 @@ def run_dataset_job(job_id: int) -> str:
     except DatasetJob.DoesNotExist:
         logger.warning("dataset job %s skipped: it no longer exists", job_id)
         return "missing"
+
+
+@shared_task(name="annotator.recover_dataset_jobs")
+def recover_dataset_jobs() -> list[int]:
+    """The periodic job: fail dataset jobs whose worker is gone (``jobs.recover_lost_jobs``)."""
+    failed = jobs.recover_lost_jobs()
+    if failed:
+        logger.warning("dataset jobs lost with their worker, marked failed: %s", failed)
+    return failed

@@ -130,13 +130,13 @@ def test_a_redelivered_message_fails_a_lost_run_and_is_dropped_while_its_worker_
 def test_a_run_nobody_started_is_failed_after_queued_lost_s(team, make_videos, later):
     old, young = make_videos(team.project, 2)
     stuck = start_run(old, team.admin)
-    later(runs.QUEUED_LOST_S - 60)
+    later(liveness.QUEUED_LOST_S - 60)
     waiting = start_run(young, team.admin)
-    later(runs.QUEUED_LOST_S + 1)
+    later(liveness.QUEUED_LOST_S + 1)
     assert recover_lost_runs() == [stuck.pk]
     stuck.refresh_from_db()
     assert stuck.status == "failed" and stuck.error == (
-        f"the run was lost: no gpu worker started it within {runs.QUEUED_LOST_S:.0f} s")
+        f"the run was lost: no gpu worker started it within {liveness.QUEUED_LOST_S:.0f} s")
     assert AutoMaskletRun.objects.get(pk=waiting.pk).status == "queued"
     assert execute(stuck.pk).status == "failed"  # its message arriving after all is dropped by the claim
     assert _nothing_stored(old)
