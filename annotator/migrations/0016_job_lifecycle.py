@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotator', '0014_api_tokens'),
+        ('annotator', '0015_where_to_look'),
     ]
 
     operations = [
