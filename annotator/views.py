@@ -308,6 +308,7 @@ def video_annotate(request: HttpRequest, project: Project, video_id: int) -> Htt
         "frame_url_template": reverse("video-frame", kwargs={"slug": project.slug, "video_id": video.id,
                                                              "frame_index": 0}),
         "masks_url": reverse("api-video-masks", kwargs={"slug": project.slug, "video_id": video.id}),
+        "seen_url": reverse("api-video-seen", kwargs={"slug": project.slug, "video_id": video.id}),
         "masklets_url": reverse("api-video-masklets", kwargs={"slug": project.slug, "video_id": video.id}),
         "labels": list(project.labels or []),
     })

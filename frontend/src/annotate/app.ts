@@ -21,6 +21,7 @@ import { OverlayCache } from "./overlays";
 import { ObjectsPanel, objectName } from "./panel";
 import type { Hello, ServerMessage, TrackedObject } from "../generated/protocol";
 import { ERROR_WORDS, errorWords, type Direction, type MaskFields } from "./protocol";
+import { Radar } from "./radar";
 import { Renderer, type Scene } from "./renderer";
 import { commandFor, renderHelp } from "./shortcuts";
 import { Store } from "./store";
@@ -66,6 +67,7 @@ export class AnnotateApp {
   private readonly viewport: Viewport;
   private readonly renderer: Renderer;
   private readonly timeline: Timeline;
+  private readonly radar: Radar;
   private readonly panel: ObjectsPanel;
   private readonly connection: Connection;
   private readonly history = new History();
@@ -119,6 +121,7 @@ export class AnnotateApp {
       () => this.store.objectIds().filter((id) => !this.hidden.has(id)).map((id) => ({
         id, name: objectName(this.store.masklets.get(id)!), colour: this.colours.get(id), selected: id === this.selected,
       })), (position) => this.seek(position));
+    this.radar = new Radar(this.store, data.seenUrl ?? "", data.csrf ?? "", (text) => this.say(text));
     this.panel = new ObjectsPanel(el(root, "#object-list"), el(root, "#object-details"), this.store, {
       select: (id) => void this.select(id),
       label: (id, label) => void this.updateLabel(id, label),
@@ -151,6 +154,7 @@ export class AnnotateApp {
     const wanted = Number(params.get("object"));
     if (Number.isInteger(wanted) && wanted > 0) this.selected = wanted;
     void this.fetchMasks();
+    void this.radar.load();
     this.connection.open();
   }
 
@@ -206,6 +210,27 @@ export class AnnotateApp {
     (el<HTMLButtonElement>(this.root, "#frame-prev")).disabled = position === 0;
     (el<HTMLButtonElement>(this.root, "#frame-next")).disabled = position === n - 1;
     if (moved) history.replaceState(null, "", `?frame=${this.frame}`);
+    if (this.playTimer === null) this.radar.viewing(this.selected, this.frame);
+  }
+
+  /** J: show the selected object's lowest-scored frame nobody has looked at yet (it counts as looked at). */
+  private jumpToSuspect(): void {
+    if (this.selected === null) {
+      this.say("Select an object first: J jumps to its lowest-scored frame nobody has looked at.");
+      return;
+    }
+    const frame = this.radar.nextSuspect(this.selected);
+    const name = objectName(this.store.masklets.get(this.selected)!);
+    if (frame === null) {
+      this.say(`${name}: every scored frame has been looked at.`);
+      return;
+    }
+    if (this.playTimer !== null) this.togglePlay(false);
+    const score = this.store.get(this.selected, frame)?.quality ?? 0;
+    this.seek(this.store.frames.indexOf(frame));
+    this.radar.viewing(this.selected, frame, true);
+    this.canvas.dataset.suspect = String(frame);
+    this.say(`${name}: suspect frame ${frame} (score ${score.toFixed(2)}).`);
   }
 
   private refreshPanel(): void {
@@ -463,6 +488,7 @@ export class AnnotateApp {
   async select(objectId: number): Promise<void> {
     this.selected = objectId;
     this.refreshPanel();
+    if (this.playTimer === null) this.radar.viewing(objectId, this.frame);
     const masklet = this.store.masklets.get(objectId);
     if (!masklet || !this.store.canEdit || masklet.status !== "draft") return;
     if (masklet.lock_holder && !masklet.locked_by_me) return; // read-only: shown with who holds it
@@ -806,6 +832,7 @@ export class AnnotateApp {
         this.seek(this.position + 1);
         if (this.position >= n - 1) this.togglePlay(false);
       }, 1000 / this.fps);
+      this.radar.pause();
     }
     const playing = this.playTimer !== null;
     const button = el<HTMLButtonElement>(this.root, "#play");
@@ -967,6 +994,7 @@ export class AnnotateApp {
       case "track-backward": void this.track("backward"); break;
       case "track-both": void this.track("both"); break;
       case "play": this.togglePlay(); break;
+      case "suspect": this.jumpToSuspect(); break;
       case "escape":
         if (!el(this.root, "#help-overlay").hidden) this.toggleHelp(false);
         else if (this.box || this.stroke) this.cancelDrag();

@@ -9,7 +9,7 @@ export type ErrorCode = ServerError["code"];
 export type Direction = Track["direction"];
 /** A mask's fields the page keeps: what `mask`, `track_progress` and the masks endpoint all carry
  *  (`quality` is left out of a `mask` that has none, and null in the others). */
-export type MaskFields = Omit<StoredMask, "quality">;
+export type MaskFields = Omit<StoredMask, "quality"> & { quality?: StoredMask["quality"] };
 
 /** Plain-words fallbacks for error codes whose message the server left empty (every code has one). */
 export const ERROR_WORDS: Record<ErrorCode, string> = {

@@ -34,6 +34,8 @@ export const SHORTCUTS: Shortcut[] = [
   { keys: "Shift + ← / →", help: "Jump 10 frames back / forward",
     bindings: [bind("prev10", named("ArrowLeft", { shift: true })), bind("next10", named("ArrowRight", { shift: true }))] },
   { keys: "K", help: "Play / pause at the project's annotation fps", bindings: [bind("play", letter("k"))] },
+  { keys: "J", help: "Jump to the next suspect frame: the selected object's lowest-scored frame nobody has looked at yet",
+    bindings: [bind("suspect", letter("j"))] },
   { keys: "V", help: "Point tool: click adds the object, Shift+click or right click removes",
     bindings: [bind("tool-click", letter("v"))] },
   { keys: "B", help: "Box tool: drag a box around the object", bindings: [bind("tool-box", letter("b"))] },

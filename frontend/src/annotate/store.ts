@@ -12,6 +12,8 @@ export interface StoredMask {
   source: MaskFields["source"];
   revision: number;
   area: number;
+  /** The model's score of its mask (null: a person's mask, or a backend that does not rate). */
+  quality: number | null;
   /** True while a brush edit is shown before the server has stored it. */
   local?: boolean;
 }
@@ -79,7 +81,8 @@ export class Store {
   /** Show a mask edited here before the server confirms it (brush/eraser). */
   putLocal(objectId: number, frame: number, counts: string, area: number): void {
     const current = this.get(objectId, frame);
-    this.frameMap(objectId).set(frame, { counts, area, source: "human", revision: current?.revision ?? 0, local: true });
+    this.frameMap(objectId).set(frame, { counts, area, source: "human", quality: null, revision: current?.revision ?? 0,
+      local: true });
     this.changed(objectId, frame);
   }
 
@@ -145,5 +148,6 @@ export class Store {
 }
 
 function toStored(mask: MaskFields): StoredMask {
-  return { counts: mask.counts, source: mask.source, revision: mask.revision, area: mask.area };
+  return { counts: mask.counts, source: mask.source, revision: mask.revision, area: mask.area,
+    quality: mask.source === "model" ? mask.quality ?? null : null };
 }

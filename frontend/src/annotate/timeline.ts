@@ -2,12 +2,19 @@
 // person edited it (human: marked above and below), where it was imported with a dataset
 // (accepted like a person's: marked above only), where it is missing, and where it is lost (the
 // model stored an empty mask: a red band, with a full-height red mark where the object was lost,
-// i.e. a lost frame next to one with a mask). Click or drag a row to seek.
+// i.e. a lost frame next to one with a mask). Click or drag a row to seek. Under each row a heat
+// band colours every model frame by its quality score (red: likely wrong, green: likely right;
+// grey: not scored, or a person's mask), so a glance finds where to look.
 
+import { heatColour } from "./radar";
 import type { Store } from "./store";
 
 /** The colour of frames where the model lost the object (also the legend's). */
 const LOST = "#d1343b";
+/** Heights of a row's strip: the mask marks, a gap, the heat band. */
+const MARKS_H = 14, HEAT_H = 5, STRIP_H = MARKS_H + 1 + HEAT_H;
+/** The heat band's colour where there is no score. */
+const UNSCORED = "#d5d9e1";
 
 export interface TimelineObject {
   id: number;
@@ -86,7 +93,7 @@ export class Timeline {
         name.className = "track-name";
         const strip = document.createElement("canvas");
         strip.className = "track-strip";
-        strip.height = 14;
+        strip.height = STRIP_H;
         row.append(name, strip);
         this.root.append(row);
       }
@@ -115,7 +122,8 @@ export class Timeline {
     if (!ctx) return;
     const frames = this.store.frames;
     const n = frames.length;
-    const h = strip.height;
+    const h = MARKS_H;
+    ctx.clearRect(0, 0, width, STRIP_H);
     ctx.fillStyle = "#eceff4";
     ctx.fillRect(0, 0, width, h);
     const cell = width / n;
@@ -149,9 +157,10 @@ export class Timeline {
       if (state === "imported") imported += 1;
       present += 1;
     }
+    const scores = this.drawHeat(ctx, object.id, cell);
     const cx = Math.floor((this.position + 0.5) * cell);
     ctx.fillStyle = "#2f5bea";
-    ctx.fillRect(cx - 1, 0, 2, h);
+    ctx.fillRect(cx - 1, 0, 2, STRIP_H);
     const lost = states.filter((state) => state === "lost").length;
     strip.title = `${object.name}: mask on ${present} of ${n} frames, ${human} edited by a person`
       + (imported ? `, ${imported} imported` : "")
@@ -161,5 +170,22 @@ export class Timeline {
     strip.dataset.present = String(present);
     strip.dataset.human = String(human);
     strip.dataset.imported = String(imported);
+    strip.dataset.frames = String(n);
+    strip.dataset.scored = String(scores.length);
+    strip.dataset.lowest = scores.length ? Math.min(...scores).toFixed(2) : "";
+    if (scores.length) strip.title += `; lowest score ${Math.min(...scores).toFixed(2)} (J jumps to the next suspect)`;
+  }
+
+  /** The heat band under the marks: one colour per frame from its score; returns the scores drawn. */
+  private drawHeat(ctx: CanvasRenderingContext2D, objectId: number, cell: number): number[] {
+    const scores: number[] = [];
+    this.store.frames.forEach((frame, i) => {
+      const quality = this.store.get(objectId, frame)?.quality;
+      const x0 = Math.floor(i * cell), x1 = Math.max(x0 + 1, Math.floor((i + 1) * cell));
+      ctx.fillStyle = quality === null || quality === undefined ? UNSCORED : heatColour(quality);
+      ctx.fillRect(x0, MARKS_H + 1, x1 - x0, HEAT_H);
+      if (quality !== null && quality !== undefined) scores.push(quality);
+    });
+    return scores;
   }
 }
