@@ -1,10 +1,11 @@
 // The one WebSocket client of every page (annotation, video status, models): one reconnect policy.
 //
 // A lost socket is opened again after 0.5, 1, 2, 4, 8, 10, 10 ... s, each ±20 % so that the pages a
-// server restart dropped do not all come back in the same instant; the delays start over once a
-// socket opens. A close code saying the server refused us (4401 signed out, 4403 no access, 4404
-// gone) ends it: trying again would not help. The state becomes "closed" with the reason in words,
-// which the page shows (by default as an alert at the top of the page).
+// server restart dropped do not all come back in the same instant; the delays start over once the
+// server has sent a message (a server that accepts and fails at once keeps backing off). A close
+// code saying the server refused us (4401 signed out, 4403 no access, 4404 gone) ends it: trying
+// again would not help. The state becomes "closed" with the reason in words, which the page shows
+// (by default as an alert at the top of the page).
 
 export type SocketState = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -54,7 +55,6 @@ export class ReconnectingSocket {
     const socket = new WebSocket(socketUrl(this.path()));
     this.socket = socket;
     socket.addEventListener("open", () => {
-      this.attempt = 0;
       this.opened = true;
       this.setState("open", "");
     });
@@ -65,6 +65,7 @@ export class ReconnectingSocket {
       } catch {
         return;
       }
+      this.attempt = 0;
       this.events.message(data);
     });
     socket.addEventListener("close", (event) => this.closed(socket, event.code));
