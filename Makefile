@@ -60,6 +60,7 @@ $(FRONTEND_BUILT): $(PROTOCOL_SCHEMA) frontend/package.json frontend/package-loc
 
 lint: install frontend
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # the layers contract in pyproject.toml (docs/ARCHITECTURE.md)
 	cd frontend && npm run typecheck
 
 bench: install

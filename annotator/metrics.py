@@ -45,6 +45,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Project, Prompt, Review
+from engine.models import ModelVersion
 
 ACTIVE_GAP_CAP_SECONDS = 60.0
 DONE_STATUSES = (Masklet.Status.SUBMITTED, Masklet.Status.APPROVED)
@@ -203,3 +204,13 @@ def effort_by_model_version(project: Project | None = None) -> dict[int | None, 
     for key in log.contributions:
         keys[version_of[key[1]]].append(key)
     return {version: log.effort(version_keys) for version, version_keys in keys.items()}
+
+
+def effort_by_version(project: Project) -> list[dict[str, Any]]:
+    """Table 1's columns per model version, named, the fallback model (no version) first."""
+    names = dict(ModelVersion.objects.values_list("id", "name"))
+    rows = []
+    for version_id, effort in effort_by_model_version(project).items():
+        rows.append({"version": version_id, "name": names.get(version_id, "fallback model (no version)"),
+                     **effort.as_dict()})
+    return sorted(rows, key=lambda row: (row["version"] is not None, row["version"] or 0))

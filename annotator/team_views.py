@@ -59,11 +59,9 @@ def _effort_charts(rows: list[tuple[str, dict]], by: str) -> list:
 
 
 def _versions(project: Project) -> list[dict]:
-    """Effort per model version (``engine.dashboard.effort_by_version``: named, fallback model first)."""
-    from engine.dashboard import effort_by_version
-
+    """Effort per model version (``metrics.effort_by_version``: named, fallback model first)."""
     return [{**row, "label": row["name"] if row["version"] is not None else "fallback model"}
-            for row in effort_by_version(project)]
+            for row in metrics.effort_by_version(project)]
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,7 +1,7 @@
 """ASGI entry point of a server process (``runserver``, ``daphne config.asgi:application``).
 
 Importing it builds the application (``config.routing.build_application``) and, in embedded mode,
-fails the runs its previous process left queued or running (``engine.jobs.recover_after_restart``)
+fails the runs its previous process left queued or running (``config.startup.recover_after_restart``)
 and starts the beat: there is no ``celery beat`` process there, so the server sends
 ``CELERY_BEAT_SCHEDULE`` itself. Code that only needs the routing (tests) uses ``build_application``.
 """
@@ -20,8 +20,7 @@ from config.routing import build_application  # noqa: E402
 application = build_application()
 
 if settings.EMBEDDED:
-    from engine.jobs import recover_after_restart  # noqa: E402
-    from engine.tasks import start_embedded_beat  # noqa: E402
+    from config.startup import recover_after_restart, start_embedded_beat  # noqa: E402
 
     recover_after_restart()  # this server's jobs ran in its children and its queues in its memory
     start_embedded_beat()

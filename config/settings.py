@@ -14,7 +14,7 @@ Environment variables:
 =============================  ==========================================================
 ``MASKLET_DATA_DIR``           where the SQLite file, media and frames live (``var/``);
                                ``models/`` in it is the only folder checkpoints are
-                               registered from by path (``engine.registry``)
+                               registered from by path (``loop.registry``)
 ``MASKLET_STORAGE_URL``        where originals, frames, dataset files and checkpoints are
                                stored: ``file:///folder`` (default: the data dir) or
                                ``s3://bucket/prefix`` (``engine.storage``)
@@ -160,6 +160,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "engine",
     "annotator",
+    "loop",
 ]
 
 MIDDLEWARE = [
@@ -271,7 +272,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late, Redis hands a message that stays unacked longer than the visibility timeout to
 # another worker (kombu's default: 1 h); a training run lasts longer than that. The timeout must
 # exceed the longest run, and it also delays the redelivery of a killed worker's messages (runs
-# are failed by engine.training's recovery anyway; live-session messages are re-sent by the
+# are failed by loop.training's recovery anyway; live-session messages are re-sent by the
 # consumer). MASKLET_BROKER_VISIBILITY_S, default 48 h.
 BROKER_VISIBILITY_SECONDS = float(os.environ.get("MASKLET_BROKER_VISIBILITY_S", str(48 * 3600)))
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": BROKER_VISIBILITY_SECONDS}
@@ -299,7 +300,7 @@ SESSION_IDLE_SECONDS = float(os.environ.get("MASKLET_SESSION_IDLE_S", "600"))
 LOCK_SECONDS = float(os.environ.get("MASKLET_LOCK_SECONDS", "120"))
 WORKER_HEARTBEAT_SECONDS = float(os.environ.get("MASKLET_WORKER_HEARTBEAT_S", "10"))
 
-# -- model in the loop: retraining, evaluation, registry (engine.training, engine.tasks) --------
+# -- model in the loop: retraining, evaluation, registry (loop.training, loop.tasks) --------
 # Defaults of each project's LoopSettings (created on first use; edit them per project in the admin):
 # MASKLET_LOOP_ENABLED (1), MASKLET_LOOP_MIN_NEW_MASKLETS (20 newly approved train masklets),
 # MASKLET_LOOP_MIN_HOURS (24 h since the last run), MASKLET_LOOP_AUTO_PROMOTE (1),
@@ -323,7 +324,7 @@ LOOP_CLIP_LENGTH = int(os.environ.get("MASKLET_LOOP_CLIP_LENGTH", "8"))
 LOOP_TICK_SECONDS = float(os.environ.get("MASKLET_LOOP_TICK_S", "300"))
 LOOP_RUN_STALE_S = float(os.environ.get("MASKLET_LOOP_RUN_STALE_S", "600"))
 LOOP_HEARTBEAT_S = float(os.environ.get("MASKLET_LOOP_HEARTBEAT_S", "30"))
-# The periodic job also retrains a project's quality verifier (engine.verifier) once people made this
+# The periodic job also retrains a project's quality verifier (loop.verifier) once people made this
 # many edits of masks plus approvals since its last training.
 VERIFIER_MIN_NEW_EVIDENCE = int(os.environ.get("MASKLET_VERIFIER_MIN_NEW_EVIDENCE", "50"))
 LOOP_PROGRESS_EVERY_S = float(os.environ.get("MASKLET_LOOP_PROGRESS_S", "1"))
@@ -343,12 +344,12 @@ LOOP_CPU_IMAGE_SIZE = int(os.environ.get("MASKLET_LOOP_CPU_IMAGE_SIZE", "256"))
 LOOP_CPU_CLIP_LENGTH = int(os.environ.get("MASKLET_LOOP_CPU_CLIP_LENGTH", "4"))
 MODELS_ROOT = DATA_DIR / "models"
 #: A mirror of Meta's checkpoint files (same file names, e.g. an internal server for machines without
-#: internet); empty: Meta's own addresses (engine.fetch).
+#: internet); empty: Meta's own addresses (loop.fetch).
 CHECKPOINT_MIRROR = os.environ.get("MASKLET_CHECKPOINT_MIRROR", "")
-# What `celery -A config beat` sends (the embedded server sends the same itself, engine.tasks.start_embedded_beat):
+# What `celery -A config beat` sends (the embedded server sends the same itself, config.startup.start_embedded_beat):
 # the model loop's tick, and auto masklets for newly ready videos of opted-in projects (same period).
 CELERY_BEAT_SCHEDULE = {
-    "masklet-loop-tick": {"task": "engine.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
+    "masklet-loop-tick": {"task": "loop.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
     "masklet-auto-masklets-tick": {"task": "annotator.auto_masklets_tick", "schedule": LOOP_TICK_SECONDS,
                                    "options": {"queue": "cpu"}},
     "masklet-dataset-jobs-tick": {"task": "annotator.recover_dataset_jobs", "schedule": LOOP_TICK_SECONDS,

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from engine import views
+from config import views
+from loop.views import fetch_model_help
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
-    path("help/sam2/", views.fetch_model_help, name="help-models"),
-    path("", include("engine.dashboard_urls")),
+    path("help/sam2/", fetch_model_help, name="help-models"),
+    path("", include("loop.urls")),
     path("", include("annotator.urls")),
 ]

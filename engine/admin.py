@@ -5,7 +5,7 @@ from engine import models
 
 @admin.register(models.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    """Versions are registered by ``engine.registry`` (checkpoint loaded first, path inside the models folder):
+    """Versions are registered by ``loop.registry`` (checkpoint loaded first, path inside the models folder):
     the admin cannot add one or point one at another file."""
 
     list_display = ["name", "project", "status", "sam2_config", "image_size", "created_at"]
@@ -29,7 +29,7 @@ class EvaluationAdmin(admin.ModelAdmin):
 
 @admin.register(models.ModelVersionEvent)
 class ModelVersionEventAdmin(admin.ModelAdmin):
-    """The registry's audit trail: read-only here, it is written by ``engine.registry`` only."""
+    """The registry's audit trail: read-only here, it is written by ``loop.registry`` only."""
 
     list_display = ["created_at", "project", "action", "version", "previous_production", "actor", "note"]
     list_filter = ["action"]

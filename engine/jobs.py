@@ -194,7 +194,8 @@ def child_main() -> None:
 
     django.setup()
     if "task" in orders:
-        from config.celery import app
+        from celery import current_app as app  # the project's app: django.setup() imported its settings' package
+
         from engine import channel_bridge
 
         channel_bridge.relay_to(events.send)
@@ -359,25 +360,3 @@ def call_in_child(function: str, *args: Any) -> Any:
 def _import(dotted: str) -> Callable[..., Any]:
     module, _, name = dotted.rpartition(".")
     return getattr(importlib.import_module(module), name)
-
-
-def recover_after_restart() -> dict[str, list[int]]:
-    """Embedded mode, when the server starts: fail at once the training, auto-masklet, verifier and dataset
-    jobs its previous process left queued or running (their child processes died with it), so Start is not blocked."""
-    from django.db import DatabaseError
-
-    from annotator.automasks.runs import recover_after_restart as recover_auto_masklets
-    from annotator.datasets.jobs import recover_after_restart as recover_dataset_jobs
-    from engine.training import recover_after_restart as recover_training
-    from engine.verifier import recover_stale as recover_verifiers
-
-    try:
-        failed = {"training": recover_training(), "auto_masklets": recover_auto_masklets(),
-                  "verifiers": recover_verifiers(older_than_s=0),
-                  "dataset_jobs": recover_dataset_jobs()}
-    except DatabaseError:  # no tables yet (before the first migrate): nothing was left behind
-        logger.warning("could not look for runs left by a previous server", exc_info=True)
-        return {}
-    if any(failed.values()):
-        logger.warning("runs left by the previous server process, marked failed: %s", failed)
-    return failed

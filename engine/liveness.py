@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
+from celery.signals import celeryd_after_setup
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
@@ -44,11 +45,19 @@ QUEUED_LOST_S = 6 * 3600.0
 ENDED = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+#: This worker's Celery node name (set when a worker starts; None in web processes and embedded mode).
+nodename: str | None = None
+
+
+@celeryd_after_setup.connect
+def _remember_node(sender: str, **kwargs: Any) -> None:
+    global nodename
+    nodename = sender
+
+
 def worker_name() -> str:
     """This process's name on a run: the Celery node name when there is one."""
-    from engine import tasks
-
-    return tasks.nodename or f"{socket.gethostname()}:{os.getpid()}"
+    return nodename or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def lost_runs(running: QuerySet, *, worker: str | None = None, stale_after: float) -> list[tuple[Any, str]]:

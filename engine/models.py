@@ -224,8 +224,9 @@ class ModelDownload(models.Model):
 
 
 class VerifierVersion(models.Model):
-    """One training of a project's learned mask-quality verifier (``engine.verifier``): a logistic
-    regression on the backends' quality signals, labelled by what people did with model frames."""
+    """One training of a project's learned mask-quality verifier (``loop.verifier`` trains it,
+    ``engine.verifier`` applies it): a logistic regression on the backends' quality signals, labelled by
+    what people did with model frames."""
 
     #: Statuses of a training that has not ended; at most one per project (DB constraint).
     ACTIVE = ("queued", "running")

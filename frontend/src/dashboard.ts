@@ -1,6 +1,6 @@
 // The admin retraining dashboard: versions, evaluations, loss curves, dataset growth, effort per
 // model version, and the live progress of the running training run (WebSocket). State comes from
-// engine.dashboard.dashboard_state (embedded in the page, then re-read from the JSON API).
+// loop.dashboard.dashboard_state (embedded in the page, then re-read from the JSON API).
 
 import { barChart, lineChart, PALETTE, Series, stackedBars } from "./dashboard/charts";
 import { type ApiError, formatWhen } from "./api";
@@ -24,7 +24,7 @@ interface EffortRow {
   clicks_per_clicked_frame: number | null; edited_frame_share: number | null; annotated_frames: number;
   masklets: number;
 }
-// A training of the learned quality verifier (engine.verifier): AUROC on held-out reviewed frames, next to
+// A training of the learned quality verifier (loop.verifier): AUROC on held-out reviewed frames, next to
 // the backend's own score's on the same frames.
 interface Verifier {
   number: number; status: string; trigger: string; active: boolean; auroc: number | null;
@@ -35,7 +35,7 @@ interface Download {
   id: number; name: string; label: string; status: string; bytes_done: number; bytes_total: number | null;
   stage: string; error: string; version: number | null; promote: boolean;
 }
-// Whether a button's action is possible now and, if not, why: engine.dashboard.allowed_actions, the same
+// Whether a button's action is possible now and, if not, why: loop.dashboard.allowed_actions, the same
 // rule the endpoint refuses by.
 interface Rule { possible: boolean; reason: string }
 interface State {
@@ -265,7 +265,7 @@ function renderEffort(): void {
 
 const megabytes = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
-// Checkpoint downloads (engine.downloads): the latest of each checkpoint, live from the socket.
+// Checkpoint downloads (loop.downloads): the latest of each checkpoint, live from the socket.
 function renderDownloads(): void {
   const host = $("downloads");
   host.replaceChildren();

@@ -38,9 +38,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from annotator.consumers import ProjectConsumer, VideoStatusConsumer, _permissions
 from annotator.models import Membership, Role, Video
 from annotator.permissions import RULES, Access, Action, role_of, roles_by_project, rule_of
-from annotator.routing import websocket_urlpatterns
 from annotator.services.tokens import issue_token
-from config.routing import websocket_urlpatterns as engine_websocket_urlpatterns
+from config.routing import websocket_urlpatterns
 
 PERSONAS = ("anonymous", "non_member", "staff", "annotator", "reviewer", "admin", "superuser")
 MEMBER_ROLES = {"annotator": Role.ANNOTATOR, "reviewer": Role.REVIEWER, "admin": Role.ADMIN}
@@ -310,7 +309,7 @@ ENDPOINTS: dict[str, list[Case]] = {
         Case("POST", _video, Action.ANNOTATE, ok_status=201, data=lambda: {"label": ""}),
     ],
     "api-video-masks": [Case("GET", _video, Action.VIEW_PROJECT)],
-    # The retraining dashboard (engine.dashboard): admins only. The world has no approved masklets, no active
+    # The retraining dashboard (loop.dashboard): admins only. The world has no approved masklets, no active
     # run and no versions, so allowed actions are refused with 409/400 and change nothing.
     "models": [Case("GET", _project, Action.MANAGE_MODELS)],
     "api-models": [
@@ -486,7 +485,7 @@ def test_non_member_404_is_the_same_as_for_a_missing_project(world):
 
 
 def test_every_websocket_route_is_a_project_consumer():
-    for route in websocket_urlpatterns + engine_websocket_urlpatterns:
+    for route in websocket_urlpatterns:
         consumer = route.callback.consumer_class
         assert issubclass(consumer, ProjectConsumer), f"{route.pattern} must check membership (ProjectConsumer)"
 

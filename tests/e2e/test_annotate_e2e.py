@@ -63,7 +63,7 @@ print(Video.objects.get(project=project, name={SPEC.video_id!r}).id)
 PROMOTE_RANDOM_SAM2 = """
 from django.conf import settings
 from annotator.models import Project
-from engine import registry
+from loop import registry
 from engine.models import ModelVersion
 from segmentation.sam2_model import resolve_config
 version = ModelVersion.objects.create(project=Project.objects.get(slug={slug!r}), name={name!r},

@@ -1,8 +1,8 @@
 """The admin retraining dashboard in Chromium: its charts drawn from real rows, promote and roll back.
 
 The project is seeded through the real services: two random-weight tiny SAM 2 checkpoints
-registered (and so loaded) by ``engine.registry``, v1 promoted; an evaluation of each saved
-by ``engine.training.save_evaluation``; two finished runs with their loss curves (no training
+registered (and so loaded) by ``loop.registry``, v1 promoted; an evaluation of each saved
+by ``loop.training.save_evaluation``; two finished runs with their loss curves (no training
 here: the training tests run real ones); masklets made over three days, and a draft one that
 was clicked and tracked with v1 (the effort per model version). The admin checks that every
 chart has one series per version/run/quantity with the right number of points, promotes v2,
@@ -38,8 +38,8 @@ from django.utils import timezone
 from annotator.models import MaskFrameRevision, Masklet, Membership, Project, Role, Video
 from annotator.services import annotation
 from annotator.services.masks import MaskWrite, save_mask_frames
-from engine import registry, training
-from engine.loop_demo import random_checkpoint
+from loop import registry, training
+from loop.loop_demo import random_checkpoint
 from engine.models import TrainingRun
 from segmentation.masks import encode_rle
 import numpy as np
@@ -234,8 +234,8 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from annotator.models import Masklet, Membership, Project, Role
-from engine import training
-from engine.loop_demo import random_checkpoint
+from loop import training
+from loop.loop_demo import random_checkpoint
 from tests.engine.conftest import add_synthetic_video
 
 boss = get_user_model().objects.create_user("boss", password={PASSWORD!r})

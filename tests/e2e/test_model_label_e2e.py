@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from engine.loop_demo import random_checkpoint
+from loop.loop_demo import random_checkpoint
 from tests.checkpoint_server import checkpoint_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -12,10 +12,10 @@ from django.test import Client
 from django.urls import reverse
 
 from annotator.models import Membership, Role
-from config.routing import websocket_urlpatterns
-from engine import dashboard, fetch, registry, training
-from engine.loop_demo import random_checkpoint
 from engine.models import Evaluation, ModelDownload, ModelVersion, TrainingRun
+from loop import dashboard, fetch, registry, training
+from loop.loop_demo import random_checkpoint
+from loop.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db
 

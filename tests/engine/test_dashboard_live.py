@@ -17,9 +17,10 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from annotator.models import Membership, Role
-from config.routing import websocket_urlpatterns
-from engine import channel_bridge, training
+from engine import channel_bridge
 from engine.models import TrainingRun
+from loop import training
+from loop.routing import websocket_urlpatterns
 
 # What this checks is the embedded server's path (train thread pool -> in-memory layer on the
 # socket's loop); in services mode nothing in the test process consumes the train queue.

@@ -1,4 +1,4 @@
-"""How versions are measured and compared: ``engine.evaluation`` on the val split, against numbers
+"""How versions are measured and compared: ``loop.evaluation`` on the val split, against numbers
 worked out by hand from the simulated annotator and the paper's time model (1 s to locate a
 frame, 1.5 s per click, 30 s to examine 300 frames; ``docs/DATA_ENGINE.md``)."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from annotator.models import Masklet, Project, Split, Video
 from annotator.services.masks import MaskWrite, save_mask_frames
-from engine.evaluation import EvalSettings, beats, evaluate_segmenter, val_records
+from loop.evaluation import EvalSettings, beats, evaluate_segmenter, val_records
 from segmentation.masks import encode_rle
 from tests.segmentation.test_clicker import GT, SIZE, DiscSegmenter
 

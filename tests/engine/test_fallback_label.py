@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 
 from annotator.models import Masklet, Membership, Role
-from engine import registry
 from engine.models import ModelVersion
+from loop import registry
 from tests.engine.conftest import add_synthetic_video
 
 pytestmark = pytest.mark.django_db

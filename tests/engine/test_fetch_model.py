@@ -16,10 +16,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotator.models import Project
-from engine.fetch import OFFICIAL
-from engine.loop_demo import random_checkpoint
 from engine.models import ModelVersion
 from engine.segmenters import serving_model
+from loop.fetch import OFFICIAL
+from loop.loop_demo import random_checkpoint
 from tests.checkpoint_server import checkpoint_server
 
 pytestmark = pytest.mark.django_db
@@ -212,8 +212,8 @@ def admin_client(django_user_model):
 @pytest.mark.slow  # loads the model (or runs manage.py four times)
 def test_the_dashboard_downloads_from_the_mirror_checks_registers_and_serves(
         admin_client, server, models_dir, checkpoint_bytes, settings, django_capture_on_commit_callbacks):
-    from engine.downloads import execute_download
     from engine.models import ModelDownload
+    from loop.downloads import execute_download
 
     project, client = admin_client
     settings.CHECKPOINT_MIRROR, settings.SAM2_IMAGE_SIZE = server.url("/mirror/"), SIZE
@@ -246,8 +246,8 @@ def test_a_failed_dashboard_download_says_why_and_a_lost_one_does_not_block(admi
 
     from django.utils import timezone
 
-    from engine.downloads import execute_download, start_download
     from engine.models import ModelDownload
+    from loop.downloads import execute_download, start_download
 
     project, _ = admin_client
     settings.CHECKPOINT_MIRROR = server.url("/empty/")

@@ -22,8 +22,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotator.models import AutoMaskletRun, Membership, Role
-from engine import jobs, training
+from config import startup
+from engine import jobs
 from engine.models import TrainingRun
+from loop import training
 
 embedded_only = pytest.mark.skipif(not django_settings.EMBEDDED,
                                    reason="embedded mode: the server's own pools start the child processes")
@@ -135,7 +137,7 @@ def test_on_cpu_a_run_defaults_to_a_small_image_size_and_clip_length(admin_clien
 def test_auto_masklets_and_registration_are_refused_in_words_over_the_budget(admin_client, settings, tmp_path):
     from annotator.automasks.runs import start_run as start_auto_masklets
     from annotator.services.annotation import EditRefused
-    from engine import registry
+    from loop import registry
 
     project, _ = admin_client
     settings.SEGMENTER, settings.SAM2_IMAGE_SIZE, settings.JOB_MEMORY_MB = "sam2", 1024, 800
@@ -170,7 +172,7 @@ def test_a_restarted_server_fails_the_runs_its_previous_process_left_at_once(adm
     queued = AutoMaskletRun.objects.create(video=video, frame_index=0)
     AutoMaskletRun.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(days=1))
 
-    failed = jobs.recover_after_restart()
+    failed = startup.recover_after_restart()
     assert failed == {"training": [lost.pk], "auto_masklets": [queued.pk], "verifiers": [], "dataset_jobs": []}
     lost.refresh_from_db()
     assert lost.status == "failed"

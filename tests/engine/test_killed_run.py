@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from engine import training
 from engine.models import ModelVersion, TrainingRun
+from loop import training
 from tests.engine.conftest import add_synthetic_video
 
 pytestmark = [

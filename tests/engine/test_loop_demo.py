@@ -14,7 +14,7 @@ import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from engine.loop_demo import DemoConfig, VersionRow, format_rows, loop_works, run_demo
+from loop.loop_demo import DemoConfig, VersionRow, format_rows, loop_works, run_demo
 
 #: One batch of one video, one held-out video, 2 annotated frames at 64 px, 2 fine-tuning steps.
 SMOKE = DemoConfig(batches=1, steps=(2,), lrs=(1e-3,), videos_per_batch=1, heldout_videos=1, num_frames=8,

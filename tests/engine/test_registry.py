@@ -8,10 +8,10 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from annotator.models import Project
-from engine import registry
-from engine.loop_demo import random_checkpoint
 from engine.models import ModelVersion, ModelVersionEvent
 from engine.segmenters import serving_model
+from loop import registry
+from loop.loop_demo import random_checkpoint
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from annotator.models import MaskFrame, Masklet, MaskSource
 from annotator.services.masks import MaskWrite, save_mask_frames
-from engine import training
 from engine.models import Evaluation, ModelVersion, TrainingRun
+from loop import training
 from segmentation.masks import empty_rle
 from tests.engine.conftest import add_synthetic_video
 
@@ -54,7 +54,7 @@ def test_the_next_run_starts_from_production_and_auto_promotes_only_past_the_mar
     run = training.start_run(project)
     training.execute_run(run.pk)
     first = TrainingRun.objects.get(pk=run.pk).produced_version
-    from engine import registry
+    from loop import registry
 
     registry.promote(first)
     knobs = training.loop_settings(project)
@@ -119,7 +119,7 @@ def test_a_crash_fails_the_run_with_its_traceback_and_no_version(loop_project, m
     def explode(*args, **kwargs):
         raise RuntimeError("evaluation blew up")
 
-    monkeypatch.setattr("engine.evaluation.evaluate_segmenter", explode)
+    monkeypatch.setattr("loop.evaluation.evaluate_segmenter", explode)
     assert training.execute_run(run.pk) == "failed"
     run.refresh_from_db()
     assert run.error == "RuntimeError: evaluation blew up"
@@ -165,7 +165,7 @@ def test_the_periodic_job_starts_runs_when_enough_is_new_and_enough_time_passed(
         result = training.periodic_tick()
     run = TrainingRun.objects.get(pk=result["started"][0])
     assert run.trigger == "schedule" and "started by the schedule: 3 newly approved" in run.log
-    assert submitted == [("engine.tasks.train_model", (run.pk,), {"queue": "train"})]
+    assert submitted == [("loop.tasks.train_model", (run.pk,), {"queue": "train"})]
     assert training.due_projects() == []  # a run is active
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     for seed in (31, 32, 33):
@@ -181,8 +181,8 @@ def test_the_periodic_job_starts_runs_when_enough_is_new_and_enough_time_passed(
 
 def production_version(project, tmp_path):
     """A registered random-weight tiny SAM 2 at 64 px in production: the base the next run starts from."""
-    from engine import registry
-    from engine.loop_demo import random_checkpoint
+    from loop import registry
+    from loop.loop_demo import random_checkpoint
 
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v0.pt")
     version = registry.register_version(project, name="v0", checkpoint=checkpoint, config="tiny", image_size=64,

@@ -14,9 +14,10 @@ from django.utils import timezone
 from annotator.models import MaskFrame, Masklet, Membership, Project, Role, Video
 from annotator.services import annotation
 from annotator.services.masks import MaskWrite, save_mask_frames
-from engine import verifier
 from engine.models import VerifierVersion
+from engine.verifier import predict, rescore
 from fixtures.reviews import ReviewedObject, reviewed_objects, write_reviewed_project
+from loop import verifier
 from segmentation.masks import encode_rle
 from segmentation.segmenter import FrameQuality
 
@@ -83,7 +84,7 @@ def test_one_retraining_on_reviewed_frames_beats_the_backends_score(reviewed, ru
     edited = sum(sum(obj.edited) for obj in reviewed)
     assert 0 < edited < sum(len(obj.frames) for obj in reviewed)  # the fixture has both kinds
     version = verifier.start_training(project)
-    assert run_now == [("engine.tasks.train_verifier", (version.pk,), {"queue": "cpu"})]
+    assert run_now == [("loop.tasks.train_verifier", (version.pk,), {"queue": "cpu"})]
     assert verifier.execute(version.pk) == "succeeded"
     version.refresh_from_db()
     print(f"verifier AUROC {version.auroc:.3f} vs the classical score's {version.backend_auroc:.3f} on "
@@ -103,7 +104,7 @@ def test_one_retraining_on_reviewed_frames_beats_the_backends_score(reviewed, ru
     saved, _ = annotation.save_tracked(masklet.video, masklet.lock_holder, [(obj.frames[0], {
         masklet.object_id: encode_rle(obj.masks[0])})], quality={(masklet.object_id, obj.frames[0]): backend})
     stored = MaskFrame.objects.get(masklet=masklet, frame_index=obj.frames[0])
-    expected = round(verifier.predict(version.model, backend.features, backend.score), 4)
+    expected = round(predict(version.model, backend.features, backend.score), 4)
     assert stored.quality == saved[0].quality == expected
     assert stored.quality_features["backend_score"] == backend.score
     assert stored.quality_features["verifier_version"] == 1
@@ -117,7 +118,7 @@ def test_a_version_that_does_not_beat_the_backend_is_kept_but_not_active(reviewe
     verifier.execute(version.pk)
     version.refresh_from_db()
     assert version.status == "succeeded" and not version.active
-    assert verifier.rescore(project.pk, {1: FrameQuality(0.3, {})}) == {1: FrameQuality(0.3, {})}
+    assert rescore(project.pk, {1: FrameQuality(0.3, {})}) == {1: FrameQuality(0.3, {})}
 
 
 def test_trainings_refuse_clearly(run_now):

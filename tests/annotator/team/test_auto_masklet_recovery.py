@@ -91,10 +91,10 @@ def test_the_runs_of_a_gpu_node_starting_again_are_failed_on_worker_ready(team, 
     video, _ = synthetic_video(team.project, spec=SMALL, name="held by gpu0")
     other, _ = synthetic_video(team.project, spec=SMALL, name="held by gpu1")
     queued_video, _ = synthetic_video(team.project, spec=SMALL, name="queued")
-    monkeypatch.setattr("engine.tasks.nodename", "gpu0@host")
+    monkeypatch.setattr("engine.liveness.nodename", "gpu0@host")
     lost = _killed_midway(video, team.admin, monkeypatch)
     assert lost.worker == "gpu0@host"
-    monkeypatch.setattr("engine.tasks.nodename", "gpu1@host")
+    monkeypatch.setattr("engine.liveness.nodename", "gpu1@host")
     alive = start_run(other, team.admin)
     assert liveness.claim(AutoMaskletRun, alive.pk, stale_after=600)[0] is liveness.Claim.CLAIMED
     queued = start_run(queued_video, team.admin)

@@ -135,7 +135,7 @@ def _wait_until_ended(video, timeout: float = 120.0) -> AutoMaskletRun:
 @embedded_only
 @pytest.mark.django_db(transaction=True)
 def test_the_embedded_beat_generates_auto_masklets_for_a_new_video(team, synthetic_video):
-    from engine.tasks import start_embedded_beat
+    from config.startup import start_embedded_beat
 
     set_schedule(team.project, team.admin, enabled=True)
     video, _ = synthetic_video(team.project, spec=SMALL)

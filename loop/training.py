@@ -42,9 +42,10 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from engine import jobs, liveness, registry
+from engine import jobs, liveness
 from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
+from loop import registry
 
 logger = logging.getLogger(__name__)
 
@@ -194,9 +195,9 @@ def load_clips(snapshot: dict[str, Any], max_side: int) -> list[Any]:
 def start_run(project: Any, user: Any = None, *, trigger: str = "manual",
               parameters: dict[str, Any] | None = None) -> TrainingRun:
     """Queue a run of ``project`` on the ``train`` queue; refuses when one is active or nothing is approved."""
-    from engine import tasks
     from engine.dispatch import submit
     from engine.segmenters import serving_model
+    from loop import tasks
 
     snapshot = snapshot_training_data(project)
     if not snapshot["masklet_count"]:
@@ -268,8 +269,8 @@ def cancel_run(run: TrainingRun) -> TrainingRun:
         run.save(update_fields=fields)
     broadcast(run.project_id, {"run": run.pk, "status": run.status, "cancel_requested": True})
     if run.status == Status.RUNNING:
-        from engine import tasks
         from engine.dispatch import stop
+        from loop import tasks
 
         stop(tasks.train_model, run.pk)  # embedded mode: its child process is killed, ending the run now
     return run
@@ -463,7 +464,7 @@ CANDIDATE_EVALUATED = 0.9
 
 
 def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_progress: ProgressHook) -> str:
-    from engine.evaluation import EvalSettings, evaluate_segmenter, val_records
+    from loop.evaluation import EvalSettings, evaluate_segmenter, val_records
     from segmentation.backends import build_segmenter
 
     _stop_if_cancelled(run.pk, "after fine-tuning")
@@ -554,7 +555,7 @@ def describe_summary(summary: dict[str, Any]) -> str:
 def maybe_auto_promote(version: ModelVersion, candidate: dict[str, Any], production: dict[str, Any] | None,
                        run: TrainingRun) -> bool:
     """Promote when the project allows it and the candidate beats production by the margin."""
-    from engine.evaluation import beats
+    from loop.evaluation import beats
 
     knobs = loop_settings(run.project)
     better, why = beats(candidate, production, knobs.promote_margin)
@@ -597,9 +598,9 @@ def due_projects(now: Any = None) -> list[tuple[Any, str]]:
 
 def periodic_tick() -> dict[str, Any]:
     """What Celery beat runs: recover lost runs, then start the runs that are due, and the quality
-    verifier's trainings (``engine.verifier``) of the projects the schedule is on for."""
+    verifier's trainings (``loop.verifier``) of the projects the schedule is on for."""
     from annotator.models import Project
-    from engine import verifier
+    from loop import verifier
 
     recovered = recover_orphaned_runs()
     verifier.recover_stale()

@@ -1,9 +1,9 @@
 """URLs of the admin retraining dashboard and the model loop's API; every view requires MANAGE_MODELS
-(``engine.dashboard``)."""
+(``loop.dashboard``)."""
 
 from django.urls import path
 
-from engine import dashboard
+from loop import dashboard
 
 P = "api/projects/<slug:slug>/"
 

@@ -7,7 +7,7 @@
    name, resuming with an HTTP ``Range`` request when the connection drops midway, and rename
    to ``<name>.pt`` only when the whole file is there and its sha256 matches (``--sha256``;
    Meta publishes none, so otherwise the digest is recorded on the ``ModelVersion``);
-2. load it strictly into the model its config builds (``engine.registry.check_loadable``);
+2. load it strictly into the model its config builds (``loop.registry.check_loadable``);
 3. register a ``ModelVersion`` (for a project, or shared) and, when asked, promote it.
 
 Every failure (404, no network, a truncated or wrong file, a full disk) raises ``FetchError``
@@ -34,8 +34,9 @@ from typing import Any
 
 from django.conf import settings
 
-from engine import registry, safe_paths
+from engine import safe_paths
 from engine.models import ModelVersion
+from loop import registry
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from django.conf import settings
 from annotator.consumers import ProjectConsumer
 from annotator.permissions import Action
 from engine import channel_bridge
-from engine.training import training_group
+from loop.training import training_group
 
 
 class TrainingConsumer(ProjectConsumer):
     """Sends ``{"type": "hello", "run": {...} | null}`` (the active run), then ``{"type": "run", ...}``
-    for every progress step, log line, status change and promotion that ``engine.training`` broadcasts,
-    and ``{"type": "download", ...}`` for each step of a checkpoint download (``engine.downloads``)."""
+    for every progress step, log line, status change and promotion that ``loop.training`` broadcasts,
+    and ``{"type": "download", ...}`` for each step of a checkpoint download (``loop.downloads``)."""
 
     required_action = Action.MANAGE_MODELS
 
@@ -32,8 +32,8 @@ class TrainingConsumer(ProjectConsumer):
         await self.send_json({"type": "hello", "run": await database_sync_to_async(self._active_run)()})
 
     def _active_run(self) -> dict[str, Any] | None:
-        from engine.dashboard import _run
         from engine.models import TrainingRun
+        from loop.dashboard import _run
 
         run = TrainingRun.objects.filter(project=self.project, status__in=TrainingRun.ACTIVE).first()
         return _run(run) if run is not None else None
@@ -47,14 +47,14 @@ class TrainingConsumer(ProjectConsumer):
                 await self.channel_layer.group_discard(self._group, self.channel_name)
 
     async def training_event(self, message: dict[str, Any]) -> None:
-        """Group message from ``engine.training.broadcast``; the role is checked again before relaying."""
+        """Group message from ``loop.training.broadcast``; the role is checked again before relaying."""
         if not await self.is_allowed():
             await self.deny()
             return
         await self.send_json({"type": "run", **message["event"]})
 
     async def download_event(self, message: dict[str, Any]) -> None:
-        """Group message from ``engine.downloads.broadcast``: a checkpoint download's progress."""
+        """Group message from ``loop.downloads.broadcast``: a checkpoint download's progress."""
         if not await self.is_allowed():
             await self.deny()
             return

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from engine.loop_demo import DemoConfig, format_rows, loop_works, run_demo
+from loop.loop_demo import DemoConfig, format_rows, loop_works, run_demo
 
 
 class Command(BaseCommand):

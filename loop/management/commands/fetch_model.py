@@ -3,7 +3,7 @@
     manage.py fetch_model NAME [--project SLUG] [--promote]
     manage.py fetch_model --url URL --sha256 HEX --config CONFIG [--name NAME] [--project SLUG] [--promote]
 
-``NAME`` is one of Meta's released checkpoints (``engine.fetch.OFFICIAL``). See ``engine.fetch``
+``NAME`` is one of Meta's released checkpoints (``loop.fetch.OFFICIAL``). See ``loop.fetch``
 for what is checked; every failure exits non-zero with what happened and how to place the file
 by hand. ``--auto`` is what ``make run`` uses: nothing happens when a version is registered
 already, and a failure is one line saying that the classical fallback serves.
@@ -16,7 +16,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from engine import fetch
+from loop import fetch
 
 
 class Command(BaseCommand):

@@ -81,7 +81,7 @@ def check_loadable(checkpoint: str | Path, config: str, image_size: int) -> None
     try:
         jobs.check_budget(f"loading {config} at {image_size} px", jobs.estimate_inference_mb(config, image_size),
                           "register it at a smaller image size, or raise the budget")
-        jobs.call_in_child("engine.registry.load_check", str(checkpoint), config, image_size)
+        jobs.call_in_child("loop.registry.load_check", str(checkpoint), config, image_size)
     except (jobs.OverBudget, jobs.ChildFailed) as error:
         raise RegistryError(f"the checkpoint was not loaded: {error}") from None
 

@@ -8,7 +8,7 @@ random-weight tiny SAM 2 at a small input size (v0), then repeats what the data 
    the brush corrections a person would finish with), so the batch's masklets are "approved";
 2. a training run fine-tunes the current version on every approved masklet so far
    (``segmentation.training.fine_tune``, the same step the ``train`` queue runs);
-3. the new version is measured on held-out synthetic videos with ``engine.evaluation``.
+3. the new version is measured on held-out synthetic videos with ``loop.evaluation``.
 
 The loop works when each version needs fewer clicks per masklet than the one before.
 """
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.evaluation import EvalSettings, evaluate_segmenter
 from fixtures.synthetic import SyntheticFrames, SyntheticSpec
+from loop.evaluation import EvalSettings, evaluate_segmenter
 from segmentation.backends import build_segmenter
 from segmentation.clicker import clicks_to_target
 from segmentation.datasets import VideoRecord

@@ -1,9 +1,9 @@
 """The admin retraining dashboard: one page, a JSON state, the actions, all admin-only (MANAGE_MODELS).
 
-Views are thin: each declares its rule and calls one function of ``engine.registry`` /
-``engine.training``. ``dashboard_state`` is everything the page draws (the TypeScript in
+Views are thin: each declares its rule and calls one function of ``loop.registry`` /
+``loop.training``. ``dashboard_state`` is everything the page draws (the TypeScript in
 ``frontend/src/dashboard.ts`` renders the charts); live run progress arrives on the socket of
-``engine.consumers.TrainingConsumer`` and the page re-reads this state when a run ends.
+``loop.consumers.TrainingConsumer`` and the page re-reads this state when a run ends.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 
 from annotator.api.framework import endpoint, paginated
+from annotator.metrics import effort_by_version
 from annotator.permissions import Action, project_permission
-from engine import downloads, fetch, registry, training, verifier
 from engine.input import BadInput, error_response
 from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun, VerifierVersion
 from engine.segmenters import serving_model
+from loop import downloads, fetch, registry, training, verifier
 
 RECENT_RUNS = 20
 RECENT_EVENTS = 30
@@ -85,7 +86,7 @@ def can_download(checkpoint: fetch.Checkpoint, active: ModelDownload | None) -> 
 
 def _live_downloads(project: Any) -> dict[str, ModelDownload]:
     """Queued or running downloads by checkpoint name; a silent one (its job died) does not block a new one,
-    which ``engine.downloads.start_download`` fails first."""
+    which ``loop.downloads.start_download`` fails first."""
     live = ModelDownload.objects.filter(project=project, status__in=ModelDownload.ACTIVE,
                                         updated_at__gte=timezone.now() - downloads.STALE_AFTER)
     return {d.name: d for d in live}
@@ -186,18 +187,6 @@ def dataset_growth(project: Any) -> dict[str, Any]:
     return {"by_status_type": by_status_type, "days": days, "cumulative": series}
 
 
-def effort_by_version(project: Any) -> list[dict[str, Any]]:
-    """Table 1's columns per model version, from the interaction log (``annotator.metrics``)."""
-    from annotator.metrics import effort_by_model_version
-
-    names = dict(ModelVersion.objects.values_list("id", "name"))
-    rows = []
-    for version_id, effort in effort_by_model_version(project).items():
-        rows.append({"version": version_id, "name": names.get(version_id, "fallback model (no version)"),
-                     **effort.as_dict()})
-    return sorted(rows, key=lambda row: (row["version"] is not None, row["version"] or 0))
-
-
 def dashboard_state(project: Any) -> dict[str, Any]:
     """Everything the dashboard draws."""
     versions = list(ModelVersion.objects.filter(project=project).order_by("created_at", "id"))
@@ -253,7 +242,7 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 @require_GET
 @project_permission(Action.MANAGE_MODELS)
 def models_page(request: HttpRequest, project: Any) -> HttpResponse:
-    return render(request, "engine/models_dashboard.html", {"project": project, "state": dashboard_state(project),
+    return render(request, "loop/models_dashboard.html", {"project": project, "state": dashboard_state(project),
                                                             "serving": serving_model(project),
                                                             "image_size": settings.SAM2_IMAGE_SIZE})
 

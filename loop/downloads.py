@@ -1,6 +1,6 @@
-"""Checkpoint downloads started on the models dashboard: a ``cpu`` job running ``engine.fetch``.
+"""Checkpoint downloads started on the models dashboard: a ``cpu`` job running ``loop.fetch``.
 
-``start_download`` records a ``ModelDownload`` and submits ``engine.tasks.fetch_checkpoint``
+``start_download`` records a ``ModelDownload`` and submits ``loop.tasks.fetch_checkpoint``
 (``engine.dispatch.submit``, after commit); the job downloads, checks (the model load runs in
 the worker, never in the web process) and registers the checkpoint for the dashboard's project,
 promoting it when asked. Progress is written to the row at most every ``PROGRESS_EVERY_S`` and
@@ -18,8 +18,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from engine import fetch
 from engine.models import ModelDownload
+from loop import fetch
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def as_dict(download: ModelDownload) -> dict[str, Any]:
 def broadcast(download: ModelDownload) -> None:
     """Tell the project's open dashboards (never raises: a missed update only waits for the next)."""
     from engine import channel_bridge
-    from engine.training import training_group
+    from loop.training import training_group
 
     try:
         channel_bridge.group_send_soon(training_group(download.project_id),
@@ -66,7 +66,7 @@ def fail_lost_downloads(project: Any) -> int:
 def start_download(project: Any, name: str, user: Any = None, *, promote: bool = True) -> ModelDownload:
     """Queue a download of Meta's checkpoint ``name`` for ``project``; one at a time per checkpoint."""
     from engine.dispatch import submit
-    from engine.tasks import fetch_checkpoint
+    from loop.tasks import fetch_checkpoint
 
     if name not in fetch.OFFICIAL:
         raise DownloadRefused(f"unknown checkpoint {name!r}: choose one of {', '.join(fetch.OFFICIAL)}")
