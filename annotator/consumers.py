@@ -33,7 +33,7 @@ from django.contrib.auth import get_user_model
 from annotator import selectors, sessions
 from annotator.models import Masklet, Project, Video
 from annotator.permissions import Action, has_permission, role_allows, role_of
-from annotator.services import annotation
+from annotator.services import annotation, queues
 from annotator.services.annotation import EditRefused
 from annotator.tasks import session_message
 from engine import channel_bridge, heartbeat, protocol, workers
@@ -428,7 +428,7 @@ class AnnotationConsumer(ProjectConsumer):
         user = get_user_model().objects.get(pk=self.user_id)
         kind = msg["type"]
         if kind == "ping":
-            return {"type": "pong", "renewed": annotation.renew_locks(self.video, user)}, None
+            return {"type": "pong", "renewed": queues.renew_locks(self.video, user)}, None
         if kind == "add_object":
             masklet = annotation.create_masklet(self.video, user, label=msg["label"])
         else:

@@ -28,7 +28,7 @@ from annotator.models import (
 )
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
-from annotator.services.reviews import reason_label
+from annotator.services.reviews import reason_label, verdict_words
 
 
 def projects_for_user(user: User) -> QuerySet[Project]:
@@ -188,9 +188,6 @@ def masklet_story(masklet: Masklet) -> dict[str, Any]:
     """Who annotated the masklet and what happened to it, oldest first, for the review page: its
     creation, each person's edits (count, first and last), each verdict (``verdict_words``)."""
     from django.db.models import Max, Min
-
-    from annotator.models import Prompt
-    from annotator.services.reviews import verdict_words
 
     edits = list(Prompt.objects.filter(masklet=masklet).values("author__username").annotate(
         count=Count("id"), first=Min("created_at"), last=Max("created_at")).order_by("first"))

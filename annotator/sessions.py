@@ -52,7 +52,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from annotator import selectors
-from annotator.models import MaskFrameRevision, Masklet, Video
+from annotator.models import MaskFrameRevision, Masklet, Project, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
@@ -421,7 +421,7 @@ def error_reply(error: Exception, kind: str | None = None) -> tuple[str, str]:
     return code, reason
 
 
-def page_model(project: Any, envelope: SessionEnvelope) -> tuple[ServingModel, str | None]:
+def page_model(project: Project, envelope: SessionEnvelope) -> tuple[ServingModel, str | None]:
     """The model a page works with, and a notice for the page when that is not the one it started with.
 
     The pinned version while the page may keep it (``model_for_page``), else the project's
@@ -432,7 +432,7 @@ def page_model(project: Any, envelope: SessionEnvelope) -> tuple[ServingModel, s
     return model_for_page(project, envelope.model_version)
 
 
-def model_for_page(project: Any, version_id: int | None) -> tuple[ServingModel, str | None]:
+def model_for_page(project: Project, version_id: int | None) -> tuple[ServingModel, str | None]:
     """The model for a page pinned to ``version_id`` (None: the settings' model), and a notice when
     it cannot keep it. The one rule for what a page may keep, for rebuilt sessions and reconnecting
     sockets alike: a version of this project (or a shared one) that has served (production or

@@ -349,7 +349,7 @@ CHECKPOINT_MIRROR = os.environ.get("MASKLET_CHECKPOINT_MIRROR", "")
 # What `celery -A config beat` sends (the embedded server sends the same itself, config.startup.start_embedded_beat):
 # the model loop's tick, and auto masklets for newly ready videos of opted-in projects (same period).
 CELERY_BEAT_SCHEDULE = {
-    "masklet-loop-tick": {"task": "loop.tasks.loop_tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
+    "masklet-loop-tick": {"task": "loop.tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
     "masklet-auto-masklets-tick": {"task": "annotator.auto_masklets_tick", "schedule": LOOP_TICK_SECONDS,
                                    "options": {"queue": "cpu"}},
     "masklet-dataset-jobs-tick": {"task": "annotator.recover_dataset_jobs", "schedule": LOOP_TICK_SECONDS,

@@ -19,11 +19,12 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from celery import Task
+from celery import Task, current_app
 from django.conf import settings
 from django.db import close_old_connections
 
-from engine.jobs import runs_in_child
+from engine.jobs import run_in_child, runs_in_child
+from engine.jobs import stop as stop_child
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def _run_embedded(task: Task, args: tuple, kwargs: dict) -> Any:
 
 
 def _run_in_child(task: Task, args: tuple, kwargs: dict, queue: str) -> str:
-    from engine.jobs import run_in_child
-
     try:
         return run_in_child(task, args, kwargs, queue)
     except Exception:
@@ -66,12 +65,24 @@ def _run_in_child(task: Task, args: tuple, kwargs: dict, queue: str) -> str:
         close_old_connections()
 
 
-def submit(task: Task, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future | Any:
-    """Run ``task(*args, **kwargs)`` on ``queue``; returns a Future (embedded) or an AsyncResult.
+def task_named(task: Task | str) -> Task:
+    """A task, given as itself or by its registered name. Services name the tasks that run them, so a task
+    module can import its service at the top without a cycle."""
+    if not isinstance(task, str):
+        return task
+    if task not in current_app.tasks:
+        current_app.loader.import_default_modules()  # what a worker does first: autodiscovery registers every task
+    return current_app.tasks[task]
+
+
+def submit(task: Task | str, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future | Any:
+    """Run ``task(*args, **kwargs)`` on ``queue`` (the task or its name); returns a Future (embedded) or an
+    AsyncResult.
 
     ``queue`` is one of ``QUEUES`` or a GPU worker's own queue ``gpu.<nodename>``; embedded mode
     has one in-process GPU pool, so there every ``gpu.*`` queue is ``gpu``.
     """
+    task = task_named(task)
     own_gpu_queue = queue.startswith(OWN_GPU_QUEUE_PREFIX) and len(queue) > len(OWN_GPU_QUEUE_PREFIX)
     if queue not in QUEUES and not own_gpu_queue:
         raise ValueError(f"unknown queue {queue!r}: choose one of {', '.join(QUEUES)} or gpu.<worker>")
@@ -83,11 +94,9 @@ def submit(task: Task, *args: Any, queue: str = "cpu", **kwargs: Any) -> Future 
     return task.apply_async(args=args, kwargs=kwargs, queue=queue)
 
 
-def stop(task: Task, *args: Any) -> bool:
+def stop(task: Task | str, *args: Any) -> bool:
     """Embedded mode: kill the child process running ``task(*args)`` (a cancel); True when one was killed.
     Services mode: False, the worker honours the job's cancel flag itself."""
     if not settings.EMBEDDED:
         return False
-    from engine.jobs import stop as stop_child
-
-    return stop_child(task, *args)
+    return stop_child(task_named(task), *args)

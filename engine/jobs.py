@@ -35,6 +35,8 @@ from typing import Any
 import psutil
 from django.conf import settings
 
+from engine import channel_bridge
+
 logger = logging.getLogger(__name__)
 
 #: How often the supervisor reads its child's memory (s): at the 250 MB/s a runaway run grew, the
@@ -196,8 +198,6 @@ def child_main() -> None:
     if "task" in orders:
         from celery import current_app as app  # the project's app: django.setup() imported its settings' package
 
-        from engine import channel_bridge
-
         channel_bridge.relay_to(events.send)
         app.loader.import_default_modules()
         result = app.tasks[orders["task"]].apply(args=orders["args"], kwargs=orders["kwargs"])
@@ -300,8 +300,6 @@ def run_in_child(task: Any, args: tuple, kwargs: dict, queue: str) -> str:
 
     Returns how it ended: ``done``, ``stopped`` (``stop``), ``over budget`` or ``lost``.
     """
-    from engine import channel_bridge
-
     key = _key(task.name, args)
     budget = budget_mb()
     child, events = _start({"task": task.name, "args": tuple(args), "kwargs": dict(kwargs)})

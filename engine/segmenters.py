@@ -12,11 +12,14 @@ import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 
 from engine.models import ModelVersion
 from segmentation.backends import build_segmenter
+from segmentation.classical import ClassicalSegmenter
+from segmentation.sam2_configs import describe, resolve_config
 from segmentation.segmenter import Segmenter
 
 #: Models kept loaded per process; a GPU worker normally serves one or two.
@@ -43,8 +46,6 @@ class ServingModel:
     def name(self) -> str:
         """What the page shows, computed without loading the model."""
         if self.backend == "classical":
-            from segmentation.classical import ClassicalSegmenter
-
             return ClassicalSegmenter.name
         described = _describe_sam2(self.config, self.image_size, self.checkpoint)
         return f"{self.version_name} — {described}" if self.version_name else described
@@ -58,11 +59,6 @@ class ServingModel:
 
 @functools.lru_cache(maxsize=32)
 def _describe_sam2(config: str, image_size: int, checkpoint: str) -> str:
-    from pathlib import Path
-
-    from segmentation.sam2_backend import describe
-    from segmentation.sam2_model import resolve_config
-
     return describe(resolve_config(config), image_size, Path(checkpoint) if checkpoint else None)
 
 

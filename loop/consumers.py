@@ -12,6 +12,8 @@ from django.conf import settings
 from annotator.consumers import ProjectConsumer
 from annotator.permissions import Action
 from engine import channel_bridge
+from engine.models import TrainingRun
+from loop.dashboard import _run
 from loop.training import training_group
 
 
@@ -32,9 +34,6 @@ class TrainingConsumer(ProjectConsumer):
         await self.send_json({"type": "hello", "run": await database_sync_to_async(self._active_run)()})
 
     def _active_run(self) -> dict[str, Any] | None:
-        from engine.models import TrainingRun
-        from loop.dashboard import _run
-
         run = TrainingRun.objects.filter(project=self.project, status__in=TrainingRun.ACTIVE).first()
         return _run(run) if run is not None else None
 

@@ -23,6 +23,7 @@ from drf_spectacular.types import OpenApiTypes
 
 from annotator.api.framework import endpoint, paginated
 from annotator.metrics import effort_by_version
+from annotator.models import MaskFrameRevision, Masklet, Project, Review
 from annotator.permissions import Action, project_permission
 from engine.input import BadInput, error_response
 from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun, VerifierVersion
@@ -84,7 +85,7 @@ def can_download(checkpoint: fetch.Checkpoint, active: ModelDownload | None) -> 
     return YES
 
 
-def _live_downloads(project: Any) -> dict[str, ModelDownload]:
+def _live_downloads(project: Project) -> dict[str, ModelDownload]:
     """Queued or running downloads by checkpoint name; a silent one (its job died) does not block a new one,
     which ``loop.downloads.start_download`` fails first."""
     live = ModelDownload.objects.filter(project=project, status__in=ModelDownload.ACTIVE,
@@ -92,17 +93,17 @@ def _live_downloads(project: Any) -> dict[str, ModelDownload]:
     return {d.name: d for d in live}
 
 
-def _active_run(project: Any) -> TrainingRun | None:
+def _active_run(project: Project) -> TrainingRun | None:
     return TrainingRun.objects.filter(project=project, status__in=TrainingRun.ACTIVE).order_by("-created_at").first()
 
 
-def can_train_verifier(project: Any) -> Allowed:
+def can_train_verifier(project: Project) -> Allowed:
     if VerifierVersion.objects.filter(project=project, status__in=VerifierVersion.ACTIVE).exists():
         return Allowed(False, "a verifier training is already queued or running")
     return Allowed(True)
 
 
-def allowed_actions(project: Any, versions: list[ModelVersion], active_run: TrainingRun | None) -> dict[str, Any]:
+def allowed_actions(project: Project, versions: list[ModelVersion], active_run: TrainingRun | None) -> dict[str, Any]:
     """Every button's rule for the page: start, cancel, roll back, promote per version id, download per
     checkpoint, train the quality verifier."""
     production = next((v for v in versions if v.status == ModelVersion.Status.PRODUCTION), None)
@@ -154,10 +155,8 @@ def _verifier(version: VerifierVersion) -> dict[str, Any]:
     }
 
 
-def dataset_growth(project: Any) -> dict[str, Any]:
+def dataset_growth(project: Project) -> dict[str, Any]:
     """Masklets by status and type now, and day by day: masklets created (manual/auto), approved, frames annotated."""
-    from annotator.models import MaskFrameRevision, Masklet, Review
-
     masklets = Masklet.objects.filter(video__project=project)
     by_status_type = [{"status": row["status"], "type": row["type"], "count": row["n"]}
                       for row in masklets.values("status", "type").annotate(n=Count("id")).order_by()]
@@ -187,7 +186,7 @@ def dataset_growth(project: Any) -> dict[str, Any]:
     return {"by_status_type": by_status_type, "days": days, "cumulative": series}
 
 
-def dashboard_state(project: Any) -> dict[str, Any]:
+def dashboard_state(project: Project) -> dict[str, Any]:
     """Everything the dashboard draws."""
     versions = list(ModelVersion.objects.filter(project=project).order_by("created_at", "id"))
     evaluations: dict[int, list[Evaluation]] = defaultdict(list)
@@ -241,7 +240,7 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 @require_GET
 @project_permission(Action.MANAGE_MODELS)
-def models_page(request: HttpRequest, project: Any) -> HttpResponse:
+def models_page(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "loop/models_dashboard.html", {"project": project, "state": dashboard_state(project),
                                                             "serving": serving_model(project),
                                                             "image_size": settings.SAM2_IMAGE_SIZE})
@@ -249,7 +248,7 @@ def models_page(request: HttpRequest, project: Any) -> HttpResponse:
 
 @endpoint("GET", "POST", request={"multipart/form-data": OpenApiTypes.OBJECT})
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_models(request: HttpRequest, project: Any) -> JsonResponse:
+def api_models(request: HttpRequest, project: Project) -> JsonResponse:
     """GET: everything the models page draws (versions, runs, serving model, actions). POST: register a
     checkpoint, as ``versions/`` (multipart ``checkpoint`` file, or ``path`` in the models folder; ``config``,
     ``image_size``, ``name``)."""
@@ -260,11 +259,11 @@ def api_models(request: HttpRequest, project: Any) -> JsonResponse:
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_start_run(request: HttpRequest, project: Any) -> JsonResponse:
+def api_start_run(request: HttpRequest, project: Project) -> JsonResponse:
     return _start(request, project)
 
 
-def _start(request: HttpRequest, project: Any) -> JsonResponse:
+def _start(request: HttpRequest, project: Project) -> JsonResponse:
     """Start a training run (202 ``{"run": ...}``), refused (409) with the start button's reason."""
     allowed = can_start_run(_active_run(project))
     if not allowed.possible:
@@ -278,7 +277,7 @@ def _start(request: HttpRequest, project: Any) -> JsonResponse:
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_cancel_run(request: HttpRequest, project: Any) -> JsonResponse:
+def api_cancel_run(request: HttpRequest, project: Project) -> JsonResponse:
     return _cancel(_active_run(project))
 
 
@@ -296,7 +295,7 @@ def _cancel(run: TrainingRun | None) -> JsonResponse:
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_train_verifier(request: HttpRequest, project: Any) -> JsonResponse:
+def api_train_verifier(request: HttpRequest, project: Project) -> JsonResponse:
     """Train the project's quality verifier (202 ``{"verifier": ...}``), refused (409) with the button's reason."""
     allowed = can_train_verifier(project)
     if not allowed.possible:
@@ -310,7 +309,7 @@ def api_train_verifier(request: HttpRequest, project: Any) -> JsonResponse:
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
+def api_promote(request: HttpRequest, project: Project) -> JsonResponse:
     version_id = _body(request).get("version")
     version = ModelVersion.objects.filter(project=project, pk=version_id).first() if str(version_id).isdigit() else None
     if version is None:
@@ -318,7 +317,7 @@ def api_promote(request: HttpRequest, project: Any) -> JsonResponse:
     return _promote(request, project, version)
 
 
-def _promote(request: HttpRequest, project: Any, version: ModelVersion) -> JsonResponse:
+def _promote(request: HttpRequest, project: Project, version: ModelVersion) -> JsonResponse:
     """Promote ``version`` (``{"version", "serving"}``), refused (409) with the promote button's reason."""
     allowed = can_promote(version)
     if not allowed.possible:
@@ -332,7 +331,7 @@ def _promote(request: HttpRequest, project: Any, version: ModelVersion) -> JsonR
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
+def api_rollback(request: HttpRequest, project: Project) -> JsonResponse:
     allowed = can_roll_back(registry.production_of(project))
     if not allowed.possible:
         return _refused(allowed.reason)
@@ -345,12 +344,12 @@ def api_rollback(request: HttpRequest, project: Any) -> JsonResponse:
 
 @endpoint("POST", request={"multipart/form-data": OpenApiTypes.OBJECT})
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_register(request: HttpRequest, project: Any) -> JsonResponse:
+def api_register(request: HttpRequest, project: Project) -> JsonResponse:
     """Register from a server-side ``path`` or an uploaded ``file``, with ``config`` and ``image_size``."""
     return _register(request, project)
 
 
-def _register(request: HttpRequest, project: Any) -> JsonResponse:
+def _register(request: HttpRequest, project: Project) -> JsonResponse:
     """Load the checkpoint for real (in a child process) and register it as a candidate; 201 ``{version, name}``."""
     data = _body(request)
     for name in ("path", "config", "name"):
@@ -384,7 +383,7 @@ def _register(request: HttpRequest, project: Any) -> JsonResponse:
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_download(request: HttpRequest, project: Any) -> JsonResponse:
+def api_download(request: HttpRequest, project: Project) -> JsonResponse:
     """Start downloading Meta's checkpoint ``name`` for this project (``promote``: serve it when checked)."""
     data = _body(request)
     name = str(data.get("name") or "")
@@ -403,7 +402,7 @@ def api_download(request: HttpRequest, project: Any) -> JsonResponse:
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_promote_version(request: HttpRequest, project: Any, version_id: int) -> JsonResponse:
+def api_promote_version(request: HttpRequest, project: Project, version_id: int) -> JsonResponse:
     """Make this version of the project serve new annotation sessions (as ``promote/`` with ``{version}``)."""
     version = ModelVersion.objects.filter(project=project, pk=version_id).first()
     if version is None:
@@ -413,20 +412,20 @@ def api_promote_version(request: HttpRequest, project: Any, version_id: int) -> 
 
 @endpoint("GET", "POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_training_runs(request: HttpRequest, project: Any) -> JsonResponse:
+def api_training_runs(request: HttpRequest, project: Project) -> JsonResponse:
     """GET: the project's training runs, newest first (paginated). POST: start one (409 while one is active)."""
     if request.method == "POST":
         return _start(request, project)
     return paginated(request, TrainingRun.objects.filter(project=project).order_by("-created_at", "-id"), _run)
 
 
-def _run_or_none(project: Any, run_id: int) -> TrainingRun | None:
+def _run_or_none(project: Project, run_id: int) -> TrainingRun | None:
     return TrainingRun.objects.filter(project=project, pk=run_id).first()
 
 
 @endpoint("GET")
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_training_run(request: HttpRequest, project: Any, run_id: int) -> JsonResponse:
+def api_training_run(request: HttpRequest, project: Project, run_id: int) -> JsonResponse:
     """One run: status, progress, loss curve, log tail, error, the version it produced."""
     run = _run_or_none(project, run_id)
     if run is None:
@@ -436,7 +435,7 @@ def api_training_run(request: HttpRequest, project: Any, run_id: int) -> JsonRes
 
 @endpoint("POST", request=None)
 @project_permission(Action.MANAGE_MODELS, api=True)
-def api_training_run_cancel(request: HttpRequest, project: Any, run_id: int) -> JsonResponse:
+def api_training_run_cancel(request: HttpRequest, project: Project, run_id: int) -> JsonResponse:
     """Cancel this run (409 when it has ended); a cancelled run registers nothing."""
     run = _run_or_none(project, run_id)
     if run is None:

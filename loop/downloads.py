@@ -1,6 +1,6 @@
 """Checkpoint downloads started on the models dashboard: a ``cpu`` job running ``loop.fetch``.
 
-``start_download`` records a ``ModelDownload`` and submits ``loop.tasks.fetch_checkpoint``
+``start_download`` records a ``ModelDownload`` and submits ``loop.fetch_checkpoint``
 (``engine.dispatch.submit``, after commit); the job downloads, checks (the model load runs in
 the worker, never in the web process) and registers the checkpoint for the dashboard's project,
 promoting it when asked. Progress is written to the row at most every ``PROGRESS_EVERY_S`` and
@@ -18,8 +18,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotator.models import Project
+from engine import channel_bridge, dispatch
 from engine.models import ModelDownload
 from loop import fetch
+from loop.training import training_group
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +48,6 @@ def as_dict(download: ModelDownload) -> dict[str, Any]:
 
 def broadcast(download: ModelDownload) -> None:
     """Tell the project's open dashboards (never raises: a missed update only waits for the next)."""
-    from engine import channel_bridge
-    from loop.training import training_group
-
     try:
         channel_bridge.group_send_soon(training_group(download.project_id),
                                        {"type": "download.event", "event": as_dict(download)})
@@ -55,7 +55,7 @@ def broadcast(download: ModelDownload) -> None:
         logger.debug("could not broadcast a download event", exc_info=True)
 
 
-def fail_lost_downloads(project: Any) -> int:
+def fail_lost_downloads(project: Project) -> int:
     """Fail the project's active downloads that have been silent for ``STALE_AFTER`` (their job died)."""
     return ModelDownload.objects.filter(project=project, status__in=ModelDownload.ACTIVE,
                                         updated_at__lt=timezone.now() - STALE_AFTER).update(
@@ -63,11 +63,8 @@ def fail_lost_downloads(project: Any) -> int:
         error="the download job stopped without finishing (the server or its worker restarted): start it again")
 
 
-def start_download(project: Any, name: str, user: Any = None, *, promote: bool = True) -> ModelDownload:
+def start_download(project: Project, name: str, user: Any = None, *, promote: bool = True) -> ModelDownload:
     """Queue a download of Meta's checkpoint ``name`` for ``project``; one at a time per checkpoint."""
-    from engine.dispatch import submit
-    from loop.tasks import fetch_checkpoint
-
     if name not in fetch.OFFICIAL:
         raise DownloadRefused(f"unknown checkpoint {name!r}: choose one of {', '.join(fetch.OFFICIAL)}")
     fail_lost_downloads(project)
@@ -75,7 +72,7 @@ def start_download(project: Any, name: str, user: Any = None, *, promote: bool =
         with transaction.atomic():
             download = ModelDownload.objects.create(project=project, name=name, promote=promote, created_by=user,
                                                     stage="queued")
-            transaction.on_commit(lambda: submit(fetch_checkpoint, download.pk, queue="cpu"))
+            transaction.on_commit(lambda: dispatch.submit("loop.fetch_checkpoint", download.pk, queue="cpu"))
     except IntegrityError:
         raise DownloadRefused(f"{fetch.OFFICIAL[name].label} is already being downloaded") from None
     return download

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from annotator.models import MaskFrame, Masklet, Project, Split, Video
 from engine.storage import VideoFrames
 from segmentation.datasets import VideoRecord
 from segmentation.evaluate import run_evaluation
@@ -150,14 +151,12 @@ class MaskletRecord(VideoRecord):
         }
 
 
-def val_records(project: Any) -> tuple[list[VideoRecord], str]:
+def val_records(project: Project) -> tuple[list[VideoRecord], str]:
     """The project's val videos with approved masklets, and a key naming exactly those masks.
 
     Two evaluations with the same key ran on the same ground truth, so a production version's
     earlier evaluation can be reused instead of run again.
     """
-    from annotator.models import MaskFrame, Masklet, Split, Video
-
     videos = Video.objects.filter(project=project, split=Split.VAL, status=Video.Status.READY).order_by("id")
     records: list[VideoRecord] = []
     key_parts: list[Any] = []

@@ -34,9 +34,11 @@ from typing import Any
 
 from django.conf import settings
 
+from annotator.models import Project
 from engine import safe_paths
 from engine.models import ModelVersion
 from loop import registry
+from segmentation.sam2_configs import resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +102,6 @@ def official(name: str) -> Checkpoint:
 
 def custom(url: str, config: str, name: str = "") -> Checkpoint:
     """A checkpoint at any http(s) ``url``; ``name`` (default: the URL's file name) names the file and version."""
-    from segmentation.sam2_model import resolve_config
-
     if not re.match(r"^https?://", url):
         raise FetchError(f"--url must be an http:// or https:// address, not {url!r}")
     try:
@@ -260,9 +260,10 @@ def download(url: str, dest: Path, *, sha256: str = "", progress: Progress | Non
 # -- fetch, check, register -------------------------------------------------------------------
 
 
-def fetch_and_register(checkpoint: Checkpoint, *, project: Any = None, promote: bool = False, sha256: str = "",
-                       image_size: int | None = None, user: Any = None, progress: Progress | None = None,
-                       timeout: float = DEFAULT_TIMEOUT, say: Callable[[str], None] = logger.info) -> ModelVersion:
+def fetch_and_register(checkpoint: Checkpoint, *, project: Project | None = None, promote: bool = False,
+                       sha256: str = "", image_size: int | None = None, user: Any = None,
+                       progress: Progress | None = None, timeout: float = DEFAULT_TIMEOUT,
+                       say: Callable[[str], None] = logger.info) -> ModelVersion:
     """Download (unless already there), check, register and maybe promote ``checkpoint``; the version.
 
     ``image_size`` defaults to ``MASKLET_SAM2_IMAGE_SIZE`` (1024 with a GPU, the CPU default

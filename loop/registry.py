@@ -24,8 +24,11 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
 
+from annotator.models import Project
+from engine import jobs
 from engine.models import ModelVersion, ModelVersionEvent
 from engine.safe_paths import public_text, safe_join
+from segmentation.sam2_configs import resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +79,6 @@ def shown(checkpoint: str | Path) -> str:
 def check_loadable(checkpoint: str | Path, config: str, image_size: int) -> None:
     """``load_check`` in a child process under the job memory budget (``engine.jobs``), so the web
     process that asks never holds a model; raises ``RegistryError`` with the reason."""
-    from engine import jobs
-
     try:
         jobs.check_budget(f"loading {config} at {image_size} px", jobs.estimate_inference_mb(config, image_size),
                           "register it at a smaller image size, or raise the budget")
@@ -92,7 +93,7 @@ def load_check(checkpoint: str | Path, config: str, image_size: int) -> None:
     Loading for real (on CPU, so any process can check) is the only test that catches a
     truncated file, a state dict of another size or a SAM 1 checkpoint.
     """
-    from segmentation import sam2_model
+    from segmentation import sam2_model  # torch: in the job's child process only (check_loadable)
 
     try:
         sam2_model.resolve_config(config)
@@ -124,7 +125,7 @@ def save_upload(upload: UploadedFile) -> Path:
     return target
 
 
-def register_version(project: Any, *, name: str, checkpoint: str | Path, config: str, image_size: int,
+def register_version(project: Project, *, name: str, checkpoint: str | Path, config: str, image_size: int,
                      user: Any = None, parent: ModelVersion | None = None, metrics: dict | None = None,
                      check: bool = True, note: str = "", sha256: str = "") -> ModelVersion:
     """Register a candidate version of ``project`` (``None``: shared by every project) after loading it.
@@ -132,8 +133,6 @@ def register_version(project: Any, *, name: str, checkpoint: str | Path, config:
     ``check=False`` is for checkpoints this engine has just written and loaded itself (a
     training run evaluates its checkpoint before registering it).
     """
-    from segmentation import sam2_model
-
     name = (name or "").strip() or Path(str(checkpoint)).stem
     path = Path(checkpoint).expanduser()
     if check:
@@ -141,7 +140,7 @@ def register_version(project: Any, *, name: str, checkpoint: str | Path, config:
     with transaction.atomic():
         version = ModelVersion.objects.create(
             project=project, name=name[:200], parent=parent, checkpoint=str(path.resolve()),
-            sam2_config=sam2_model.resolve_config(config), image_size=image_size, sha256=sha256,
+            sam2_config=resolve_config(config), image_size=image_size, sha256=sha256,
             status=Status.CANDIDATE,
             metrics=metrics or {}, created_by=user)
         ModelVersionEvent.objects.create(project=project, version=version, action=Action.REGISTERED, actor=user,
@@ -149,7 +148,7 @@ def register_version(project: Any, *, name: str, checkpoint: str | Path, config:
     return version
 
 
-def production_of(project: Any) -> ModelVersion | None:
+def production_of(project: Project) -> ModelVersion | None:
     """The project's own production version (not the shared fallback)."""
     return ModelVersion.objects.filter(project=project, status=Status.PRODUCTION).first()
 
@@ -187,7 +186,7 @@ def retire(version: ModelVersion, user: Any = None, note: str = "") -> ModelVers
     return version
 
 
-def roll_back(project: Any, user: Any = None) -> ModelVersion | None:
+def roll_back(project: Project, user: Any = None) -> ModelVersion | None:
     """Retire the production version and restore the one that served before it (None: the fallback).
 
     "Before it" is read from the audit trail: the ``previous_production`` of the latest event

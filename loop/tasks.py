@@ -17,41 +17,39 @@ from celery import shared_task
 from celery.signals import celeryd_after_setup, worker_ready
 
 from engine import liveness
+from loop import verifier
+from loop.downloads import execute_download
+from loop.training import execute_run, periodic_tick, recover_orphaned_runs, scheduled_projects
 
 logger = logging.getLogger(__name__)
 
 _consumes_train = False
 
 
-@shared_task(name="loop.tasks.train_model", acks_late=True, child_lost="loop.training.lost_in_child")
+@shared_task(name="loop.train_model", acks_late=True, child_lost="loop.training.lost_in_child")
 def train_model(run_id: int) -> str:
     """Run one queued ``TrainingRun`` to its end (see ``loop.training.execute_run``)."""
-    from loop.training import execute_run
-
     return execute_run(run_id)
 
 
-@shared_task(name="loop.tasks.train_verifier", acks_late=True, child_lost="loop.verifier.lost_in_child")
+@shared_task(name="loop.train_verifier", acks_late=True, child_lost="loop.verifier.lost_in_child")
 def train_verifier(version_id: int) -> str:
     """Train one queued ``VerifierVersion`` (see ``loop.verifier.execute``)."""
-    from loop.verifier import execute
-
-    return execute(version_id)
+    return verifier.execute(version_id)
 
 
-@shared_task(name="loop.tasks.loop_tick")
+@shared_task(name="loop.tick")
 def loop_tick() -> dict[str, Any]:
-    """Recover lost runs and start the runs that are due (``loop.training.periodic_tick``)."""
-    from loop.training import periodic_tick
+    """Recover lost runs and start the runs that are due (``loop.training.periodic_tick``), then the quality
+    verifier's trainings of the projects the schedule is on for (``loop.verifier.start_due``)."""
+    result = periodic_tick()
+    verifier.recover_stale()
+    return {**result, "verifiers_started": verifier.start_due(scheduled_projects())}
 
-    return periodic_tick()
 
-
-@shared_task(name="loop.tasks.fetch_checkpoint")
+@shared_task(name="loop.fetch_checkpoint")
 def fetch_checkpoint(download_id: int) -> str:
     """Download, check and register one dashboard ``ModelDownload`` (see ``loop.downloads``)."""
-    from loop.downloads import execute_download
-
     return execute_download(download_id)
 
 
@@ -67,7 +65,6 @@ def _recover_runs_of_this_node(**kwargs: Any) -> None:
     nodename = liveness.nodename
     if not (_consumes_train and nodename):
         return
-    from loop.training import recover_orphaned_runs
 
     try:
         failed = recover_orphaned_runs(worker=nodename)

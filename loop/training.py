@@ -42,10 +42,15 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from engine import jobs, liveness
+from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Project, Split, Video
+from engine import channel_bridge, dispatch, jobs, liveness
 from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
+from engine.segmenters import serving_model
 from loop import registry
+from loop.evaluation import EvalSettings, beats, evaluate_segmenter, val_records
+from segmentation.backends import build_segmenter
+from segmentation.masks import decode_rle
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +78,13 @@ def training_group(project_id: int) -> str:
 
 def broadcast(project_id: int, event: dict[str, Any]) -> None:
     """Tell open dashboards about a run (never raises: a missed update only waits for the next)."""
-    from engine import channel_bridge
-
     try:
         channel_bridge.group_send_soon(training_group(project_id), {"type": "training.event", "event": event})
     except Exception:
         logger.debug("could not broadcast a training event", exc_info=True)
 
 
-def loop_settings(project: Any) -> LoopSettings:
+def loop_settings(project: Project) -> LoopSettings:
     """The project's loop settings, created from the ``MASKLET_LOOP_*`` defaults on first use."""
     defaults = {
         "enabled": settings.LOOP_ENABLED,
@@ -101,15 +104,13 @@ def loop_settings(project: Any) -> LoopSettings:
 # -- the data ---------------------------------------------------------------------------------
 
 
-def snapshot_training_data(project: Any) -> dict[str, Any]:
+def snapshot_training_data(project: Project) -> dict[str, Any]:
     """Exactly which masks a run trains on: approved masklets of ready train videos, with revisions.
 
     ``masklets`` lists ``{"id", "video_id", "object_id", "frames": [[frame_index, revision], ...]}``;
     the run later reads those revisions from ``MaskFrameRevision``, so edits made while it runs
     (or after) never change what it trained on.
     """
-    from annotator.models import MaskFrame, Masklet, Split, Video
-
     masklets = list(Masklet.objects.filter(video__project=project, video__split=Split.TRAIN,
                                            video__status=Video.Status.READY, status=Masklet.Status.APPROVED)
                     .order_by("video_id", "object_id").values("id", "video_id", "object_id"))
@@ -128,7 +129,7 @@ def snapshot_training_data(project: Any) -> dict[str, Any]:
     }
 
 
-def trained_masklet_ids(project: Any) -> set[int]:
+def trained_masklet_ids(project: Project) -> set[int]:
     """Masklets some earlier run of the project trained on (any status: a failed run still saw them)."""
     seen: set[int] = set()
     for snapshot in TrainingRun.objects.filter(project=project).values_list("data_snapshot", flat=True):
@@ -136,10 +137,8 @@ def trained_masklet_ids(project: Any) -> set[int]:
     return seen
 
 
-def new_approved_masklets(project: Any) -> int:
+def new_approved_masklets(project: Project) -> int:
     """Approved train masklets no run of the project has trained on yet."""
-    from annotator.models import Masklet, Split
-
     approved = set(Masklet.objects.filter(video__project=project, video__split=Split.TRAIN,
                                           status=Masklet.Status.APPROVED).values_list("id", flat=True))
     return len(approved - trained_masklet_ids(project))
@@ -152,9 +151,7 @@ def load_clips(snapshot: dict[str, Any], max_side: int) -> list[Any]:
     resizes to its input size anyway), so a long 1080p video does not sit in memory at full size.
     An object without a mask on a frame is absent there.
     """
-    from annotator.models import MaskFrameRevision, Video
-    from segmentation.masks import decode_rle
-    from segmentation.training.clips import Clip
+    from segmentation.training.clips import Clip  # torch: in the job's child process only
 
     by_video: dict[int, list[dict[str, Any]]] = {}
     for entry in snapshot.get("masklets", []):
@@ -192,13 +189,9 @@ def load_clips(snapshot: dict[str, Any], max_side: int) -> list[Any]:
 # -- starting, cancelling, recovering -----------------------------------------------------------
 
 
-def start_run(project: Any, user: Any = None, *, trigger: str = "manual",
+def start_run(project: Project, user: Any = None, *, trigger: str = "manual",
               parameters: dict[str, Any] | None = None) -> TrainingRun:
     """Queue a run of ``project`` on the ``train`` queue; refuses when one is active or nothing is approved."""
-    from engine.dispatch import submit
-    from engine.segmenters import serving_model
-    from loop import tasks
-
     snapshot = snapshot_training_data(project)
     if not snapshot["masklet_count"]:
         raise RunRefused("no approved masklets on ready train-split videos: nothing to train on")
@@ -223,7 +216,7 @@ def start_run(project: Any, user: Any = None, *, trigger: str = "manual",
                                                        f"{snapshot['frame_count']} masks on "
                                                        f"{snapshot['video_count']} videos; base "
                                                        f"{base.name if base else 'random weights'}"))
-            transaction.on_commit(lambda: submit(tasks.train_model, run.pk, queue="train"))
+            transaction.on_commit(lambda: dispatch.submit("loop.train_model", run.pk, queue="train"))
     except IntegrityError:
         raise RunRefused("a training run of this project is already queued or running") from None
     broadcast(project.pk, {"run": run.pk, "status": run.status})
@@ -269,10 +262,7 @@ def cancel_run(run: TrainingRun) -> TrainingRun:
         run.save(update_fields=fields)
     broadcast(run.project_id, {"run": run.pk, "status": run.status, "cancel_requested": True})
     if run.status == Status.RUNNING:
-        from engine.dispatch import stop
-        from loop import tasks
-
-        stop(tasks.train_model, run.pk)  # embedded mode: its child process is killed, ending the run now
+        dispatch.stop("loop.train_model", run.pk)  # embedded mode: its child process is killed, ending the run now
     return run
 
 
@@ -397,7 +387,7 @@ def _end_cancelled(run: TrainingRun, where: str) -> bool:
 
 
 def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
-    from segmentation.training.loop import FineTuneConfig
+    from segmentation.training.loop import FineTuneConfig  # torch: in the job's child process only
 
     params = run.parameters
     clips = load_clips(run.data_snapshot, max_side=max(int(params["image_size"]), 256))
@@ -450,8 +440,8 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
 def fine_tune_here_or_distributed(clips: list[Any], config: Any, init: str | None, out: Path,
                                   on_step: Callable[..., None], cancel: threading.Event) -> Any:
     """In this process on one device; with several GPUs, under torchrun with DistributedDataParallel."""
-    from segmentation.training import distributed
-    from segmentation.training.loop import fine_tune
+    from segmentation.training import distributed  # torch: in the job's child process only
+    from segmentation.training.loop import fine_tune  # torch, as above
 
     gpus = distributed.gpu_count()
     if gpus > 1 and settings.LOOP_DDP:
@@ -464,9 +454,6 @@ CANDIDATE_EVALUATED = 0.9
 
 
 def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_progress: ProgressHook) -> str:
-    from loop.evaluation import EvalSettings, evaluate_segmenter, val_records
-    from segmentation.backends import build_segmenter
-
     _stop_if_cancelled(run.pk, "after fine-tuning")
     records, val_key = val_records(run.project)
     eval_settings = EvalSettings.from_settings()
@@ -555,8 +542,6 @@ def describe_summary(summary: dict[str, Any]) -> str:
 def maybe_auto_promote(version: ModelVersion, candidate: dict[str, Any], production: dict[str, Any] | None,
                        run: TrainingRun) -> bool:
     """Promote when the project allows it and the candidate beats production by the margin."""
-    from loop.evaluation import beats
-
     knobs = loop_settings(run.project)
     better, why = beats(candidate, production, knobs.promote_margin)
     if not knobs.auto_promote or not better:
@@ -577,8 +562,6 @@ def maybe_auto_promote(version: ModelVersion, candidate: dict[str, Any], product
 
 def due_projects(now: Any = None) -> list[tuple[Any, str]]:
     """Projects the periodic job should train now, with why: enough new masklets and enough time passed."""
-    from annotator.models import Project
-
     now = now or timezone.now()
     due = []
     for project in Project.objects.all():
@@ -596,16 +579,14 @@ def due_projects(now: Any = None) -> list[tuple[Any, str]]:
     return due
 
 
-def periodic_tick() -> dict[str, Any]:
-    """What Celery beat runs: recover lost runs, then start the runs that are due, and the quality
-    verifier's trainings (``loop.verifier``) of the projects the schedule is on for."""
-    from annotator.models import Project
-    from loop import verifier
+def scheduled_projects() -> list[Project]:
+    """The projects whose retraining schedule is on (``LoopSettings.enabled``)."""
+    return [project for project in Project.objects.all() if loop_settings(project).enabled]
 
+
+def periodic_tick() -> dict[str, Any]:
+    """Recover lost runs, then start the runs that are due (Celery beat's ``loop.tick``, with the verifier's)."""
     recovered = recover_orphaned_runs()
-    verifier.recover_stale()
-    scheduled = [project for project in Project.objects.all() if loop_settings(project).enabled]
-    verifiers = verifier.start_due(scheduled)
     started = []
     for project, why in due_projects():
         try:
@@ -615,4 +596,4 @@ def periodic_tick() -> dict[str, Any]:
             continue
         _append_log(run, f"started by the schedule: {why}")
         started.append(run.pk)
-    return {"recovered": recovered, "started": started, "verifiers_started": verifiers}
+    return {"recovered": recovered, "started": started}

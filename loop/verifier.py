@@ -19,7 +19,7 @@ score of new model frames (``engine.verifier.rescore``); the backend's score sta
 ``backend_score``, which is itself one of the verifier's inputs, so replacing never discards it.
 Replace rather than blend: the verifier already weighs the backend score against the other
 signals, on this project's own reviews, and was measured better; blending would only dilute it.
-Trainings run as jobs (``loop.tasks.train_verifier``: a child process under the job memory
+Trainings run as jobs (``loop.train_verifier``: a child process under the job memory
 budget in embedded mode), started from the models dashboard or by the periodic job.
 """
 
@@ -37,9 +37,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from engine import jobs
+from annotator.models import MaskFrameRevision, Masklet, MaskSource, Review
+from engine import dispatch, jobs
 from engine.models import VerifierVersion
 from engine.verifier import NOT_SIGNALS, vector
+from loop.training import broadcast
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,6 @@ class Labelled:
 
 
 def _broadcast(version: VerifierVersion) -> None:
-    from loop.training import broadcast
-
     broadcast(version.project_id, {"verifier": version.number, "status": version.status, "error": version.error})
 
 
@@ -79,8 +79,6 @@ def _broadcast(version: VerifierVersion) -> None:
 
 def labelled_frames(project: Any) -> list[Labelled]:
     """Every model frame of ``project`` that people's work labels (see the module docstring)."""
-    from annotator.models import MaskFrameRevision, Masklet, MaskSource
-
     history: dict[tuple[int, int], dict[int, str]] = defaultdict(dict)
     revisions = MaskFrameRevision.objects.filter(masklet__video__project=project)
     for masklet_id, frame, number, source in revisions.values_list("masklet_id", "frame_index", "revision",
@@ -162,18 +160,12 @@ def fit(frames: list[Labelled], seed: int = 0) -> dict[str, Any]:
 
 
 def estimate_mb(project: Any) -> float:
-    from annotator.models import MaskFrameRevision
-
     return BASE_MB + BYTES_PER_FRAME * MaskFrameRevision.objects.filter(masklet__video__project=project).count() / 2**20
 
 
 def start_training(project: Any, user: Any = None, *, trigger: str = "manual") -> VerifierVersion:
     """Queue a training of ``project``'s verifier; refuses when one is under way, nothing is rated, or
     the estimate exceeds the job memory budget."""
-    from annotator.models import MaskFrameRevision, MaskSource
-    from engine.dispatch import submit
-    from loop import tasks
-
     if not MaskFrameRevision.objects.filter(masklet__video__project=project, source=MaskSource.MODEL,
                                             quality__isnull=False).exists():
         raise VerifierRefused("no model frame of this project has a quality score yet: track some objects first")
@@ -186,7 +178,7 @@ def start_training(project: Any, user: Any = None, *, trigger: str = "manual") -
             last = VerifierVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
             version = VerifierVersion.objects.create(project=project, number=last + 1, trigger=trigger,
                                                      created_by=user)
-            transaction.on_commit(lambda: submit(tasks.train_verifier, version.pk, queue="cpu"))
+            transaction.on_commit(lambda: dispatch.submit("loop.train_verifier", version.pk, queue="cpu"))
     except IntegrityError:
         raise VerifierRefused("a verifier training of this project is already queued or running") from None
     _broadcast(version)
@@ -256,8 +248,6 @@ def recover_stale(older_than_s: float | None = None) -> list[int]:
 
 def new_evidence(project: Any) -> int:
     """People's edits of model frames and approvals since the project's last verifier training."""
-    from annotator.models import MaskFrameRevision, MaskSource, Review
-
     last = VerifierVersion.objects.filter(project=project).order_by("-created_at").first()
     edits = MaskFrameRevision.objects.filter(masklet__video__project=project, source=MaskSource.HUMAN)
     approvals = Review.objects.filter(masklet__video__project=project, verdict=Review.Verdict.SATISFACTORY)

@@ -49,6 +49,7 @@ import torch
 from PIL import Image
 
 from segmentation.frames import FrameSource
+from segmentation.sam2_configs import describe
 from segmentation.sam2_model import build_model, resolve_config, select_device
 from segmentation.segmenter import (
     Box,
@@ -512,12 +513,3 @@ class Sam2Segmenter(Segmenter):
             frame_cache_size=self.frame_cache_size,
             prefetch_frames=self.prefetch_frames,
         )
-
-
-def describe(config_name: str, image_size: int, checkpoint: Path | None) -> str:
-    """What serves, for the UI: e.g. ``"SAM 2.1 hiera-t @256 (random weights)"``."""
-    stem = Path(config_name).stem  # "sam2.1_hiera_t"
-    version, _, size = stem.partition("_hiera_")
-    label = "SAM " + version.removeprefix("sam")
-    weights = checkpoint.name if checkpoint is not None else "random weights"
-    return f"{label} hiera-{size} @{image_size} ({weights})"

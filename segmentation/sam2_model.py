@@ -23,35 +23,12 @@ import torch
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 from tqdm import tqdm
 
+from segmentation.sam2_configs import resolve_config
+
 # Meta's ``propagate_in_video`` draws a tqdm bar of its own on every call. Callers here report
 # progress themselves (the evaluation CLI's bar, the worker's progress messages), so that
 # inner bar would only flood terminals and worker logs: make it a silent one.
 sam2.sam2_video_predictor.tqdm = functools.partial(tqdm, disable=True)
-
-# Model sizes, by every spelling people use: Meta's file names ("hiera_t"), HF ids ("hiera-tiny")
-# and plain words ("tiny").
-_SIZE_ALIASES = {
-    "t": "t",
-    "tiny": "t",
-    "s": "s",
-    "small": "s",
-    "b+": "b+",
-    "bplus": "b+",
-    "base_plus": "b+",
-    "base-plus": "b+",
-    "baseplus": "b+",
-    "l": "l",
-    "large": "l",
-}
-_VERSIONS = ("sam2.1", "sam2")
-DEFAULT_VERSION = "sam2.1"
-
-#: Every resolvable config name, as hydra knows it (Meta's ``configs/...`` paths).
-CONFIGS: dict[str, str] = {
-    f"{version}_hiera_{size}": f"configs/{version}/{version}_hiera_{size}.yaml"
-    for version in _VERSIONS
-    for size in ("t", "s", "b+", "l")
-}
 
 # What ``build_sam2_video_predictor(apply_postprocessing=True)`` adds, minus ``fill_hole_area``
 # which depends on the compiled extension (see ``image_size_overrides``).
@@ -93,35 +70,6 @@ class FloatMemoryVideoPredictor(SAM2VideoPredictor):
 
 
 _VIDEO_PREDICTOR_TARGET = f"++model._target_={FloatMemoryVideoPredictor.__module__}.FloatMemoryVideoPredictor"
-
-
-def resolve_config(name: str) -> str:
-    """Map a friendly model name to the hydra config name Meta's builders take.
-
-    Accepts ``"sam2.1_hiera_t"``, ``"sam2.1_hiera_tiny"``, ``"sam2.1-hiera-tiny"``, ``"tiny"``
-    (SAM 2.1), ``"sam2_hiera_s"`` (SAM 2.0), HF ids like ``"facebook/sam2.1-hiera-large"``, and
-    config paths like ``"configs/sam2.1/sam2.1_hiera_t.yaml"``.
-    """
-    raw = str(name).strip()
-    key = raw.lower()
-    if key.startswith("facebook/"):
-        key = key[len("facebook/") :]
-    key = Path(key).name if key.endswith((".yaml", ".yml")) else key
-    key = key.removesuffix(".yaml").removesuffix(".yml").replace("-", "_")
-    version = DEFAULT_VERSION
-    for candidate in _VERSIONS:  # "sam2.1" before "sam2": the longer prefix wins
-        if key.startswith(candidate + "_"):
-            version, key = candidate, key[len(candidate) + 1 :]
-            break
-    key = key.removeprefix("hiera_")
-    size = _SIZE_ALIASES.get(key) or _SIZE_ALIASES.get(key.replace("_", "-"))
-    if size is None:
-        choices = ", ".join(sorted(CONFIGS))
-        raise ValueError(
-            f"unknown SAM 2 config {raw!r}: choose one of {choices} "
-            "(or a size alone: tiny, small, base_plus, large, meaning SAM 2.1)"
-        )
-    return CONFIGS[f"{version}_hiera_{size}"]
 
 
 def has_compiled_extension() -> bool:

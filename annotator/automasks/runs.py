@@ -46,8 +46,9 @@ from annotator.models import AutoMaskletRun, MaskFrame, Masklet, MaskletType, Ma
 from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused
 from annotator.services.masks import MaskWrite, save_mask_frames
-from engine import liveness
+from engine import dispatch, jobs, liveness
 from engine.heartbeat import JobHeartbeat
+from engine.segmenters import get_segmenter, serving_model
 from segmentation.masks import decode_rle, encode_rle, rle_area, rle_bbox
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,6 @@ def check_for_missed(video: Video, user: User) -> AutoMaskletRun | None:
 
 def _queue(video: Video, *, frame_index: int, points_per_side: int | None, created_by: Any,
            trigger: str, kind: str = AutoMaskletRun.Kind.MASKLETS) -> AutoMaskletRun:
-    from annotator.automasks.tasks import run_auto_masklets
-    from engine.dispatch import submit
-
     if video.status != Video.Status.READY:
         raise EditRefused("not_found", "The video is not ready yet.")
     if frame_index not in video.annotated_frame_indices():
@@ -100,7 +98,7 @@ def _queue(video: Video, *, frame_index: int, points_per_side: int | None, creat
         with transaction.atomic():
             run = AutoMaskletRun.objects.create(video=video, frame_index=frame_index, created_by=created_by,
                                                 points_per_side=points_per_side or 0, trigger=trigger, kind=kind)
-            transaction.on_commit(lambda: submit(run_auto_masklets, run.pk, queue="gpu"))
+            transaction.on_commit(lambda: dispatch.submit("annotator.auto_masklets", run.pk, queue="gpu"))
     except IntegrityError:  # one_active_auto_masklet_run_per_video
         raise EditRefused("busy", "Auto masklets are already being generated for this video.") from None
     return run
@@ -112,9 +110,6 @@ ESTIMATED_OBJECTS = 10
 
 def _check_memory(video: Video) -> None:
     """Refuse a run whose SAM 2 model, tracking the video's frames, would exceed the job memory budget."""
-    from engine import jobs
-    from engine.segmenters import serving_model
-
     serving = serving_model(video.project)
     if serving.backend != "sam2":
         return
@@ -249,8 +244,6 @@ def execute(run_id: int) -> AutoMaskletRun | None:
 
 
 def _generate(run: AutoMaskletRun) -> None:
-    from engine.segmenters import get_segmenter, serving_model
-
     video = Video.objects.select_related("project").get(pk=run.video_id)
     serving = serving_model(video.project)
     _update(run, model_name=serving.name, progress=0.0)

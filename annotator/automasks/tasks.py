@@ -9,6 +9,7 @@ import logging
 
 from celery import shared_task
 
+from annotator.automasks.runs import execute, recover_lost_runs, scheduled_tick
 from engine import workers
 
 logger = logging.getLogger(__name__)
@@ -17,8 +18,6 @@ logger = logging.getLogger(__name__)
 @shared_task(name="annotator.auto_masklets", child_lost="annotator.automasks.runs.lost_in_child")
 def run_auto_masklets(run_id: int) -> str:
     """Run one ``AutoMaskletRun`` (see ``annotator.automasks.runs.execute``); returns its status."""
-    from annotator.automasks.runs import execute
-
     run = execute(run_id)
     return run.status if run is not None else "missing"
 
@@ -26,15 +25,11 @@ def run_auto_masklets(run_id: int) -> str:
 @shared_task(name="annotator.auto_masklets_tick")
 def auto_masklets_tick() -> dict[str, list[int]]:
     """Fail lost runs and start the runs that are due (``annotator.automasks.runs.scheduled_tick``)."""
-    from annotator.automasks.runs import scheduled_tick
-
     return scheduled_tick()
 
 
 def recover_runs_of_node(nodename: str) -> list[int]:
     """The same node name starting again means its earlier process is gone, and so are its runs."""
-    from annotator.automasks.runs import recover_lost_runs
-
     failed = recover_lost_runs(worker=nodename)
     if failed:
         logger.warning("auto masklets runs %s were left running by an earlier %s: marked failed", failed, nodename)

@@ -27,7 +27,7 @@ from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, 
 from annotator.datasets.common import Progress, check_video_names
 from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
 from annotator.models import DatasetJob, Masklet, Project
-from engine import liveness, storage
+from engine import dispatch, liveness, storage
 from engine.heartbeat import JobHeartbeat
 from engine.safe_paths import UnsafePath, clean_name, public_text, safe_join
 
@@ -83,11 +83,8 @@ def start_import(project: Project, user, fmt: str, upload: UploadedFile, *,
 
 
 def _submit(job_id: int) -> None:
-    from annotator.datasets.tasks import run_dataset_job  # the task module imports this one
-    from engine.dispatch import submit
-
     try:
-        submit(run_dataset_job, job_id, queue="cpu")
+        dispatch.submit("annotator.run_dataset_job", job_id, queue="cpu")
     except Exception:
         logger.exception("could not queue dataset job %s", job_id)
         _finish(job_id, DatasetJob.Status.FAILED, error="the job could not be queued (the task queue is "

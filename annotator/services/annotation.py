@@ -85,7 +85,8 @@ EDIT_KINDS: dict[str, str] = {
 }
 
 
-def _lock_until() -> Any:
+def lock_until() -> Any:
+    """When a lock taken or renewed now expires."""
     return timezone.now() + timedelta(seconds=settings.LOCK_SECONDS)
 
 
@@ -188,7 +189,7 @@ def create_masklet(video: Video, user: User, *, label: str = "") -> Masklet:
                 Video.objects.select_for_update().filter(pk=video.pk).first()  # serialises id allocation
                 highest = Masklet.objects.filter(video=video).aggregate(top=Max("object_id"))["top"] or 0
                 masklet = Masklet.objects.create(video=video, object_id=highest + 1, label=label, assignee=user,
-                                                 lock_holder=user, lock_expires_at=_lock_until())
+                                                 lock_holder=user, lock_expires_at=lock_until())
             return masklet
         except IntegrityError:  # a concurrent create took the id (databases without row locks)
             if attempt == 2:
@@ -202,7 +203,7 @@ def update_masklet(masklet: Masklet, user: User, *, label: str) -> Masklet:
         row = _locked_row(masklet)
         check_editable(row, user)
         row.label = _check_label(row.video, label, current=row.label)
-        row.lock_expires_at = _lock_until()
+        row.lock_expires_at = lock_until()
         row.save(update_fields=["label", "lock_expires_at", "updated_at"])
     return row
 
@@ -225,7 +226,7 @@ def acquire_lock(masklet: Masklet, user: User) -> Masklet:
         _check_draft(row)
         _check_not_locked_by_other(row, user)
         row.lock_holder = user
-        row.lock_expires_at = _lock_until()
+        row.lock_expires_at = lock_until()
         row.save(update_fields=["lock_holder", "lock_expires_at", "updated_at"])
     return row
 
@@ -240,17 +241,6 @@ def release_lock(masklet: Masklet, user: User) -> Masklet:
             row.lock_expires_at = None
             row.save(update_fields=["lock_holder", "lock_expires_at", "updated_at"])
     return row
-
-
-def renew_locks(video: Video, user: User) -> int:
-    """Extend the user's live locks on the video (the page's ``ping``): their draft masklets' locks and
-    their work-queue hold on the video itself; returns how many masklet locks were renewed."""
-    from annotator.services.queues import renew_video_hold  # queues builds on this module
-
-    now = timezone.now()
-    renew_video_hold(video, user)
-    return Masklet.objects.filter(video=video, lock_holder=user, lock_expires_at__gt=now,
-                                  status=Masklet.Status.DRAFT).update(lock_expires_at=_lock_until())
 
 
 # -- edits ----------------------------------------------------------------------------------
@@ -329,7 +319,7 @@ def _edit(masklet: Masklet, user: User, frame_index: int, kind: str, payload: di
         Prompt.objects.create(masklet=row, frame_index=frame_index, kind=kind, payload=payload, author=user,
                               session_id=(session_id or "")[:64])
         saved = write(row)  # may compute the mask now, holding the row (see record_edit)
-        row.lock_expires_at = _lock_until()
+        row.lock_expires_at = lock_until()
         row.save(update_fields=["lock_expires_at", "updated_at"])
     return saved
 
@@ -390,7 +380,7 @@ def write_masks(masklet: Masklet, user: User, frames: list[tuple[int, dict]], *,
             written = save_mask_frames(row, writes, source=MaskSource.HUMAN, author=user)
         except ValidationError as error:
             raise EditRefused("bad_message", " ".join(error.messages)) from None
-        row.lock_holder, row.lock_expires_at = user, _lock_until()
+        row.lock_holder, row.lock_expires_at = user, lock_until()
         row.save(update_fields=["lock_holder", "lock_expires_at", "updated_at"])
     return [SavedMask.written(row.object_id, revision) for revision in written]
 
@@ -462,7 +452,7 @@ def save_tracked(video: Video, user: User, frames: list[tuple[int, dict[int, dic
             stored.update(((row.object_id, revision.frame_index), revision) for revision in written)
             skipped.extend((row.object_id, w.frame_index) for w in writes
                            if (row.object_id, w.frame_index) not in stored)
-        Masklet.objects.filter(pk__in=[row.pk for row in rows]).update(lock_expires_at=_lock_until())
+        Masklet.objects.filter(pk__in=[row.pk for row in rows]).update(lock_expires_at=lock_until())
     saved = []
     for frame_index, masks in frames:
         for object_id in masks:
@@ -517,7 +507,7 @@ def reopen_masklet(masklet: Masklet, user: User) -> Masklet:
             _check_not_locked_by_other(row, user)
         change_status(row, MaskletAction.REOPEN)
         row.lock_holder = user
-        row.lock_expires_at = _lock_until()
+        row.lock_expires_at = lock_until()
         row.save(update_fields=["status", "lock_holder", "lock_expires_at", "updated_at"])
     return row
 

@@ -27,9 +27,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from annotator.automasks.runs import check_for_missed
 from annotator.models import Masklet, Project, Prompt, Video, VideoAssignment
 from annotator.permissions import Action, User, has_permission
-from annotator.services.annotation import EditRefused, acquire_lock, reopen_masklet
+from annotator.services.annotation import EditRefused, acquire_lock, lock_until, reopen_masklet
 
 #: How long a video handed out by the queue stays with its annotator without them asking again.
 WORK_LOCK_SECONDS = 15 * 60
@@ -138,8 +139,6 @@ def _claim(pool: QuerySet, first: int | None, take) -> int | None:
 def finish_video(video: Video, user: User) -> VideoAssignment:
     """The annotator says every object of the video is annotated: it leaves the queue, and the
     exhaustivity check looks for objects nobody annotated (``annotator.automasks.runs.check_for_missed``)."""
-    from annotator.automasks.runs import check_for_missed
-
     _check(video.project, user, Action.ANNOTATE)
     with transaction.atomic():
         assignment, _ = VideoAssignment.objects.get_or_create(video=video)
@@ -152,11 +151,20 @@ def finish_video(video: Video, user: User) -> VideoAssignment:
 
 def renew_video_hold(video: Video, user: User) -> bool:
     """Extend the user's live hold on the video (the annotation page's ping, through
-    ``annotation.renew_locks``): a page left open keeps its video, an abandoned one lets it go.
+    ``renew_locks``): a page left open keeps its video, an abandoned one lets it go.
     An expired hold is not revived, as with masklet locks; returns whether one was renewed."""
     now = timezone.now()
     return bool(VideoAssignment.objects.filter(video=video, holder=user, expires_at__gt=now, done_at__isnull=True)
                 .update(expires_at=now + timedelta(seconds=_work_lock_seconds()), updated_at=now))
+
+
+def renew_locks(video: Video, user: User) -> int:
+    """Extend the user's live locks on the video (the page's ``ping``): their draft masklets' locks and
+    their work-queue hold on the video itself; returns how many masklet locks were renewed."""
+    now = timezone.now()
+    renew_video_hold(video, user)
+    return Masklet.objects.filter(video=video, lock_holder=user, lock_expires_at__gt=now,
+                                  status=Masklet.Status.DRAFT).update(lock_expires_at=lock_until())
 
 
 def release_video(video: Video, user: User) -> None:

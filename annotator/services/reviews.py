@@ -89,7 +89,7 @@ def approve_if_confident(masklet: Masklet) -> Review | None:
     """Where the project switched auto-approve on, approve a just-submitted masklet whose model frames are all
     confidently good (``annotator.selectors.CONFIDENT_QUALITY``), with a review row saying it was automatic
     and no reviewer. Call inside the submit's transaction; None when it stays for a person to review."""
-    from annotator.selectors import CONFIDENT_QUALITY, is_confident, with_quality
+    from annotator.selectors import CONFIDENT_QUALITY, is_confident, with_quality  # selectors import this module
 
     row = with_quality(Masklet.objects.filter(pk=masklet.pk)).select_related("video__project").first()
     if row is None or not row.video.project.auto_approve_confident or not is_confident(row):

@@ -47,7 +47,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from annotator.models import AutoMaskletRun, Project, Video
-from engine import storage
+from engine import dispatch, storage
 from engine.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name, public_text
 from engine.storage import VideoFrames
 
@@ -182,11 +182,8 @@ def _create_video(project: Project, content: File, *, size: int, user, name: str
 
 def _schedule_ingest(video_id: int) -> None:
     """Queue the ingest. If the broker is down the row is committed already: mark it failed, don't raise."""
-    from annotator.tasks import ingest_video as ingest_task  # the task module imports this one
-    from engine.dispatch import submit
-
     try:
-        submit(ingest_task, video_id, queue="cpu")
+        dispatch.submit("annotator.ingest_video", video_id, queue="cpu")
     except Exception:
         logger.exception("could not queue the ingest of video %s", video_id)
         Video.objects.filter(pk=video_id).update(

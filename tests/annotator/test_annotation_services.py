@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from annotator import selectors
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Prompt, Review, Role, Video
-from annotator.services import annotation
+from annotator.services import annotation, queues
 from annotator.services.annotation import EditRefused
 from segmentation.masks import decode_rle, encode_rle
 from segmentation.segmenter import FrameQuality
@@ -129,12 +129,12 @@ def test_locks_expire_unless_renewed_and_an_expired_lock_may_be_taken(world, lat
     settings.LOCK_SECONDS = 100
     masklet = annotation.create_masklet(world.video, world.ann)
     later(60)
-    assert annotation.renew_locks(world.video, world.ann) == 1  # the page's ping
+    assert queues.renew_locks(world.video, world.ann) == 1  # the page's ping
     later(150)
     annotation.check_editable(Masklet.objects.get(), world.ann)  # renewed at 60 s: good until 160 s
     later(161)
     assert "expired" in refused("locked", annotation.check_editable, Masklet.objects.get(), world.ann)
-    assert annotation.renew_locks(world.video, world.ann) == 0  # an expired lock is not revived by a ping
+    assert queues.renew_locks(world.video, world.ann) == 0  # an expired lock is not revived by a ping
     assert selectors.masklet_to_dict(Masklet.objects.get(), world.ann)["lock_holder"] is None
     taken = annotation.acquire_lock(masklet, world.bob)
     assert taken.is_locked_by(world.bob)

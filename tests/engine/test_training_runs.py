@@ -152,7 +152,7 @@ def test_lost_runs_are_failed_by_node_restart_by_silence_and_on_redelivery(loop_
 
 def test_the_periodic_job_starts_runs_when_enough_is_new_and_enough_time_passed(loop_project, monkeypatch):
     submitted = []
-    monkeypatch.setattr("engine.dispatch.submit", lambda task, *a, **k: submitted.append((task.name, a, k)))
+    monkeypatch.setattr("engine.dispatch.submit", lambda task, *a, **k: submitted.append((task, a, k)))
     project = loop_project(train=2, val=0)
     knobs = training.loop_settings(project)
     knobs.min_new_masklets, knobs.min_hours = 3, 1.0
@@ -165,7 +165,7 @@ def test_the_periodic_job_starts_runs_when_enough_is_new_and_enough_time_passed(
         result = training.periodic_tick()
     run = TrainingRun.objects.get(pk=result["started"][0])
     assert run.trigger == "schedule" and "started by the schedule: 3 newly approved" in run.log
-    assert submitted == [("loop.tasks.train_model", (run.pk,), {"queue": "train"})]
+    assert submitted == [("loop.train_model", (run.pk,), {"queue": "train"})]
     assert training.due_projects() == []  # a run is active
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     for seed in (31, 32, 33):

@@ -55,7 +55,7 @@ def run_now(monkeypatch) -> list[tuple]:
     """Commit hooks run at once and the job's dispatch is recorded, not run: the test runs it."""
     submitted: list[tuple] = []
     monkeypatch.setattr(transaction, "on_commit", lambda fn, using=None: fn())
-    monkeypatch.setattr("engine.dispatch.submit", lambda task, *a, **k: submitted.append((task.name, a, k)))
+    monkeypatch.setattr("engine.dispatch.submit", lambda task, *a, **k: submitted.append((task, a, k)))
     return submitted
 
 
@@ -84,7 +84,7 @@ def test_one_retraining_on_reviewed_frames_beats_the_backends_score(reviewed, ru
     edited = sum(sum(obj.edited) for obj in reviewed)
     assert 0 < edited < sum(len(obj.frames) for obj in reviewed)  # the fixture has both kinds
     version = verifier.start_training(project)
-    assert run_now == [("loop.tasks.train_verifier", (version.pk,), {"queue": "cpu"})]
+    assert run_now == [("loop.train_verifier", (version.pk,), {"queue": "cpu"})]
     assert verifier.execute(version.pk) == "succeeded"
     version.refresh_from_db()
     print(f"verifier AUROC {version.auroc:.3f} vs the classical score's {version.backend_auroc:.3f} on "

@@ -11,6 +11,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from annotator.models import Membership, Project, Role
+
 
 class Command(BaseCommand):
     help = "Create an 'admin' superuser with a random password on first run and print how to log in."
@@ -35,8 +37,6 @@ class Command(BaseCommand):
 
     def _grant_existing_projects(self, username: str) -> None:
         """Make the new admin an admin member of every project (the demo seeded before it)."""
-        from annotator.models import Membership, Project, Role
-
         user = get_user_model().objects.get(username=username)
         for project in Project.objects.all():
             Membership.objects.get_or_create(project=project, user=user, defaults={"role": Role.ADMIN})

@@ -16,6 +16,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from annotator.models import Project
+from engine.models import ModelVersion
 from loop import fetch
 
 
@@ -40,8 +42,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, url, sha256, config, version_name, project, promote, image_size, timeout, auto,
                **options):
-        from engine.models import ModelVersion
-
         if auto and ModelVersion.objects.exclude(status=ModelVersion.Status.RETIRED).exists():
             return
         quiet = options["verbosity"] == 0
@@ -83,8 +83,6 @@ class Command(BaseCommand):
 
     @staticmethod
     def _project(slug):
-        from annotator.models import Project
-
         if slug is None:
             return None
         project = Project.objects.filter(slug=slug).first()

@@ -15,8 +15,15 @@ from django.test import Client
 from django.urls import reverse
 
 from annotator.models import Masklet, Review, VideoAssignment
-from annotator.services.annotation import acquire_lock, create_masklet, renew_locks
-from annotator.services.queues import REVIEW_LOCK_SECONDS, WORK_LOCK_SECONDS, finish_video, next_review, next_work
+from annotator.services.annotation import acquire_lock, create_masklet
+from annotator.services.queues import (
+    REVIEW_LOCK_SECONDS,
+    WORK_LOCK_SECONDS,
+    finish_video,
+    next_review,
+    next_work,
+    renew_locks,
+)
 from annotator.services.reviews import review_masklet
 from annotator.services.team import who_works_on_what
 
