@@ -190,7 +190,7 @@ class Evaluation(models.Model):
 
 
 class ModelDownload(models.Model):
-    """A checkpoint download started on the models dashboard (``engine.downloads``, a ``cpu`` job)."""
+    """A checkpoint download started on the models dashboard (``loop.downloads``, a ``cpu`` job)."""
 
     ACTIVE = ("queued", "running")
 
