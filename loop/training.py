@@ -47,8 +47,7 @@ from engine import channel_bridge, dispatch, jobs, liveness
 from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 from engine.segmenters import serving_model
-from loop import registry
-from loop.evaluation import EvalSettings, beats, evaluate_segmenter, val_records
+from loop import evaluation, registry
 from segmentation.backends import build_segmenter
 from segmentation.masks import decode_rle
 
@@ -455,8 +454,8 @@ CANDIDATE_EVALUATED = 0.9
 
 def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_progress: ProgressHook) -> str:
     _stop_if_cancelled(run.pk, "after fine-tuning")
-    records, val_key = val_records(run.project)
-    eval_settings = EvalSettings.from_settings()
+    records, val_key = evaluation.val_records(run.project)
+    eval_settings = evaluation.EvalSettings.from_settings()
     candidate_summary: dict[str, Any] | None = None
     production_summary: dict[str, Any] | None = None
     base = run.base_version
@@ -478,16 +477,17 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
         _append_log(run, f"evaluating on {len(records)} val videos")
         segmenter = build_segmenter("sam2", config=config.model_config, checkpoint=checkpoint,
                                     image_size=config.image_size, device=settings.DEVICE or None)
-        candidate_summary = {**evaluate_segmenter(segmenter, records, eval_settings,
-                                                  evaluated("the candidate", TRAIN_SHARE, CANDIDATE_EVALUATED)),
+        candidate_summary = {**evaluation.evaluate_segmenter(segmenter, records, eval_settings,
+                                                             evaluated("the candidate", TRAIN_SHARE,
+                                                                       CANDIDATE_EVALUATED)),
                              "val_key": val_key}
         if base is not None:
             production_summary = reusable_evaluation(base, val_key)
             if production_summary is None:
                 segmenter = build_segmenter("sam2", config=base.sam2_config, checkpoint=base.checkpoint or None,
                                             image_size=base.image_size, device=settings.DEVICE or None)
-                production_summary = {**evaluate_segmenter(segmenter, records, eval_settings,
-                                                           evaluated(base.name, CANDIDATE_EVALUATED, 0.98)),
+                production_summary = {**evaluation.evaluate_segmenter(
+                    segmenter, records, eval_settings, evaluated(base.name, CANDIDATE_EVALUATED, 0.98)),
                                       "val_key": val_key}
         _append_log(run, "candidate: " + describe_summary(candidate_summary))
     else:
@@ -543,7 +543,7 @@ def maybe_auto_promote(version: ModelVersion, candidate: dict[str, Any], product
                        run: TrainingRun) -> bool:
     """Promote when the project allows it and the candidate beats production by the margin."""
     knobs = loop_settings(run.project)
-    better, why = beats(candidate, production, knobs.promote_margin)
+    better, why = evaluation.beats(candidate, production, knobs.promote_margin)
     if not knobs.auto_promote or not better:
         _append_log(run, f"left as a candidate for an admin: {why if knobs.auto_promote else 'auto-promote off'}")
         return False

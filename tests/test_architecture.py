@@ -9,10 +9,13 @@ explained (docs/ARCHITECTURE.md).
 from __future__ import annotations
 
 import ast
+import graphlib
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import grimp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("config", "loop", "annotator", "engine", "segmentation")
@@ -82,3 +85,25 @@ def test_the_import_contract_layers_every_project_package_in_order_and_holds():
     lint = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert lint.returncode == 0, lint.stdout[-3000:]
+
+
+def import_cycle(imports: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of modules (first = last) in ``imports`` (module -> modules it imports), None when acyclic."""
+    try:
+        graphlib.TopologicalSorter(imports).prepare()
+    except graphlib.CycleError as error:
+        return list(error.args[1])
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle_through_three_modules():
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    cycle = import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
+    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+
+
+def test_no_import_cycles_between_project_modules():
+    """A cycle hides in function-level imports or in import order; grimp's graph has both."""
+    graph = grimp.build_graph(*PROJECT_PACKAGES)
+    cycle = import_cycle({module: graph.find_modules_directly_imported_by(module) for module in graph.modules})
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
