@@ -37,7 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotator.models import MaskFrameRevision, Masklet, MaskSource, Review
+from annotator.models import MaskFrameRevision, Masklet, MaskSource, Project, Review
 from engine import dispatch, jobs
 from engine.models import VerifierVersion
 from engine.verifier import NOT_SIGNALS, vector
@@ -77,7 +77,7 @@ def _broadcast(version: VerifierVersion) -> None:
 # -- labels ---------------------------------------------------------------------------------------
 
 
-def labelled_frames(project: Any) -> list[Labelled]:
+def labelled_frames(project: Project) -> list[Labelled]:
     """Every model frame of ``project`` that people's work labels (see the module docstring)."""
     history: dict[tuple[int, int], dict[int, str]] = defaultdict(dict)
     revisions = MaskFrameRevision.objects.filter(masklet__video__project=project)
@@ -159,11 +159,11 @@ def fit(frames: list[Labelled], seed: int = 0) -> dict[str, Any]:
 # -- the job --------------------------------------------------------------------------------------
 
 
-def estimate_mb(project: Any) -> float:
+def estimate_mb(project: Project) -> float:
     return BASE_MB + BYTES_PER_FRAME * MaskFrameRevision.objects.filter(masklet__video__project=project).count() / 2**20
 
 
-def start_training(project: Any, user: Any = None, *, trigger: str = "manual") -> VerifierVersion:
+def start_training(project: Project, user: Any = None, *, trigger: str = "manual") -> VerifierVersion:
     """Queue a training of ``project``'s verifier; refuses when one is under way, nothing is rated, or
     the estimate exceeds the job memory budget."""
     if not MaskFrameRevision.objects.filter(masklet__video__project=project, source=MaskSource.MODEL,
@@ -246,7 +246,7 @@ def recover_stale(older_than_s: float | None = None) -> list[int]:
 # -- the schedule ---------------------------------------------------------------------------------
 
 
-def new_evidence(project: Any) -> int:
+def new_evidence(project: Project) -> int:
     """People's edits of model frames and approvals since the project's last verifier training."""
     last = VerifierVersion.objects.filter(project=project).order_by("-created_at").first()
     edits = MaskFrameRevision.objects.filter(masklet__video__project=project, source=MaskSource.HUMAN)
