@@ -16,7 +16,7 @@
      grow with distance), so the score is shown to know more than that;
    - ``oracle``: lowest true J&F first, the floor no order can beat.
 
-2. Learned verifier (``engine.verifier.fit``) on simulated reviews of synthetic videos
+2. Learned verifier (``loop.verifier.fit``) on simulated reviews of synthetic videos
    (``fixtures.reviews``: the classical backend tracks every object of 8 ``tiny`` videos, the
    reviewer fixes frames with J&F < 0.7 and approves the rest): AUROC on held-out masklets of the
    verifier and of the backend's hand-combined score, over 5 random masklet splits.
@@ -43,8 +43,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from engine import verifier  # noqa: E402
 from fixtures.reviews import reviewed_objects  # noqa: E402
+from loop import verifier  # noqa: E402
 from segmentation.classical import ClassicalSegmenter, ClassicalSession  # noqa: E402
 from segmentation.datasets import load_davis  # noqa: E402
 from segmentation.evaluate import run_evaluation  # noqa: E402

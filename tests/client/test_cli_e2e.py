@@ -140,7 +140,7 @@ def drive(stack: Stack, work: Path) -> None:
     assert (out / f"{manual.name.removesuffix('_manual.json')}.mp4").is_file()
 
     # A checkpoint in Meta's format: registered, promoted; a training run started and cancelled.
-    from engine.loop_demo import random_checkpoint
+    from loop.loop_demo import random_checkpoint
 
     checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, work / "tiny.pt")
     version = ok(boss("models", "register", SLUG, checkpoint, "--config", "sam2.1_hiera_t", "--name", "tiny",
