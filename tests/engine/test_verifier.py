@@ -110,10 +110,13 @@ def test_one_retraining_on_reviewed_frames_beats_the_backends_score(reviewed, ru
     assert stored.quality_features["verifier_version"] == 1
 
 
-def test_a_version_that_does_not_beat_the_backend_is_kept_but_not_active(reviewed, run_now, monkeypatch):
-    project = reviewed_project(reviewed)
-    real_fit = verifier.fit
-    monkeypatch.setattr(verifier, "fit", lambda frames: {**real_fit(frames), "auroc": 0.5, "backend_auroc": 0.9})
+def test_a_version_that_does_not_beat_the_backend_is_kept_but_not_active(run_now, monkeypatch):
+    project, _ = admin_project()
+    masklet = Masklet.objects.create(video=small_video(project), object_id=1, status=Masklet.Status.APPROVED)
+    save_mask_frames(masklet, [MaskWrite(0, SQUARE, FrameQuality(0.9))], source="model")
+    model = {"features": ["backend_score"], "mean": [0.5], "scale": [0.1], "coef": [1.0], "intercept": 0.0}
+    monkeypatch.setattr(verifier, "fit", lambda frames: {"model": model, "auroc": 0.5, "backend_auroc": 0.9,
+                                                         "trained_frames": 1, "heldout_frames": 1, "bad_frames": 0})
     version = verifier.start_training(project)
     verifier.execute(version.pk)
     version.refresh_from_db()
