@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 from datetime import timedelta
 
 import pytest
 import yaml
+from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 from django.urls import get_resolver, reverse
@@ -155,8 +157,11 @@ def test_csrf_applies_to_the_cookie_only(alice, tmp_path):
 
 
 def test_requests_over_the_rate_get_a_429_with_retry_after(alice, make_user, settings):
-    _, token = issue_token(alice, "busy")
-    _, other = issue_token(make_user("bob"), "quiet")
+    busy, token = issue_token(alice, "busy")
+    quiet, other = issue_token(make_user("bob"), "quiet")
+    # The services pass's cache is a Redis that outlives the test database (ids come again): start clean.
+    cache.delete_many([f"throttle_token_{busy.pk}", f"throttle_token_{quiet.pk}"])
+    addresses = [f"10.{random.randrange(256)}.{random.randrange(256)}.{n}" for n in (7, 8)]
     settings.API_RATES = {"token": "3/min", "ip": None}
     url = reverse("api-project-list")
     statuses = [Client().get(url, headers=bearer(token)).status_code for _ in range(4)]
@@ -167,9 +172,9 @@ def test_requests_over_the_rate_get_a_429_with_retry_after(alice, make_user, set
     assert Client().get(url, headers=bearer(other)).status_code == 200  # per token
 
     settings.API_RATES = {"token": None, "ip": "2/min"}
-    anonymous = [Client(REMOTE_ADDR="10.0.0.7").get(reverse("api-session")).status_code for _ in range(3)]
+    anonymous = [Client(REMOTE_ADDR=addresses[0]).get(reverse("api-session")).status_code for _ in range(3)]
     assert anonymous == [200, 200, 429]
-    assert Client(REMOTE_ADDR="10.0.0.8").get(reverse("api-session")).status_code == 200  # per address
+    assert Client(REMOTE_ADDR=addresses[1]).get(reverse("api-session")).status_code == 200  # per address
 
 
 def test_unknown_api_paths_are_json_404s():
