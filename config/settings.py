@@ -348,12 +348,19 @@ MODELS_ROOT = DATA_DIR / "models"
 CHECKPOINT_MIRROR = os.environ.get("MASKLET_CHECKPOINT_MIRROR", "")
 # What `celery -A config beat` sends (the embedded server sends the same itself, config.startup.start_embedded_beat):
 # the model loop's tick, and auto masklets for newly ready videos of opted-in projects (same period).
+# Webhooks (annotator.webhooks): the first retry after this many seconds, doubling each time; due retries
+# are looked for every WEBHOOK_TICK_S.
+WEBHOOK_BACKOFF_S = float(os.environ.get("MASKLET_WEBHOOK_BACKOFF_S", "10"))
+WEBHOOK_TICK_S = float(os.environ.get("MASKLET_WEBHOOK_TICK_S", "5"))
+
 CELERY_BEAT_SCHEDULE = {
     "masklet-loop-tick": {"task": "loop.tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},
     "masklet-auto-masklets-tick": {"task": "annotator.auto_masklets_tick", "schedule": LOOP_TICK_SECONDS,
                                    "options": {"queue": "cpu"}},
     "masklet-dataset-jobs-tick": {"task": "annotator.recover_dataset_jobs", "schedule": LOOP_TICK_SECONDS,
                                   "options": {"queue": "cpu"}},
+    "masklet-webhooks-tick": {"task": "annotator.webhooks_tick", "schedule": WEBHOOK_TICK_S,
+                              "options": {"queue": "cpu"}},
 }
 
 # -- auth -------------------------------------------------------------------------------

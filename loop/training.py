@@ -42,6 +42,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from annotator import webhooks
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Project, Split, Video
 from engine import channel_bridge, dispatch, jobs, liveness
 from engine.heartbeat import JobHeartbeat
@@ -76,7 +77,12 @@ def training_group(project_id: int) -> str:
 
 
 def broadcast(project_id: int, event: dict[str, Any]) -> None:
-    """Tell open dashboards about a run (never raises: a missed update only waits for the next)."""
+    """Tell open dashboards about a run (never raises: a missed update only waits for the next), and the
+    project's webhooks when the run ended."""
+    if event.get("status") in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED):
+        webhooks.emit(project_id, "training_run.finished", {"run": event["run"], "status": event["status"],
+                                                             "version": event.get("version"),
+                                                             "error": event.get("error", "")})
     try:
         channel_bridge.group_send_soon(training_group(project_id), {"type": "training.event", "event": event})
     except Exception:

@@ -4,7 +4,7 @@ endpoints are in ``engine.api_urls``). Each view declares its permission rule.""
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from annotator.api import accounts, datasets, team, views
+from annotator.api import accounts, datasets, team, views, webhooks
 from annotator.permissions import public
 
 P = "api/projects/<slug:slug>/"
@@ -38,4 +38,7 @@ urlpatterns = [
     path(P + "datasets/jobs/", datasets.job_list, name="api-dataset-jobs"),
     path(P + "datasets/jobs/<int:job_id>/", datasets.job_detail, name="api-dataset-job-detail"),
     path(P + "datasets/jobs/<int:job_id>/download/", datasets.job_download, name="api-dataset-job-download"),
+    path(P + "webhooks/", webhooks.webhook_list, name="api-webhooks"),
+    path(P + "webhooks/<int:webhook_id>/", webhooks.webhook_detail, name="api-webhook-detail"),
+    path(P + "webhooks/<int:webhook_id>/deliveries/", webhooks.webhook_deliveries, name="api-webhook-deliveries"),
 ]

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from annotator import webhooks
 from annotator.datasets import EXPORTERS, READERS, DatasetError, ExportFilters, export_dataset, import_dataset
 from annotator.datasets.common import Progress, check_video_names
 from annotator.datasets.importing import DEFAULT_STATUS, ImportOptions
@@ -218,8 +219,14 @@ def find_dataset(root: Path, fmt: str) -> Path:
     return min(found, key=lambda p: len(p.parts))
 
 
-def _finish(job_id: int, status: str, **fields) -> None:
-    liveness.finish(DatasetJob, job_id, status, progress=1.0 if status == DatasetJob.Status.DONE else 0.0, **fields)
+def _finish(job_id: int, status: str, **fields) -> bool:
+    """End the job (if it is still active) and tell the project's webhooks; True when this call ended it."""
+    finished = liveness.finish(DatasetJob, job_id, status, progress=1.0 if status == DatasetJob.Status.DONE else 0.0,
+                               **fields)
+    job = DatasetJob.objects.filter(pk=job_id).values("project_id", "kind", "format", "error", "message").first()
+    if finished and job is not None:
+        webhooks.emit(job.pop("project_id"), "dataset_job.finished", {"job": job_id, "status": status, **job})
+    return finished
 
 
 def recover_lost_jobs(*, stale_after: float | None = None, queued_after: float = liveness.QUEUED_LOST_S) -> list[int]:
@@ -237,8 +244,7 @@ def recover_after_restart() -> list[int]:
 
 def _fail_lost(lost: list[tuple[DatasetJob, str]]) -> list[int]:
     return [job.pk for job, reason in lost
-            if liveness.finish(DatasetJob, job.pk, DatasetJob.Status.FAILED, progress=0.0,
-                               error=f"the {job.kind} was lost: {reason}")]
+            if _finish(job.pk, DatasetJob.Status.FAILED, error=f"the {job.kind} was lost: {reason}")]
 
 
 def open_archive(job: DatasetJob) -> tuple[BinaryIO, str] | None:

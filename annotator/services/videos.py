@@ -46,6 +46,7 @@ from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
+from annotator import webhooks
 from annotator.models import AutoMaskletRun, Project, Video
 from engine import dispatch, storage
 from engine.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name, public_text
@@ -474,6 +475,9 @@ def _update(video: Video, **fields) -> None:
     for key, value in fields.items():
         setattr(video, key, value)
     video.save(update_fields=[*fields, "updated_at"])
+    if fields.get("status") in (Video.Status.READY, Video.Status.FAILED):
+        webhooks.emit(video.project_id, f"video.{video.status}", {
+            "video": video.pk, "name": video.name, "status": video.status, "failure_reason": video.failure_reason})
 
 
 def _fail(video: Video, reason: str) -> Video:

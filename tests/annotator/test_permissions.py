@@ -295,6 +295,12 @@ ENDPOINTS: dict[str, list[Case]] = {
     "api-masklet-review": [Case("POST", _submitted_masklet, Action.REVIEW, ok_status=201,
                                 data=lambda: {"verdict": "approve"}, verify=_verdict_recorded)],
     "api-reviews": [Case("GET", _project, Action.VIEW_PROJECT)],
+    "api-webhooks": [
+        Case("GET", _project, Action.MANAGE_PROJECT),
+        Case("POST", _project, Action.MANAGE_PROJECT, ok_status=400, data=lambda: {"url": "ftp://x", "events": []}),
+    ],
+    "api-webhook-detail": [Case("DELETE", _missing("webhook_id"), Action.MANAGE_PROJECT, ok_status=404)],
+    "api-webhook-deliveries": [Case("GET", _missing("webhook_id"), Action.MANAGE_PROJECT, ok_status=404)],
     "api-video-list": [
         Case("GET", _project, Action.VIEW_PROJECT),
         Case("POST", _project, Action.UPLOAD_VIDEO, ok_status=201, data=_upload),
@@ -373,7 +379,7 @@ def _reverse_sample(name: str) -> str:
     for kwargs in ({}, {"slug": "p"}, {"slug": "p", "video_id": 1}, sample, {"slug": "p", "job_id": 1},
                    {"slug": "p", "masklet_id": 1}, {"slug": "p", "video_id": 1, "missed_id": 1},
                    {"uidb64": "MQ", "token": "t"}, {"token_id": 1}, {"slug": "p", "username": "u"},
-                   {"slug": "p", "version_id": 1}, {"slug": "p", "run_id": 1}):
+                   {"slug": "p", "version_id": 1}, {"slug": "p", "run_id": 1}, {"slug": "p", "webhook_id": 1}):
         try:
             return reverse(name, kwargs=kwargs)
         except Exception:
