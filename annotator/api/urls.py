@@ -1,5 +1,5 @@
 """``/api/``: every endpoint of people and data, the OpenAPI schema and its docs page (the model loop's
-endpoints are in ``engine.api_urls``). Each view declares its permission rule."""
+endpoints are in ``loop.urls``). Each view declares its permission rule."""
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
