@@ -2,7 +2,7 @@
 or a training run ends.
 
 - ``emit(project_id, event, data)`` is called where the thing happens (``services.videos``,
-  ``datasets.jobs``, ``engine.training.broadcast``), inside the caller's transaction: it stores one
+  ``datasets.jobs``, ``loop.training.broadcast``), inside the caller's transaction: it stores one
   ``WebhookDelivery`` per subscribed webhook and queues its sending after the commit, so an event
   that is rolled back is never announced.
 - ``deliver(delivery_id)`` (the ``cpu`` queue, never the web request) claims the row, POSTs the JSON
