@@ -39,7 +39,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +55,7 @@ from annotator.models import MaskFrameRevision, Masklet, Project, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
-from engine import channel_bridge, heartbeat, protocol, workers
+from engine import channel_bridge, heartbeat, protocol, storage, workers
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
@@ -446,7 +445,7 @@ def model_for_page(project: Project, version_id: int | None) -> tuple[ServingMod
         why = "no longer exists in this project"
     elif version.status == ModelVersion.Status.CANDIDATE:
         why = f"({version.name}) is a candidate that has not been promoted"
-    elif version.checkpoint and not Path(version.checkpoint).is_file():
+    elif version.checkpoint and not storage.checkpoint_available(version.checkpoint):
         why = f"({version.name}) lost its checkpoint file"
     else:
         return version_model(version), None

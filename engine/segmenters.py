@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from engine import storage
 from engine.models import ModelVersion
 from segmentation.backends import build_segmenter
 from segmentation.classical import ClassicalSegmenter
@@ -97,7 +98,8 @@ def get_segmenter(serving: ServingModel) -> Segmenter:
         if serving.backend == "classical":
             segmenter = build_segmenter("classical")
         else:
-            segmenter = build_segmenter("sam2", config=serving.config, checkpoint=serving.checkpoint or None,
+            checkpoint = str(storage.checkpoint_file(serving.checkpoint)) if serving.checkpoint else None
+            segmenter = build_segmenter("sam2", config=serving.config, checkpoint=checkpoint,
                                         image_size=serving.image_size or None, device=settings.DEVICE or None)
         _warm[serving] = segmenter
         while len(_warm) > WARM_SEGMENTERS:

@@ -258,6 +258,50 @@ def verify() -> None:
                            "MASKLET_S3_ENDPOINT_URL and that the storage server runs") from None
 
 
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def publish_checkpoint(path: str | os.PathLike) -> str:
+    """Where a registered checkpoint is found from any machine, storing it first where the storage is a bucket.
+
+    A file inside ``MODELS_ROOT`` goes to the models area under its path there and is named by its
+    URL (``s3://bucket/prefix/models/uploads/x.pt``); on ``file://`` storage, or for a file outside
+    ``MODELS_ROOT`` (``MASKLET_SAM2_CHECKPOINT``, which every machine must have), it is its own path.
+    """
+    resolved = Path(path).resolve()
+    root = Path(settings.MODELS_ROOT).resolve()
+    if not is_remote() or not resolved.is_relative_to(root):
+        return str(resolved)
+    name = key(resolved.relative_to(root).as_posix())
+    put_file(area("models"), name, resolved)
+    return _models_url() + name
+
+
+def _models_url() -> str:
+    return settings.STORAGE_URL.rstrip("/") + "/models/"
+
+
+def _stored_checkpoint(reference: str) -> str | None:
+    """The models-area name of a published checkpoint's URL, else None (a local path)."""
+    prefix = _models_url()
+    return key(reference[len(prefix):]) if is_remote() and reference.startswith(prefix) else None
+
+
+def checkpoint_file(reference: str) -> Path:
+    """A local file of the checkpoint ``publish_checkpoint`` named: the path itself, or the cache's copy."""
+    name = _stored_checkpoint(reference)
+    return cached_file(area("models"), name) if name is not None else Path(reference)
+
+
+def checkpoint_available(reference: str) -> bool:
+    """Whether the checkpoint can be loaded here: the file exists, or the object does in the bucket."""
+    name = _stored_checkpoint(reference)
+    if name is None:
+        return Path(reference).is_file()
+    with _errors(f"looking for {name}"):
+        return area("models").exists(name)
+
+
 # -- the frames of one video ----------------------------------------------------------------
 
 

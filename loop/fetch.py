@@ -35,7 +35,7 @@ from typing import Any
 from django.conf import settings
 
 from annotator.models import Project
-from engine import safe_paths
+from engine import safe_paths, storage
 from engine.models import ModelVersion
 from loop import registry
 from segmentation.sam2_configs import resolve_config
@@ -294,7 +294,7 @@ def fetch_and_register(checkpoint: Checkpoint, *, project: Project | None = None
         if fetched:
             dest.unlink(missing_ok=True)
         raise FetchError(f"{error}. {'The download was removed. ' if fetched else ''}{by_hand(checkpoint)}") from None
-    version = ModelVersion.objects.filter(project=project, checkpoint=str(dest.resolve()), sha256=digest,
+    version = ModelVersion.objects.filter(project=project, checkpoint=storage.publish_checkpoint(dest), sha256=digest,
                                           image_size=image_size).exclude(status=ModelVersion.Status.RETIRED).first()
     if version is None:
         version = registry.register_version(project, name=checkpoint.name, checkpoint=dest, config=checkpoint.config,

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from annotator.models import Project
-from engine import jobs
+from engine import jobs, storage
 from engine.models import ModelVersion, ModelVersionEvent
 from engine.safe_paths import public_text, safe_join
 from segmentation.sam2_configs import resolve_config
@@ -139,7 +139,7 @@ def register_version(project: Project, *, name: str, checkpoint: str | Path, con
         check_loadable(path, config, image_size)
     with transaction.atomic():
         version = ModelVersion.objects.create(
-            project=project, name=name[:200], parent=parent, checkpoint=str(path.resolve()),
+            project=project, name=name[:200], parent=parent, checkpoint=storage.publish_checkpoint(path),
             sam2_config=resolve_config(config), image_size=image_size, sha256=sha256,
             status=Status.CANDIDATE,
             metrics=metrics or {}, created_by=user)

@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from annotator import webhooks
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Project, Split, Video
-from engine import channel_bridge, dispatch, jobs, liveness
+from engine import channel_bridge, dispatch, jobs, liveness, storage
 from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 from engine.segmenters import serving_model
@@ -405,7 +405,8 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
                             clip_length=int(params["clip_length"]),
                             max_objects=int(params.get("max_objects", MAX_OBJECTS)),
                             seed=int(params.get("seed", run.pk)), device=settings.DEVICE or None)
-    init = run.base_version.checkpoint if run.base_version and run.base_version.checkpoint else None
+    init = (storage.checkpoint_file(run.base_version.checkpoint)
+            if run.base_version and run.base_version.checkpoint else None)
     out = checkpoint_path(run)
     cancel = threading.Event()
     losses: list[list[float]] = []
@@ -490,7 +491,8 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
         if base is not None:
             production_summary = reusable_evaluation(base, val_key)
             if production_summary is None:
-                segmenter = build_segmenter("sam2", config=base.sam2_config, checkpoint=base.checkpoint or None,
+                base_checkpoint = storage.checkpoint_file(base.checkpoint) if base.checkpoint else None
+                segmenter = build_segmenter("sam2", config=base.sam2_config, checkpoint=base_checkpoint,
                                             image_size=base.image_size, device=settings.DEVICE or None)
                 production_summary = {**evaluation.evaluate_segmenter(
                     segmenter, records, eval_settings, evaluated(base.name, CANDIDATE_EVALUATED, 0.98)),

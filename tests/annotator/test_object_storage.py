@@ -249,3 +249,30 @@ def test_wrong_credentials_are_one_clear_error_at_start(locked_s3_server, s3_ser
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO_ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0 and "there is no bucket 'masklet-team'" in result.stderr
+
+
+@pytest.mark.slow  # builds SAM 2 twice (random weights, then the fetched ones)
+def test_a_registered_checkpoint_is_published_and_loads_on_a_machine_without_it(s3_server, s3_storage, settings,
+                                                                              tmp_path, project):
+    from engine.loop_demo import random_checkpoint
+
+    from engine import registry
+    from engine.segmenters import get_segmenter, version_model
+
+    settings.MODELS_ROOT = tmp_path / "web" / "models"
+    local = random_checkpoint("sam2.1_hiera_t", 64, 0, settings.MODELS_ROOT / "uploads" / "tiny.pt")
+    version = registry.register_version(project, name="tiny", checkpoint=local, config="sam2.1_hiera_t",
+                                        image_size=64, check=False)
+    assert version.checkpoint == f"s3://{s3_storage}/team/models/uploads/tiny.pt"
+    assert keys(s3_server, s3_storage, "team/models/") == ["team/models/uploads/tiny.pt"]
+
+    # Another machine: its own data dir, no models folder, an empty cache.
+    settings.MODELS_ROOT, settings.CACHE_ROOT = tmp_path / "worker" / "models", tmp_path / "worker" / "cache"
+    assert storage.checkpoint_available(version.checkpoint)
+    fetched = storage.checkpoint_file(version.checkpoint)
+    assert fetched.is_relative_to(settings.CACHE_ROOT) and fetched.read_bytes() == local.read_bytes()
+    segmenter = get_segmenter(version_model(version))  # SAM 2 built with the fetched weights
+    assert segmenter.open_session is not None
+
+    s3_server.client().delete_object(Bucket=s3_storage, Key="team/models/uploads/tiny.pt")
+    assert not storage.checkpoint_available(version.checkpoint)
