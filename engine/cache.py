@@ -7,7 +7,8 @@ name beside its place and renamed there, so no reader sees half a file, and seve
 fetch the same object at once only race to rename identical files.
 
 Least recently used out: reading an entry bumps its modification time; when this process's count
-of the cache's size passes ``limit_bytes``, it takes an exclusive ``flock`` on ``.lock`` (another
+of the cache's size (a scan, plus what it added since; rescanned every ``RESCAN_SHARE`` of the
+limit it adds) passes ``limit_bytes``, it takes an exclusive ``flock`` on ``.lock`` (another
 process already evicting: skip) and deletes the oldest entries until the cache is under
 ``LOW_WATER`` of the limit. A reader holding a deleted file open keeps reading it (POSIX); a reader
 that finds its entry gone between the lookup and the open fetches it again.
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 #: Eviction stops once the cache holds at most this share of its limit (room for the next few entries).
 LOW_WATER = 0.8
+#: A process scans the cache again once it has added this share of the limit (its own count misses what the
+#: other processes add): the cache stays within about the limit plus this share per process.
+RESCAN_SHARE = 0.05
 #: A temporary download untouched this long belongs to a killed process.
 STALE_PART_S = 3600
 PART = ".part"
@@ -45,6 +49,7 @@ class ObjectCache:
         self.root = Path(root)
         self.limit_bytes = max(0, int(limit_bytes))
         self._size: int | None = None  # this process's count, from the last scan plus what it added since
+        self._since_scan = 0
         self._lock = threading.Lock()
 
     def path(self, key: str, fetch: Fetch) -> Path:
@@ -84,7 +89,11 @@ class ObjectCache:
 
     def _added(self, size: int) -> None:
         with self._lock:
-            self._size = self.size() if self._size is None else self._size + size
+            self._since_scan += size
+            if self._size is None or self._since_scan >= self.limit_bytes * RESCAN_SHARE:
+                self._size, self._since_scan = self.size(), 0  # a scan counts what the other processes added
+            else:
+                self._size += size
             over = self._size > self.limit_bytes
         if over:
             self.evict()
