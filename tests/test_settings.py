@@ -118,7 +118,8 @@ def test_tls_proxy_settings(tmp_path):
 def _compose_environment() -> dict[str, str]:
     """The web service's environment in docker-compose.yml, as compose fills it in for the README's command."""
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
-    given = {"MASKLET_SECRET_KEY": secrets.token_hex(32), "MASKLET_ALLOWED_HOSTS": "masklet.example.org"}
+    given = {"MASKLET_SECRET_KEY": secrets.token_hex(32), "MASKLET_ALLOWED_HOSTS": "masklet.example.org",
+             "MASKLET_S3_SECRET_KEY": secrets.token_hex(24)}
 
     def fill(value: str) -> str:
         def one(match: re.Match) -> str:
@@ -133,8 +134,16 @@ def _compose_environment() -> dict[str, str]:
     return {name: fill(value) for name, value in compose["services"]["web"]["environment"].items()}
 
 
-def test_check_deploy_is_clean_in_the_compose_configuration(tmp_path):
+def _compose_environment_here(s3_server) -> dict[str, str]:
+    """The web service's environment with MinIO's address replaced by the test's S3 server, holding the bucket."""
     env = _compose_environment()
+    bucket = env["MASKLET_STORAGE_URL"].removeprefix("s3://").split("/")[0]
+    s3_server.client().create_bucket(Bucket=bucket)
+    return {**env, "MASKLET_S3_ENDPOINT_URL": s3_server.url}
+
+
+def test_check_deploy_is_clean_in_the_compose_configuration(tmp_path, s3_server):
+    env = _compose_environment_here(s3_server)
     assert env["MASKLET_PRODUCTION"] == "1" and env["MASKLET_BEHIND_PROXY"] == "1"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
     clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"))
@@ -153,18 +162,49 @@ print(json.dumps([response.status_code, response.content.decode()]))
 """
 
 
-def test_the_compose_health_check_is_answered_over_plain_http(tmp_path):
+def test_the_compose_health_check_is_answered_over_plain_http(tmp_path, s3_server):
     """What compose's health check asks (plain HTTP inside the container) gets "ok", not the HTTPS redirect."""
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     check = compose["services"]["web"]["healthcheck"]["test"][-1]
     assert "'http://127.0.0.1:8000/healthz', headers={'Host': os.environ['MASKLET_ALLOWED_HOSTS']" in check
-    env = {k: v for k, v in _compose_environment().items() if k not in ("DATABASE_URL", "REDIS_URL")}  # SQLite here
+    env = {k: v for k, v in _compose_environment_here(s3_server).items()
+           if k not in ("DATABASE_URL", "REDIS_URL")}  # SQLite here
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
     clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="config.settings")
     result = subprocess.run([sys.executable, "-c", HEALTH_PROBE], cwd=REPO_ROOT, env=clean, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [200, '{"status": "ok"}']
+
+
+def test_compose_services_share_no_volume_only_the_bucket_minio_bucket_creates():
+    """Issue 17: everything stored is in MinIO; each service's /data is its own cache, so any can move host."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    app = {name: service for name, service in services.items()
+           if "MASKLET_STORAGE_URL" in service.get("environment", {})}
+    assert set(app) == {"web", "worker-gpu", "worker-cpu", "worker-train", "beat"}
+    mounts = [volume.split(":")[0] for service in app.values() for volume in service["volumes"]]
+    assert len(mounts) == len(set(mounts)) == len(app), "two services share a volume"
+    urls = {service["environment"]["MASKLET_STORAGE_URL"] for service in app.values()}
+    bucket = re.search(r"mc mb --ignore-existing masklet/([\w.-]+)", services["minio-bucket"]["entrypoint"]).group(1)
+    assert urls == {f"s3://{bucket}/engine"}
+    assert all(service["depends_on"]["minio-bucket"]["condition"] == "service_completed_successfully"
+               for service in app.values())
+
+
+def test_the_gpu_host_file_runs_only_gpu_workers_pointed_at_the_first_host():
+    main = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    gpu = yaml.safe_load((REPO_ROOT / "docker-compose.gpu.yml").read_text())
+    assert set(gpu["services"]) == {"worker-gpu"}
+    env = gpu["services"]["worker-gpu"]["environment"]
+    for name in ("DATABASE_URL", "REDIS_URL", "MASKLET_S3_ENDPOINT_URL"):
+        assert "${MASKLET_MAIN_HOST:?" in env[name], name
+    assert env["MASKLET_STORAGE_URL"] == main["services"]["web"]["environment"]["MASKLET_STORAGE_URL"]
+    assert gpu["services"]["worker-gpu"]["command"] == main["services"]["worker-gpu"]["command"]
+    ports = {service: [p.split(":")[-1] for p in main["services"][service]["ports"]]
+             for service in ("postgres", "redis", "minio")}
+    assert ports == {"postgres": ["5432"], "redis": ["6379"], "minio": ["9000"]}  # what the GPU host reaches
 
 
 def test_non_postgres_database_url_is_refused_with_its_scheme(tmp_path):
