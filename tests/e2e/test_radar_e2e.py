@@ -125,6 +125,11 @@ def test_heat_strip_and_the_jump_to_the_lowest_unseen_frame(radar_server, sign_i
         page.keyboard.press("?")
         page.keyboard.press("j")
         page.wait_for_function("location.search === '?frame=60'")
+        rows = lambda: [int(r.get_attribute("data-object-id")) for r in page.locator("li.object").all()]  # noqa: E731
+        assert rows() == sorted(rows())  # by number
+        page.select_option("#object-order", "score")  # the masklet list, lowest score first
+        lowest = [page.get_attribute(f"li.object[data-object-id='{i}']", "data-lowest") for i in rows()]
+        assert lowest == sorted(lowest) and lowest[0] == "0.05" and lowest[1] == "0.10", lowest
     finally:
         context.close()
 

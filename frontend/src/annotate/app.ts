@@ -788,6 +788,11 @@ export class AnnotateApp {
     for (const button of this.root.querySelectorAll<HTMLElement>("[data-tool]")) {
       button.addEventListener("click", () => this.setTool(button.dataset.tool as Tool));
     }
+    const order = el<HTMLSelectElement>(this.root, "#object-order");
+    order.addEventListener("change", () => {
+      this.panel.order = order.value === "score" ? "score" : "object";
+      this.refreshPanel();
+    });
     on("#frame-prev", () => this.seek(this.position - 1));
     on("#frame-next", () => this.seek(this.position + 1));
     on("#play", () => this.togglePlay());

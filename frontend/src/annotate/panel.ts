@@ -25,6 +25,9 @@ export function objectName(masklet: Masklet): string {
 }
 
 export class ObjectsPanel {
+  /** "object": by object number; "score": lowest-scored first (objects without a score last). */
+  order: "object" | "score" = "object";
+
   constructor(
     private readonly list: HTMLElement,
     private readonly details: HTMLElement,
@@ -60,7 +63,7 @@ export class ObjectsPanel {
   }
 
   render(selected: number | null, labels: string[]): void {
-    const ids = this.store.objectIds();
+    const ids = this.ordered();
     const existing = new Map<number, HTMLElement>();
     for (const row of this.list.querySelectorAll<HTMLElement>("li.object")) existing.set(Number(row.dataset.objectId), row);
     for (const [id, row] of existing) if (!this.store.masklets.has(id)) row.remove();
@@ -76,6 +79,13 @@ export class ObjectsPanel {
     }
     this.list.querySelector(".empty")?.toggleAttribute("hidden", ids.length > 0);
     this.renderDetails(selected);
+  }
+
+  private ordered(): number[] {
+    const ids = this.store.objectIds();
+    if (this.order !== "score") return ids;
+    const lowest = new Map(ids.map((id) => [id, this.store.lowestQuality(id) ?? Infinity]));
+    return ids.sort((a, b) => lowest.get(a)! - lowest.get(b)! || a - b);
   }
 
   private createRow(id: number): HTMLElement {
@@ -102,6 +112,9 @@ export class ObjectsPanel {
     const colour = row.querySelector<HTMLInputElement>(".object-colour") as HTMLInputElement;
     if (colour.value !== this.colourOf(id)) colour.value = this.colourOf(id);
     (row.querySelector(".object-name") as HTMLElement).textContent = `#${id}`;
+    const lowest = this.store.lowestQuality(id);
+    row.dataset.lowest = lowest === null ? "" : lowest.toFixed(2);
+    row.title = lowest === null ? "" : `Lowest frame score ${lowest.toFixed(2)}`;
     const select = row.querySelector<HTMLSelectElement>(".object-label") as HTMLSelectElement;
     const options = labels.includes(masklet.label) || !masklet.label ? labels : [masklet.label, ...labels];
     const wanted = ["", ...options].join("\n");

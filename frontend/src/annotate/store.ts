@@ -105,6 +105,15 @@ export class Store {
     return mask.source === "model" ? "present" : mask.source;
   }
 
+  /** The object's lowest model-frame score, or null when no frame of it is scored. */
+  lowestQuality(objectId: number): number | null {
+    let lowest: number | null = null;
+    for (const mask of this.masks.get(objectId)?.values() ?? []) {
+      if (mask.quality !== null && (lowest === null || mask.quality < lowest)) lowest = mask.quality;
+    }
+    return lowest;
+  }
+
   /** How many frames hold a non-empty mask of this object. */
   presentCount(objectId: number): number {
     let count = 0;
