@@ -556,6 +556,68 @@ ServerMessage = Annotated[
 SERVER_MESSAGE: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 
+# -- the project page's video-status socket (/ws/projects/<slug>/videos/) ---------------------------------
+
+
+class Refresh(BaseModel):
+    """Client -> server: send a new snapshot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["refresh"]
+
+
+class VideoRow(ServerPart):
+    """A video as the project page lists it (``annotator.selectors.video_to_dict``)."""
+
+    id: int
+    name: str
+    status: Literal["uploaded", "ingesting", "ready", "failed"]
+    status_label: str
+    progress: float = Field(description="Of the ingest, 0 to 1.")
+    failure_reason: str
+    split: str
+    split_label: str
+    file_size: int
+    fps: float | None
+    frame_count: int | None = Field(description="Native frames.")
+    width: int | None
+    height: int | None
+    duration: float | None = Field(description="Seconds.")
+    stride: int | None
+    annotated_frame_count: int | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class VideoSnapshot(ServerPart):
+    """Every video of the project: on connect, and in answer to `refresh`."""
+
+    type: Literal["snapshot"]
+    videos: list[VideoRow]
+
+
+class VideoChanged(ServerPart):
+    type: Literal["video"]
+    video: VideoRow
+
+
+class VideoRemoved(ServerPart):
+    type: Literal["removed"]
+    id: int
+
+
+class SocketError(ServerPart):
+    """A per-project socket's refusal of a message (the annotation socket's errors are `ServerError`)."""
+
+    type: Literal["error"]
+    error: str
+
+
+VideoStatusMessage = Annotated[VideoSnapshot | VideoChanged | VideoRemoved | SocketError, Field(discriminator="type")]
+VIDEO_STATUS_MESSAGE: TypeAdapter[Any] = TypeAdapter(VideoStatusMessage)
+
+
 # -- parsing -------------------------------------------------------------------------------------------
 
 
@@ -669,15 +731,21 @@ class _NoFieldTitles(GenerateJsonSchema):
 
 
 def json_schema() -> dict[str, Any]:
-    """Every message both ways: ``ClientMessage`` and ``ServerMessage`` (and their parts) in ``$defs``."""
-    schema = TypeAdapter(ClientMessage | ServerMessage).json_schema(schema_generator=_NoFieldTitles)
-    client, server = schema.pop("anyOf")
+    """Every message both ways: ``ClientMessage``, ``ServerMessage``, ``VideoStatusMessage`` and ``Refresh`` (and
+    their parts) in ``$defs``."""
+    unions = {"ClientMessage": "A frame the annotation page sends.",
+              "ServerMessage": "A frame the annotation socket sends.",
+              "VideoStatusMessage": "A frame the project page's video-status socket sends (it sends `refresh`)."}
+    schema = TypeAdapter(ClientMessage | ServerMessage | VideoStatusMessage | Refresh).json_schema(
+        schema_generator=_NoFieldTitles)
     defs = schema.pop("$defs")
-    defs["ClientMessage"] = {"title": "ClientMessage", "description": "A frame the page sends.", **client}
-    defs["ServerMessage"] = {"title": "ServerMessage", "description": "A frame the server sends.", **server}
+    *roots, refresh = schema.pop("anyOf")
+    for (name, description), root in zip(unions.items(), roots, strict=True):
+        defs[name] = {**root, "title": name, "description": description}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "Message",
-            "description": f"The Masklet annotation WebSocket protocol v{PROTOCOL_VERSION} (engine/protocol.py).",
-            "anyOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}], "$defs": defs}
+            "description": f"The Masklet WebSocket protocols (engine/protocol.py): annotation v{PROTOCOL_VERSION} "
+                           f"and the project page's video status.",
+            "anyOf": [*({"$ref": f"#/$defs/{name}"} for name in unions), refresh], "$defs": defs}
 
 
 if __name__ == "__main__":

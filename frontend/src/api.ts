@@ -1,31 +1,17 @@
 // Shared by the page scripts: the video JSON shape and small helpers.
 
-export type VideoStatus = "uploaded" | "ingesting" | "ready" | "failed";
+import type { VideoRow, VideoStatusMessage } from "./generated/protocol";
 
-export interface VideoJSON {
-  id: number;
-  name: string;
-  status: VideoStatus;
-  status_label: string;
-  progress: number;
-  failure_reason: string;
-  split: string;
-  split_label: string;
-  file_size: number;
-  frame_count: number | null;
-  annotated_frame_count: number | null;
-}
+/** A video as the project page lists it (the video-status socket and the HTTP API send the same shape). */
+export type VideoJSON = VideoRow;
+export type VideoStatus = VideoRow["status"];
 
 /** Every error of the HTTP API (``engine.input.error_response``). */
 export interface ApiError {
   error?: { code: string; message: string; field: string | null };
 }
 
-export type StatusMessage =
-  | { type: "snapshot"; videos: VideoJSON[] }
-  | { type: "video"; video: VideoJSON }
-  | { type: "removed"; id: number }
-  | { type: "error"; error: string };
+export type StatusMessage = VideoStatusMessage;
 
 export function isFinal(status: VideoStatus): boolean {
   return status === "ready" || status === "failed";

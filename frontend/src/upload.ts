@@ -5,6 +5,7 @@
 // the page polls the API instead. The video table updates from the same messages.
 
 import { type ApiError, csrfToken, fileSize, isFinal, percent, required, type StatusMessage, type VideoJSON } from "./api";
+import type { Refresh } from "./generated/protocol";
 import { ReconnectingSocket } from "./socket";
 
 const POLL_MS = 1000;
@@ -86,7 +87,8 @@ class VideoFeed {
   /** Follow this video closely (after an upload): ask the socket for a fresh snapshot. */
   watch(id: number): void {
     this.watched.add(id);
-    if (!this.socket.send({ type: "refresh" })) this.startPolling();
+    const refresh: Refresh = { type: "refresh" };
+    if (!this.socket.send(refresh)) this.startPolling();
   }
 
   private handle(message: StatusMessage): void {

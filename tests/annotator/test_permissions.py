@@ -40,6 +40,7 @@ from annotator.models import Membership, Role, Video
 from annotator.permissions import RULES, Access, Action, role_of, roles_by_project, rule_of
 from annotator.services.tokens import issue_token
 from config.routing import websocket_urlpatterns
+from engine import protocol
 
 PERSONAS = ("anonymous", "non_member", "staff", "annotator", "reviewer", "admin", "superuser")
 MEMBER_ROLES = {"annotator": Role.ANNOTATOR, "reviewer": Role.REVIEWER, "admin": Role.ADMIN}
@@ -509,7 +510,7 @@ def _connect(user, slug: str) -> tuple[bool, Any]:
         await communicator.disconnect()
         if output["type"] == "websocket.close":
             return False, output
-        return True, json.loads(output["text"])
+        return True, protocol.VIDEO_STATUS_MESSAGE.validate_python(json.loads(output["text"])).model_dump()
 
     return async_to_sync(run)()
 
@@ -559,8 +560,8 @@ def test_websocket_rechecks_membership_on_every_message(world, monkeypatch):
         Membership.objects.filter(user=user).delete()
 
     refreshed, refused, closed = async_to_sync(run)()
-    assert refreshed["type"] == "snapshot"
-    assert refused["type"] == "error"
+    assert protocol.VIDEO_STATUS_MESSAGE.validate_python(refreshed).type == "snapshot"
+    assert protocol.VIDEO_STATUS_MESSAGE.validate_python(refused).type == "error"
     assert closed == {"type": "websocket.close", "code": 4403}
 
 

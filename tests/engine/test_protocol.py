@@ -14,6 +14,7 @@ from engine.protocol import (
     CONSUMER_TYPES,
     MAX_MESSAGE_BYTES,
     SERVER_MESSAGE,
+    VIDEO_STATUS_MESSAGE,
     WORKER_TYPES,
     ProtocolError,
     check_against_video,
@@ -238,3 +239,19 @@ def test_server_messages_that_drift_from_the_protocol_are_caught(schema, msg, wr
     with pytest.raises(ValidationError, match=wrong):
         SERVER_MESSAGE.validate_python(msg)
     assert not _definition(schema, "ServerMessage").is_valid(msg)
+
+
+VIDEO = {"id": 2, "name": "clip", "status": "ingesting", "status_label": "Ingesting", "progress": 0.5,
+         "failure_reason": "", "split": "train", "split_label": "Train", "file_size": 1024, "fps": None,
+         "frame_count": None, "width": None, "height": None, "duration": None, "stride": None,
+         "annotated_frame_count": None, "created_at": "2026-01-01T00:00:00+00:00", "updated_at": None}
+
+
+@pytest.mark.parametrize("msg", [{"type": "snapshot", "videos": [VIDEO]}, {"type": "video", "video": VIDEO},
+                                 {"type": "removed", "id": 2}, {"type": "error", "error": "No access."}])
+def test_the_video_status_sockets_messages_are_in_the_schema_too(schema, msg):
+    assert VIDEO_STATUS_MESSAGE.validate_python(msg).model_dump() == msg
+    _definition(schema, "VideoStatusMessage").validate(msg)
+    with pytest.raises(ValidationError):
+        VIDEO_STATUS_MESSAGE.validate_python({**msg, "extra": 1})
+    jsonschema.Draft202012Validator({**schema, "$ref": "#/$defs/Refresh"}).validate({"type": "refresh"})

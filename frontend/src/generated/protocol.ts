@@ -1,11 +1,11 @@
 /* Generated from engine/protocol.py (its JSON Schema, protocol.schema.json) by npm run protocol: do not edit. */
 
 /**
- * The Masklet annotation WebSocket protocol v1 (engine/protocol.py).
+ * The Masklet WebSocket protocols (engine/protocol.py): annotation v1 and the project page's video status.
  */
-export type Message = ClientMessage | ServerMessage;
+export type Message = ClientMessage | ServerMessage | VideoStatusMessage | Refresh;
 /**
- * A frame the page sends.
+ * A frame the annotation page sends.
  */
 export type ClientMessage =
   | Ping
@@ -24,7 +24,7 @@ export type ClientMessage =
   | Restore
   | Track;
 /**
- * A frame the server sends.
+ * A frame the annotation socket sends.
  */
 export type ServerMessage =
   | Hello
@@ -37,6 +37,10 @@ export type ServerMessage =
   | Pong
   | WorkerState
   | ServerError;
+/**
+ * A frame the project page's video-status socket sends (it sends `refresh`).
+ */
+export type VideoStatusMessage = VideoSnapshot | VideoChanged | VideoRemoved | SocketError;
 
 /**
  * (C) Renews my locks; answered by `pong`.
@@ -532,4 +536,64 @@ export interface ServerError {
   re?: string | number;
   type: "error";
   v: 1;
+}
+/**
+ * Every video of the project: on connect, and in answer to `refresh`.
+ */
+export interface VideoSnapshot {
+  type: "snapshot";
+  videos: VideoRow[];
+}
+/**
+ * A video as the project page lists it (``annotator.selectors.video_to_dict``).
+ */
+export interface VideoRow {
+  annotated_frame_count: number | null;
+  created_at: string | null;
+  /**
+   * Seconds.
+   */
+  duration: number | null;
+  failure_reason: string;
+  file_size: number;
+  fps: number | null;
+  /**
+   * Native frames.
+   */
+  frame_count: number | null;
+  height: number | null;
+  id: number;
+  name: string;
+  /**
+   * Of the ingest, 0 to 1.
+   */
+  progress: number;
+  split: string;
+  split_label: string;
+  status: "uploaded" | "ingesting" | "ready" | "failed";
+  status_label: string;
+  stride: number | null;
+  updated_at: string | null;
+  width: number | null;
+}
+export interface VideoChanged {
+  type: "video";
+  video: VideoRow;
+}
+export interface VideoRemoved {
+  id: number;
+  type: "removed";
+}
+/**
+ * A per-project socket's refusal of a message (the annotation socket's errors are `ServerError`).
+ */
+export interface SocketError {
+  error: string;
+  type: "error";
+}
+/**
+ * Client -> server: send a new snapshot.
+ */
+export interface Refresh {
+  type: "refresh";
 }
