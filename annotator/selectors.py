@@ -28,7 +28,7 @@ from annotator.models import (
 )
 from annotator.permissions import User
 from annotator.services.masks import ACCEPTED_SOURCES
-from annotator.services.reviews import reason_label, verdict_words
+from annotator.verdicts import reason_label, verdict_words
 
 
 def projects_for_user(user: User) -> QuerySet[Project]:

@@ -33,7 +33,8 @@ from annotator.selectors import (
 from annotator.selectors import review_queue as review_queue_rows
 from annotator.services import missed_objects, queues, reviews, team
 from annotator.services.annotation import EditRefused
-from annotator.services.reviews import FINAL_REASONS, REASONS, review_masklet
+from annotator.services.reviews import review_masklet
+from annotator.verdicts import FINAL_REASONS, REASONS
 from engine.segmenters import serving_model
 from segmentation.masks import decode_rle, overlay_jpeg
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotator.models import Masklet, Role
-from annotator.services.reviews import FINAL_REASONS, REASONS
+from annotator.verdicts import FINAL_REASONS, REASONS
 
 
 class Text(serializers.CharField):

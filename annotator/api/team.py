@@ -9,7 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from annotator import metrics, selectors
+from annotator import metrics, selectors, verdicts
 from annotator.api import serializers as shapes
 from annotator.api.framework import endpoint, paginated, refused, validated
 from annotator.automasks.runs import start_run
@@ -64,8 +64,8 @@ def member_detail(request: HttpRequest, project: Project, username: str) -> Json
 def _review_json(review: Review) -> dict[str, Any]:
     return {"id": review.id, "masklet": review.masklet_id, "video_id": review.masklet.video_id,
             "object_id": review.masklet.object_id, "verdict": review.verdict,
-            "words": reviews.verdict_words(review), "reason": review.reason,
-            "reason_label": reviews.reason_label(review.reason) if review.reason else "", "comment": review.comment,
+            "words": verdicts.verdict_words(review), "reason": review.reason,
+            "reason_label": verdicts.reason_label(review.reason) if review.reason else "", "comment": review.comment,
             "final": review.final, "reviewer": review.reviewer.get_username() if review.reviewer else None,
             "status": review.masklet.status, "at": review.created_at.isoformat()}
 

@@ -33,8 +33,9 @@ from django.db.models import Max, Subquery
 from django.utils import timezone
 
 from annotator.masklet_status import MaskletAction, TransitionRefused, transition
-from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Role, Video
+from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Review, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
+from annotator.selectors import CONFIDENT_QUALITY, is_confident, with_quality
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
 from engine import verifier
 from segmentation.masks import empty_rle
@@ -486,10 +487,24 @@ def submit_masklet(masklet: Masklet, user: User) -> Masklet:
         row.lock_expires_at = None
         row.assignee = row.assignee or user
         row.save(update_fields=["status", "lock_holder", "lock_expires_at", "assignee", "updated_at"])
-        from annotator.services.reviews import approve_if_confident  # reviews builds on this module
-
         approve_if_confident(row)
     return row
+
+
+def approve_if_confident(masklet: Masklet) -> Review | None:
+    """Where the project switched auto-approve on, approve a just-submitted masklet whose model frames are all
+    confidently good (``annotator.selectors.CONFIDENT_QUALITY``), with a review row saying it was automatic
+    and no reviewer. Call inside the submit's transaction; None when it stays for a person to review."""
+    row = with_quality(Masklet.objects.filter(pk=masklet.pk)).select_related("video__project").first()
+    if row is None or not row.video.project.auto_approve_confident or not is_confident(row):
+        return None
+    review = Review.objects.create(masklet=row, reviewer=None, verdict=Review.Verdict.SATISFACTORY, automatic=True,
+                                   comment=f"Approved automatically: every model frame scored at least "
+                                           f"{CONFIDENT_QUALITY:.2f} (lowest {row.lowest_quality:.2f}).")
+    change_status(row, MaskletAction.APPROVE)
+    row.save(update_fields=["status", "updated_at"])
+    masklet.status = row.status
+    return review
 
 
 def reopen_masklet(masklet: Masklet, user: User) -> Masklet:

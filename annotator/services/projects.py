@@ -58,7 +58,7 @@ def label_colour(project: Project, label: str) -> str:
 def update_project(project: Project, *, name: str, description: str, annotation_fps: int,
                    auto_approve_confident: bool = False) -> Project:
     """Name, description, annotation fps (videos ingested from now on use the new fps) and whether
-    confident masklets are approved by themselves (``services.reviews.approve_if_confident``)."""
+    confident masklets are approved by themselves (``services.annotation.approve_if_confident``)."""
     row = Project.objects.select_for_update().get(pk=project.pk)
     row.name, row.description, row.annotation_fps = name.strip(), description.strip(), annotation_fps
     row.auto_approve_confident = auto_approve_confident

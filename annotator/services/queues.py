@@ -30,6 +30,7 @@ from django.utils import timezone
 from annotator.automasks.runs import check_for_missed
 from annotator.models import Masklet, Project, Prompt, Video, VideoAssignment
 from annotator.permissions import Action, User, has_permission
+from annotator.selectors import ordered
 from annotator.services.annotation import EditRefused, acquire_lock, lock_until, reopen_masklet
 
 #: How long a video handed out by the queue stays with its annotator without them asking again.
@@ -176,8 +177,6 @@ def next_review(project: Project, user: User, order: str = "oldest") -> Masklet 
     """Claim the reviewer's next submitted masklet (never their own); None when nothing waits.
     ``order`` is ``oldest`` (longest waiting first) or ``score`` (lowest-scored first,
     ``annotator.selectors.ordered``)."""
-    from annotator.selectors import ordered  # selectors read through the services
-
     _check(project, user, Action.REVIEW)
     now = timezone.now()
     held = Masklet.objects.filter(video__project=project, status=Masklet.Status.SUBMITTED, lock_holder=user,

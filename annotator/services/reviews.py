@@ -1,7 +1,7 @@
 """Verification: a reviewer's verdict on a submitted masklet, kept forever as history.
 
 - satisfactory -> approved;
-- unsatisfactory with a reason from ``REASONS`` (+ free text) -> rejected: back to its annotator,
+- unsatisfactory with a reason from ``annotator.verdicts.REASONS`` (+ free text) -> rejected: back to its annotator,
   who reopens it (the work queue does so for them) and sees the reason (``open_review``) on the
   annotation page and in the queue's message until they submit it again;
 - unsatisfactory and final (reason ``no_clear_boundary``: the object has no clear boundary) ->
@@ -23,25 +23,7 @@ from annotator.models import Masklet, Review
 from annotator.permissions import Action, User, has_permission
 from annotator.services.annotation import EditRefused, change_status
 from annotator.services.queues import own_masklets
-
-#: The pick list of reasons an unsatisfactory masklet is sent back with (code -> what the annotator reads).
-REASONS: dict[str, str] = {
-    "inaccurate_boundary": "Boundary is inaccurate",
-    "missing_frames": "Object missing on some frames",
-    "extra_frames": "Mask where the object is not visible",
-    "wrong_object": "Mask follows a different object",
-    "leak": "Mask leaks onto the background or other objects",
-    "incomplete": "Part of the object is missing",
-    "wrong_label": "Wrong label",
-    "other": "Other (see comment)",
-}
-#: The one reason for rejecting for good.
-FINAL_REASONS: dict[str, str] = {"no_clear_boundary": "Object has no clear boundary"}
-
-
-def reason_label(code: str) -> str:
-    """What people read for a stored reason code (unknown codes are shown as they are)."""
-    return REASONS.get(code) or FINAL_REASONS.get(code) or code
+from annotator.verdicts import FINAL_REASONS, REASONS, reason_label, verdict_words
 
 
 def review_masklet(masklet: Masklet, reviewer: User, *, verdict: str, reason: str = "", comment: str = "",
@@ -85,24 +67,6 @@ def verdict_action(verdict: str, final: bool) -> MaskletAction:
     return MaskletAction.DISCARD if final else MaskletAction.SEND_BACK
 
 
-def approve_if_confident(masklet: Masklet) -> Review | None:
-    """Where the project switched auto-approve on, approve a just-submitted masklet whose model frames are all
-    confidently good (``annotator.selectors.CONFIDENT_QUALITY``), with a review row saying it was automatic
-    and no reviewer. Call inside the submit's transaction; None when it stays for a person to review."""
-    from annotator.selectors import CONFIDENT_QUALITY, is_confident, with_quality  # selectors import this module
-
-    row = with_quality(Masklet.objects.filter(pk=masklet.pk)).select_related("video__project").first()
-    if row is None or not row.video.project.auto_approve_confident or not is_confident(row):
-        return None
-    review = Review.objects.create(masklet=row, reviewer=None, verdict=Review.Verdict.SATISFACTORY, automatic=True,
-                                   comment=f"Approved automatically: every model frame scored at least "
-                                           f"{CONFIDENT_QUALITY:.2f} (lowest {row.lowest_quality:.2f}).")
-    change_status(row, MaskletAction.APPROVE)
-    row.save(update_fields=["status", "updated_at"])
-    masklet.status = row.status
-    return review
-
-
 def open_review(masklet: Masklet) -> Review | None:
     """The verdict that sent the masklet back and that its annotator has not answered yet: its latest
     review, when unsatisfactory, while the masklet is rejected (or a draft again after reopening).
@@ -119,13 +83,6 @@ def describe_review(review: Review) -> str:
     if review.comment:
         text += f": “{review.comment}”"
     return f"{text} ({review.reviewer.get_username() if review.reviewer else 'a former reviewer'})"
-
-
-def verdict_words(review: Review) -> str:
-    """The one vocabulary for a verdict: approved (automatically), sent back, rejected for good."""
-    if review.automatic:
-        return "approved automatically"
-    return "rejected for good" if review.final else review.get_verdict_display().lower()
 
 
 def review_history(masklet: Masklet) -> list[dict[str, Any]]:
