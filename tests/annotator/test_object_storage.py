@@ -254,10 +254,9 @@ def test_wrong_credentials_are_one_clear_error_at_start(locked_s3_server, s3_ser
 @pytest.mark.slow  # builds SAM 2 twice (random weights, then the fetched ones)
 def test_a_registered_checkpoint_is_published_and_loads_on_a_machine_without_it(s3_server, s3_storage, settings,
                                                                               tmp_path, project):
-    from engine.loop_demo import random_checkpoint
-
-    from engine import registry
     from engine.segmenters import get_segmenter, version_model
+    from loop import registry
+    from loop.loop_demo import random_checkpoint
 
     settings.MODELS_ROOT = tmp_path / "web" / "models"
     local = random_checkpoint("sam2.1_hiera_t", 64, 0, settings.MODELS_ROOT / "uploads" / "tiny.pt")
