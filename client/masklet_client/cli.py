@@ -68,8 +68,10 @@ def _cell(value: Any) -> str:
 
 
 def progress_bar(description: str, unit: str = "B") -> tuple[tqdm, Callable[[int, int], None]]:
-    """A stderr progress bar and the ``progress(done, total)`` callback that moves it."""
-    bar = tqdm(desc=description, unit=unit, unit_scale=unit == "B", unit_divisor=1024, file=sys.stderr, leave=False)
+    """A stderr progress bar and the ``progress(done, total)`` callback that moves it. Bars show on a
+    terminal only (``disable=None``), so a script's log holds the messages, not redrawn bars."""
+    bar = tqdm(desc=description, unit=unit, unit_scale=unit == "B", unit_divisor=1024, file=sys.stderr, leave=False,
+               disable=None)
 
     def update(done: int, total: int) -> None:
         if total and bar.total != total:
@@ -81,7 +83,7 @@ def progress_bar(description: str, unit: str = "B") -> tuple[tqdm, Callable[[int
 
 def job_bar(description: str) -> tuple[tqdm, Callable[[dict[str, Any]], None]]:
     """A percent bar for a polled job (``progress`` 0..1) with its status."""
-    bar = tqdm(desc=description, total=100, unit="%", file=sys.stderr, leave=False,
+    bar = tqdm(desc=description, total=100, unit="%", file=sys.stderr, leave=False, disable=None,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
 
     def update(item: dict[str, Any]) -> None:
