@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from masklet_client import Client
 from masklet_client.cli import EXIT_JOB_FAILED, EXIT_REFUSED
 from pycocotools import mask as mask_utils
 
+from loop.loop_demo import random_checkpoint
 from tests.client.conftest import REPO_ROOT, Masklet, masklet_runner
 from tests.conftest import shared_path
 
@@ -75,9 +78,17 @@ def decoded(rle: dict[str, Any]) -> np.ndarray:
 
 def drive(stack: Stack, work: Path) -> None:
     video_file = shared_path("videos", VIDEO)
+    with ThreadPoolExecutor(1) as background:
+        # Built while the servers work on the steps before it needs it (torch frees the GIL).
+        checkpoint = background.submit(random_checkpoint, "sam2.1_hiera_t", 64, 0, work / "tiny.pt")
+        drive_steps(stack, work, video_file, checkpoint)
+
+
+def drive_steps(stack: Stack, work: Path, video_file: Path, checkpoint: Future[Path]) -> None:
     ok = stack.ok
     stack.manage("createsuperuser", "--noinput", "--username", "boss", "--email", "boss@example.org")
-    boss = masklet_runner(stack.url, stack.token("boss"))
+    boss_token = stack.token("boss")
+    boss = masklet_runner(stack.url, boss_token)
 
     # A project and a member.
     project = ok(boss("projects", "create", SLUG, "--name", "End to end", "--labels", "lamp,bed",
@@ -139,11 +150,18 @@ def drive(stack: Stack, work: Path) -> None:
             assert not mask.any(), f"frame {index} had no mask but came back with one"
     assert (out / f"{manual.name.removesuffix('_manual.json')}.mp4").is_file()
 
-    # A checkpoint in Meta's format: registered, promoted; a training run started and cancelled.
-    from loop.loop_demo import random_checkpoint
+    # The export imported into a new project (the video travels in it) brings the same masks.
+    ok(boss("projects", "create", "copy", "--name", "Copy", "--annotation-fps", "1", "--json"))
+    archive = shutil.make_archive(str(work / "sav"), "zip", out)
+    assert ok(boss("import", "copy", "--format", "sav", archive, "--json"))["status"] == "done"
+    boss_client = Client(stack.url, boss_token)
+    [copied] = boss_client.list_videos("copy")
+    [twin] = boss_client.list_masklets("copy", copied["id"])
+    brought = {f["frame_index"]: f["rle"]["counts"] for f in boss_client.get_masks("copy", twin["id"])["frames"]}
+    assert brought == {index: rle["counts"] for index, rle in written.items()}
 
-    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, work / "tiny.pt")
-    version = ok(boss("models", "register", SLUG, checkpoint, "--config", "sam2.1_hiera_t", "--name", "tiny",
+    # A checkpoint in Meta's format: registered, promoted; a training run started and cancelled.
+    version = ok(boss("models", "register", SLUG, checkpoint.result(), "--config", "sam2.1_hiera_t", "--name", "tiny",
                       "--image-size", "64", "--json"))
     assert version["status"] == "candidate"
     assert ok(boss("models", "promote", SLUG, "tiny", "--json"))["status"] == "production"
