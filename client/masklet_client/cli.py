@@ -402,6 +402,24 @@ def cmd_auto_masklets_start(client: Client, args: argparse.Namespace) -> None:
                                              points_per_side=args.points_per_side))
 
 
+def cmd_webhooks_list(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.list_webhooks(args.slug), ("id", "url", "events", "active", "created_at"))
+
+
+def cmd_webhooks_add(client: Client, args: argparse.Namespace) -> None:
+    events = [event.strip() for event in args.events.split(",") if event.strip()]
+    emit(args, client.create_webhook(args.slug, args.url, events))
+
+
+def cmd_webhooks_delete(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.delete_webhook(args.slug, args.id))
+
+
+def cmd_webhooks_deliveries(client: Client, args: argparse.Namespace) -> None:
+    emit(args, client.list_webhook_deliveries(args.slug, args.id),
+         ("id", "event", "status", "attempts", "response_status", "created_at", "error"))
+
+
 def cmd_effort(client: Client, args: argparse.Namespace) -> None:
     data = client.effort(args.slug)
     emit(args, data if args.json else data.get("project", data))
@@ -544,6 +562,15 @@ def build_parser() -> argparse.ArgumentParser:
     command(auto, "list", cmd_auto_masklets_list, "a project's auto-masklet runs", slug)
     command(auto, "start", cmd_auto_masklets_start, "propose masklets on a video (admin)", slug, video,
             (("--frame",), {"type": int, "default": 0}), (("--points-per-side",), {"type": int}))
+    webhooks = group("webhooks", "URLs told when a video is ready, an export ends or a training run ends (admin)")
+    command(webhooks, "list", cmd_webhooks_list, "a project's webhooks", slug)
+    command(webhooks, "add", cmd_webhooks_add, "a new webhook; its signing secret is printed once", slug,
+            (("url",), {"metavar": "URL"}),
+            (("--events",), {"required": True, "help": "comma-separated: video.ready, video.failed, "
+                                                       "dataset_job.finished, training_run.finished"}))
+    hook = (("id",), {"type": int, "metavar": "WEBHOOK"})
+    command(webhooks, "delete", cmd_webhooks_delete, "delete a webhook", slug, hook)
+    command(webhooks, "deliveries", cmd_webhooks_deliveries, "a webhook's deliveries and their outcome", slug, hook)
     command(commands, "effort", cmd_effort, "annotation effort metrics (admin)", slug)
     return parser
 

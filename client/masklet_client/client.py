@@ -461,6 +461,26 @@ class Client:
     def effort(self, slug: str) -> dict[str, Any]:
         return self._json("GET", f"/api/projects/{_segment(slug)}/effort/")
 
+    # -- webhooks ------------------------------------------------------------------------------
+
+    @operation("GET", "/api/projects/{slug}/webhooks/")
+    def list_webhooks(self, slug: str) -> list[dict[str, Any]]:
+        return self._list(f"/api/projects/{_segment(slug)}/webhooks/", "webhooks")
+
+    @operation("POST", "/api/projects/{slug}/webhooks/")
+    def create_webhook(self, slug: str, url: str, events: list[str]) -> dict[str, Any]:
+        """Tell ``url`` about ``events``; the answer's ``secret`` (shown this once) signs every payload
+        (``X-Masklet-Signature: sha256=<HMAC-SHA256 of the body>``)."""
+        return self._json("POST", f"/api/projects/{_segment(slug)}/webhooks/", json={"url": url, "events": events})
+
+    @operation("DELETE", "/api/projects/{slug}/webhooks/{webhook_id}/")
+    def delete_webhook(self, slug: str, webhook_id: int) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/projects/{_segment(slug)}/webhooks/{_segment(webhook_id)}/")
+
+    @operation("GET", "/api/projects/{slug}/webhooks/{webhook_id}/deliveries/")
+    def list_webhook_deliveries(self, slug: str, webhook_id: int) -> list[dict[str, Any]]:
+        return self._list(f"/api/projects/{_segment(slug)}/webhooks/{_segment(webhook_id)}/deliveries/", "deliveries")
+
     # -- waiting -------------------------------------------------------------------------------
 
     def _wait(self, read: Callable[[], Any], ends: tuple[set[str], set[str]], what: str, timeout: float,

@@ -3,6 +3,7 @@ upload body and export unpacking it builds on."""
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -51,16 +52,37 @@ def test_a_refused_token_exits_1_with_the_servers_words(embedded_server):
     assert result.stderr.startswith("masklet: error: 401 ")
 
 
-def test_a_429_is_retried_after_its_retry_after_and_raised_when_no_retry_is_left(embedded_server):
-    token = embedded_server.shell("from django.contrib.auth import get_user_model\n"
-                                  "from django.core.management import call_command\n"
-                                  "get_user_model().objects.create_user('script')\n"
-                                  "call_command('api_token', 'script')").split()[-1]
+@pytest.fixture(scope="module")
+def staff_token(embedded_server) -> str:
+    """A site admin's token on the embedded server, from ``api_token`` (its last word)."""
+    return embedded_server.shell("from django.contrib.auth import get_user_model\n"
+                                 "from django.core.management import call_command\n"
+                                 "get_user_model().objects.create_superuser('script', 'script@example.org')\n"
+                                 "call_command('api_token', 'script')").split()[-1]
+
+
+def test_webhooks_are_added_listed_and_deleted(embedded_server, staff_token):
+    masklet = masklet_runner(embedded_server.url, staff_token)
+    assert masklet("projects", "create", "hooked", "--name", "Hooked").returncode == 0
+    added = json.loads(masklet("webhooks", "add", "hooked", "https://hooks.example.org/masklet",
+                               "--events", "video.ready,training_run.finished", "--json").stdout)
+    assert added["secret"] and sorted(added["events"]) == ["training_run.finished", "video.ready"]
+    listed = json.loads(masklet("webhooks", "list", "hooked", "--json").stdout)
+    assert [(hook["id"], "secret" in hook) for hook in listed] == [(added["id"], False)]
+    assert json.loads(masklet("webhooks", "deliveries", "hooked", str(added["id"]), "--json").stdout) == []
+    unknown = masklet("webhooks", "add", "hooked", "https://hooks.example.org/x", "--events", "video.deleted")
+    assert unknown.returncode == EXIT_REFUSED and "(field events" in unknown.stderr, unknown.stderr
+    assert masklet("webhooks", "delete", "hooked", str(added["id"])).returncode == 0
+    assert json.loads(masklet("webhooks", "list", "hooked", "--json").stdout) == []
+
+
+def test_a_429_is_retried_after_its_retry_after_and_raised_when_no_retry_is_left(embedded_server, staff_token):
+    token = staff_token
     patient = Client(embedded_server.url, token)
     statuses: list[int] = []
     patient.session.hooks["response"].append(lambda response, **_: statuses.append(response.status_code))
     for _ in range(2 * TOKEN_RATE_PER_SECOND):
-        assert patient.list_projects() == []
+        patient.list_projects()
     assert 429 in statuses, statuses  # refused at least once, and each refusal was retried
     impatient = Client(embedded_server.url, token, rate_limit_retries=0)
     with pytest.raises(MaskletError) as refused:
