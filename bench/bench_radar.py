@@ -19,7 +19,8 @@
 2. Learned verifier (``loop.verifier.fit``) on simulated reviews of synthetic videos
    (``fixtures.reviews``: the classical backend tracks every object of 8 ``tiny`` videos, the
    reviewer fixes frames with J&F < 0.7 and approves the rest): AUROC on held-out masklets of the
-   verifier and of the backend's hand-combined score, over 5 random masklet splits.
+   verifier and of the backend's hand-combined score, over 5 random masklet splits; and the same
+   objects as a review protocol (AUROC, Spearman, the four orders).
 
 3. Cost: the share of a propagated frame's time the classical quality signals take.
 """
@@ -104,13 +105,19 @@ def review_table(limit: int | None) -> dict:
 
 def verifier_table(seeds: int, splits: int) -> dict:
     objects = reviewed_objects(range(seeds))
+    entries = [{"review": {"frames": obj.frames, "scores": [rating.score for rating in obj.quality], "jf": obj.jf,
+                           "prompted_frame": obj.prompted_frame}} for obj in objects]
+    review = review_metrics((entry["review"]["scores"], entry["review"]["jf"]) for entry in entries)
+    counts = {key: sum(orders(entry)[key] for entry in entries) for key in ("radar", "sequential", "distance",
+                                                                            "oracle")}
     labelled = [verifier.Labelled(number, rating.features, rating.score, not edited)
                 for number, obj in enumerate(objects)
                 for rating, edited in zip(obj.quality, obj.edited, strict=True)]
     runs = [verifier.fit(labelled, seed=seed) for seed in range(splits)]
     return {"objects": len(objects), "frames": len(labelled), "bad": sum(not row.good for row in labelled),
             "verifier": [run["auroc"] for run in runs], "backend": [run["backend_auroc"] for run in runs],
-            "heldout": [run["heldout_frames"] for run in runs]}
+            "heldout": [run["heldout_frames"] for run in runs],
+            "review": {"auroc": review["auroc"], "spearman": review["spearman"], **counts}}
 
 
 def fmt(value: float | None) -> str:
@@ -144,6 +151,10 @@ def main() -> int:
     for i, (ours, theirs, held) in enumerate(zip(table["verifier"], table["backend"], table["heldout"], strict=True)):
         print(f"{i:>5} {held:>8} {ours:>14.3f} {theirs:>13.3f}")
     print(f"{'mean':>5} {'':>8} {np.mean(table['verifier']):>14.3f} {np.mean(table['backend']):>13.3f}")
+    synthetic = table["review"]
+    print(f"\nThe same synthetic objects as a review protocol: AUROC {fmt(synthetic['auroc'])}, Spearman "
+          f"{fmt(synthetic['spearman'])}; frames to find 90 % of bad frames: radar {synthetic['radar']}, sequential "
+          f"{synthetic['sequential']}, distance {synthetic['distance']}, oracle {synthetic['oracle']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0
