@@ -77,12 +77,17 @@ def training_group(project_id: int) -> str:
 
 
 def broadcast(project_id: int, event: dict[str, Any]) -> None:
-    """Tell open dashboards about a run (never raises: a missed update only waits for the next), and the
-    project's webhooks when the run ended."""
+    """Tell open dashboards about a run, and the project's webhooks when the run ended."""
     if event.get("status") in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED):
         webhooks.emit(project_id, "training_run.finished", {"run": event["run"], "status": event["status"],
                                                              "version": event.get("version"),
                                                              "error": event.get("error", "")})
+    notify_dashboards(project_id, event)
+
+
+def notify_dashboards(project_id: int, event: dict[str, Any]) -> None:
+    """Send ``event`` to the project's open models dashboards (never raises: a missed update only waits
+    for the next); runs and verifier trainings both tell them this way."""
     try:
         channel_bridge.group_send_soon(training_group(project_id), {"type": "training.event", "event": event})
     except Exception:

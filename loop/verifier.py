@@ -41,7 +41,7 @@ from annotator.models import MaskFrameRevision, Masklet, MaskSource, Project, Re
 from engine import dispatch, jobs
 from engine.models import VerifierVersion
 from engine.verifier import NOT_SIGNALS, vector
-from loop.training import broadcast
+from loop.training import notify_dashboards
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Labelled:
 
 
 def _broadcast(version: VerifierVersion) -> None:
-    broadcast(version.project_id, {"verifier": version.number, "status": version.status, "error": version.error})
+    notify_dashboards(version.project_id,
+                      {"verifier": version.number, "status": version.status, "error": version.error})
 
 
 # -- labels ---------------------------------------------------------------------------------------
