@@ -5,9 +5,12 @@ The bucket side runs against a real S3 API in ``tests/annotator/test_object_stor
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -132,3 +135,15 @@ def wait_for(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_the_storage_benchmark_runs(tmp_path):
+    """``bench/bench_storage.py --quick``: every case reads and tracks every frame (the numbers are the bench's)."""
+    out = tmp_path / "storage.json"
+    result = subprocess.run([sys.executable, "bench/bench_storage.py", "--quick", "--out", str(out)],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["what"], row["case"]) for row in rows] == [
+        (what, case) for what in ("read", "track") for case in ("local", "s3 cold", "s3 warm")]
+    assert all(row["fps"] > 0 for row in rows) and "warm track vs local" in result.stdout
