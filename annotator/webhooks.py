@@ -42,7 +42,7 @@ EVENTS = {
     "video.ready": "a video's frames are ready to annotate",
     "video.failed": "a video's ingest failed (the reason is in the payload)",
     "dataset_job.finished": "an export or import ended, done or failed",
-    "training_run.finished": "a training run ended: succeeded, failed or cancelled",
+    "training_run.finished": "a training run ended: done, failed or cancelled",
 }
 MAX_ATTEMPTS = 6
 TIMEOUT_S = 5.0

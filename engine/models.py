@@ -105,39 +105,23 @@ class ModelVersionEvent(models.Model):
         ordering = ["-created_at", "-id"]
 
 
-class TrainingRun(models.Model):
-    #: Statuses of a run that has not ended; at most one such run per project (DB constraint).
-    ACTIVE = ("queued", "running")
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+class TrainingRun(Job):
+    """One fine-tuning run (``engine.training``); at most one active run per project (DB constraint)."""
 
     project = models.ForeignKey("annotator.Project", on_delete=models.CASCADE, related_name="training_runs")
     base_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+")
     produced_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     parameters = models.JSONField(default=dict, blank=True)
     data_snapshot = models.JSONField(default=dict, blank=True,
                                      help_text="Exactly which masklet revisions the run trained on.")
-    progress = models.FloatField(default=0.0)
     loss_curve = models.JSONField(default=list, blank=True)
     log = models.TextField(blank=True)
-    error = models.TextField(blank=True, help_text="Why the run failed, for people.")
     trigger = models.CharField(max_length=16, default="manual", help_text="manual or schedule.")
     cancel_requested = models.BooleanField(default=False)
-    worker = models.CharField(max_length=200, blank=True, help_text="Celery node (or process) running it.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -145,10 +129,6 @@ class TrainingRun(models.Model):
             models.UniqueConstraint(fields=["project"], condition=models.Q(status__in=("queued", "running")),
                                     name="one_active_training_run_per_project")
         ]
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
 
 
 class LoopSettings(models.Model):
@@ -189,20 +169,11 @@ class Evaluation(models.Model):
         ordering = ["-created_at"]
 
 
-class ModelDownload(models.Model):
+class ModelDownload(Job):
     """A checkpoint download started on the models dashboard (``loop.downloads``, a ``cpu`` job)."""
-
-    ACTIVE = ("queued", "running")
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
 
     project = models.ForeignKey("annotator.Project", on_delete=models.CASCADE, related_name="model_downloads")
     name = models.CharField(max_length=100, help_text="One of engine.fetch.OFFICIAL.")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(null=True, blank=True)
     stage = models.CharField(max_length=200, blank=True, help_text="What the job is doing now, for people.")
@@ -211,9 +182,7 @@ class ModelDownload(models.Model):
     promote = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, help_text="Last progress; a silent active download was lost.")
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -223,23 +192,13 @@ class ModelDownload(models.Model):
         ]
 
 
-class VerifierVersion(models.Model):
+class VerifierVersion(Job):
     """One training of a project's learned mask-quality verifier (``loop.verifier`` trains it,
     ``engine.verifier`` applies it): a logistic regression on the backends' quality signals, labelled by
     what people did with model frames."""
 
-    #: Statuses of a training that has not ended; at most one per project (DB constraint).
-    ACTIVE = ("queued", "running")
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-
     project = models.ForeignKey("annotator.Project", on_delete=models.CASCADE, related_name="verifier_versions")
     number = models.PositiveIntegerField(help_text="1, 2, ... per project.")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     trigger = models.CharField(max_length=16, default="manual", help_text="manual or schedule.")
     trained_frames = models.PositiveIntegerField(default=0)
     heldout_frames = models.PositiveIntegerField(default=0, help_text="Reviewed frames of held-out masklets.")
@@ -249,11 +208,8 @@ class VerifierVersion(models.Model):
                                       help_text="The backends' own (hand-combined) score's AUROC on the same frames.")
     active = models.BooleanField(default=False, help_text="Scores new model frames (it beat the backends' score).")
     model = models.JSONField(default=dict, blank=True, help_text="Feature names, scaling and coefficients.")
-    error = models.TextField(blank=True, help_text="Why the training failed, for people.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -264,7 +220,3 @@ class VerifierVersion(models.Model):
             models.UniqueConstraint(fields=["project"], condition=models.Q(active=True),
                                     name="one_active_verifier_per_project"),
         ]
-
-    @property
-    def in_progress(self) -> bool:
-        return self.status in self.ACTIVE

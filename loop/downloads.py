@@ -113,7 +113,7 @@ def execute_download(download_id: int) -> str:
         logger.exception("download %s failed", download_id)
         download.status, download.error, download.stage = Status.FAILED, f"unexpected error: {error}", "failed"
     else:
-        download.status, download.version, download.stage = Status.SUCCEEDED, version, (
+        download.status, download.version, download.stage = Status.DONE, version, (
             "serving new sessions" if download.promote else "registered: promote it to serve")
     download.finished_at = timezone.now()
     download.save()

@@ -1,6 +1,6 @@
 """Training runs: snapshot the approved masklets, fine-tune, evaluate, register a candidate.
 
-A ``TrainingRun`` goes queued -> running -> succeeded | failed | cancelled. The database
+A ``TrainingRun`` goes queued -> running -> done | failed | cancelled. The database
 allows one queued-or-running run per project (``one_active_training_run_per_project``), so a
 scheduled start and an admin's click can never both win. ``execute_run`` (the ``train``-queue
 task body) is written so that a run killed at any instant ends ``failed`` with its log and
@@ -78,7 +78,7 @@ def training_group(project_id: int) -> str:
 
 def broadcast(project_id: int, event: dict[str, Any]) -> None:
     """Tell open dashboards about a run, and the project's webhooks when the run ended."""
-    if event.get("status") in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED):
+    if event.get("status") in (Status.DONE, Status.FAILED, Status.CANCELLED):
         webhooks.emit(project_id, "training_run.finished", {"run": event["run"], "status": event["status"],
                                                              "version": event.get("version"),
                                                              "error": event.get("error", "")})
@@ -521,14 +521,14 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
             save_evaluation(version, candidate_summary)
             if base is not None and production_summary is not None and reusable_evaluation(base, val_key) is None:
                 save_evaluation(base, production_summary)
-        locked.status, locked.produced_version, locked.progress = Status.SUCCEEDED, version, 1.0
+        locked.status, locked.produced_version, locked.progress = Status.DONE, version, 1.0
         locked.finished_at = timezone.now()
         locked.log += _line(f"registered candidate {version.name} (version {version.pk})")
         locked.save(update_fields=["status", "produced_version", "progress", "finished_at", "log"])
-    broadcast(run.project_id, {"run": run.pk, "status": Status.SUCCEEDED, "progress": 1.0, "version": version.pk})
+    broadcast(run.project_id, {"run": run.pk, "status": Status.DONE, "progress": 1.0, "version": version.pk})
     if candidate_summary is not None:
         maybe_auto_promote(version, candidate_summary, production_summary, run)
-    return Status.SUCCEEDED
+    return Status.DONE
 
 
 def reusable_evaluation(version: ModelVersion, val_key: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ Every model frame stores its backend's quality score and the signals behind it
 - a model frame still current in an **approved** masklet is **good**;
 - anything else (superseded by the model again, or not reviewed yet) is unlabelled.
 
-A training (``VerifierVersion``, queued -> running -> succeeded | failed) fits a logistic regression
+A training (``VerifierVersion``, queued -> running -> done | failed) fits a logistic regression
 (scikit-learn, standardised features, balanced classes) on the labelled frames of a random 70 % of
 the masklets and measures it on the frames of the other 30 % (held out by masklet, so frames of
 one object never sit on both sides): its AUROC, next to the AUROC of the backends' own score on
@@ -213,16 +213,16 @@ def execute(version_id: int) -> str:
             VerifierVersion.objects.filter(project_id=version.project_id, active=True).update(active=False)
         for name in ("auroc", "backend_auroc", "trained_frames", "heldout_frames", "bad_frames", "model"):
             setattr(version, name, result[name])
-        version.status, version.active, version.finished_at = Status.SUCCEEDED, better, timezone.now()
+        version.status, version.active, version.finished_at = Status.DONE, better, timezone.now()
         version.save()
     _broadcast(version)
-    return "succeeded"
+    return "done"
 
 
 def _fail(version_id: int, error: str) -> bool:
     with transaction.atomic():
         version = VerifierVersion.objects.select_for_update().filter(pk=version_id).first()
-        if version is None or not version.in_progress:
+        if version is None or not version.is_active:
             return False
         version.status, version.error, version.finished_at = Status.FAILED, error[:2000], timezone.now()
         version.save(update_fields=["status", "error", "finished_at"])

@@ -306,7 +306,7 @@ function onDownload(event: DownloadEvent): void {
   if (known >= 0) state.downloads[known] = event;
   else state.downloads.unshift(event);
   renderDownloads();
-  // A new status: the buttons' rules change, and a succeeded download is a new version, maybe serving.
+  // A new status: the buttons' rules change, and a finished download is a new version, maybe serving.
   if (event.status !== before) void refresh();
 }
 

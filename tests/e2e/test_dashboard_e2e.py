@@ -64,7 +64,7 @@ for version, jf_after, clicks in ((v1, [0.40, 0.52, 0.55], 6.0), (v2, [0.48, 0.6
                                         "target_seconds": 14.2, "num_objects": 3}})
 now = timezone.now()
 for produced, base, losses in ((v1, None, [2.4, 1.9, 1.6, 1.4, 1.3]), (v2, v1, [1.5, 1.2, 1.05, 0.95, 0.9])):
-    TrainingRun.objects.create(project=project, status="succeeded", base_version=base, produced_version=produced,
+    TrainingRun.objects.create(project=project, status="done", base_version=base, produced_version=produced,
                                loss_curve=[[i + 1, loss] for i, loss in enumerate(losses)], progress=1.0,
                                parameters={{"steps": 5}}, data_snapshot={{"masklet_count": 3, "frame_count": 9}},
                                started_at=now, finished_at=now, log="seeded\\n")
@@ -379,7 +379,7 @@ def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_
                                timeout=120_000)
         state = _loop_state(server)
         (run,) = state["runs"]
-        assert (run["status"], run["trigger"], run["created_by"]) == ("succeeded", "schedule", None)
+        assert (run["status"], run["trigger"], run["created_by"]) == ("done", "schedule", None)
         assert run["base_version__name"] == "tiny-random-64" == run["produced_version__parent__name"]
         assert [step for step, _ in run["loss_curve"]] == [1, 2, 3, 4]
         live = page.evaluate("window.__live")  # still there: the page was never reloaded
@@ -393,7 +393,7 @@ def test_the_admin_registers_watches_a_scheduled_run_live_and_promotes_what_new_
         rows = _rows(page, "versions")
         assert rows[candidate][1:3] == ["candidate", "sam2.1_hiera_t @64"] and rows[candidate][3] != "–"
         assert rows["tiny-random-64"][1] == "production" and rows["tiny-random-64"][3] != "–"  # measured too
-        assert _rows(page, "runs")[str(run["id"])][1:3] == ["succeeded", "schedule"]
+        assert _rows(page, "runs")[str(run["id"])][1:3] == ["done", "schedule"]
         assert _chart(page, "chart-jf")["series"] == [["tiny-random-64", 2], [candidate, 2]]
         assert [label for label, _ in _chart(page, "chart-clicks")["bars"]] == ["tiny-random-64", candidate]
         assert _chart(page, "chart-loss")["series"] == [[candidate, 4]]

@@ -277,7 +277,7 @@ RUN_SEED = """
 from django.utils import timezone
 from annotator.models import Project
 from engine.models import TrainingRun
-TrainingRun.objects.create(project=Project.objects.get(slug="demo"), status="succeeded", finished_at=timezone.now(),
+TrainingRun.objects.create(project=Project.objects.get(slug="demo"), status="done", finished_at=timezone.now(),
                            loss_curve=[[1, 0.93], [2, 0.71], [3, 0.52], [4, 0.47]])
 """
 

@@ -79,7 +79,7 @@ def test_the_fallback_is_labelled_until_the_dashboard_downloads_sam2(sign_in, la
     assert page.get_by_role("button", name="Download SAM 2.1 tiny (≈150 MB)").is_disabled()
     page.screenshot(path=str(artifacts_dir / "model-label-download-progress.png"))
     mirror.gates[TINY].set()
-    page.locator(".download-item[data-status=succeeded]").wait_for(timeout=120_000)
+    page.locator(".download-item[data-status=done]").wait_for(timeout=120_000)
     page.wait_for_function("document.getElementById('serving').textContent.startsWith("
                            "'sam2.1_hiera_tiny — SAM 2.1 hiera-t @64')")
     assert not dashboard_note.is_visible()

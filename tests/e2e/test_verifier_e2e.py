@@ -41,12 +41,12 @@ def test_the_admin_trains_the_verifier_and_sees_it_beat_the_backend_score(sign_i
         assert "Not trained yet" in page.inner_text("#verifiers")
         page.wait_for_selector("#dashboard[data-live='1']")  # following the socket before the click
         page.click("#train-verifier")
-        page.wait_for_selector("#verifiers tbody tr:has-text('succeeded')", timeout=120_000)
+        page.wait_for_selector("#verifiers tbody tr:has-text('done')", timeout=120_000)
         (version,) = json.loads(server.shell(STATE).strip().splitlines()[-1])
-        assert version["status"] == "succeeded" and version["active"] is True
+        assert version["status"] == "done" and version["active"] is True
         assert version["auroc"] > version["backend_auroc"] and version["heldout_frames"] > 0
         cells = page.locator("#verifiers tbody tr").first.inner_text().split("\t")
-        assert cells[:5] == ["v1", "succeeded", "yes", f"{version['auroc']:.3f}", f"{version['backend_auroc']:.3f}"]
+        assert cells[:5] == ["v1", "done", "yes", f"{version['auroc']:.3f}", f"{version['backend_auroc']:.3f}"]
         assert cells[6] == str(version["heldout_frames"])
     finally:
         context.close()

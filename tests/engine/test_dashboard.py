@@ -36,7 +36,7 @@ def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, t
                                         image_size=64, user=admin, check=False)
     Evaluation.objects.create(model_version=version, j=0.5, f=0.6, j_and_f=0.55, clicks_to_target=4.0,
                               details={"jf_after": [0.4, 0.55], "num_objects": 1})
-    TrainingRun.objects.create(project=project, status="succeeded", loss_curve=[[1, 3.0], [2, 2.0]],
+    TrainingRun.objects.create(project=project, status="done", loss_curve=[[1, 3.0], [2, 2.0]],
                                produced_version=version)
     page = client.get(reverse("models", args=[project.slug]))
     assert page.status_code == 200 and b"dashboard.js" in page.content and b"dashboard-state" in page.content

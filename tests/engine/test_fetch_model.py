@@ -229,14 +229,14 @@ def test_the_dashboard_downloads_from_the_mirror_checks_registers_and_serves(
     again = client.post(url, {"name": "sam2.1_hiera_tiny"})
     assert again.status_code == 409 and "already being downloaded" in again.json()["error"]["message"]
     download = ModelDownload.objects.get()
-    assert execute_download(download.pk) == "succeeded"  # what the cpu job runs
+    assert execute_download(download.pk) == "done"  # what the cpu job runs
     download.refresh_from_db()
     assert download.bytes_done == download.bytes_total == len(checkpoint_bytes)
     assert download.version.project == project and download.version.status == "production"
     assert download.version.sha256 == sha(checkpoint_bytes)
     state = client.get(f"/api/projects/{project.slug}/models/").json()
     assert state["serving_fallback"] is False and state["serving"].startswith("sam2.1_hiera_tiny — SAM 2.1 hiera-t @64")
-    assert state["downloads"][0]["status"] == "succeeded"
+    assert state["downloads"][0]["status"] == "done"
     assert server.requests == [("/mirror/sam2.1_hiera_tiny.pt", None)]
 
 

@@ -36,7 +36,7 @@ def test_a_run_snapshots_trains_evaluates_and_registers_a_candidate(loop_project
     clips = training.load_clips(snapshot, max_side=256)
     assert any(m.any() for m in clips[0].masks[masklet.object_id][:1])
 
-    assert training.execute_run(run.pk) == "succeeded"
+    assert training.execute_run(run.pk) == "done"
     run.refresh_from_db()
     assert run.progress == 1.0 and [s for s, _ in run.loss_curve] == [1, 2]
     version = run.produced_version
@@ -62,7 +62,7 @@ def test_the_next_run_starts_from_production_and_auto_promotes_only_past_the_mar
     knobs.save()
     second = training.start_run(project)
     assert second.base_version == first and second.parameters["image_size"] == first.image_size
-    assert training.execute_run(second.pk) == "succeeded"
+    assert training.execute_run(second.pk) == "done"
     second.refresh_from_db()
     assert second.produced_version.parent == first
     assert second.produced_version.status == "production"
@@ -167,7 +167,7 @@ def test_the_periodic_job_starts_runs_when_enough_is_new_and_enough_time_passed(
     assert run.trigger == "schedule" and "started by the schedule: 3 newly approved" in run.log
     assert submitted == [("loop.train_model", (run.pk,), {"queue": "train"})]
     assert training.due_projects() == []  # a run is active
-    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
+    TrainingRun.objects.filter(pk=run.pk).update(status="done")
     for seed in (31, 32, 33):
         add_synthetic_video(project, seed, "train")
     assert training.due_projects() == []  # 3 new, but the last run started < 1 h ago
@@ -249,7 +249,7 @@ def test_a_candidate_that_does_not_beat_production_stays_a_candidate(loop_projec
     knobs.save()
     run = training.start_run(project)
     assert run.base_version == base
-    assert training.execute_run(run.pk) == "succeeded"
+    assert training.execute_run(run.pk) == "done"
     run.refresh_from_db()
     candidate = run.produced_version
     assert candidate.status == "candidate" and candidate.parent == base

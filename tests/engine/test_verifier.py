@@ -85,11 +85,11 @@ def test_one_retraining_on_reviewed_frames_beats_the_backends_score(reviewed, ru
     assert 0 < edited < sum(len(obj.frames) for obj in reviewed)  # the fixture has both kinds
     version = verifier.start_training(project)
     assert run_now == [("loop.train_verifier", (version.pk,), {"queue": "cpu"})]
-    assert verifier.execute(version.pk) == "succeeded"
+    assert verifier.execute(version.pk) == "done"
     version.refresh_from_db()
     print(f"verifier AUROC {version.auroc:.3f} vs the classical score's {version.backend_auroc:.3f} on "
           f"{version.heldout_frames} held-out frames")
-    assert version.status == "succeeded" and version.number == 1 and version.bad_frames == edited
+    assert version.status == "done" and version.number == 1 and version.bad_frames == edited
     assert version.heldout_frames > 0 and version.trained_frames > version.heldout_frames
     assert version.auroc > version.backend_auroc
     assert version.active and version.model["features"][-1] == "backend_score"
@@ -120,7 +120,7 @@ def test_a_version_that_does_not_beat_the_backend_is_kept_but_not_active(run_now
     version = verifier.start_training(project)
     verifier.execute(version.pk)
     version.refresh_from_db()
-    assert version.status == "succeeded" and not version.active
+    assert version.status == "done" and not version.active
     assert rescore(project.pk, {1: FrameQuality(0.3, {})}) == {1: FrameQuality(0.3, {})}
 
 
