@@ -46,6 +46,8 @@ Environment variables:
 ``MASKLET_API_RATE_TOKEN``     HTTP API requests allowed per token (default ``1200/min``;
                                ``none``: no limit); over it: 429 with ``Retry-After``
 ``MASKLET_API_RATE_IP``        HTTP API requests allowed per client address (``2400/min``)
+``MASKLET_WEBHOOK_BACKOFF_S``  seconds before a webhook delivery is tried again, doubling each try (10)
+``MASKLET_WEBHOOK_TICK_S``     how often due webhook retries are looked for (default 5 s)
 ``MASKLET_EMBEDDED_WORKERS``   worker threads in embedded mode (default 2)
 ``MASKLET_SEGMENTER``          model for projects without a production model version:
                                ``classical`` (default, OpenCV, no checkpoint) or ``sam2``
