@@ -111,7 +111,7 @@ def _object_key(storage: Storage, name: str) -> str:
 
 
 @contextmanager
-def _errors(what: str) -> Iterator[None]:
+def errors(what: str) -> Iterator[None]:
     """S3 client errors as ``StorageError`` (``MissingObject`` for a missing key) saying ``what`` failed."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -139,7 +139,7 @@ def put_file(storage: Storage, name: str, source: str | os.PathLike) -> None:
         finally:
             part.unlink(missing_ok=True)
         return
-    with _errors(f"storing {name}"):
+    with errors(f"storing {name}"):
         storage.bucket.upload_file(str(source), _object_key(storage, name))
 
 
@@ -153,7 +153,7 @@ def put_bytes(storage: Storage, name: str, data: bytes) -> None:
         finally:
             os.unlink(handle.name)
         return
-    with _errors(f"storing {name}"):
+    with errors(f"storing {name}"):
         storage.bucket.put_object(Key=_object_key(storage, name), Body=data)
 
 
@@ -165,7 +165,7 @@ def fetch_to(storage: Storage, name: str, target: str | os.PathLike) -> None:
         except FileNotFoundError:
             raise MissingObject(f"reading {name}: not in the storage") from None
         return
-    with _errors(f"reading {name}"):
+    with errors(f"reading {name}"):
         storage.bucket.download_file(_object_key(storage, name), str(target))
 
 
@@ -176,7 +176,7 @@ def open_stream(storage: Storage, name: str) -> BinaryIO:
             return open(storage.path(name), "rb")
         except FileNotFoundError:
             raise MissingObject(f"reading {name}: not in the storage") from None
-    with _errors(f"reading {name}"):
+    with errors(f"reading {name}"):
         return storage.bucket.Object(_object_key(storage, name)).get()["Body"]
 
 
@@ -186,7 +186,7 @@ def read_bytes(storage: Storage, name: str) -> bytes:
             return Path(storage.path(name)).read_bytes()
         except FileNotFoundError:
             raise MissingObject(f"reading {name}: not in the storage") from None
-    with _errors(f"reading {name}"):
+    with errors(f"reading {name}"):
         return storage.bucket.Object(_object_key(storage, name)).get()["Body"].read()
 
 
@@ -228,7 +228,7 @@ def delete_tree(storage: Storage, prefix: str) -> None:
     if _is_local(storage):
         shutil.rmtree(safe_join(storage.location, *prefix.split("/")), ignore_errors=True)
         return
-    with _errors(f"deleting {prefix}/"):
+    with errors(f"deleting {prefix}/"):
         storage.bucket.objects.filter(Prefix=_object_key(storage, prefix) + "/").delete()
 
 
@@ -298,7 +298,7 @@ def checkpoint_available(reference: str) -> bool:
     name = _stored_checkpoint(reference)
     if name is None:
         return Path(reference).is_file()
-    with _errors(f"looking for {name}"):
+    with errors(f"looking for {name}"):
         return area("models").exists(name)
 
 
@@ -344,7 +344,7 @@ class VideoFrames:
 
     def _delete_generations(self, keep: str) -> None:
         prefix = _object_key(self.storage, self.prefix) + "/"
-        with _errors(f"deleting old frames of video {self.video_id}"):
+        with errors(f"deleting old frames of video {self.video_id}"):
             old = [{"Key": item.key} for item in self.storage.bucket.objects.filter(Prefix=prefix)
                    if not item.key[len(prefix):].startswith((f"{keep}/", MANIFEST))]
             for start in range(0, len(old), 1000):

@@ -163,20 +163,24 @@ def _create_video(project: Project, content: File, *, size: int, user, name: str
     # '%' that OpenCV would read as an image-sequence pattern).
     stored_name = f"{uuid.uuid4().hex}{extension}"
     video = Video(project=project, file_size=size, uploaded_by=user if getattr(user, "pk", None) else None)
-    video.original.save(stored_name, content, save=False)
+    content.seek(0)
+    video.content_sha256 = hashlib.file_digest(content, "sha256").hexdigest()
+    existing = Video.objects.filter(project=project, content_sha256=video.content_sha256).first()
+    if existing is not None and not allow_duplicate:
+        raise DuplicateVideo(existing)
+    with storage.errors("storing the uploaded video"):  # the storage down: a 503, nothing stored
+        video.original.save(stored_name, content, save=False)
     try:
-        with video.original.open("rb") as stored:
-            video.content_sha256 = hashlib.file_digest(stored, "sha256").hexdigest()
-        existing = Video.objects.filter(project=project, content_sha256=video.content_sha256).first()
-        if existing is not None and not allow_duplicate:
-            raise DuplicateVideo(existing)
         with transaction.atomic():
             _save_with_unique_name(video, name)
             if schedule_ingest:
                 video_id = video.id
                 transaction.on_commit(lambda: _schedule_ingest(video_id))
     except BaseException:
-        video.original.delete(save=False)
+        try:
+            video.original.delete(save=False)
+        except Exception:  # the refusal is what the caller must see; the orphan is only logged
+            logger.exception("could not remove the stored upload %s after a refusal", stored_name)
         raise
     return video
 
@@ -526,7 +530,9 @@ def retry_ingest(video: Video) -> Video:
         row = Video.objects.select_for_update().filter(pk=video.pk).first()
         if row is None or row.status != Video.Status.FAILED:
             raise VideoRejected("Only a video whose ingest failed can be retried.")
-        if not row.original or not row.original.storage.exists(row.original.name):
+        with storage.errors(f"looking for the original of {row.name}"):
+            stored = bool(row.original) and row.original.storage.exists(row.original.name)
+        if not stored:
             raise VideoRejected(f"The uploaded file of {row.name} is gone: delete it and upload the file again.")
         _update(row, status=Video.Status.UPLOADED, progress=0.0, failure_reason="")
         transaction.on_commit(lambda: _schedule_ingest(row.id))

@@ -219,6 +219,23 @@ def test_storage_down_while_serving_a_frame_is_a_503(s3_server, s3_storage, make
     assert client.get(reverse("video-frame", args=[project.slug, video.id, 12])).status_code == 200
 
 
+def test_an_upload_while_the_storage_is_down_is_a_503_with_nothing_stored(s3_server, s3_storage, make_user,
+                                                                         make_project, tiny_mp4, client):
+    admin = make_user("boss")
+    project = make_project(members={admin: Role.ADMIN})
+    client.force_login(admin)
+    s3_server.stop()
+    try:
+        with tiny_mp4.open("rb") as handle:
+            refused = client.post(reverse("api-video-list", args=[project.slug]), {"file": handle})
+    finally:
+        s3_server.start()
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "storage_unavailable"
+    assert not Video.objects.exists() and keys(s3_server, s3_storage) == []
+    with tiny_mp4.open("rb") as handle:
+        assert client.post(reverse("api-video-list", args=[project.slug]), {"file": handle}).status_code == 201
+
+
 @pytest.fixture(scope="module")
 def locked_s3_server(s3_server) -> S3Server:
     """A second S3 server that checks credentials: every key the test uses is unknown to it."""
