@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -70,14 +70,16 @@ class Client:
 
     Failures raise ``MaskletError`` (``status``, ``code``, ``message``, ``field``);
     ``MaskletConnectionError`` when the server cannot be reached. A 429 is retried after its
-    ``Retry-After`` up to ``rate_limit_retries`` times.
+    ``Retry-After`` up to ``rate_limit_retries`` times. Lists are read whole, ``page_size`` items a
+    request (None: the server's default).
     """
 
     def __init__(self, url: str, token: str | None, *, timeout: float = 60.0, rate_limit_retries: int = 3,
-                 session: requests.Session | None = None) -> None:
+                 page_size: int | None = None, session: requests.Session | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.rate_limit_retries = rate_limit_retries
+        self.page_size = page_size
         self.session = session or requests.Session()
         self.session.headers["Accept"] = "application/json"
         self.session.headers["User-Agent"] = "masklet-client/0.1"
@@ -99,26 +101,26 @@ class Client:
     # -- transport ---------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
-        """One call; returns the response of a 2xx, raises ``MaskletError`` for anything else."""
-        url = path if path.startswith(("http://", "https://")) else self.url + path
+        """One call to ``path`` (``/api/...``, always on ``self.url``: the token goes nowhere else);
+        returns the response of a 2xx, raises ``MaskletError`` for anything else."""
+        url = self.url + path
         kwargs.setdefault("timeout", self.timeout)
-        for attempt in range(self.rate_limit_retries + 1):
-            body = kwargs.get("data")
-            if attempt and hasattr(body, "seek"):
-                body.seek(0)
+        retries = 0
+        while True:
             try:
                 response = self.session.request(method, url, stream=stream, **kwargs)
             except requests.Timeout as error:
                 raise MaskletConnectionError(f"{method} {url} timed out after {kwargs['timeout']} s.") from error
             except requests.ConnectionError as error:
                 raise MaskletConnectionError(f"Cannot reach {self.url}: {_reason(error)}") from error
-            if response.status_code == 429 and attempt < self.rate_limit_retries:
-                time.sleep(_retry_after(response))
-                continue
             if response.ok:
                 return response
-            raise MaskletError.from_response(response)
-        raise AssertionError("unreachable")  # the loop returns or raises
+            if response.status_code != 429 or retries >= self.rate_limit_retries:
+                raise MaskletError.from_response(response)
+            retries += 1
+            time.sleep(_retry_after(response))
+            if hasattr(kwargs.get("data"), "seek"):
+                kwargs["data"].seek(0)  # a streamed upload is sent again from its start
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
@@ -141,17 +143,17 @@ class Client:
         """Every item of a list endpoint: follows ``next`` of paginated lists; older lists are
         ``{key: [...]}`` in one page."""
         items: list[Any] = []
+        params = {**(params or {}), **({"page_size": self.page_size} if self.page_size else {})}
         url: str | None = path
         while url:
-            page = self._json("GET", url, params=params)
-            params = None  # ``next`` carries the query
+            page = self._json("GET", url, params=params or None)
+            params = {}  # ``next`` carries the query
             if isinstance(page, list):
                 return items + page
-            if "results" in page:
-                items.extend(page["results"])
-                url = page.get("next")
-            else:
+            if "results" not in page:
                 return items + list(page.get(key, []))
+            items.extend(page["results"])
+            url = _path_of(page["next"]) if page.get("next") else None
         return items
 
     # -- session and tokens --------------------------------------------------------------------
@@ -507,6 +509,13 @@ class Client:
 def _run(answer: dict[str, Any]) -> TrainingRun:
     """Starting and cancelling answer ``{"run": {...}}``; the run itself is what callers want."""
     return answer.get("run", answer) if isinstance(answer, dict) else answer
+
+
+def _path_of(link: str) -> str:
+    """The path and query of a ``next`` link: followed on ``self.url`` whatever host the server named
+    (behind a proxy it may name another), and the token is never sent elsewhere."""
+    parts = urlsplit(link)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _reason(error: Exception) -> str:

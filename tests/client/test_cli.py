@@ -90,6 +90,18 @@ def test_a_429_is_retried_after_its_retry_after_and_raised_when_no_retry_is_left
     assert refused.value.status == 429
 
 
+def test_a_paginated_list_is_read_whole_following_its_next_links(embedded_server, staff_token):
+    client = Client(embedded_server.url, staff_token)
+    made = [client.create_token(f"pager {i}")["id"] for i in range(2)]
+    pager = Client(embedded_server.url, staff_token, page_size=1)
+    pages: list[str] = []
+    pager.session.hooks["response"].append(lambda response, **_: pages.append(response.url))
+    one_by_one = pager.list_tokens()
+    assert set(made) <= {token["id"] for token in one_by_one}
+    assert len(one_by_one) == len({token["id"] for token in one_by_one}) == len(client.list_tokens()) >= 3
+    assert len(set(pages)) == len(one_by_one), pages  # one page a token (a 429 retry asks the same page again)
+
+
 #: Schema operations the client leaves out on purpose, and why.
 NOT_IN_THE_CLIENT = {
     ("POST", "/api/session/"): "signing in with a password sets a cookie, for the browser; scripts use tokens",
