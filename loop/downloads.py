@@ -5,7 +5,9 @@
 the worker, never in the web process) and registers the checkpoint for the dashboard's project,
 promoting it when asked. Progress is written to the row at most every ``PROGRESS_EVERY_S`` and
 sent to the dashboard's socket (``{"type": "download", ...}``); the page also reads the rows.
-A download silent for ``STALE_AFTER`` (its process died) is failed when the next one starts.
+It is a job of the one lifecycle (``engine.liveness``): claimed, beating while it runs, ended once;
+one without a heartbeat (or still queued) for ``STALE_AFTER`` (its process died) is failed when the
+next one starts.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from annotator.models import Project
-from engine import channel_bridge, dispatch
+from engine import channel_bridge, dispatch, liveness
+from engine.heartbeat import JobHeartbeat
 from engine.models import ModelDownload
 from loop import fetch
 from loop.training import training_group
@@ -56,11 +59,14 @@ def broadcast(download: ModelDownload) -> None:
 
 
 def fail_lost_downloads(project: Project) -> int:
-    """Fail the project's active downloads that have been silent for ``STALE_AFTER`` (their job died)."""
-    return ModelDownload.objects.filter(project=project, status__in=ModelDownload.ACTIVE,
-                                        updated_at__lt=timezone.now() - STALE_AFTER).update(
-        status=Status.FAILED, finished_at=timezone.now(),
-        error="the download job stopped without finishing (the server or its worker restarted): start it again")
+    """Fail the project's downloads silent (running) or waiting (queued) for ``STALE_AFTER``: their job died."""
+    downloads = ModelDownload.objects.filter(project=project)
+    stale = STALE_AFTER.total_seconds()
+    lost = (liveness.lost_runs(downloads.filter(status=Status.RUNNING), stale_after=stale)
+            + liveness.lost_queued(downloads, "cpu", stale))
+    return sum(liveness.finish(ModelDownload, download.pk, Status.FAILED, stage="failed", error=(
+        f"the download job stopped without finishing ({reason}; the server or its worker restarted): start it again"))
+        for download, reason in lost)
 
 
 def start_download(project: Project, name: str, user: Any = None, *, promote: bool = True) -> ModelDownload:
@@ -79,12 +85,23 @@ def start_download(project: Project, name: str, user: Any = None, *, promote: bo
 
 
 def execute_download(download_id: int) -> str:
-    """The job: claim the queued download, fetch, check, register (and promote); the final status."""
-    claimed = ModelDownload.objects.filter(pk=download_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, stage="connecting")
-    download = ModelDownload.objects.select_related("project", "created_by").get(pk=download_id)
-    if not claimed:
-        return download.status
+    """The job: claim the queued download, fetch, check, register (and promote) under a heartbeat;
+    the final status. A redelivered download another worker runs is left to it; one whose worker is
+    gone is failed."""
+    outcome, download = liveness.claim(ModelDownload, download_id, stale_after=STALE_AFTER.total_seconds())
+    if outcome is liveness.Claim.LOST:
+        liveness.finish(ModelDownload, download_id, Status.FAILED, stage="failed",
+                        error="the download job stopped without finishing (its worker is gone): start it again")
+    if outcome is not liveness.Claim.CLAIMED:
+        return ModelDownload.objects.get(pk=download_id).status
+    with JobHeartbeat(ModelDownload.objects.filter(pk=download_id, status=Status.RUNNING), settings.LOOP_HEARTBEAT_S,
+                      f"download-{download_id}"):
+        return _fetch(ModelDownload.objects.select_related("project", "created_by").get(pk=download_id))
+
+
+def _fetch(download: ModelDownload) -> str:
+    download.stage = "connecting"
+    download.save(update_fields=["stage", "updated_at"])
     broadcast(download)
     last = 0.0
 
@@ -95,7 +112,8 @@ def execute_download(download_id: int) -> str:
             return
         last = now
         download.bytes_done, download.bytes_total, download.stage = done, total, "downloading"
-        download.save(update_fields=["bytes_done", "bytes_total", "stage", "updated_at"])
+        download.progress = done / total if total else 0.0
+        download.save(update_fields=["bytes_done", "bytes_total", "progress", "stage", "updated_at"])
         broadcast(download)
 
     def say(line: str) -> None:
@@ -110,12 +128,13 @@ def execute_download(download_id: int) -> str:
     except fetch.FetchError as error:
         download.status, download.error, download.stage = Status.FAILED, str(error), "failed"
     except Exception as error:  # a bug or an unexpected library error: still end the row, for people
-        logger.exception("download %s failed", download_id)
+        logger.exception("download %s failed", download.pk)
         download.status, download.error, download.stage = Status.FAILED, f"unexpected error: {error}", "failed"
     else:
         download.status, download.version, download.stage = Status.DONE, version, (
             "serving new sessions" if download.promote else "registered: promote it to serve")
-    download.finished_at = timezone.now()
-    download.save()
+    liveness.finish(ModelDownload, download.pk, download.status, progress=1.0 if download.version else 0.0,
+                    error=download.error, stage=download.stage, version=download.version)
+    download.refresh_from_db()
     broadcast(download)
     return download.status

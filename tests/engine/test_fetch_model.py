@@ -257,7 +257,12 @@ def test_a_failed_dashboard_download_says_why_and_a_lost_one_does_not_block(admi
     assert "HTTP 404" in download.error and "MASKLET_DATA_DIR/models/sam2.1_hiera_small.pt" in download.error
     assert_nothing_left(models_dir)
     lost = start_download(project, "sam2.1_hiera_base_plus")
-    ModelDownload.objects.filter(pk=lost.pk).update(status="running", updated_at=timezone.now() - timedelta(hours=1))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    ModelDownload.objects.filter(pk=lost.pk).update(status="running", worker="cpu1@gone", started_at=an_hour_ago,
+                                                    heartbeat_at=an_hour_ago)
     fresh = start_download(project, "sam2.1_hiera_base_plus")  # the lost one no longer blocks it
     lost.refresh_from_db()
     assert lost.status == "failed" and "stopped without finishing" in lost.error and fresh.status == "queued"
+    ModelDownload.objects.filter(pk=fresh.pk).update(status="running", worker="cpu1@busy", started_at=timezone.now(),
+                                                     heartbeat_at=timezone.now())
+    assert execute_download(fresh.pk) == "running"  # a redelivery while its worker beats: not fetched twice
