@@ -29,7 +29,6 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -38,7 +37,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotator.models import MaskFrameRevision, Masklet, MaskSource, Project, Review
-from engine import dispatch, jobs
+from engine import dispatch, jobs, liveness
+from engine.heartbeat import JobHeartbeat
 from engine.models import VerifierVersion
 from engine.verifier import NOT_SIGNALS, vector
 from loop.training import notify_dashboards
@@ -187,16 +187,19 @@ def start_training(project: Project, user: Any = None, *, trigger: str = "manual
 
 
 def execute(version_id: int) -> str:
-    """The job: label, fit, measure, and store the version (active when it beats the backends' score)."""
-    with transaction.atomic():
-        version = VerifierVersion.objects.select_for_update().filter(pk=version_id, status=Status.QUEUED).first()
-        if version is None:
-            return "not queued"
-        version.status = Status.RUNNING
-        version.save(update_fields=["status"])
+    """The job: claim it, label, fit, measure under a heartbeat, and store the version (active when it
+    beats the backends' score). A redelivery is left to a live worker, or fails a training whose worker is gone."""
+    outcome, version = liveness.claim(VerifierVersion, version_id, stale_after=settings.LOOP_RUN_STALE_S)
+    if outcome is liveness.Claim.LOST:
+        _fail(version_id, "the training was lost: its worker stopped")
+        return "failed"
+    if outcome is not liveness.Claim.CLAIMED:
+        return "not queued"
     _broadcast(version)
     try:
-        result = fit(labelled_frames(version.project))
+        with JobHeartbeat(VerifierVersion.objects.filter(pk=version_id, status=Status.RUNNING),
+                          settings.LOOP_HEARTBEAT_S, f"verifier-{version_id}"):
+            result = fit(labelled_frames(version.project))
     except VerifierRefused as error:
         _fail(version.pk, str(error))
         return "failed"
@@ -236,12 +239,13 @@ def lost_in_child(version_id: int, reason: str) -> bool:
 
 
 def recover_stale(older_than_s: float | None = None) -> list[int]:
-    """Fail trainings left queued or running longer than any training takes (their worker is gone);
+    """Fail trainings silent (running, no heartbeat) or left queued longer than ``older_than_s`` (their worker is gone);
     ``0`` fails every one (a server starting in embedded mode: its children died with it)."""
     older_than_s = settings.LOOP_RUN_STALE_S if older_than_s is None else older_than_s
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    stale = VerifierVersion.objects.filter(status__in=VerifierVersion.ACTIVE, created_at__lte=cutoff)
-    return [pk for pk in stale.values_list("pk", flat=True) if _fail(pk, "the training was lost: its worker is gone")]
+    versions = VerifierVersion.objects.all()
+    lost = (liveness.lost_runs(versions.filter(status=Status.RUNNING), stale_after=older_than_s)
+            + liveness.lost_queued(versions, "cpu", older_than_s))
+    return [version.pk for version, reason in lost if _fail(version.pk, f"the training was lost: {reason}")]
 
 
 # -- the schedule ---------------------------------------------------------------------------------

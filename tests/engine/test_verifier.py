@@ -90,6 +90,7 @@ def test_one_retraining_on_reviewed_frames_beats_the_backends_score(reviewed, ru
     print(f"verifier AUROC {version.auroc:.3f} vs the classical score's {version.backend_auroc:.3f} on "
           f"{version.heldout_frames} held-out frames")
     assert version.status == "done" and version.number == 1 and version.bad_frames == edited
+    assert version.worker and version.started_at <= version.heartbeat_at <= version.finished_at  # one lifecycle
     assert version.heldout_frames > 0 and version.trained_frames > version.heldout_frames
     assert version.auroc > version.backend_auroc
     assert version.active and version.model["features"][-1] == "backend_score"
