@@ -172,9 +172,14 @@ def cmd_videos_upload(client: Client, args: argparse.Namespace) -> None:
     uploaded = []
     for path in files:
         bar, progress = progress_bar(f"upload {path.name}")
-        with bar:
-            uploaded.append(client.upload_video(args.slug, path, allow_duplicate=args.allow_duplicate,
-                                                progress=progress))
+        try:
+            with bar:
+                uploaded.append(client.upload_video(args.slug, path, allow_duplicate=args.allow_duplicate,
+                                                    progress=progress))
+        except MaskletError as refused:
+            if refused.code == "duplicate":
+                refused.message = f"{path.name}: {refused.message} (here: --allow-duplicate)"
+            raise
         info(f"{path.name}: uploaded as video {uploaded[-1]['id']}")
     failures = []
     if args.wait:

@@ -118,6 +118,9 @@ def drive_steps(stack: Stack, work: Path, video_file: Path, checkpoint: Future[P
     assert (video["status"], video["width"], video["height"]) == ("ready", 960, 540)
     assert broken["status"] == "failed" and f"video {broken['id']} failed: " in upload.stderr
     assert ok(boss("videos", "delete", SLUG, broken["id"], "--json"))["deleted"] == broken["id"]
+    again = boss("videos", "upload", SLUG, video_file)
+    assert again.returncode == EXIT_REFUSED and "409 duplicate: " in again.stderr, again.stderr
+    assert f"{video_file.name}: " in again.stderr and "--allow-duplicate" in again.stderr
     assert ok(boss("videos", "list", SLUG, "--status", "ready", "--json"))[0]["id"] == video["id"]
 
     # The member writes a masklet's masks (COCO RLE) and submits it; the admin approves it.
