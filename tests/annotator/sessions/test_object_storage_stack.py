@@ -19,7 +19,7 @@ import pytest
 import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from annotator.models import DatasetJob, MaskFrame, Masklet, Role, Video
+from annotator.models import DatasetJob, MaskFrame, Masklet, Project, Role, Video
 from annotator.services.tokens import issue_token
 from fixtures.synthetic import PRESETS, write_video
 
@@ -57,8 +57,24 @@ def poll(what: str, read: Any, done: Any, services: list, timeout: float = 120) 
     return result["value"]
 
 
+def register_and_promote_checkpoint(settings, tmp_path: Path, bucket: str, endpoint: str, user) -> None:
+    from config.settings import storage_settings
+    from loop import registry
+    from loop.loop_demo import random_checkpoint
+
+    for name, value in storage_settings(f"s3://{bucket}/team", endpoint, tmp_path / "registrar").items():
+        setattr(settings, name, value)
+    settings.MODELS_ROOT = tmp_path / "registrar" / "models"
+    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, settings.MODELS_ROOT / "uploads" / "tiny.pt")
+    project = Project.objects.get(slug="team")
+    version = registry.register_version(project, name="tiny", checkpoint=checkpoint, config="sam2.1_hiera_t",
+                                        image_size=64, user=user, check=False)
+    assert version.checkpoint == f"s3://{bucket}/team/models/uploads/tiny.pt"
+    registry.promote(version, user)
+
+
 def test_web_and_workers_share_only_database_redis_and_the_bucket(s3_server, tmp_path, make_user, make_project,
-                                                                  tmp_path_factory):
+                                                                  tmp_path_factory, settings):
     bucket = f"masklet-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=bucket)
     redis = RedisServer(tmp_path / "redis.log").start()
@@ -144,6 +160,12 @@ def test_web_and_workers_share_only_database_redis_and_the_bucket(s3_server, tmp
         assert finished.status == DatasetJob.Status.DONE, finished.error
         copy = Video.objects.get(project=copies)
         assert copy.status == Video.Status.READY and copy.masklets.count() == 1
+
+        # A checkpoint registered here (as the web server would: published to the bucket) and promoted:
+        # the GPU worker, which never had it, loads it through its cache to serve the next session.
+        register_and_promote_checkpoint(settings, tmp_path, bucket, s3_server.url, user)
+        run(annotate)
+        assert [p.name for p in files_under(dirs["gpu"] / "cache") if p.suffix == ".pt"] == ["tiny.pt"]
 
         # Delete: the rows and the objects go.
         assert api.delete(f"{url}/api/projects/team/videos/{video.id}/", timeout=30).status_code in (200, 204)
