@@ -29,11 +29,11 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Subquery
+from django.db.models import Max
 from django.utils import timezone
 
 from annotator.masklet_status import MaskletAction, TransitionRefused, transition
-from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Membership, Prompt, Review, Role, Video
+from annotator.models import MaskFrame, MaskFrameRevision, Masklet, MaskSource, Prompt, Review, Role, Video
 from annotator.permissions import Action, User, role_allows, role_of
 from annotator.selectors import CONFIDENT_QUALITY, is_confident, with_quality
 from annotator.services.masks import MaskWrite, restore_revision, save_mask_frames
@@ -103,10 +103,7 @@ def _check_may_annotate(masklet_or_video: Masklet | Video, user: User) -> None:
     video = masklet_or_video.video if isinstance(masklet_or_video, Masklet) else masklet_or_video
     if not (user.is_authenticated and user.is_active):
         raise EditRefused("forbidden", "Sign in to edit.")
-    if hasattr(masklet_or_video, "member_role"):  # read with the row (``_locked_row``): no second query
-        role = Role(masklet_or_video.member_role) if masklet_or_video.member_role else None
-    else:
-        role = role_of(user, video.project)
+    role = role_of(user, video.project)
     if role is None and not user.is_superuser:
         raise EditRefused("forbidden", "You are not a member of this project.")
     if not role_allows(user, role, Action.ANNOTATE):
@@ -157,16 +154,10 @@ def _check_label(video: Video, label: str, current: str = "") -> str:
     return label
 
 
-def _locked_row(masklet: Masklet, user: User | None = None, annotations: dict[str, Any] | None = None) -> Masklet:
-    """The masklet re-read under a row lock (call inside a transaction), sharing the caller's video.
-
-    With ``user``, the row carries ``member_role`` (their role in the project, read in the same
-    query, used by ``check_editable``); ``annotations`` are added to the query as they are.
-    """
+def _locked_row(masklet: Masklet, annotations: dict[str, Any] | None = None) -> Masklet:
+    """The masklet re-read under a row lock (call inside a transaction), sharing the caller's video;
+    ``annotations`` are added to the query as they are."""
     rows = Masklet.objects.select_for_update().filter(pk=masklet.pk)
-    if user is not None and user.is_authenticated:
-        rows = rows.annotate(member_role=Subquery(Membership.objects.filter(
-            project_id=masklet.video.project_id, user_id=user.pk).values("role")[:1]))
     try:
         row = rows.annotate(**(annotations or {})).get()
     except Masklet.DoesNotExist:
@@ -314,7 +305,7 @@ def _edit(masklet: Masklet, user: User, frame_index: int, kind: str, payload: di
           write: Any, annotations: dict[str, Any] | None = None) -> SavedMask:
     """The shared transaction of every person's edit: re-check, log the prompt, write, renew the lock."""
     with transaction.atomic():
-        row = _locked_row(masklet, user, annotations)
+        row = _locked_row(masklet, annotations)
         check_editable(row, user)
         _check_frame(row.video, frame_index)
         Prompt.objects.create(masklet=row, frame_index=frame_index, kind=kind, payload=payload, author=user,
@@ -366,7 +357,7 @@ def write_masks(masklet: Masklet, user: User, frames: list[tuple[int, dict]], *,
     if len({frame_index for frame_index, _ in frames}) != len(frames):
         raise EditRefused("bad_message", "The same frame appears twice.")
     with transaction.atomic():
-        row = _locked_row(masklet, user)
+        row = _locked_row(masklet)
         _check_may_annotate(row, user)
         _check_draft(row)
         _check_not_locked_by_other(row, user)
@@ -511,10 +502,10 @@ def reopen_masklet(masklet: Masklet, user: User) -> Masklet:
     """Take back an object the reviewer sent back: rejected -> draft, locked to the user. Only the
     annotator it was sent back to (its assignee) or a project admin may."""
     with transaction.atomic():
-        row = _locked_row(masklet, user)
+        row = _locked_row(masklet)
         _check_may_annotate(row, user)
         if (row.status == Masklet.Status.REJECTED and row.assignee_id not in (None, user.pk)
-                and not role_allows(user, row.member_role, Action.MANAGE_PROJECT)):
+                and not role_allows(user, role_of(user, row.video.project), Action.MANAGE_PROJECT)):
             holder = row.assignee.get_username() if row.assignee else "its annotator"
             raise EditRefused("forbidden", f"{_name(row).capitalize()} was sent back to {holder}: only they or a "
                                            "project admin may reopen it.")
