@@ -442,7 +442,8 @@ def _read_text(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    # SUPPRESS: a subcommand's default must not undo --json given before it (masklet --json projects list).
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON instead of a table")
     parser = argparse.ArgumentParser(prog="masklet", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], parents=[common],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -580,8 +581,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (exits 2 with the usage when it is bad); ``--json`` counts wherever it is."""
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # exits 2 with the usage on a bad command line
+    args = parse(argv)
     try:
         client = Client.from_env()
         args.function(client, args)

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.test import RequestFactory
 from masklet_client import OPERATIONS, Client
-from masklet_client.cli import EXIT_CONNECTION, EXIT_REFUSED, EXIT_USAGE, unpack
+from masklet_client.cli import EXIT_CONNECTION, EXIT_REFUSED, EXIT_USAGE, parse, unpack
 from masklet_client.errors import MaskletError
 from masklet_client.upload import multipart_stream
 
@@ -36,6 +36,12 @@ def test_a_bad_command_line_exits_2_with_the_usage():
     missing = masklet_runner("http://127.0.0.1:1", "secret")("videos", "upload", "demo", "/no/such/file.mp4")
     assert missing.returncode == EXIT_USAGE
     assert "/no/such/file.mp4: no such file" in missing.stderr
+
+
+def test_json_counts_wherever_it_is_on_the_command_line():
+    for argv in (["--json", "projects", "list"], ["projects", "--json", "list"], ["projects", "list", "--json"]):
+        assert parse(argv).json is True, argv
+    assert parse(["projects", "list"]).json is False
 
 
 def test_a_server_that_is_not_there_exits_3():
