@@ -12,15 +12,20 @@ or a training run ends.
   ``MAX_ATTEMPTS`` tries, by the periodic ``tick`` (``celery beat``, or the embedded server's beat).
   A worker lost while sending leaves the row ``sending`` until its claim expires; the tick then
   tries it again (a receiver may see a delivery twice: ``X-Masklet-Delivery`` tells).
+- A webhook is a request the server makes where a project admin says: so only to public addresses
+  (``receiver_refusal``, at registration and again before every send, as DNS can change), and no
+  redirects are followed, unless ``MASKLET_WEBHOOK_ALLOW_PRIVATE=1`` (receivers on one's own network).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -64,6 +69,8 @@ def register(project: Project, url: str, events: list[str], user: Any) -> Webhoo
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookRefused("The URL must be an http:// or https:// address.", "url")
+    if refusal := receiver_refusal(url):
+        raise WebhookRefused(refusal, "url")
     unknown = sorted(set(events) - set(EVENTS))
     if not events or unknown:
         raise WebhookRefused(f"Choose events from {', '.join(EVENTS)}" + (f" (not {', '.join(unknown)})."
@@ -99,6 +106,30 @@ def _send_later(ids: list[int]) -> None:
             logger.warning("could not queue webhook delivery %s", delivery_id, exc_info=True)
 
 
+def receiver_refusal(url: str) -> str | None:
+    """Why the server will not POST to ``url`` (its host resolves to a loopback, private, link-local or
+    otherwise non-public address, or not at all), or None."""
+    if settings.WEBHOOK_ALLOW_PRIVATE:
+        return None
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError):
+        return f"{host} does not resolve to an address."
+    for address in sorted(addresses):
+        if not ipaddress.ip_address(address.split("%")[0]).is_global:
+            return (f"{host} is a private address ({address}): webhooks go to public addresses only "
+                    "(MASKLET_WEBHOOK_ALLOW_PRIVATE=1 allows receivers on your own network).")
+    return None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the receiver's answer, not a second address to call (it could point inside)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def signature(secret: str, body: bytes) -> str:
     """``sha256=<hex>``: what a receiver recomputes from the raw body and its copy of the secret."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -121,12 +152,15 @@ def deliver(delivery_id: int) -> str:
         "X-Masklet-Signature": signature(delivery.webhook.secret, body)})
     status_code, error = None, ""
     try:
-        with urllib.request.build_opener().open(request, timeout=TIMEOUT_S) as response:
+        if refusal := receiver_refusal(delivery.webhook.url):
+            raise ValueError(refusal)
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=TIMEOUT_S) as response:
             status_code = response.status
     except urllib.error.HTTPError as refused:
         status_code, error = refused.code, f"the receiver answered {refused.code}"
     except (urllib.error.URLError, OSError, ValueError) as unreachable:
-        error = f"no answer: {getattr(unreachable, 'reason', unreachable)}"[:300]
+        error = (f"not sent: {unreachable}" if isinstance(unreachable, ValueError)
+                 else f"no answer: {getattr(unreachable, 'reason', unreachable)}")[:300]
     fields: dict[str, Any] = {"response_status": status_code, "error": error}
     if status_code is not None and 200 <= status_code < 300:
         fields.update(status=WebhookDelivery.Status.DELIVERED, delivered_at=timezone.now(), error="")

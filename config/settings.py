@@ -48,6 +48,8 @@ Environment variables:
 ``MASKLET_API_RATE_IP``        HTTP API requests allowed per client address (``2400/min``)
 ``MASKLET_WEBHOOK_BACKOFF_S``  seconds before a webhook delivery is tried again, doubling each try (10)
 ``MASKLET_WEBHOOK_TICK_S``     how often due webhook retries are looked for (default 5 s)
+``MASKLET_WEBHOOK_ALLOW_PRIVATE`` ``1``: webhooks may call loopback and private-network addresses
+                               (default: public addresses only)
 ``MASKLET_EMBEDDED_WORKERS``   worker threads in embedded mode (default 2)
 ``MASKLET_SEGMENTER``          model for projects without a production model version:
                                ``classical`` (default, OpenCV, no checkpoint) or ``sam2``
@@ -354,6 +356,7 @@ CHECKPOINT_MIRROR = os.environ.get("MASKLET_CHECKPOINT_MIRROR", "")
 # are looked for every WEBHOOK_TICK_S.
 WEBHOOK_BACKOFF_S = float(os.environ.get("MASKLET_WEBHOOK_BACKOFF_S", "10"))
 WEBHOOK_TICK_S = float(os.environ.get("MASKLET_WEBHOOK_TICK_S", "5"))
+WEBHOOK_ALLOW_PRIVATE = os.environ.get("MASKLET_WEBHOOK_ALLOW_PRIVATE") == "1"
 
 CELERY_BEAT_SCHEDULE = {
     "masklet-loop-tick": {"task": "loop.tick", "schedule": LOOP_TICK_SECONDS, "options": {"queue": "cpu"}},

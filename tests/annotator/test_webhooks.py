@@ -64,6 +64,7 @@ def receiver():
 
 @pytest.fixture
 def world(make_user, make_project, settings, tmp_path):
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the test receiver listens on 127.0.0.1
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FRAMES_ROOT = tmp_path / "frames"
     boss, ann = make_user("boss"), make_user("ann")
@@ -185,3 +186,31 @@ def test_videos_and_training_runs_emit_their_events(world, receiver, tmp_path, m
     assert cancelled.status_code == 200, cancelled.content
     [ended] = WebhookDelivery.objects.filter(event="training_run.finished")
     assert ended.payload["data"] == {"run": run.id, "status": "cancelled", "version": None, "error": ""}
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://localhost/hook", "http://10.1.2.3/",
+                                 "http://169.254.169.254/latest/meta-data/", "http://[::1]:8000/",
+                                 "http://192.168.0.7/"])
+def test_webhooks_to_private_addresses_are_refused_unless_allowed(world, settings, url):
+    """A project admin cannot make the server call its own network (cloud metadata, localhost services)."""
+    project, boss, _ = world
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    refused = _api(boss, "POST", reverse("api-webhooks", args=[project.slug]), {"url": url, "events": ["video.ready"]})
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error"]["field"] == "url" and "private address" in refused.json()["error"]["message"]
+    assert not Webhook.objects.exists()
+
+
+def test_a_receiver_that_turned_private_or_redirects_is_not_called(world, receiver, settings):
+    """Checked again before each send (DNS can change after registration), and a redirect is not followed."""
+    _register(world, receiver.url, ["dataset_job.finished"])
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    [delivery_id] = webhooks.emit(world[0].id, "dataset_job.finished", {"job": 1})
+    assert webhooks.deliver(delivery_id) == WebhookDelivery.Status.PENDING
+    assert receiver.received == []
+    assert "private address" in WebhookDelivery.objects.get(pk=delivery_id).error
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    receiver.answers = [302]
+    WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now())
+    assert webhooks.deliver(delivery_id) == WebhookDelivery.Status.PENDING
+    assert len(receiver.received) == 1 and WebhookDelivery.objects.get(pk=delivery_id).response_status == 302
