@@ -11,8 +11,10 @@ P = "api/projects/<slug:slug>/"
 
 urlpatterns = [
     path("api/schema/", public(SpectacularAPIView.as_view()), name="api-schema"),
-    path("api/docs/", public(SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/docs.html",
-                                                                 title="Masklet API")), name="api-docs"),
+    # GET only: DRF would answer OPTIONS by rendering its metadata through the page's HTML template (a 500).
+    path("api/docs/", public(SpectacularSwaggerSplitView.as_view(
+        url_name="api-schema", template_name="api/docs.html", title="Masklet API", http_method_names=["get", "head"])),
+        name="api-docs"),
     path("api/session/", views.session, name="api-session"),
     path("api/tokens/", accounts.token_list, name="api-tokens"),
     path("api/tokens/<int:token_id>/", accounts.token_detail, name="api-token-detail"),

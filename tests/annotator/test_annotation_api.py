@@ -63,7 +63,8 @@ def test_masklets_endpoint_shows_locks_as_the_viewer_sees_them_and_review_reason
     assert as_ann[1]["review"]["reason"] == "leaks" and as_ann[1]["review"]["reviewer"] == "rev"
     assert [m["assignee"] for m in as_rev] == ["ann", "ann"]  # whom a sent-back masklet goes back to
     assert set(as_ann[0]) == {"id", "object_id", "label", "type", "status", "lock_holder", "locked_by_me",
-                              "lock_expires_at", "review", "assignee"}
+                              "lock_expires_at", "review", "assignee", "lowest_quality", "confident"}
+    assert as_ann[0]["lowest_quality"] is None and as_ann[0]["confident"] is False  # no model frame scored yet
 
 
 def test_masks_endpoint_returns_the_stored_masks_by_frame_range(setup):
