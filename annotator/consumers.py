@@ -29,6 +29,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from pydantic import ValidationError
 
 from annotator import selectors, sessions
 from annotator.models import Masklet, Project, Video
@@ -207,13 +208,16 @@ class VideoStatusConsumer(ProjectConsumer):
             await self.channel_layer.group_discard(self._group, self.channel_name)
 
     async def handle(self, content: dict[str, Any]) -> None:
-        if content["type"] == "refresh":
-            videos = await self._read()
-            self._known = {video["id"]: video for video in videos}
-            await self.send_json({"type": "snapshot", "videos": videos})
-            self._wake.set()  # re-pick the poll interval: the client usually asks after an upload
-        else:
-            await super().handle(content)
+        """The one message this socket takes: ``protocol.Refresh``."""
+        try:
+            protocol.Refresh.model_validate(content)
+        except ValidationError:
+            await self.send_json({"type": "error", "error": 'This socket takes only {"type": "refresh"}.'})
+            return
+        videos = await self._read()
+        self._known = {video["id"]: video for video in videos}
+        await self.send_json({"type": "snapshot", "videos": videos})
+        self._wake.set()  # re-pick the poll interval: the client usually asks after an upload
 
     async def video_changed(self, event: dict[str, Any]) -> None:
         """Group message from ``notify_video_changed``: read now instead of at the next tick."""

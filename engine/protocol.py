@@ -4,7 +4,8 @@ optionally ``?model_version=<id>|none``, see ``Hello``), defined once: the pydan
 The models are the specification. ``parse_client_message`` checks client frames against them;
 ``python -m engine.protocol --json-schema`` writes their JSON Schema, from which the frontend build
 generates its TypeScript types (``frontend/src/generated/protocol.ts``, see docs/DECISIONS.md); the
-socket tests check every server message they receive against ``SERVER_MESSAGE``. This module is
+socket tests check every server message they receive against ``SERVER_MESSAGE``. The project page's
+video-status socket and the models page's socket are defined here too (at the end). This module is
 part of the runtime layer and imports nothing of ``annotator``.
 
 Every message, both ways, is one JSON text frame holding an object with ``"v": 1`` and a
@@ -618,6 +619,103 @@ VideoStatusMessage = Annotated[VideoSnapshot | VideoChanged | VideoRemoved | Soc
 VIDEO_STATUS_MESSAGE: TypeAdapter[Any] = TypeAdapter(VideoStatusMessage)
 
 
+
+# -- the models page's socket (/ws/projects/<slug>/models/, admins only; the page sends nothing) ---------
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class TrainingRunRow(ServerPart):
+    """A training run as the models page shows it (``loop.dashboard._run``)."""
+
+    id: int
+    status: JobState
+    trigger: str
+    progress: float = Field(description="0 to 1.")
+    loss_curve: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(
+        description="[step, loss] pairs.")
+    log: str = Field(description="The log's tail.")
+    error: str
+    base_version: int | None
+    produced_version: int | None
+    parameters: dict[str, Any]
+    masklets: int | None
+    frames: int | None
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class DashboardHello(ServerPart):
+    """On connect: the project's active training run, if any."""
+
+    type: Literal["hello"]
+    run: TrainingRunRow | None
+
+
+class RunEvent(ServerPart):
+    """A training run changed (``loop.training.broadcast``): a status, a training step, an evaluated object,
+    a log line or a promotion. Fields that do not apply are left out."""
+
+    type: Literal["run"]
+    run: int
+    status: JobState = None
+    progress: float = None
+    step: int = None
+    steps: int = None
+    loss: float = None
+    stage: str = Field(None, description="What the run is doing, e.g. `evaluating val`.")
+    done: int = Field(None, description="Objects evaluated so far in `stage`.")
+    total: int = None
+    log: str = Field(None, description="One line appended to the run's log.")
+    error: str = None
+    version: int = Field(None, description="The version the run registered.")
+    promoted: int = Field(None, description="The version promoted after the run.")
+    cancel_requested: bool = None
+
+
+class VerifierEvent(ServerPart):
+    """A training of the quality verifier changed status (``loop.verifier``)."""
+
+    type: Literal["verifier"]
+    verifier: int = Field(description="The verifier version's number.")
+    status: JobState
+    error: str
+
+
+class DownloadRow(ServerPart):
+    """A checkpoint download (``loop.downloads.as_dict``)."""
+
+    id: int
+    name: str
+    label: str
+    status: JobState
+    bytes_done: int
+    bytes_total: int | None
+    stage: str
+    error: str
+    version: int | None
+    promote: bool
+    created_at: str
+    finished_at: str | None
+
+
+class DownloadEvent(DownloadRow):
+    """A step of a checkpoint download (``loop.downloads.broadcast``): the whole row."""
+
+    type: Literal["download"]
+
+
+DashboardMessage = Annotated[DashboardHello | RunEvent | VerifierEvent | DownloadEvent | SocketError,
+                             Field(discriminator="type")]
+DASHBOARD_MESSAGE: TypeAdapter[Any] = TypeAdapter(DashboardMessage)
+
+
+def dashboard_message(event: ServerPart) -> dict[str, Any]:
+    """The frame of a models-page message: the fields that were given (``RunEvent`` leaves the rest out)."""
+    return event.model_dump(mode="json", exclude_unset=True)
+
 # -- parsing -------------------------------------------------------------------------------------------
 
 
@@ -731,20 +829,21 @@ class _NoFieldTitles(GenerateJsonSchema):
 
 
 def json_schema() -> dict[str, Any]:
-    """Every message both ways: ``ClientMessage``, ``ServerMessage``, ``VideoStatusMessage`` and ``Refresh`` (and
-    their parts) in ``$defs``."""
+    """Every message both ways: ``ClientMessage``, ``ServerMessage``, ``VideoStatusMessage``, ``DashboardMessage``
+    and ``Refresh`` (and their parts) in ``$defs``."""
     unions = {"ClientMessage": "A frame the annotation page sends.",
               "ServerMessage": "A frame the annotation socket sends.",
-              "VideoStatusMessage": "A frame the project page's video-status socket sends (it sends `refresh`)."}
-    schema = TypeAdapter(ClientMessage | ServerMessage | VideoStatusMessage | Refresh).json_schema(
+              "VideoStatusMessage": "A frame the project page's video-status socket sends (it sends `refresh`).",
+              "DashboardMessage": "A frame the models page's socket sends (the page sends nothing)."}
+    schema = TypeAdapter(ClientMessage | ServerMessage | VideoStatusMessage | DashboardMessage | Refresh).json_schema(
         schema_generator=_NoFieldTitles)
     defs = schema.pop("$defs")
     *roots, refresh = schema.pop("anyOf")
     for (name, description), root in zip(unions.items(), roots, strict=True):
         defs[name] = {**root, "title": name, "description": description}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "Message",
-            "description": f"The Masklet WebSocket protocols (engine/protocol.py): annotation v{PROTOCOL_VERSION} "
-                           f"and the project page's video status.",
+            "description": f"The Masklet WebSocket protocols (engine/protocol.py): annotation v{PROTOCOL_VERSION}, "
+                           f"the project page's video status and the models page.",
             "anyOf": [*({"$ref": f"#/$defs/{name}"} for name in unions), refresh], "$defs": defs}
 
 

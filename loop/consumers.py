@@ -11,16 +11,16 @@ from django.conf import settings
 
 from annotator.consumers import ProjectConsumer
 from annotator.permissions import Action
-from engine import channel_bridge
+from engine import channel_bridge, protocol
 from engine.models import TrainingRun
 from loop.dashboard import _run
 from loop.training import training_group
 
 
 class TrainingConsumer(ProjectConsumer):
-    """Sends ``{"type": "hello", "run": {...} | null}`` (the active run), then ``{"type": "run", ...}``
-    for every progress step, log line, status change and promotion that ``loop.training`` broadcasts,
-    and ``{"type": "download", ...}`` for each step of a checkpoint download (``loop.downloads``)."""
+    """Sends ``protocol.DashboardMessage``: ``hello`` (the active run), then ``run`` for every progress step,
+    log line, status change and promotion that ``loop.training`` broadcasts, ``verifier`` when a verifier
+    training changes status and ``download`` for each step of a checkpoint download (``loop.downloads``)."""
 
     required_action = Action.MANAGE_MODELS
 
@@ -31,7 +31,8 @@ class TrainingConsumer(ProjectConsumer):
             channel_bridge.register_server_loop(asyncio.get_running_loop())
         self._group = training_group(self.project.id)
         await self.join(self._group)
-        await self.send_json({"type": "hello", "run": await database_sync_to_async(self._active_run)()})
+        run = await database_sync_to_async(self._active_run)()
+        await self.send_json(protocol.dashboard_message(protocol.DashboardHello(type="hello", run=run)))
 
     def _active_run(self) -> dict[str, Any] | None:
         run = TrainingRun.objects.filter(project=self.project, status__in=TrainingRun.ACTIVE).first()
@@ -45,16 +46,10 @@ class TrainingConsumer(ProjectConsumer):
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(self._group, self.channel_name)
 
-    async def training_event(self, message: dict[str, Any]) -> None:
-        """Group message from ``loop.training.broadcast``; the role is checked again before relaying."""
+    async def dashboard_message(self, message: dict[str, Any]) -> None:
+        """Group message from ``loop.training.notify_dashboards``, relayed as built; the role is checked again
+        first."""
         if not await self.is_allowed():
             await self.deny()
             return
-        await self.send_json({"type": "run", **message["event"]})
-
-    async def download_event(self, message: dict[str, Any]) -> None:
-        """Group message from ``loop.downloads.broadcast``: a checkpoint download's progress."""
-        if not await self.is_allowed():
-            await self.deny()
-            return
-        await self.send_json({"type": "download", **message["event"]})
+        await self.send_json(message["message"])

@@ -25,6 +25,7 @@ from annotator.api.framework import endpoint, paginated
 from annotator.metrics import effort_by_version
 from annotator.models import MaskFrameRevision, Masklet, Project, Review
 from annotator.permissions import Action, project_permission
+from engine import protocol
 from engine.input import BadInput, error_response
 from engine.models import Evaluation, ModelDownload, ModelVersion, ModelVersionEvent, TrainingRun, VerifierVersion
 from engine.segmenters import serving_model
@@ -133,7 +134,8 @@ def _version(version: ModelVersion, evaluations: dict[int, list[Evaluation]]) ->
 
 
 def _run(run: TrainingRun) -> dict[str, Any]:
-    return {
+    """The run as the models page shows it (a ``protocol.TrainingRunRow``)."""
+    return protocol.TrainingRunRow(**{
         "id": run.pk, "status": run.status, "trigger": run.trigger, "progress": run.progress,
         "loss_curve": run.loss_curve, "log": run.log[-6000:], "error": run.error,
         "base_version": run.base_version_id, "produced_version": run.produced_version_id,
@@ -142,7 +144,7 @@ def _run(run: TrainingRun) -> dict[str, Any]:
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-    }
+    }).model_dump(mode="json")
 
 
 def _verifier(version: VerifierVersion) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from annotator.models import Project
-from engine import channel_bridge, dispatch, liveness
+from engine import dispatch, liveness, protocol
 from engine.heartbeat import JobHeartbeat
 from engine.models import ModelDownload
 from loop import fetch
-from loop.training import training_group
+from loop.training import notify_dashboards
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +39,20 @@ class DownloadRefused(Exception):
 
 
 def as_dict(download: ModelDownload) -> dict[str, Any]:
-    return {
+    """The download as the models page shows it (a ``protocol.DownloadRow``)."""
+    return protocol.DownloadRow(**{
         "id": download.pk, "name": download.name, "label": fetch.OFFICIAL[download.name].label
         if download.name in fetch.OFFICIAL else download.name, "status": download.status,
         "bytes_done": download.bytes_done, "bytes_total": download.bytes_total, "stage": download.stage,
         "error": download.error, "version": download.version_id, "promote": download.promote,
         "created_at": download.created_at.isoformat(),
         "finished_at": download.finished_at.isoformat() if download.finished_at else None,
-    }
+    }).model_dump(mode="json")
 
 
 def broadcast(download: ModelDownload) -> None:
-    """Tell the project's open dashboards (never raises: a missed update only waits for the next)."""
-    try:
-        channel_bridge.group_send_soon(training_group(download.project_id),
-                                       {"type": "download.event", "event": as_dict(download)})
-    except Exception:
-        logger.debug("could not broadcast a download event", exc_info=True)
+    """Tell the project's open models pages (never raises: a missed update only waits for the next)."""
+    notify_dashboards(download.project_id, protocol.DownloadEvent(type="download", **as_dict(download)))
 
 
 def fail_lost_downloads(project: Project) -> int:

@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from annotator import webhooks
 from annotator.models import MaskFrame, MaskFrameRevision, Masklet, Project, Split, Video
-from engine import channel_bridge, dispatch, jobs, liveness, storage
+from engine import channel_bridge, dispatch, jobs, liveness, protocol, storage
 from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 from engine.segmenters import serving_model
@@ -76,22 +76,24 @@ def training_group(project_id: int) -> str:
     return f"project-{project_id}-training"
 
 
-def broadcast(project_id: int, event: dict[str, Any]) -> None:
-    """Tell open dashboards about a run, and the project's webhooks when the run ended."""
-    if event.get("status") in (Status.DONE, Status.FAILED, Status.CANCELLED):
-        webhooks.emit(project_id, "training_run.finished", {"run": event["run"], "status": event["status"],
-                                                             "version": event.get("version"),
-                                                             "error": event.get("error", "")})
+def broadcast(project_id: int, **fields: Any) -> None:
+    """Tell open dashboards about a run (a ``protocol.RunEvent`` of ``fields``), and the project's webhooks
+    when the run ended."""
+    event = protocol.RunEvent(type="run", **fields)
+    if event.status in (Status.DONE, Status.FAILED, Status.CANCELLED):
+        webhooks.emit(project_id, "training_run.finished", {"run": event.run, "status": event.status,
+                                                             "version": event.version, "error": event.error or ""})
     notify_dashboards(project_id, event)
 
 
-def notify_dashboards(project_id: int, event: dict[str, Any]) -> None:
-    """Send ``event`` to the project's open models dashboards (never raises: a missed update only waits
-    for the next); runs and verifier trainings both tell them this way."""
+def notify_dashboards(project_id: int, message: protocol.ServerPart) -> None:
+    """Send a ``protocol.DashboardMessage`` to the project's open models pages (never raises: a missed update
+    only waits for the next); runs, verifier trainings and downloads all tell them this way."""
     try:
-        channel_bridge.group_send_soon(training_group(project_id), {"type": "training.event", "event": event})
+        channel_bridge.group_send_soon(training_group(project_id), {"type": "dashboard.message",
+                                                                    "message": protocol.dashboard_message(message)})
     except Exception:
-        logger.debug("could not broadcast a training event", exc_info=True)
+        logger.debug("could not tell the models pages", exc_info=True)
 
 
 def loop_settings(project: Project) -> LoopSettings:
@@ -229,7 +231,7 @@ def start_run(project: Project, user: Any = None, *, trigger: str = "manual",
             transaction.on_commit(lambda: dispatch.submit("loop.train_model", run.pk, queue="train"))
     except IntegrityError:
         raise RunRefused("a training run of this project is already queued or running") from None
-    broadcast(project.pk, {"run": run.pk, "status": run.status})
+    broadcast(project.pk, run=run.pk, status=run.status)
     return run
 
 
@@ -270,7 +272,7 @@ def cancel_run(run: TrainingRun) -> TrainingRun:
             run.log += _line("cancelled before it started")
             fields += ["status", "finished_at", "log"]
         run.save(update_fields=fields)
-    broadcast(run.project_id, {"run": run.pk, "status": run.status, "cancel_requested": True})
+    broadcast(run.project_id, run=run.pk, status=run.status, cancel_requested=True)
     if run.status == Status.RUNNING:
         dispatch.stop("loop.train_model", run.pk)  # embedded mode: its child process is killed, ending the run now
     return run
@@ -317,7 +319,7 @@ def _append_log(run: TrainingRun, text: str, **fields: Any) -> None:
     """Store a log line on the run and send it to open dashboards, which show the log as it grows."""
     line = _line(text)
     TrainingRun.objects.filter(pk=run.pk).update(log=Concat(F("log"), Value(line)), **fields)
-    broadcast(run.project_id, {"run": run.pk, "log": line})
+    broadcast(run.project_id, run=run.pk, log=line)
 
 
 def _fail(run_id: int, error: str, *, expect: str | None = None, detail: str = "") -> bool:
@@ -330,7 +332,7 @@ def _fail(run_id: int, error: str, *, expect: str | None = None, detail: str = "
         run.log += _line(f"FAILED: {error}") + detail
         run.save(update_fields=["status", "error", "finished_at", "log"])
     registry.remove_checkpoint_copy(checkpoint_path(run))
-    broadcast(run.project_id, {"run": run.pk, "status": run.status, "error": run.error})
+    broadcast(run.project_id, run=run.pk, status=run.status, error=run.error)
     return True
 
 
@@ -343,7 +345,7 @@ def _claim(run_id: int) -> TrainingRun | None:
     outcome, run = liveness.claim(TrainingRun, run_id, stale_after=settings.LOOP_RUN_STALE_S, cancel_requested=False)
     if outcome is liveness.Claim.CLAIMED:
         _append_log(run, f"started on {run.worker}")
-        broadcast(run.project_id, {"run": run_id, "status": Status.RUNNING, "progress": 0.0})
+        broadcast(run.project_id, run=run_id, status=Status.RUNNING, progress=0.0)
         return run
     if outcome is liveness.Claim.DUPLICATE:
         # The broker delivered the message again (visibility timeout) while its worker still runs it.
@@ -392,7 +394,7 @@ def _end_cancelled(run: TrainingRun, where: str) -> bool:
         locked.log += _line(f"cancelled {where}; nothing registered")
         locked.save(update_fields=["status", "finished_at", "log"])
     registry.remove_checkpoint_copy(checkpoint_path(run))
-    broadcast(run.project_id, {"run": run.pk, "status": Status.CANCELLED})
+    broadcast(run.project_id, run=run.pk, status=Status.CANCELLED)
     return True
 
 
@@ -431,8 +433,8 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
             _append_log(run, f"step {step}/{config.steps} loss {loss:.4f} "
                                 f"train IoU {metrics.get('train_iou', float('nan')):.3f} "
                                 f"({metrics.get('seconds', 0):.1f} s/step)")
-        broadcast(run.project_id, {"run": run.pk, "status": Status.RUNNING, "progress": progress, "step": step,
-                                   "steps": config.steps, "loss": loss})
+        broadcast(run.project_id, run=run.pk, status=Status.RUNNING, progress=progress, step=step, steps=config.steps,
+                  loss=loss)
         on_progress("train", progress)
         if TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
             cancel.set()
@@ -479,8 +481,8 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
             nonlocal progress
             progress = start + (end - start) * done / max(1, total)
             TrainingRun.objects.filter(pk=run.pk).update(progress=progress, heartbeat_at=timezone.now())
-            broadcast(run.project_id, {"run": run.pk, "status": Status.RUNNING, "progress": progress,
-                                       "stage": f"evaluating {what}", "done": done, "total": total})
+            broadcast(run.project_id, run=run.pk, status=Status.RUNNING, progress=progress, stage=f"evaluating {what}",
+                      done=done, total=total)
             on_progress("evaluate", progress)
             _stop_if_cancelled(run.pk, f"while evaluating {what} ({done} of {total} objects measured)")
         return on_object
@@ -525,7 +527,7 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
         locked.finished_at = timezone.now()
         locked.log += _line(f"registered candidate {version.name} (version {version.pk})")
         locked.save(update_fields=["status", "produced_version", "progress", "finished_at", "log"])
-    broadcast(run.project_id, {"run": run.pk, "status": Status.DONE, "progress": 1.0, "version": version.pk})
+    broadcast(run.project_id, run=run.pk, status=Status.DONE, progress=1.0, version=version.pk)
     if candidate_summary is not None:
         maybe_auto_promote(version, candidate_summary, production_summary, run)
     return Status.DONE
@@ -566,7 +568,7 @@ def maybe_auto_promote(version: ModelVersion, candidate: dict[str, Any], product
         _append_log(run, f"not promoted: {error}")
         return False
     _append_log(run, f"promoted to production automatically: {why}")
-    broadcast(run.project_id, {"run": run.pk, "promoted": version.pk})
+    broadcast(run.project_id, run=run.pk, promoted=version.pk)
     return True
 
 

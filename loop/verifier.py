@@ -37,7 +37,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotator.models import MaskFrameRevision, Masklet, MaskSource, Project, Review
-from engine import dispatch, jobs, liveness
+from engine import dispatch, jobs, liveness, protocol
 from engine.heartbeat import JobHeartbeat
 from engine.models import VerifierVersion
 from engine.verifier import NOT_SIGNALS, vector
@@ -71,8 +71,8 @@ class Labelled:
 
 
 def _broadcast(version: VerifierVersion) -> None:
-    notify_dashboards(version.project_id,
-                      {"verifier": version.number, "status": version.status, "error": version.error})
+    notify_dashboards(version.project_id, protocol.VerifierEvent(type="verifier", verifier=version.number,
+                                                                 status=version.status, error=version.error))
 
 
 # -- labels ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 import { barChart, lineChart, PALETTE, Series, stackedBars } from "./dashboard/charts";
 import { type ApiError, formatWhen } from "./api";
+import type { DashboardMessage, DownloadEvent, RunEvent, TrainingRunRow } from "./generated/protocol";
 import { ReconnectingSocket } from "./socket";
 
 interface Evaluation {
@@ -14,11 +15,9 @@ interface Version {
   id: number; name: string; status: string; config: string; image_size: number; checkpoint: string;
   parent: number | null; created_at: string; evaluation: Evaluation | null;
 }
-interface Run {
-  id: number; status: string; trigger: string; progress: number; loss_curve: Array<[number, number]>; log: string;
-  error: string; produced_version: number | null; masklets: number | null; frames: number | null;
-  parameters: Record<string, unknown>; cancel_requested: boolean; created_at: string; finished_at: string | null;
-}
+// Runs and downloads are what the socket sends too (engine/protocol.py).
+type Run = TrainingRunRow;
+type Download = Omit<DownloadEvent, "type">;
 interface EffortRow {
   version: number | null; name: string; active_seconds_per_frame: number | null;
   clicks_per_clicked_frame: number | null; edited_frame_share: number | null; annotated_frames: number;
@@ -30,10 +29,6 @@ interface Verifier {
   number: number; status: string; trigger: string; active: boolean; auroc: number | null;
   backend_auroc: number | null; trained_frames: number; heldout_frames: number; bad_frames: number; error: string;
   created_at: string; finished_at: string | null;
-}
-interface Download {
-  id: number; name: string; label: string; status: string; bytes_done: number; bytes_total: number | null;
-  stage: string; error: string; version: number | null; promote: boolean;
 }
 // Whether a button's action is possible now and, if not, why: loop.dashboard.allowed_actions, the same
 // rule the endpoint refuses by.
@@ -55,9 +50,6 @@ interface State {
   loop: { enabled: boolean; min_new_masklets: number; min_hours: number; auto_promote: boolean;
     promote_margin: number; steps: number; new_masklets: number };
 }
-type DownloadEvent = Download & { type: "download" };
-type RunEvent = { type: "run"; run?: number; verifier?: number; status?: string; progress?: number; step?: number; steps?: number;
-  loss?: number; error?: string; promoted?: number; stage?: string; done?: number; total?: number; log?: string };
 
 const root = document.getElementById("dashboard") as HTMLElement;
 const csrf = (root.querySelector("input[name=csrfmiddlewaretoken]") as HTMLInputElement).value;
@@ -345,11 +337,11 @@ function render(event?: RunEvent): void {
 }
 
 function onEvent(event: unknown): void {
-  const data = event as RunEvent | DownloadEvent | { type: "hello" };
+  const data = event as DashboardMessage;
   if (data.type === "hello") root.dataset.live = "1";  // following runs and downloads from now on
   if (data.type === "download") { onDownload(data); return; }
+  if (data.type === "verifier") { void refresh(); return; }  // a verifier training changed status
   if (data.type !== "run") return;
-  if (data.verifier !== undefined) { void refresh(); return; }  // a verifier training changed status
   if (data.log !== undefined) {  // one line of the run's log, as it is stored
     if (state.active_run && state.active_run.id === data.run) {
       state.active_run.log += data.log;

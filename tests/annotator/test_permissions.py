@@ -565,6 +565,28 @@ def test_websocket_rechecks_membership_on_every_message(world, monkeypatch):
     assert closed == {"type": "websocket.close", "code": 4403}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_video_status_socket_parses_refresh_through_the_protocol(world, monkeypatch):
+    monkeypatch.setattr(VideoStatusConsumer, "idle_interval", 60.0)
+
+    async def run() -> list[Any]:
+        path = f"/ws/projects/{world.project.slug}/videos/"
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        communicator.scope["user"] = world.users["annotator"]
+        assert (await communicator.connect(timeout=5))[0]
+        await communicator.receive_json_from(timeout=5)  # snapshot
+        replies = []
+        for message in ({"type": "refresh", "all": True}, {"type": "fly"}, {"type": "refresh"}):
+            await communicator.send_json_to(message)
+            replies.append(await communicator.receive_json_from(timeout=5))
+        await communicator.disconnect()
+        return replies
+
+    extra, unknown, refreshed = (protocol.VIDEO_STATUS_MESSAGE.validate_python(r) for r in async_to_sync(run)())
+    assert extra.error == unknown.error == 'This socket takes only {"type": "refresh"}.'
+    assert refreshed.type == "snapshot"  # the refusals left the socket open
+
+
 def test_one_role_lookup_answers_pages_services_and_sockets_alike(make_user, make_project):
     """``roles_by_project`` is the one role lookup: ``role_of`` and the socket's per-message check
     read it, so a role change is seen by all of them at once."""

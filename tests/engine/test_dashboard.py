@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from pydantic import ValidationError
 
-from annotator.models import Membership, Role
-from engine.models import Evaluation, ModelDownload, ModelVersion, TrainingRun
-from loop import dashboard, fetch, registry, training
+from annotator.models import Membership, Project, Role
+from engine.models import Evaluation, ModelDownload, ModelVersion, TrainingRun, VerifierVersion
+from engine.protocol import DASHBOARD_MESSAGE
+from loop import dashboard, downloads, fetch, registry, training, verifier
 from loop.loop_demo import random_checkpoint
 from loop.routing import websocket_urlpatterns
 
@@ -267,18 +270,47 @@ def test_the_socket_relays_run_events_to_admins_only(loop_project):
         socket.scope["user"] = admin
         connected, _ = await socket.connect(timeout=5)
         assert connected
-        assert await socket.receive_json_from(timeout=5) == {"type": "hello", "run": None}
+        hello = await socket.receive_json_from(timeout=5)
+        assert DASHBOARD_MESSAGE.validate_python(hello) and hello == {"type": "hello", "run": None}
         await get_channel_layer().group_send(training.training_group(project.id), {
-            "type": "training.event", "event": {"run": 7, "status": "running", "step": 3, "loss": 1.5}})
+            "type": "dashboard.message", "message": {"type": "run", "run": 7, "status": "running", "step": 3,
+                                                     "loss": 1.5}})
         message = await socket.receive_json_from(timeout=5)
         assert message == {"type": "run", "run": 7, "status": "running", "step": 3, "loss": 1.5}
+        await socket.disconnect()
+        run = await database_sync_to_async(TrainingRun.objects.create)(project=project, status="running",
+                                                                         loss_curve=[[1, 2.5]])
+        socket = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        socket.scope["user"] = admin
+        assert (await socket.connect(timeout=5))[0]
+        hello = DASHBOARD_MESSAGE.validate_python(await socket.receive_json_from(timeout=5))
+        assert (hello.run.id, hello.run.status, hello.run.loss_curve) == (run.pk, "running", [[1, 2.5]])
         await socket.disconnect()
 
     async_to_sync(scenario)()
 
 
-def test_broadcast_goes_to_the_project_group(monkeypatch):
+def test_broadcast_goes_to_the_project_group_as_a_protocol_message(monkeypatch):
     sent = []
     monkeypatch.setattr("engine.channel_bridge.group_send_soon", lambda group, event: sent.append((group, event)))
-    training.broadcast(5, {"run": 1, "progress": 0.5})
-    assert sent == [("project-5-training", {"type": "training.event", "event": {"run": 1, "progress": 0.5}})]
+    training.broadcast(5, run=1, progress=0.5)
+    assert sent == [("project-5-training", {"type": "dashboard.message",
+                                            "message": {"type": "run", "run": 1, "progress": 0.5}})]
+    with pytest.raises(ValidationError):  # a field the protocol does not define never leaves the server
+        training.broadcast(5, run=1, progess=0.5)
+    with pytest.raises(ValidationError):
+        training.broadcast(5, run=1, status="finished")
+    assert len(sent) == 1
+
+
+@pytest.mark.django_db
+def test_downloads_and_verifier_trainings_tell_the_page_in_protocol_messages(monkeypatch):
+    sent = []
+    monkeypatch.setattr("engine.channel_bridge.group_send_soon", lambda group, event: sent.append(event["message"]))
+    project = Project.objects.create(name="p", slug="p")
+    downloads.broadcast(ModelDownload.objects.create(project=project, name="sam2.1_hiera_tiny", status="running",
+                                                     bytes_done=5))
+    verifier._broadcast(VerifierVersion.objects.create(project=project, number=1, status="failed", error="too few"))
+    assert [DASHBOARD_MESSAGE.validate_python(message).type for message in sent] == ["download", "verifier"]
+    assert (sent[0]["bytes_done"], sent[0]["label"]) == (5, fetch.OFFICIAL["sam2.1_hiera_tiny"].label)
+    assert sent[1] == {"type": "verifier", "verifier": 1, "status": "failed", "error": "too few"}

@@ -19,6 +19,7 @@ from django.conf import settings
 from annotator.models import Membership, Role
 from engine import channel_bridge
 from engine.models import TrainingRun
+from engine.protocol import DASHBOARD_MESSAGE
 from loop import training
 from loop.routing import websocket_urlpatterns
 
@@ -51,7 +52,7 @@ def test_a_runs_progress_and_log_lines_reach_the_dashboard_socket_as_they_happen
     run_id, events = async_to_sync(scenario)()
     run = TrainingRun.objects.get(pk=run_id)
     assert run.status == "done", run.log
-    assert all(e["type"] == "run" and e["run"] == run_id for e in events)
+    assert all(DASHBOARD_MESSAGE.validate_python(e).type == "run" and e["run"] == run_id for e in events)
     assert [e["step"] for e in events if "step" in e] == [1, 2]
     lines = [e["log"] for e in events if "log" in e]
     stored = run.log.splitlines(keepends=True)

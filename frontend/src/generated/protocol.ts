@@ -1,9 +1,9 @@
 /* Generated from engine/protocol.py (its JSON Schema, protocol.schema.json) by npm run protocol: do not edit. */
 
 /**
- * The Masklet WebSocket protocols (engine/protocol.py): annotation v1 and the project page's video status.
+ * The Masklet WebSocket protocols (engine/protocol.py): annotation v1, the project page's video status and the models page.
  */
-export type Message = ClientMessage | ServerMessage | VideoStatusMessage | Refresh;
+export type Message = ClientMessage | ServerMessage | VideoStatusMessage | DashboardMessage | Refresh;
 /**
  * A frame the annotation page sends.
  */
@@ -41,6 +41,10 @@ export type ServerMessage =
  * A frame the project page's video-status socket sends (it sends `refresh`).
  */
 export type VideoStatusMessage = VideoSnapshot | VideoChanged | VideoRemoved | SocketError;
+/**
+ * A frame the models page's socket sends (the page sends nothing).
+ */
+export type DashboardMessage = DashboardHello | RunEvent | VerifierEvent | DownloadEvent | SocketError;
 
 /**
  * (C) Renews my locks; answered by `pong`.
@@ -590,6 +594,111 @@ export interface VideoRemoved {
 export interface SocketError {
   error: string;
   type: "error";
+}
+/**
+ * On connect: the project's active training run, if any.
+ */
+export interface DashboardHello {
+  run: TrainingRunRow | null;
+  type: "hello";
+}
+/**
+ * A training run as the models page shows it (``loop.dashboard._run``).
+ */
+export interface TrainingRunRow {
+  base_version: number | null;
+  cancel_requested: boolean;
+  created_at: string;
+  error: string;
+  finished_at: string | null;
+  frames: number | null;
+  id: number;
+  /**
+   * The log's tail.
+   */
+  log: string;
+  /**
+   * [step, loss] pairs.
+   */
+  loss_curve: [number, number][];
+  masklets: number | null;
+  parameters: {
+    [k: string]: unknown;
+  };
+  produced_version: number | null;
+  /**
+   * 0 to 1.
+   */
+  progress: number;
+  started_at: string | null;
+  status: "queued" | "running" | "done" | "failed" | "cancelled";
+  trigger: string;
+}
+/**
+ * A training run changed (``loop.training.broadcast``): a status, a training step, an evaluated object,
+ * a log line or a promotion. Fields that do not apply are left out.
+ */
+export interface RunEvent {
+  cancel_requested?: boolean;
+  /**
+   * Objects evaluated so far in `stage`.
+   */
+  done?: number;
+  error?: string;
+  /**
+   * One line appended to the run's log.
+   */
+  log?: string;
+  loss?: number;
+  progress?: number;
+  /**
+   * The version promoted after the run.
+   */
+  promoted?: number;
+  run: number;
+  /**
+   * What the run is doing, e.g. `evaluating val`.
+   */
+  stage?: string;
+  status?: "queued" | "running" | "done" | "failed" | "cancelled";
+  step?: number;
+  steps?: number;
+  total?: number;
+  type: "run";
+  /**
+   * The version the run registered.
+   */
+  version?: number;
+}
+/**
+ * A training of the quality verifier changed status (``loop.verifier``).
+ */
+export interface VerifierEvent {
+  error: string;
+  status: "queued" | "running" | "done" | "failed" | "cancelled";
+  type: "verifier";
+  /**
+   * The verifier version's number.
+   */
+  verifier: number;
+}
+/**
+ * A step of a checkpoint download (``loop.downloads.broadcast``): the whole row.
+ */
+export interface DownloadEvent {
+  bytes_done: number;
+  bytes_total: number | null;
+  created_at: string;
+  error: string;
+  finished_at: string | null;
+  id: number;
+  label: string;
+  name: string;
+  promote: boolean;
+  stage: string;
+  status: "queued" | "running" | "done" | "failed" | "cancelled";
+  type: "download";
+  version: number | null;
 }
 /**
  * Client -> server: send a new snapshot.
