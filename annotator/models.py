@@ -137,6 +137,23 @@ class Video(models.Model):
         return list(range(0, self.frame_count, self.stride))
 
 
+class IngestJob(Job):
+    """One attempt to ingest a video, run on the ``cpu`` queue (or in the CLI) through ``engine.liveness``.
+
+    The video's ``status`` is the view people see; ``annotator.services.videos`` sets it from this
+    job's transitions (claimed: ingesting; ended: ready or failed), so a lost ingest is recovered by
+    the same routines as every other job and its video is failed with the reason.
+    """
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="ingest_jobs")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"ingest of video {self.video_id} ({self.status})"
+
+
 class MaskletType(models.TextChoices):
     MANUAL = "manual", "Manual"
     AUTO = "auto", "Auto"

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from annotator import sessions
-from annotator.models import Video
+from annotator.models import IngestJob, Video
 from annotator.services import videos
 from engine import workers  # noqa: F401  (connects the GPU workers' own-queue and heartbeat signals)
 
@@ -15,20 +15,29 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="annotator.ingest_video")
-def ingest_video(video_id: int) -> str:
-    """Ingest one video; returns its final status. Send it with ``submit(ingest_video, id, queue="cpu")``.
+def ingest_video(job_id: int) -> str:
+    """Run one ``IngestJob``; returns its video's status. Sent with ``submit(ingest_video, job_id, queue="cpu")``.
 
     The queue is chosen by the sender (``cpu``, also the default queue): the task-level ``queue``
     attribute is deprecated in Celery 5 in favour of ``task_routes``.
 
     The service never raises for a bad file (it stores the reason), so a retry would not help and
-    none is configured. A video deleted before the task ran is logged and skipped.
+    none is configured. A video deleted before the task ran (its job with it) is logged and skipped.
     """
     try:
-        return videos.ingest_video(video_id).status
-    except Video.DoesNotExist:
-        logger.warning("ingest of video %s skipped: it no longer exists", video_id)
+        return videos.run_ingest(job_id).status
+    except (IngestJob.DoesNotExist, Video.DoesNotExist):
+        logger.warning("ingest job %s skipped: its video no longer exists", job_id)
         return "missing"
+
+
+@shared_task(name="annotator.recover_ingests")
+def recover_ingests() -> list[int]:
+    """The periodic job: fail the ingests whose worker is gone (``videos.recover_lost_ingests``)."""
+    failed = videos.recover_lost_ingests()
+    if failed:
+        logger.warning("ingest jobs lost with their worker, marked failed: %s", failed)
+    return failed
 
 
 @shared_task(name="annotator.session_message", acks_late=True, ignore_result=True)

@@ -364,6 +364,8 @@ CELERY_BEAT_SCHEDULE = {
                                    "options": {"queue": "cpu"}},
     "masklet-dataset-jobs-tick": {"task": "annotator.recover_dataset_jobs", "schedule": LOOP_TICK_SECONDS,
                                   "options": {"queue": "cpu"}},
+    "masklet-ingests-tick": {"task": "annotator.recover_ingests", "schedule": LOOP_TICK_SECONDS,
+                             "options": {"queue": "cpu"}},
     "masklet-webhooks-tick": {"task": "annotator.webhooks_tick", "schedule": WEBHOOK_TICK_S,
                               "options": {"queue": "cpu"}},
 }

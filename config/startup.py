@@ -20,6 +20,7 @@ from django.db import DatabaseError
 
 from annotator.automasks.runs import recover_after_restart as recover_auto_masklets
 from annotator.datasets.jobs import recover_after_restart as recover_dataset_jobs
+from annotator.services.videos import recover_ingests_after_restart as recover_ingests
 from config.celery import app
 from engine.dispatch import submit
 from loop.training import recover_after_restart as recover_training
@@ -29,13 +30,13 @@ logger = logging.getLogger(__name__)
 
 
 def recover_after_restart() -> dict[str, list[int]]:
-    """Embedded mode, when the server starts: fail at once the training, auto-masklet, verifier and dataset
-    jobs its previous process left queued or running (their child processes died with it), so Start is not
+    """Embedded mode, when the server starts: fail at once the training, auto-masklet, verifier, dataset
+    and ingest jobs its previous process left queued or running (their child processes died with it), so Start is not
     blocked."""
     try:
         failed = {"training": recover_training(), "auto_masklets": recover_auto_masklets(),
                   "verifiers": recover_verifiers(older_than_s=0),
-                  "dataset_jobs": recover_dataset_jobs()}
+                  "dataset_jobs": recover_dataset_jobs(), "ingests": recover_ingests()}
     except DatabaseError:  # no tables yet (before the first migrate): nothing was left behind
         logger.warning("could not look for runs left by a previous server", exc_info=True)
         return {}

@@ -2,8 +2,9 @@
 
 Flow (ARCHITECTURE.md, flow 1): ``create_video_from_upload`` / ``create_video_from_path`` check
 the size, store the original in the media storage (``engine.storage``) with a generated name and
-create the ``Video``; after the transaction commits, ``ingest_video`` runs on the ``cpu`` queue: probe, then decode the
-stream once and write every ``stride``-th native frame as ``{native_index:05d}.jpg``.
+create the ``Video`` with an ``IngestJob``; after the transaction commits, ``run_ingest`` runs that job on the ``cpu``
+queue (``ingest_video`` runs one in this process: the CLI, the demo, dataset import): probe, then decode the stream once
+and write every ``stride``-th native frame as ``{native_index:05d}.jpg``.
 
 Rules, one place each:
 
@@ -23,6 +24,11 @@ Rules, one place each:
   readers see either the old frames or the new ones, never half a set. A failed re-ingest leaves
   the previous frames where they were (the video is ``failed`` with the reason); a killed
   worker's temporary folder is removed by the next ingest of that video.
+- **Lifecycle**: each attempt is an ``IngestJob`` run through ``engine.liveness`` like every job
+  (claim, heartbeat, finish, recovery of lost ones by ``recover_lost_ingests`` and, in embedded mode,
+  ``recover_ingests_after_restart``). The video's ``status`` is the people-facing view of its latest
+  job, set only from the job's transitions: queued -> uploaded, claimed -> ingesting, ended ->
+  ready or failed (``_end_ingest``, which writes nothing when the job had already ended).
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 
 from annotator import webhooks
-from annotator.models import AutoMaskletRun, Project, Video
-from engine import dispatch, storage
+from annotator.models import AutoMaskletRun, IngestJob, Project, Video
+from engine import dispatch, liveness, storage
+from engine.heartbeat import JobHeartbeat
+from engine.models import JobStatus
 from engine.safe_paths import MAX_NAME_LENGTH, UnsafePath, check_name, clean_name, public_text
 from engine.storage import VideoFrames
 
@@ -174,8 +182,7 @@ def _create_video(project: Project, content: File, *, size: int, user, name: str
         with transaction.atomic():
             _save_with_unique_name(video, name)
             if schedule_ingest:
-                video_id = video.id
-                transaction.on_commit(lambda: _schedule_ingest(video_id))
+                _queue_ingest(video)
     except BaseException:
         try:
             video.original.delete(save=False)
@@ -185,16 +192,23 @@ def _create_video(project: Project, content: File, *, size: int, user, name: str
     return video
 
 
-def _schedule_ingest(video_id: int) -> None:
-    """Queue the ingest. If the broker is down the row is committed already: mark it failed, don't raise."""
+def _queue_ingest(video: Video) -> IngestJob:
+    """In the caller's transaction: a queued ingest job for ``video`` (which shows ``uploaded``), sent
+    to the ``cpu`` queue once the transaction commits."""
+    job = IngestJob.objects.create(video=video)
+    _update(video, status=Video.Status.UPLOADED, progress=0.0, failure_reason="")
+    transaction.on_commit(lambda: _schedule_ingest(job))
+    return job
+
+
+def _schedule_ingest(job: IngestJob) -> None:
+    """Queue the ingest. If the broker is down the rows are committed already: fail the job, don't raise."""
     try:
-        dispatch.submit("annotator.ingest_video", video_id, queue="cpu")
+        dispatch.submit("annotator.ingest_video", job.pk, queue="cpu")
     except Exception:
-        logger.exception("could not queue the ingest of video %s", video_id)
-        Video.objects.filter(pk=video_id).update(
-            status=Video.Status.FAILED,
-            failure_reason="the ingest could not be queued (the task queue is unavailable); upload it again later",
-        )
+        logger.exception("could not queue the ingest of video %s", job.video_id)
+        _end_ingest(job, JobStatus.FAILED,
+                    "the ingest could not be queued (the task queue is unavailable); upload it again later")
 
 
 def _save_with_unique_name(video: Video, base: str) -> None:
@@ -342,16 +356,49 @@ def annotation_stride(fps: float, annotation_fps: int) -> int:
 
 
 def ingest_video(video_id: int, progress_callback: ProgressCallback | None = None) -> Video:
-    """Decode the video's frames at the annotation stride and mark it ready, or failed with a reason.
+    """Ingest the video in this process (the CLI, the demo, dataset import): a new job, claimed at once.
+
+    Never raises for a bad file or an I/O error (the reason is stored); ``Video.DoesNotExist`` propagates.
+    """
+    job = IngestJob.objects.create(video=Video.objects.get(pk=video_id))
+    return run_ingest(job.pk, progress_callback)
+
+
+def run_ingest(job_id: int, progress_callback: ProgressCallback | None = None) -> Video:
+    """Claim ingest job ``job_id`` and decode its video's frames under a heartbeat; the video ends ready,
+    or failed with a reason.
 
     Never raises for a bad file or an I/O error (the reason is stored, the traceback logged), so a
-    worker survives any input; ``Video.DoesNotExist`` propagates. Re-ingesting a ready video
-    replaces its frames atomically. While ingesting, ``fps``/``width``/``height``/``stride``/
-    ``frame_count`` hold the container's claim (so progress can be shown in frames); once ready,
-    ``frame_count`` is the number of frames decoded.
+    worker survives any input; ``IngestJob.DoesNotExist`` propagates (the video was deleted). A job
+    another worker runs is left to it; one whose worker is gone (a redelivery) is failed. Re-ingesting
+    a ready video replaces its frames atomically. While ingesting, ``fps``/``width``/``height``/
+    ``stride``/``frame_count`` hold the container's claim (so progress can be shown in frames); once
+    ready, ``frame_count`` is the number of frames decoded.
     """
-    video = Video.objects.select_related("project").get(pk=video_id)
-    _update(video, status=Video.Status.INGESTING, progress=0.0, failure_reason="")
+    outcome, job = liveness.claim(IngestJob, job_id, stale_after=settings.LOOP_RUN_STALE_S)
+    if job is None:
+        raise IngestJob.DoesNotExist(f"ingest job {job_id}")
+    if outcome is liveness.Claim.LOST:
+        _end_ingest(job, JobStatus.FAILED, "the ingest was lost: its worker stopped; retry it")
+    if outcome is not liveness.Claim.CLAIMED:
+        return Video.objects.get(pk=job.video_id)
+    job = IngestJob.objects.select_related("video__project").get(pk=job_id)
+    _update(job.video, status=Video.Status.INGESTING, progress=0.0, failure_reason="")
+    with JobHeartbeat(IngestJob.objects.filter(pk=job_id, status=JobStatus.RUNNING), settings.LOOP_HEARTBEAT_S,
+                      f"ingest-{job_id}"):
+        try:
+            _end_ingest(job, JobStatus.DONE, **_ingest(job.video, progress_callback))
+        except IngestFailed as exc:
+            _end_ingest(job, JobStatus.FAILED, str(exc))
+    return Video.objects.get(pk=job.video_id)
+
+
+class IngestFailed(Exception):
+    """Why an ingest failed, for the person who uploaded the file (no traceback, no server paths)."""
+
+
+def _ingest(video: Video, progress_callback: ProgressCallback | None) -> dict:
+    """Probe, decode and publish the frames; returns the ready video's fields or raises ``IngestFailed``."""
     frames = VideoFrames(video.id)
     # Decoded next to the frames folder (one file system: the publish is a rename), or on the cache's disk.
     scratch = frames.folder.parent if frames.folder is not None else Path(settings.CACHE_ROOT) / "ingest"
@@ -372,25 +419,61 @@ def ingest_video(video_id: int, progress_callback: ProgressCallback | None = Non
         frames.publish(temp_dir)
     except VideoInvalid as exc:
         logger.info("video %s (%s) rejected: %s", video.id, video.name, exc)
-        return _fail(video, str(exc))
+        raise IngestFailed(str(exc)) from None
     except storage.MissingObject:
-        return _fail(video, "the video file is missing from storage")
+        raise IngestFailed("the video file is missing from storage") from None
     except storage.StorageError as exc:
         logger.warning("ingest of video %s failed on the storage: %s", video.id, exc)
-        return _fail(video, f"the storage failed, try again: {exc}")
+        raise IngestFailed(f"the storage failed, try again: {exc}") from None
     except OSError as exc:
         logger.exception("ingest of video %s failed on a file operation", video.id)
-        return _fail(video, f"could not write the frames: {exc.strerror or exc}")
+        raise IngestFailed(f"could not write the frames: {exc.strerror or exc}") from None
     except Exception as exc:  # the worker must survive any input; details go to the log
         logger.exception("ingest of video %s failed", video.id)
-        return _fail(video, f"the video could not be decoded ({exc.__class__.__name__}); see the worker log")
+        raise IngestFailed(f"the video could not be decoded ({exc.__class__.__name__}); see the worker log") from None
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
-    _update(video, status=Video.Status.READY, progress=1.0, failure_reason="", frame_count=decoded,
-            duration=decoded / info.fps, width=width, height=height, annotated_frame_count=written)
     logger.info("video %s (%s) ready: %d frames, %d annotated (stride %d)", video.id, video.name, decoded, written,
                 stride)
-    return video
+    return {"frame_count": decoded, "duration": decoded / info.fps, "width": width, "height": height,
+            "annotated_frame_count": written}
+
+
+def _end_ingest(job: IngestJob, status: str, reason: str = "", **ready: object) -> bool:
+    """End the ingest job and show its end on the video (ready, or failed with ``reason``), once.
+
+    The one place a video's ingest ends: when the job had ended already (recovered as lost while this
+    worker still ran, say) the video keeps what that end said and False is returned.
+    """
+    reason = " ".join(public_text(reason).split())[:500]  # one line, bounded, no server folders
+    video = Video.objects.select_related("project").get(pk=job.video_id)
+    if not liveness.finish(IngestJob, job.pk, status, progress=1.0 if status == JobStatus.DONE else 0.0,
+                           error=reason):
+        return False
+    if status == JobStatus.DONE:
+        _update(video, status=Video.Status.READY, progress=1.0, failure_reason="", **ready)
+    else:
+        _update(video, status=Video.Status.FAILED, failure_reason=reason, progress=0.0, annotated_frame_count=None)
+    return True
+
+
+def recover_lost_ingests(*, stale_after: float | None = None,
+                         queued_after: float = liveness.QUEUED_LOST_S) -> list[int]:
+    """Fail the ingests whose worker is gone (the periodic tick); returns their job ids: running ones
+    with no heartbeat for ``stale_after`` s (``MASKLET_LOOP_RUN_STALE_S``), queued ones older than ``queued_after``."""
+    stale_after = settings.LOOP_RUN_STALE_S if stale_after is None else stale_after
+    lost = liveness.lost_runs(IngestJob.objects.filter(status=JobStatus.RUNNING), stale_after=stale_after)
+    return _fail_lost(lost + liveness.lost_queued(IngestJob.objects.all(), "cpu", queued_after))
+
+
+def recover_ingests_after_restart() -> list[int]:
+    """Embedded mode, when the server starts: fail the ingests its previous process left behind."""
+    return _fail_lost(liveness.orphans_at_start(IngestJob.objects.filter(status__in=IngestJob.ACTIVE)))
+
+
+def _fail_lost(lost: list[tuple[IngestJob, str]]) -> list[int]:
+    return [job.pk for job, reason in lost
+            if _end_ingest(job, JobStatus.FAILED, f"the ingest was lost ({reason}); retry it")]
 
 
 def _remove_stale_temp_dirs(frames_root: Path, video_id: int) -> None:
@@ -484,12 +567,6 @@ def _update(video: Video, **fields) -> None:
             "video": video.pk, "name": video.name, "status": video.status, "failure_reason": video.failure_reason})
 
 
-def _fail(video: Video, reason: str) -> Video:
-    reason = " ".join(public_text(reason).split())[:500]  # one line, bounded, no server folders
-    _update(video, status=Video.Status.FAILED, failure_reason=reason, progress=0.0, annotated_frame_count=None)
-    return video
-
-
 # -- deleting and retrying ----------------------------------------------------------------------
 
 
@@ -534,6 +611,5 @@ def retry_ingest(video: Video) -> Video:
             stored = bool(row.original) and row.original.storage.exists(row.original.name)
         if not stored:
             raise VideoRejected(f"The uploaded file of {row.name} is gone: delete it and upload the file again.")
-        _update(row, status=Video.Status.UPLOADED, progress=0.0, failure_reason="")
-        transaction.on_commit(lambda: _schedule_ingest(row.id))
+        _queue_ingest(row)
     return row

@@ -22,7 +22,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
 
-from annotator.models import Video
+from annotator.models import IngestJob, Video
 from annotator.services.videos import create_video_from_path, create_video_from_upload
 from annotator.tasks import ingest_video as ingest_task
 from engine.dispatch import submit
@@ -69,11 +69,14 @@ def test_embedded_submit_runs_ingest_on_the_in_process_pool(project, data_dir, t
     video = create_video_from_path(project, tiny_video, schedule_ingest=False)
     caplog.set_level(logging.INFO, logger="annotator.services.videos")
 
-    future = submit(ingest_task, video.id, queue="cpu")
+    job = IngestJob.objects.create(video=video)
+    future = submit(ingest_task, job.pk, queue="cpu")
 
     assert future.result(timeout=60) == Video.Status.READY
     video.refresh_from_db()
     assert (video.status, video.stride, video.annotated_frame_count) == (Video.Status.READY, 4, 6)
+    job.refresh_from_db()
+    assert (job.status, job.progress) == (IngestJob.Status.DONE, 1.0) and job.worker and job.finished_at
     ready_logs = [r for r in caplog.records if "ready" in r.getMessage()]
     assert ready_logs and ready_logs[0].threadName.startswith("masklet-cpu")
 
@@ -120,7 +123,8 @@ def test_services_celery_worker_ingests_from_the_cpu_queue(project, data_dir, ti
         )
     try:
         video = create_video_from_path(project, tiny_video, schedule_ingest=False)
-        result = submit(ingest_task, video.id, queue="cpu")
+        job = IngestJob.objects.create(video=video)
+        result = submit(ingest_task, job.pk, queue="cpu")
         video = wait_until_done(video, timeout=120, worker=worker)
         assert video.status == Video.Status.READY, video.failure_reason
         assert result.get(timeout=30) == Video.Status.READY

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from annotator.models import MaskFrame, Masklet, Review, Role, Video, VideoAssignment
 from annotator.services.masks import MaskWrite, save_mask_frames
-from annotator.services.videos import ingest_video
+from annotator.services.videos import ingest_video, recover_lost_ingests, run_ingest
 from segmentation.masks import encode_rle
 
 
@@ -57,14 +57,14 @@ def test_a_failed_ingest_is_retried_from_the_stored_file(team, tmp_path, make_mp
     client = Client()
     client.force_login(ann)
     video = Video.objects.get(pk=_upload(client, project, make_mp4(tmp_path / "w.mp4")).json()["id"])
-    Video.objects.filter(pk=video.pk).update(status=Video.Status.FAILED, failure_reason="the worker was lost")
+    assert recover_lost_ingests(queued_after=0) == [video.ingest_jobs.get().pk]  # its worker was lost
     with django_capture_on_commit_callbacks(execute=False) as queued:
         response = client.post(reverse("video-retry", args=[project.slug, video.id]), follow=True)
     assert "Ingest of walk started again" in response.content.decode()
     video.refresh_from_db()
     assert (video.status, video.failure_reason) == ("uploaded", "")
     assert len(queued) == 1  # the ingest is queued once the retry commits
-    ingest_video(video.id)
+    run_ingest(video.ingest_jobs.get(status="queued").pk)
     video.refresh_from_db()
     assert video.status == "ready"
     refused = client.post(reverse("video-retry", args=[project.slug, video.id]), follow=True)

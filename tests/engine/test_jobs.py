@@ -173,7 +173,8 @@ def test_a_restarted_server_fails_the_runs_its_previous_process_left_at_once(adm
     AutoMaskletRun.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(days=1))
 
     failed = startup.recover_after_restart()
-    assert failed == {"training": [lost.pk], "auto_masklets": [queued.pk], "verifiers": [], "dataset_jobs": []}
+    assert failed == {"training": [lost.pk], "auto_masklets": [queued.pk], "verifiers": [], "dataset_jobs": [],
+                      "ingests": []}
     lost.refresh_from_db()
     assert lost.status == "failed"
     assert lost.error == f"the run was lost: worker restarted: its process ({lost.worker}) is gone"
