@@ -16,6 +16,10 @@ ends, once). A dead worker cannot end its job, so others fail it:
   its queues in its memory, so a running run whose process is gone and a run queued before this
   server started will never end by themselves: they are failed at once.
 
+Cancel is part of it: ``request_cancel`` ends a queued job at once and flags a running one; the
+running job sees the flag (``cancel_requested``, read at its own safe points) and ends itself
+``cancelled`` through ``finish``.
+
 What failing a run means (its log, files, broadcasts) is each kind of run's own business.
 """
 
@@ -140,3 +144,17 @@ def finish(model: type[Model], job_id: int, status: str, **fields: Any) -> bool:
         raise ValueError(f"a job ends done, failed or cancelled, not {status!r}")
     return bool(model.objects.filter(pk=job_id, status__in=model.ACTIVE).update(
         status=status, finished_at=timezone.now(), **fields))
+
+
+def request_cancel(model: type[Model], job_id: int) -> bool:
+    """Ask job ``job_id`` to stop: a queued one ends ``cancelled`` at once, a running one is flagged
+    (it ends itself at its next check of ``cancel_requested``). False when it had ended already."""
+    queued = model.objects.filter(pk=job_id, status=QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), cancel_requested=True)
+    running = model.objects.filter(pk=job_id, status=RUNNING).update(cancel_requested=True)
+    return bool(queued or running)
+
+
+def cancel_requested(model: type[Model], job_id: int) -> bool:
+    """Whether someone asked job ``job_id`` to stop: what a running job checks at its safe points."""
+    return model.objects.filter(pk=job_id, cancel_requested=True).exists()

@@ -20,8 +20,9 @@ class Job(models.Model):
     """What every background job row shares: its status, progress and signs of life.
 
     ``engine.liveness`` runs the lifecycle on these fields: ``claim`` (queued -> running, naming the
-    ``worker``), ``JobHeartbeat`` (``heartbeat_at`` while running), ``finish`` (an active job ends,
-    once), and the recovery of jobs whose worker is gone.
+    ``worker``), ``JobHeartbeat`` (``heartbeat_at`` while running), ``request_cancel`` /
+    ``cancel_requested`` (asked to stop / seen by the job), ``finish`` (an active job ends, once), and
+    the recovery of jobs whose worker is gone.
     """
 
     Status = JobStatus
@@ -36,6 +37,8 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: Someone asked it to stop (``liveness.request_cancel``); a running job sees it and ends cancelled.
+    cancel_requested = models.BooleanField(default=False)
 
     class Meta:
         abstract = True
@@ -119,7 +122,6 @@ class TrainingRun(Job):
     loss_curve = models.JSONField(default=list, blank=True)
     log = models.TextField(blank=True)
     trigger = models.CharField(max_length=16, default="manual", help_text="manual or schedule.")
-    cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
 

@@ -265,13 +265,11 @@ def cancel_run(run: TrainingRun) -> TrainingRun:
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if not run.is_active:
             raise RunRefused(f"run {run.pk} has already ended ({run.status})")
-        run.cancel_requested = True
-        fields = ["cancel_requested"]
-        if run.status == Status.QUEUED:
-            run.status, run.finished_at = Status.CANCELLED, timezone.now()
+        liveness.request_cancel(TrainingRun, run.pk)
+        run.refresh_from_db()
+        if run.status == Status.CANCELLED:
             run.log += _line("cancelled before it started")
-            fields += ["status", "finished_at", "log"]
-        run.save(update_fields=fields)
+            run.save(update_fields=["log"])
     broadcast(run.project_id, run=run.pk, status=run.status, cancel_requested=True)
     if run.status == Status.RUNNING:
         dispatch.stop("loop.train_model", run.pk)  # embedded mode: its child process is killed, ending the run now
@@ -380,7 +378,7 @@ def execute_run(run_id: int, on_progress: ProgressHook | None = None) -> str:
 
 
 def _stop_if_cancelled(run_id: int, where: str) -> None:
-    if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
+    if liveness.cancel_requested(TrainingRun, run_id):
         raise RunCancelled(where)
 
 
@@ -436,7 +434,7 @@ def _execute(run: TrainingRun, on_progress: ProgressHook) -> str:
         broadcast(run.project_id, run=run.pk, status=Status.RUNNING, progress=progress, step=step, steps=config.steps,
                   loss=loss)
         on_progress("train", progress)
-        if TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+        if liveness.cancel_requested(TrainingRun, run.pk):
             cancel.set()
 
     _append_log(run, f"fine-tuning {config.model_config} @{config.image_size} for {config.steps} steps from "

@@ -117,6 +117,9 @@ def _run_claimed(job: DatasetJob) -> DatasetJob:
                 _run_export(job, Path(scratch))
             else:
                 _run_import(job, Path(scratch))
+        except JobCancelled:
+            _finish(job_id, DatasetJob.Status.CANCELLED, message=f"the {job.kind} was cancelled")
+            return DatasetJob.objects.get(pk=job_id)
         except (DatasetError, ValueError) as exc:  # UnsafePath is a ValueError
             error = str(exc)
         except storage.StorageError as exc:  # the storage server down or refusing: nothing stored, run it again
@@ -131,9 +134,21 @@ def _run_claimed(job: DatasetJob) -> DatasetJob:
     return DatasetJob.objects.get(pk=job_id)
 
 
+class JobCancelled(Exception):
+    """Someone asked the running job to stop (``cancel_job``); raised at its next progress report."""
+
+
+def cancel_job(job: DatasetJob) -> bool:
+    """Ask a dataset job to stop: a queued one ends at once, a running one at its next progress report
+    (between videos; nothing half-written is kept: its scratch folder goes). False when it had ended."""
+    return liveness.request_cancel(DatasetJob, job.pk)
+
+
 def _progress(job_id: int, share: float) -> Progress:
     def report(done: int, total: int) -> None:
         DatasetJob.objects.filter(pk=job_id).update(progress=share * done / max(1, total))
+        if liveness.cancel_requested(DatasetJob, job_id):
+            raise JobCancelled(job_id)
 
     return report
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from annotator.datasets import jobs
 from annotator.datasets.jobs import recover_after_restart, recover_lost_jobs, run_job
 from annotator.models import AutoMaskletRun, DatasetJob
 from engine import liveness
@@ -80,3 +81,33 @@ def test_a_restarted_embedded_server_fails_what_its_previous_process_left(export
     assert sorted(recover_after_restart()) == sorted([dead_here.pk, queued_before.pk])
     assert DatasetJob.objects.get(pk=gone.pk).status == "running"  # another machine's worker: not ours to judge
     assert DatasetJob.objects.get(pk=dead_here.pk).error.startswith("the export was lost: worker restarted")
+
+
+def test_cancel_ends_a_queued_job_at_once_and_a_running_one_at_its_next_report(export_job, monkeypatch):
+    queued = export_job()
+    assert jobs.cancel_job(queued)
+    queued.refresh_from_db()
+    assert (queued.status, queued.cancel_requested) == ("cancelled", True) and queued.finished_at
+    assert run_job(queued.pk).status == "cancelled"  # its message arriving late runs nothing
+    assert not jobs.cancel_job(queued)  # an ended job stays as it ended
+
+    running = export_job()
+    real_export = jobs.export_dataset
+
+    def cancelled_while_running(*args, **kwargs):
+        assert DatasetJob.objects.get(pk=running.pk).status == "running"
+        assert jobs.cancel_job(running)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "export_dataset", cancelled_while_running)
+    ended = run_job(running.pk)
+    assert (ended.status, ended.message, ended.file) == ("cancelled", "the export was cancelled", "")
+    assert not liveness.finish(DatasetJob, running.pk, "done")  # the cancel stays
+
+
+def test_every_job_kind_is_cancelled_through_the_one_lifecycle_function(export_job):
+    job = export_job(status="running", worker="w", started_at=timezone.now())
+    assert not liveness.cancel_requested(DatasetJob, job.pk)
+    assert liveness.request_cancel(DatasetJob, job.pk)
+    assert liveness.cancel_requested(DatasetJob, job.pk)
+    assert DatasetJob.objects.get(pk=job.pk).status == "running"  # the job itself ends, at a safe point
