@@ -62,12 +62,24 @@ class RunEnded(Exception):
     """The run stopped being ``running`` under its worker (someone took it for lost): stop, store nothing."""
 
 
+class RunCancelled(Exception):
+    """Someone asked the run to stop (``cancel_run``): it ends ``cancelled`` and stores nothing."""
+
+
 def start_run(video: Video, user: User, *, frame_index: int = 0, points_per_side: int | None = None) -> AutoMaskletRun:
     """Queue generation on ``frame_index`` (a native annotated frame) of a ready video (admins)."""
     if not has_permission(user, video.project, Action.MANAGE_PROJECT):
         raise EditRefused("forbidden", "Only project admins can generate auto masklets.")
     return _queue(video, frame_index=frame_index, points_per_side=points_per_side, created_by=user,
                   trigger=AutoMaskletRun.Trigger.MANUAL)
+
+
+def cancel_run(run: AutoMaskletRun, user: User) -> bool:
+    """Ask a run to stop (admins): a queued one ends at once, a running one at its next write (progress
+    or the store, whose transaction it then rolls back), storing nothing. False when it had ended."""
+    if not has_permission(user, run.video.project, Action.MANAGE_PROJECT):
+        raise EditRefused("forbidden", "Only project admins can cancel auto masklets.")
+    return liveness.request_cancel(AutoMaskletRun, run.pk)
 
 
 def check_for_missed(video: Video, user: User) -> AutoMaskletRun | None:
@@ -181,8 +193,11 @@ def scheduled_tick() -> dict[str, list[int]]:
 
 
 def _update(run: AutoMaskletRun, **fields) -> None:
-    """Write ``fields`` while the run is still running under this worker; else it was taken for lost."""
-    if not AutoMaskletRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(**fields):
+    """Write ``fields`` while the run is still running under this worker and not asked to stop; else it
+    was cancelled (``RunCancelled``) or taken for lost (``RunEnded``)."""
+    if not AutoMaskletRun.objects.filter(pk=run.pk, status=Status.RUNNING, cancel_requested=False).update(**fields):
+        if liveness.cancel_requested(AutoMaskletRun, run.pk):
+            raise RunCancelled(run.pk)
         raise RunEnded(f"run {run.pk} is no longer running")
     for name, value in fields.items():
         setattr(run, name, value)
@@ -235,6 +250,8 @@ def execute(run_id: int) -> AutoMaskletRun | None:
                                 settings.LOOP_HEARTBEAT_S, f"auto-masklets-run-{run_id}"):
             try:
                 _generate(run)
+            except RunCancelled:
+                liveness.finish(AutoMaskletRun, run_id, Status.CANCELLED, created_count=0)
             except RunEnded:
                 logger.warning("auto masklets run %s was ended while it ran; nothing stored", run_id)
             except Exception as error:  # the admin sees why; nothing was stored

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from annotator.automasks import generate
-from annotator.automasks.runs import execute, start_run
+from annotator.automasks import generate, runs
+from annotator.automasks.runs import cancel_run, execute, start_run
 from annotator.models import AutoMaskletRun, MaskFrame, Masklet
 from annotator.services.annotation import EditRefused
 from annotator.services.queues import next_review
@@ -158,3 +158,25 @@ def test_sam2_auto_masklets_with_a_small_random_weight_model(team, synthetic_vid
         assert again.status == AutoMaskletRun.Status.DONE and again.created_count == 0, again.stats
     finally:
         forget_segmenters()
+
+
+def test_a_cancelled_run_ends_cancelled_and_stores_nothing(team, synthetic_video, monkeypatch):
+    video, _ = synthetic_video(team.project)
+    queued = start_run(video, team.admin, frame_index=0)
+    with pytest.raises(EditRefused):
+        cancel_run(queued, team.reviewer)  # admins only
+    assert cancel_run(queued, team.admin)
+    assert execute(queued.pk).status == AutoMaskletRun.Status.CANCELLED  # its late message runs nothing
+    assert not cancel_run(queued, team.admin)  # an ended run stays as it ended
+
+    running = start_run(video, team.admin, frame_index=0)
+    real_segmenter = runs.get_segmenter
+
+    def cancelled_while_running(*args, **kwargs):
+        assert cancel_run(AutoMaskletRun.objects.get(pk=running.pk), team.admin)
+        return real_segmenter(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "get_segmenter", cancelled_while_running)
+    ended = execute(running.pk)
+    assert (ended.status, ended.created_count) == (AutoMaskletRun.Status.CANCELLED, 0) and ended.finished_at
+    assert not Masklet.objects.filter(video=video).exists()
