@@ -1,11 +1,12 @@
 """The one job lifecycle: claim, heartbeat, progress, end, and the recovery of jobs whose worker died.
 
-Every background job row is an ``engine.models.Job`` (auto-masklet runs, dataset jobs, training
-runs): ``status`` (``JobStatus``: queued -> running -> done | failed | cancelled), ``progress``,
-``worker``, ``started_at``, ``heartbeat_at``, ``finished_at``. Its worker takes it with ``claim``
-(queued -> running under its own name, a compare-and-set), stamps ``heartbeat_at`` from a thread
-while it works (``engine.heartbeat.JobHeartbeat``) and ends it with ``finish`` (only an active job
-ends, once). A dead worker cannot end its job, so others fail it:
+Every background job row is an ``engine.models.Job`` (video ingests, auto-masklet runs, dataset
+jobs, training runs, model downloads, verifier trainings): ``status`` (``JobStatus``: queued ->
+running -> done | failed | cancelled), ``progress``, ``worker``, ``started_at``, ``heartbeat_at``,
+``finished_at``. Its worker takes it with ``claim`` (queued -> running under its own name, a
+compare-and-set), stamps ``heartbeat_at`` from a thread while it works
+(``engine.heartbeat.JobHeartbeat``) and ends it with ``finish`` (only an active job ends, once). A
+dead worker cannot end its job, so others fail it:
 
 - a worker starting under the same node name: its earlier process is gone, and so are the runs
   it held (``lost_runs(running, worker=nodename)``, from ``worker_ready``);
