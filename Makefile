@@ -13,9 +13,11 @@ PROTOCOL_SCHEMA := frontend/src/generated/protocol.schema.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
-# pytest-xdist processes for `make test` (0: one process). Services mode runs in one process: the
-# test databases are per worker, but Redis (queues, channel groups, cache keys) would be shared.
-TEST_WORKERS ?= $(if $(REDIS_URL),0,2)
+# pytest-xdist processes for `make test` (0: one process). Three on two cores: most of a browser or
+# live-server test is waiting on another process, so a third overlaps those waits. Services mode runs
+# in one process: the test databases are per worker, but Redis (queues, channel groups, cache keys)
+# would be shared.
+TEST_WORKERS ?= $(if $(REDIS_URL),0,3)
 
 .PHONY: run test install frontend lint bench clean
 

@@ -181,7 +181,9 @@ def test_play_advances_frames_at_the_annotation_fps_and_pause_stops(browser, scr
 
         # Play again (the button, from the end: it starts over), pause after a few frames: it stays there.
         page.click("#play")
-        page.wait_for_function(f"Number(document.getElementById('frame-canvas').dataset.frame) >= {3 * STRIDE}")
+        # Until the restart lands the page still shows the last frame, which is >= 3 strides too: wait for both.
+        page.wait_for_function(f"(f => f >= {3 * STRIDE} && f < {(FRAMES - 1) * STRIDE})"
+                               "(Number(document.getElementById('frame-canvas').dataset.frame))")
         page.click("#play")
         wait_canvas(page, "playing", "0")
         paused = canvas(page, "frame")
