@@ -49,6 +49,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
 
 
+class BrowserTestsLast:
+    """Browser tests last: they may only follow the database tests (see above), and a file that is not
+    one of them (the real-video segmentation tests take two minutes) should not wait behind them: with
+    ``--dist loadfile`` a long file scheduled last is a tail one xdist worker runs alone."""
+
+    @pytest.hookimpl(trylast=True)  # after pytest-django has put the database tests first
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(BrowserTestsLast(), "masklet-browser-tests-last")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def unthrottled_api():
     """No API rate limits while testing: a test process makes thousands of API calls a minute from one
