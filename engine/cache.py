@@ -8,10 +8,12 @@ fetch the same object at once only race to rename identical files.
 
 Least recently used out: reading an entry bumps its modification time; when this process's count
 of the cache's size (a scan, plus what it added since; rescanned every ``RESCAN_SHARE`` of the
-limit it adds) passes ``limit_bytes``, it takes an exclusive ``flock`` on ``.lock`` (another
-process already evicting: skip) and deletes the oldest entries until the cache is under
-``LOW_WATER`` of the limit. A reader holding a deleted file open keeps reading it (POSIX); a reader
-that finds its entry gone between the lookup and the open fetches it again.
+limit it adds) passes ``limit_bytes``, it takes an exclusive ``flock`` on ``.lock`` (waiting while
+another process evicts), scans the cache and deletes the oldest entries until it is under
+``LOW_WATER`` of the limit. Waiting rather than skipping keeps the bound: a process that skipped
+left what it added to an eviction whose scan was taken before it, and a slow evictor on a loaded
+machine let three processes fill a 20 kB cache to 51 kB. A reader holding a deleted file open keeps
+reading it (POSIX); a reader that finds its entry gone between the lookup and the open fetches it again.
 """
 
 from __future__ import annotations
@@ -101,14 +103,11 @@ class ObjectCache:
     def evict(self) -> int:
         """Delete the least recently used entries down to ``LOW_WATER`` of the limit; returns how many.
 
-        One process at a time (the others skip: the one evicting frees room for all).
+        One process at a time, each after the one before it (its scan then sees what that one left).
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 return self._evict_locked()
             finally:
