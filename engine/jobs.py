@@ -14,7 +14,8 @@ handler runs in a fresh ``spawn`` child process, supervised by a thread of its q
 layer, kills the child when its RSS (with its own children) passes the budget, and when the child
 ends without finishing its task (killed, out of memory, crashed) calls ``child_lost(*args, reason)``
 so the job ends with the reason in words. ``stop(task, *args)`` kills a job's child (cancel).
-Children watch their parent and exit when it is gone, so a killed server leaves no orphan training.
+Children watch their parent and exit when it is gone, so a killed server leaves no orphan training;
+a server that stops (Ctrl-C, SIGTERM) kills them itself rather than wait for their jobs to end.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import thread as _pool_threads  # noqa: F401  (its exit hook must be registered before ours)
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +124,26 @@ def check_budget(what: str, estimate_mb: float, advice: str) -> None:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _children: dict[tuple[str, tuple], subprocess.Popen] = {}
 _stopped: set[tuple[str, tuple]] = set()
+_live: set[subprocess.Popen] = set()  # every child this process supervises (jobs and calls)
+_exiting = False
 _lock = threading.Lock()
+
+
+def _stop_children_at_exit() -> None:
+    """The server is stopping (its main thread has ended: Ctrl-C, SIGTERM): kill its children. Python
+    waits for the pool threads that supervise them before it exits, and a child (a training run)
+    outlives its supervisor's wait by hours; killed, each job ends lost, saying the server stopped."""
+    global _exiting
+    with _lock:
+        _exiting = True
+        children = list(_live)
+    for child in children:
+        child.kill()
+
+
+# Python runs these hooks, last registered first, before it joins the threads of every thread pool
+# (concurrent.futures registers that join on import, above this one).
+threading._register_atexit(_stop_children_at_exit)  # type: ignore[attr-defined]
 
 
 def runs_in_child(task: Any) -> bool:
@@ -192,9 +213,14 @@ def child_main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = orders["settings_module"]
     for name, value in orders["settings"].items():
         setattr(settings, name, value)
-    import django
+    if orders.get("apps", True):
+        import django
 
-    django.setup()
+        django.setup()
+    else:  # settings only (``call_in_child(apps=False)``): logging as django.setup() configures it, no app
+        from django.utils.log import configure_logging
+
+        configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
     if "task" in orders:
         from celery import current_app as app  # the project's app: django.setup() imported its settings' package
 
@@ -224,6 +250,10 @@ def _start(orders: dict[str, Any]) -> tuple[subprocess.Popen, Any]:
                               str(sender.fileno())], stdin=subprocess.PIPE, pass_fds=[sender.fileno()],
                              cwd=REPO_ROOT, env=env)
     sender.close()
+    with _lock:
+        _live.add(child)
+        if _exiting:  # started while the server stops: it would only hold the exit up
+            child.kill()
     try:
         child.stdin.write(payload)
         child.stdin.close()
@@ -278,6 +308,8 @@ def _supervise(child: subprocess.Popen, events: Any, budget: int,
                 over = True
                 child.kill()
     events.close()
+    with _lock:
+        _live.discard(child)
     return peak, over
 
 
@@ -287,6 +319,8 @@ def _over_budget(peak: int, budget: int) -> str:
 
 
 def _death(exitcode: int | None) -> str:
+    if _exiting:
+        return "its process was stopped with the server"
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         if -exitcode == signal.SIGKILL:
@@ -341,11 +375,15 @@ class ChildFailed(Exception):
     """A function run by ``call_in_child`` did not return: its process died or outgrew the budget."""
 
 
-def call_in_child(function: str, *args: Any) -> Any:
+def call_in_child(function: str, *args: Any, apps: bool = True) -> Any:
     """Call ``function`` (a dotted path) with ``args`` in a fresh child process, under the memory budget,
-    and return its result or raise its exception. For model loading asked for by a web request."""
+    and return its result or raise its exception. For model loading asked for by a web request.
+
+    ``apps=False``: the child reads settings but loads none of the project's Django apps (no models,
+    admin, channels or Celery tasks), a third of its start-up: for a function whose module needs
+    nothing else."""
     budget = budget_mb()
-    child, events = _start({"call": function, "args": tuple(args)})
+    child, events = _start({"call": function, "args": tuple(args), "apps": apps})
     outcome: list[tuple[str, Any]] = []
     peak, over = _supervise(child, events, budget, lambda kind, _, value: outcome.append((kind, value)))
     if outcome and outcome[0][0] == "raised":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -56,10 +57,12 @@ def admin_client(loop_project, settings):
     return project, client
 
 
-def running_child(project) -> tuple[TrainingRun, psutil.Process]:
-    """Wait until the project's run is training (a step stored) and return it with its process."""
-    run = wait_for(lambda: TrainingRun.objects.filter(project=project, status="running", progress__gt=0).first(),
-                   START_TIMEOUT, "the run's first step")
+def running_child(project, *, stepped: bool = True) -> tuple[TrainingRun, psutil.Process]:
+    """Wait until the project's run is training (``stepped``: a step stored, the model built; else as
+    soon as its child has claimed it) and return it with its process."""
+    runs = TrainingRun.objects.filter(project=project, status="running")
+    run = wait_for(lambda: runs.filter(progress__gt=0).first() if stepped else runs.exclude(worker="").first(),
+                   START_TIMEOUT, "the run's first step" if stepped else "the run's child to claim it")
     pid = int(run.worker.rpartition(":")[2])
     return run, psutil.Process(pid)
 
@@ -97,7 +100,8 @@ def test_a_run_started_from_the_dashboard_trains_in_a_child_and_cancel_kills_it(
 def test_a_child_killed_with_sigkill_fails_its_run_with_the_reason(admin_client):
     project, client = admin_client
     assert client.post(reverse("api-models-start", args=[project.slug])).status_code == 202
-    run, child = running_child(project)
+    run, child = running_child(project, stepped=False)  # killed while it starts: no need to wait for a step
+    assert child.ppid() == os.getpid()
     child.send_signal(signal.SIGKILL)
     wait_for(lambda: TrainingRun.objects.get(pk=run.pk).status == "failed", 10, "the run to fail")
     run.refresh_from_db()
@@ -155,7 +159,8 @@ def test_a_child_that_outgrows_its_budget_is_stopped_with_the_reason(settings):
     settings.JOB_MEMORY_MB = 400
     with pytest.raises(jobs.ChildFailed, match=r"its process used [\d,]+ MB, more than the job memory budget of "
                                                r"400 MB \(MASKLET_JOB_MEMORY_MB\), and was stopped"):
-        jobs.call_in_child("numpy.ones", 400 * 2**20 // 8 * 4)  # 1.6 GB
+        # 1.6 GB; a child without Django apps, as a checkpoint check starts (settings only: it starts sooner)
+        jobs.call_in_child("numpy.ones", 400 * 2**20 // 8 * 4, apps=False)
 
 
 @pytest.mark.django_db
@@ -190,3 +195,30 @@ def loop_other(project):
     from annotator.models import Project
 
     return Project.objects.create(name="other", slug="other")
+
+
+def test_a_stopping_server_kills_its_children_instead_of_waiting_for_their_jobs(monkeypatch):
+    """Python joins the pool threads that supervise children before it exits, and a child's job can run
+    for hours: the exit hook, run before that join, kills the children, so the server exits at once and
+    each job ends lost with the reason."""
+    from concurrent.futures import thread as pool_threads
+
+    hooks = [getattr(hook, "func", hook) for hook in threading._threading_atexits]  # type: ignore[attr-defined]
+    assert hooks.index(jobs._stop_children_at_exit) > hooks.index(pool_threads._python_exit)  # runs first
+    monkeypatch.setattr(jobs, "_exiting", False)  # what the hook sets, undone after the test
+    ended: list[str] = []
+
+    def job() -> None:
+        try:
+            jobs.call_in_child("time.sleep", 600, apps=False)
+        except jobs.ChildFailed as error:
+            ended.append(str(error))
+
+    supervisor = threading.Thread(target=job)
+    supervisor.start()
+    [child] = wait_for(lambda: list(jobs._live), START_TIMEOUT, "the child to start")
+    asked = time.monotonic()
+    jobs._stop_children_at_exit()  # what Python runs when the server's main thread ends
+    supervisor.join(30)
+    assert ended == ["its process was stopped with the server"] and time.monotonic() - asked < 10
+    assert child.poll() is not None and not jobs._live
