@@ -260,6 +260,15 @@ def download(url: str, dest: Path, *, sha256: str = "", progress: Progress | Non
 # -- fetch, check, register -------------------------------------------------------------------
 
 
+def _loaded_before(project: Project | None, digest: str, config: str, image_size: int) -> bool:
+    """Whether a version in use holds these very bytes (``digest``) for ``config`` at ``image_size``: it
+    was loaded into that model when it was registered, so loading it again (a child process that
+    imports torch, seconds) would only say the same."""
+    return (ModelVersion.objects.filter(project=project, sha256=digest, sam2_config=resolve_config(config),
+                                        image_size=image_size)
+            .exclude(status=ModelVersion.Status.RETIRED).exists())
+
+
 def fetch_and_register(checkpoint: Checkpoint, *, project: Project | None = None, promote: bool = False,
                        sha256: str = "", image_size: int | None = None, user: Any = None,
                        progress: Progress | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -287,13 +296,17 @@ def fetch_and_register(checkpoint: Checkpoint, *, project: Project | None = None
         if sha256 and digest != sha256:
             raise FetchError(f"wrong checksum: MASKLET_DATA_DIR/models/{dest.name} has sha256 {digest}, expected "
                              f"{sha256}. Delete it to download it again. {by_hand(checkpoint)}")
-    say(f"sha256 {digest}; loading it into {checkpoint.config} @{image_size} to check it")
-    try:
-        registry.check_loadable(dest, checkpoint.config, image_size)
-    except registry.RegistryError as error:
-        if fetched:
-            dest.unlink(missing_ok=True)
-        raise FetchError(f"{error}. {'The download was removed. ' if fetched else ''}{by_hand(checkpoint)}") from None
+    if _loaded_before(project, digest, checkpoint.config, image_size):
+        say(f"sha256 {digest}; already loaded into {checkpoint.config} @{image_size} when it was registered")
+    else:
+        say(f"sha256 {digest}; loading it into {checkpoint.config} @{image_size} to check it")
+        try:
+            registry.check_loadable(dest, checkpoint.config, image_size)
+        except registry.RegistryError as error:
+            if fetched:
+                dest.unlink(missing_ok=True)
+            raise FetchError(f"{error}. {'The download was removed. ' if fetched else ''}"
+                             f"{by_hand(checkpoint)}") from None
     version = ModelVersion.objects.filter(project=project, checkpoint=storage.publish_checkpoint(dest), sha256=digest,
                                           image_size=image_size).exclude(status=ModelVersion.Status.RETIRED).first()
     if version is None:

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils.text import slugify
@@ -27,22 +26,14 @@ from django.utils.text import slugify
 from annotator.models import Project
 from engine import jobs, storage
 from engine.models import ModelVersion, ModelVersionEvent
-from engine.safe_paths import public_text, safe_join
+from engine.safe_paths import safe_join
+from loop.checkpoint_check import RegistryError, models_dir, shown
 from segmentation.sam2_configs import resolve_config
 
 logger = logging.getLogger(__name__)
 
 Status = ModelVersion.Status
 Action = ModelVersionEvent.Action
-
-
-class RegistryError(Exception):
-    """A registry action that cannot be done; the message is for people."""
-
-
-def models_dir() -> Path:
-    """Where uploaded and trained checkpoints live, and the only folder a checkpoint may be registered from."""
-    return Path(settings.MODELS_ROOT)
 
 
 def allowed_checkpoint(path: str) -> Path:
@@ -69,42 +60,17 @@ def allowed_checkpoint(path: str) -> Path:
     return candidate
 
 
-def shown(checkpoint: str | Path) -> str:
-    """A checkpoint as people see it: relative to the models folder (never the server path)."""
-    path = Path(checkpoint).resolve()
-    root = models_dir().resolve()
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-
-
 def check_loadable(checkpoint: str | Path, config: str, image_size: int) -> None:
     """``load_check`` in a child process under the job memory budget (``engine.jobs``), so the web
-    process that asks never holds a model; raises ``RegistryError`` with the reason."""
+    process that asks never holds a model; raises ``RegistryError`` with the reason.
+
+    The child loads no Django app (``apps=False``: ``loop.checkpoint_check`` needs only settings)."""
     try:
         jobs.check_budget(f"loading {config} at {image_size} px", jobs.estimate_inference_mb(config, image_size),
                           "register it at a smaller image size, or raise the budget")
-        jobs.call_in_child("loop.registry.load_check", str(checkpoint), config, image_size)
+        jobs.call_in_child("loop.checkpoint_check.load_check", str(checkpoint), config, image_size, apps=False)
     except (jobs.OverBudget, jobs.ChildFailed) as error:
         raise RegistryError(f"the checkpoint was not loaded: {error}") from None
-
-
-def load_check(checkpoint: str | Path, config: str, image_size: int) -> None:
-    """Build the inference model of ``config`` at ``image_size`` and load ``checkpoint`` into it, or raise.
-
-    Loading for real (on CPU, so any process can check) is the only test that catches a
-    truncated file, a state dict of another size or a SAM 1 checkpoint.
-    """
-    from segmentation import sam2_model  # torch: in the job's child process only (check_loadable)
-
-    try:
-        sam2_model.resolve_config(config)
-        sam2_model.image_size_overrides(image_size)
-        sam2_model.build_model(config, checkpoint=checkpoint, image_size=image_size, device="cpu")
-    except (FileNotFoundError, ValueError, sam2_model.CheckpointMismatchError) as error:
-        raise RegistryError(public_text(str(error), [(models_dir(), "")])) from None
-    except Exception as error:  # hydra and torch raise many types for a broken file or config
-        logger.info("loading %s with %s failed: %r", config, checkpoint, error)  # the Python text, for the log only
-        raise RegistryError(f"{shown(checkpoint)} could not be loaded as a {config} model: it is not a SAM 2 "
-                            "checkpoint of that config, or the file is cut short") from None
 
 
 def save_upload(upload: UploadedFile) -> Path:

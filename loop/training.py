@@ -48,7 +48,7 @@ from engine import channel_bridge, dispatch, jobs, liveness, protocol, storage
 from engine.heartbeat import JobHeartbeat
 from engine.models import Evaluation, LoopSettings, ModelVersion, TrainingRun
 from engine.segmenters import serving_model
-from loop import evaluation, registry
+from loop import checkpoint_check, evaluation, registry
 from segmentation.backends import build_segmenter
 from segmentation.masks import decode_rle
 
@@ -504,7 +504,7 @@ def _evaluate_and_register(run: TrainingRun, config: Any, checkpoint: Path, on_p
                                       "val_key": val_key}
         _append_log(run, "candidate: " + describe_summary(candidate_summary))
     else:
-        registry.load_check(checkpoint, config.model_config, config.image_size)
+        checkpoint_check.load_check(checkpoint, config.model_config, config.image_size)
         _append_log(run, "no approved masklets on val videos: registered without an evaluation")
     on_progress("register", progress)
     with transaction.atomic():
