@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -192,6 +193,12 @@ class SegmenterSession(ABC):
         """Forget an object's prompts on one frame (its other frames keep theirs)."""
         self._check_frame(frame_index)
         self._clear_prompts(frame_index, int(object_id))
+
+    @contextmanager
+    def reusing_work(self) -> Iterator[None]:
+        """Inside, many prompts on one frame may share work kept between them (the auto-masklet
+        generator's grid clicks); the default keeps nothing, the classical session its cut graphs."""
+        yield
 
     def close(self) -> None:  # noqa: B027  (optional hook: most sessions hold nothing extra)
         """Release memory held by the session; the default keeps nothing to release."""

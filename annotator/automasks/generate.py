@@ -85,7 +85,56 @@ class Proposal:
 
 
 def clean_mask(mask: np.ndarray, min_area: int = MIN_REGION_AREA) -> np.ndarray:
-    """Remove connected components and fill holes smaller than ``min_area`` pixels."""
+    """Remove connected components and fill holes smaller than ``min_area`` pixels.
+
+    Both steps label only the window around the mask (a component of it, or a hole in it, lies
+    inside its bounding box): an object is a small part of a frame, and labelling the whole frame
+    twice per proposal and per propagated frame was most of the cost. The result is the same as
+    labelling the whole frame (``_clean_whole_frame``, which the tests compare it with).
+    """
+    mask = mask.astype(bool)
+    window = _window(mask, 0)
+    if window is None:
+        return _clean_whole_frame(mask, min_area)
+    part = mask[window]  # a view: changing it changes ``mask``
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(part.astype(np.uint8), connectivity=8)
+    small = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] < min_area]
+    if small:
+        part &= ~np.isin(labels, small)
+    window = _window(mask, 1)
+    if window is None:
+        return _clean_whole_frame(mask, min_area)
+    # One pixel of margin where the window is not at the frame's edge: a background region that
+    # touches it continues outside the window, so its area here is not its area; it is not a hole
+    # when that part alone reaches ``min_area``, and otherwise the whole frame has to say.
+    part = mask[window]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((~part).astype(np.uint8), connectivity=8)
+    rows, cols = window
+    margin = np.zeros(part.shape, bool)
+    margin[0, :] |= rows.start > 0
+    margin[-1, :] |= rows.stop < mask.shape[0]
+    margin[:, 0] |= cols.start > 0
+    margin[:, -1] |= cols.stop < mask.shape[1]
+    outside = set(np.unique(labels[margin]).tolist())
+    small = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] < min_area]
+    if any(i in outside for i in small):
+        return _clean_whole_frame(mask, min_area)
+    if small:
+        part |= np.isin(labels, small)
+    return mask
+
+
+def _window(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of ``mask`` grown by ``margin`` pixels (within the frame), or None when it is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (slice(max(0, rows[0] - margin), min(mask.shape[0], rows[-1] + margin + 1)),
+            slice(max(0, cols[0] - margin), min(mask.shape[1], cols[-1] + margin + 1)))
+
+
+def _clean_whole_frame(mask: np.ndarray, min_area: int = MIN_REGION_AREA) -> np.ndarray:
+    """``clean_mask`` labelling the whole frame."""
     mask = mask.astype(bool)
     for fill in (False, True):
         working = (mask if not fill else ~mask).astype(np.uint8)
@@ -173,17 +222,24 @@ def gradient_magnitude(image: np.ndarray) -> np.ndarray:
     return np.sqrt(cv2.Sobel(lab, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(lab, cv2.CV_32F, 0, 1) ** 2).sum(axis=2)
 
 
-def edge_support(gradient: np.ndarray, mask: np.ndarray, factor: float = EDGE_FACTOR) -> float:
-    """Share of the mask's boundary pixels lying on a strong edge (see the module docstring)."""
+def strong_edges(gradient: np.ndarray, factor: float = EDGE_FACTOR) -> np.ndarray:
+    """Pixels on or next to a strong edge: a neighbour's gradient over ``factor`` times the frame's median.
+
+    A boundary pixel next to an edge pixel counts: a cut at working resolution lands a pixel off.
+    """
+    near_edge = cv2.dilate(gradient, np.ones((3, 3), np.uint8))
+    return near_edge > factor * max(float(np.median(gradient)), 1e-6)
+
+
+def edge_support(strong: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the mask's boundary pixels lying on the frame's ``strong_edges`` (see the module docstring)."""
     mask8 = mask.astype(np.uint8)
     boundary = cv2.morphologyEx(mask8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
     boundary[[0, -1], :] = False
     boundary[:, [0, -1]] = False
     if not boundary.any():
         return 1.0  # a mask filling the frame up to its borders has no boundary to judge
-    # A boundary pixel next to an edge pixel counts: a cut at working resolution lands a pixel off.
-    near_edge = cv2.dilate(gradient, np.ones((3, 3), np.uint8))
-    return float((near_edge[boundary] > factor * max(float(np.median(gradient)), 1e-6)).mean())
+    return float(strong[boundary].mean())
 
 
 def grid(width: int, height: int, per_side: int) -> list[tuple[float, float]]:
@@ -235,31 +291,32 @@ def classical_proposals(session: SegmenterSession, frame: int, per_side: int = C
     proposals: list[Proposal] = []
     unknown = ~known if known is not None else np.ones((session.height, session.width), bool)
     covered = ~unknown
-    gradient = gradient_magnitude(session.frames[frame])
+    strong = strong_edges(gradient_magnitude(session.frames[frame]))
     points = grid(session.width, session.height, per_side)
-    for number, (x, y) in enumerate(points, start=1):
-        if progress:
-            progress(number / len(points))
-        if covered[min(int(y), session.height - 1), min(int(x), session.width - 1)]:
-            continue
-        mask = clean_mask(_click(session, frame, (x, y)) & unknown)
-        if mask.sum() < MIN_REGION_AREA or mask.sum() > MAX_AREA_FRACTION * mask.size:
-            proposals.append(Proposal(mask, 0.0))  # counted by ``select`` as too small / too large
-            continue
-        stability = iou(mask, _boxed(session, frame, mask) & unknown)
-        if stability < MIN_STABILITY:
-            # A box around a person cut into a jacket and jeans also takes the bush behind them; the
-            # mask is still the object's when a click at its innermost point gives it back.
-            inner = _click(session, frame, innermost_point(mask)) & unknown
-            stability = max(stability, iou(mask, clean_mask(inner)))
-        proposal = Proposal(mask, stability, edge_support=edge_support(gradient, mask))
-        proposals.append(proposal)
-        if proposal.stability >= MIN_STABILITY and proposal.edge_support >= MIN_EDGE_SUPPORT:
-            # Only a proposal that passes the filters explains its pixels: one that leaked over other
-            # objects (the sweater and both cups of 02_cups.mp4) must not hide their grid points.
-            covered |= mask
-    if _PROBE_OBJECT in session.object_ids:
-        session.remove_object(_PROBE_OBJECT)
+    with session.reusing_work():  # the classical session keeps its cut graphs between these clicks
+        for number, (x, y) in enumerate(points, start=1):
+            if progress:
+                progress(number / len(points))
+            if covered[min(int(y), session.height - 1), min(int(x), session.width - 1)]:
+                continue
+            mask = clean_mask(_click(session, frame, (x, y)) & unknown)
+            if mask.sum() < MIN_REGION_AREA or mask.sum() > MAX_AREA_FRACTION * mask.size:
+                proposals.append(Proposal(mask, 0.0))  # counted by ``select`` as too small / too large
+                continue
+            stability = iou(mask, _boxed(session, frame, mask) & unknown)
+            if stability < MIN_STABILITY:
+                # A box around a person cut into a jacket and jeans also takes the bush behind them; the
+                # mask is still the object's when a click at its innermost point gives it back.
+                inner = _click(session, frame, innermost_point(mask)) & unknown
+                stability = max(stability, iou(mask, clean_mask(inner)))
+            proposal = Proposal(mask, stability, edge_support=edge_support(strong, mask))
+            proposals.append(proposal)
+            if proposal.stability >= MIN_STABILITY and proposal.edge_support >= MIN_EDGE_SUPPORT:
+                # Only a proposal that passes the filters explains its pixels: one that leaked over other
+                # objects (the sweater and both cups of 02_cups.mp4) must not hide their grid points.
+                covered |= mask
+        if _PROBE_OBJECT in session.object_ids:
+            session.remove_object(_PROBE_OBJECT)
     return proposals + moving_proposals(session.frames, frame, unknown)
 
 

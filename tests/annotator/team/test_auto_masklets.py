@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -92,15 +93,38 @@ def test_clean_mask_removes_small_components_and_holes():
     assert cleaned[22, 22] and not cleaned[52, 52] and cleaned.sum() == 40 * 40
 
 
+def test_clean_mask_on_the_window_around_the_mask_is_the_same_as_on_the_whole_frame():
+    """``clean_mask`` labels only the mask's bounding box (plus a pixel): the same result as the whole frame,
+    with a background region cut by the window (a bay, a frame filled by the mask) taken for what it is."""
+    rng = np.random.default_rng(0)
+    cases = [np.zeros((40, 50), bool), np.ones((40, 50), bool)]
+    bay = np.zeros((40, 60), bool)
+    bay[5:35, 5:55] = True
+    bay[5:12, 20:30] = False  # a 70 px bay reaching the window's edge: not a hole
+    cases.append(bay)
+    for _ in range(400):
+        h, w = rng.integers(4, 50, 2)
+        mask = rng.random((h, w)) < rng.random()
+        if rng.random() < 0.5:
+            mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        cases.append(~mask if rng.random() < 0.3 else mask)
+    for mask in cases:
+        for min_area in (1, 5, 30, generate.MIN_REGION_AREA):
+            before = mask.copy()
+            assert np.array_equal(generate.clean_mask(mask, min_area), generate._clean_whole_frame(mask, min_area))
+            assert np.array_equal(mask, before)
+
+
 def test_edge_support_tells_an_outlined_object_from_a_background_patch():
     image = np.full((80, 120, 3), 90, np.uint8)
     image[20:50, 30:70] = (200, 40, 40)  # an object with a hard edge
-    gradient = generate.gradient_magnitude(image + np.random.default_rng(0).integers(0, 6, image.shape, np.uint8))
+    strong = generate.strong_edges(
+        generate.gradient_magnitude(image + np.random.default_rng(0).integers(0, 6, image.shape, np.uint8)))
     object_mask = np.zeros((80, 120), bool)
     object_mask[20:50, 30:70] = True
     patch = np.zeros_like(object_mask)
     patch[50:75, 75:115] = True  # even background all round
-    assert generate.edge_support(gradient, object_mask) > 0.95 > 0.1 > generate.edge_support(gradient, patch)
+    assert generate.edge_support(strong, object_mask) > 0.95 > 0.1 > generate.edge_support(strong, patch)
     kept, stats = generate.select([generate.Proposal(object_mask, 0.95, edge_support=1.0),
                                    generate.Proposal(patch, 0.99, edge_support=0.05)])
     assert [p.edge_support for p in kept] == [1.0] and stats["weak_edges"] == 1
