@@ -15,6 +15,10 @@ The loop works when each version needs fewer clicks per masklet than the one bef
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,12 +123,41 @@ def _videos(config: DemoConfig, first_seed: int, count: int) -> list[SyntheticRe
     ]
 
 
+#: (config, image size, seed) -> (the checkpoint built in this process, torch's random state after building it).
+_random_inits: dict[tuple[str, int, int], tuple[Path, torch.Tensor]] = {}
+
+
 def random_checkpoint(config_name: str, image_size: int, seed: int, path: Path) -> Path:
-    """Save the random init of ``seed`` as a checkpoint: v0 of a project that has no weights yet."""
-    torch.manual_seed(seed)
-    overrides = training_overrides(0.5, 0.25, 0.25, 1, 1, 7, 0.1)
-    model = build_train_model(config_name, image_size, torch.device("cpu"), overrides)
-    return save_checkpoint(model, path, {"config": config_name, "image_size": image_size, "random_init_seed": seed})
+    """Save the random init of ``seed`` as a checkpoint: v0 of a project that has no weights yet.
+
+    The same config, size and seed always give the same file (byte for byte), so a process builds
+    each one once (a model built and ~150 MB written: seconds) into a folder of its own, and every
+    call copies it to ``path`` (written whole, then renamed), leaving torch's random state as the
+    build did.
+    """
+    key = (config_name, int(image_size), int(seed))
+    if key not in _random_inits:
+        torch.manual_seed(seed)
+        overrides = training_overrides(0.5, 0.25, 0.25, 1, 1, 7, 0.1)
+        model = build_train_model(config_name, image_size, torch.device("cpu"), overrides)
+        folder = Path(tempfile.mkdtemp(prefix="masklet-random-init-"))
+        atexit.register(shutil.rmtree, folder, True)
+        built = save_checkpoint(model, folder / "random.pt",
+                                {"config": config_name, "image_size": image_size, "random_init_seed": seed})
+        _random_inits[key] = (built, torch.get_rng_state())
+    built, rng_state = _random_inits[key]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(built, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    torch.set_rng_state(rng_state)
+    return path
 
 
 def annotate_batch(segmenter: Any, records: list[SyntheticRecord], budget: int) -> float:

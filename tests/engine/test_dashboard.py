@@ -23,6 +23,13 @@ from loop.routing import websocket_urlpatterns
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """One random-weight tiny SAM 2 checkpoint at 64 px for the module (building and saving one takes
+    seconds): tests that register it without the load check use it as is, the upload test sends its bytes."""
+    return random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path_factory.mktemp("tiny") / "v.pt")
+
+
 @pytest.fixture
 def admin_client(loop_project):
     project = loop_project(train=2, val=1, slug="dash")
@@ -32,10 +39,9 @@ def admin_client(loop_project):
     return project, client, admin
 
 
-def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, tmp_path):
+def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, tiny_checkpoint):
     project, client, admin = admin_client
-    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
-    version = registry.register_version(project, name="meta tiny", checkpoint=checkpoint, config="tiny",
+    version = registry.register_version(project, name="meta tiny", checkpoint=tiny_checkpoint, config="tiny",
                                         image_size=64, user=admin, check=False)
     Evaluation.objects.create(model_version=version, j=0.5, f=0.6, j_and_f=0.55, clicks_to_target=4.0,
                               details={"jf_after": [0.4, 0.55], "num_objects": 1})
@@ -56,7 +62,7 @@ def test_the_page_and_state_show_versions_runs_growth_and_effort(admin_client, t
     assert state["effort"] == []  # imported masks: nobody clicked yet
 
 
-def test_effort_per_model_version_has_table_1s_columns_from_the_interaction_log(admin_client, tmp_path):
+def test_effort_per_model_version_has_table_1s_columns_from_the_interaction_log(admin_client, tiny_checkpoint):
     """Three clicks on two frames of a new object, then the version tracks its third frame: the
     object is that version's, and its effort is worked out by hand from the stored prompts."""
     from datetime import timedelta
@@ -68,8 +74,7 @@ def test_effort_per_model_version_has_table_1s_columns_from_the_interaction_log(
     from segmentation.masks import empty_rle
 
     project, client, admin = admin_client
-    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
-    version = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
+    version = registry.register_version(project, name="v1", checkpoint=tiny_checkpoint, config="tiny", image_size=64,
                                         check=False)
     video = Video.objects.filter(project=project, split="train").order_by("id").first()
     masklet = annotation.create_masklet(video, admin)
@@ -94,7 +99,7 @@ def test_effort_per_model_version_has_table_1s_columns_from_the_interaction_log(
     assert row["edited_frame_share"] == pytest.approx(2 / 3)
 
 
-def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypatch):
+def test_actions_start_cancel_promote_roll_back(admin_client, tiny_checkpoint, monkeypatch):
     monkeypatch.setattr("engine.dispatch.submit", lambda *a, **k: None)
     project, client, admin = admin_client
     start = client.post(reverse("api-models-start", args=[project.slug]))
@@ -104,8 +109,7 @@ def test_actions_start_cancel_promote_roll_back(admin_client, tmp_path, monkeypa
     cancel = client.post(reverse("api-models-cancel", args=[project.slug]))
     assert cancel.status_code == 200 and cancel.json()["run"]["status"] == "cancelled"
 
-    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
-    v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
+    v1 = registry.register_version(project, name="v1", checkpoint=tiny_checkpoint, config="tiny", image_size=64,
                                    check=False)
     promoted = client.post(reverse("api-models-promote", args=[project.slug]), {"version": v1.pk})
     assert promoted.status_code == 200 and "v1" in promoted.json()["serving"]
@@ -140,7 +144,8 @@ def test_a_checkpoint_cannot_be_downloaded_twice_at_once():
     assert busy == dashboard.Allowed(False, f"{tiny.label} is already being downloaded (running)")
 
 
-def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_client, tmp_path, monkeypatch):
+def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_client, tiny_checkpoint,
+                                                                            monkeypatch):
     """The state's rules (drawn as disabled buttons with a title) and the endpoints' refusals are one rule."""
     monkeypatch.setattr("engine.dispatch.submit", lambda *a, **k: None)
     project, client, _ = admin_client
@@ -169,8 +174,7 @@ def test_the_page_disables_what_the_endpoint_refuses_with_the_same_reason(admin_
     refused = client.post(reverse("api-models-start", args=[project.slug]))
     assert refused.status_code == 409 and refused.json()["error"]["message"] == busy
 
-    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "v.pt")
-    v1 = registry.register_version(project, name="v1", checkpoint=checkpoint, config="tiny", image_size=64,
+    v1 = registry.register_version(project, name="v1", checkpoint=tiny_checkpoint, config="tiny", image_size=64,
                                    check=False)
     registry.promote(v1)
     actions = client.get(reverse("api-models", args=[project.slug])).json()["actions"]
@@ -188,9 +192,8 @@ def test_register_errors_name_the_field_to_blame_in_words(admin_client, tmp_path
     size = client.post(url, {"path": "a.pt", "image_size": "big"}).json()["error"]
     assert (size["field"], size["message"]) == ("image_size",
                                                 "the image size must be a whole number of pixels, e.g. 512")
-    upload = client.post(url, {"file": SimpleUploadedFile("broken.pt", b"nope"), "config": "tiny",
-                               "image_size": 64}).json()["error"]
-    assert upload["field"] == "file"
+    # A broken upload's refusal names "file": checked by the next test, on the same request (each one
+    # starts a child process that loads the checkpoint).
     settings.MODELS_ROOT.mkdir(parents=True, exist_ok=True)
     (settings.MODELS_ROOT / "notes.pt").write_bytes(b"PK\x03\x04 not a checkpoint at all")
     garbage = client.post(url, {"path": "notes.pt", "config": "tiny", "image_size": 64}).json()["error"]
@@ -198,21 +201,21 @@ def test_register_errors_name_the_field_to_blame_in_words(admin_client, tmp_path
     assert "Error" not in garbage["message"] and "Traceback" not in garbage["message"], garbage
 
 
-def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, tmp_path, settings):
+def test_register_by_upload_refuses_a_broken_file_with_the_reason(admin_client, tiny_checkpoint, settings):
     project, client, _ = admin_client
     url = reverse("api-models-register", args=[project.slug])
     bad = client.post(url, {"file": SimpleUploadedFile("broken.pt", b"nope"), "config": "tiny", "image_size": 64})
     assert bad.status_code == 400 and "cannot read" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["field"] == "file"  # the field to blame
     assert not list((settings.MODELS_ROOT / "uploads").glob("*.pt"))
-    checkpoint = random_checkpoint("sam2.1_hiera_t", 64, 0, tmp_path / "good.pt")
-    good = client.post(url, {"file": SimpleUploadedFile("good.pt", checkpoint.read_bytes()), "config": "tiny",
+    good = client.post(url, {"file": SimpleUploadedFile("good.pt", tiny_checkpoint.read_bytes()), "config": "tiny",
                              "image_size": 64, "name": "uploaded"})
     assert good.status_code == 201
     version = ModelVersion.objects.get(pk=good.json()["version"])
     assert version.name == "uploaded" and version.status == "candidate"
     mine = settings.MODELS_ROOT / "mine" / "good.pt"
     mine.parent.mkdir(parents=True)
-    mine.write_bytes(checkpoint.read_bytes())
+    mine.write_bytes(tiny_checkpoint.read_bytes())
     by_path = client.post(url, {"path": "mine/good.pt", "config": "sam2.1_hiera_s", "image_size": 64})
     error = by_path.json()["error"]["message"]
     assert by_path.status_code == 400 and "does not match" in error and str(settings.MODELS_ROOT) not in error

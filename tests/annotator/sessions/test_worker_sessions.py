@@ -103,14 +103,14 @@ def test_small_random_weight_sam2_serves_click_and_track(two_videos, open_socket
     from engine.segmenters import forget_segmenters
 
     settings.SEGMENTER = "sam2"
-    settings.SAM2_IMAGE_SIZE = 256
+    settings.SAM2_IMAGE_SIZE = 128  # any multiple of 32: a quarter of 256's encoder work
     settings.SAM2_CHECKPOINT = ""
     settings.DEVICE = "cpu"
     user, video, _ = two_videos
 
     async def scenario():
         _, _, ws = await open_socket(user, video)
-        assert ws.received[0]["model"].startswith("SAM 2.1 hiera-t @256")
+        assert ws.received[0]["model"].startswith("SAM 2.1 hiera-t @128")
         object_id = (await ws.request("add_object"))["masklet"]["object_id"]
         mask = await ws.request("click", object_id=object_id, frame=4, positive=True, timeout=300, **POINT)
         assert mask["type"] == "mask" and mask["source"] == "human" and mask["model_ms"] > 0, mask
@@ -209,10 +209,10 @@ def test_an_object_deleted_and_created_again_under_its_id_is_edited_fresh(two_vi
 
 
 def two_versions(video):
-    """v1 in production and a candidate v2: random-weight tiny SAM 2 at 256 px (no checkpoint file)."""
+    """v1 in production and a candidate v2: random-weight tiny SAM 2 at 128 px (no checkpoint file)."""
     from engine.models import ModelVersion
 
-    tiny = {"sam2_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "image_size": 256, "checkpoint": ""}
+    tiny = {"sam2_config": "configs/sam2.1/sam2.1_hiera_t.yaml", "image_size": 128, "checkpoint": ""}
     v1 = ModelVersion.objects.create(project=video.project, name="v1", status=ModelVersion.Status.PRODUCTION, **tiny)
     v2 = ModelVersion.objects.create(project=video.project, name="v2", **tiny)
     return v1, v2
@@ -241,7 +241,7 @@ def test_an_open_page_keeps_its_model_version_after_promotion_and_eviction_and_a
 
     async def scenario():
         _, _, first_page = await open_socket(user, video)
-        assert first_page.received[0]["model"].startswith("v1 — SAM 2.1 hiera-t @256")
+        assert first_page.received[0]["model"].startswith("v1 — SAM 2.1 hiera-t @128")
         object_id = (await first_page.request("add_object"))["masklet"]["object_id"]
         click = {"object_id": object_id, "positive": True, "timeout": 300, **POINT}
         assert (await first_page.request("click", frame=0, **click))["type"] == "mask"
@@ -259,7 +259,7 @@ def test_an_open_page_keeps_its_model_version_after_promotion_and_eviction_and_a
         await first_page.close()
 
         _, _, second_page = await open_socket(user, video)
-        assert second_page.received[0]["model"].startswith("v2 — SAM 2.1 hiera-t @256")
+        assert second_page.received[0]["model"].startswith("v2 — SAM 2.1 hiera-t @128")
         assert (await second_page.request("click", frame=12, **click))["type"] == "mask"
         assert await database_sync_to_async(version_of)(video, 12) == v2.pk  # a new page gets v2
         await second_page.close()
@@ -294,7 +294,7 @@ def test_a_page_whose_version_was_deleted_falls_back_to_production_and_is_told(t
         assert await database_sync_to_async(version_of)(video, 4) == v2.pk
         told = page.received[mark:]
         worker = next(m for m in told if m["type"] == "worker")
-        assert worker["state"] == "ready" and worker["model"].startswith("v2 — SAM 2.1 hiera-t @256")
+        assert worker["state"] == "ready" and worker["model"].startswith("v2 — SAM 2.1 hiera-t @128")
         assert worker["model_version"] == v2.pk  # what the page asks for if it reconnects
         notice = next(m for m in told if m["type"] == "error")
         assert notice["code"] == "model_changed" and "re" not in notice
