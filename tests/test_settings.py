@@ -1,4 +1,10 @@
-"""Settings modes: each case imports the settings in a fresh interpreter with its own environment."""
+"""Settings modes: each case imports the settings in a fresh process with its own environment.
+
+The processes are forked (``tests/zygote.py``) from one interpreter that has loaded only third-party
+libraries; each child sets its environment, then imports ``config.settings`` and every project module
+for the first time, as ``python -c`` / ``python manage.py`` would. Started one by one, the ~20
+interpreters spent most of their time importing those libraries again.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,47 @@ import os
 import re
 import secrets
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.zygote import Zygote
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: What the settings cases' processes are forked from (``tests/zygote.py``): third-party libraries only, none
+#: of which reads the environment or the settings when imported (no DJANGO_SETTINGS_MODULE is set there).
+LIBRARIES = """
+import numpy, cv2
+import django, django.db.models, django.urls, django.http, django.test
+import django.contrib.admin, django.contrib.staticfiles.handlers, django.core.management
+import celery, kombu, twisted.internet.asyncioreactor, autobahn.twisted.websocket, channels.layers
+import dj_database_url, csp.constants, axes, yaml, pydantic
+"""
+_python: Zygote | None = None
+
+
+def run_python(args: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a fresh process with exactly ``env``, as ``subprocess.run`` would."""
+    global _python
+    if _python is None:
+        _python = Zygote(LIBRARIES, {k: v for k, v in os.environ.items()
+                                     if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL",
+                                                          "DJANGO_SETTINGS_MODULE"))})
+    return _python.run(args, timeout, env)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_zygote() -> Iterator[None]:
+    global _python
+    yield
+    if _python is not None:
+        _python.close()
+        _python = None
+
+
 #: A key as the README makes one (``openssl rand -hex 32``), fixed so failures are reproducible.
 STRONG_KEY = "3f9c2b7e8a1d4f6b0c5e9a2d7b3f8c1e4a6d0b9f2c7e5a8d1b4f3c6e9a0d2b7f"
 
@@ -43,8 +83,7 @@ print(json.dumps({
 def load_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
     clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", "MASKLET_DATA_DIR": str(tmp_path / "var"), **env})
-    return subprocess.run([sys.executable, "-c", PROBE], cwd=REPO_ROOT, env=clean, capture_output=True, text=True,
-                          timeout=60)
+    return run_python(["-c", PROBE], clean, timeout=60)
 
 
 def loaded(tmp_path: Path, **env: str) -> dict:
@@ -147,8 +186,7 @@ def test_check_deploy_is_clean_in_the_compose_configuration(tmp_path, s3_server)
     assert env["MASKLET_PRODUCTION"] == "1" and env["MASKLET_BEHIND_PROXY"] == "1"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
     clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"))
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    result = run_python(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], clean, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues (0 silenced)" in result.stdout
 
@@ -171,8 +209,7 @@ def test_the_compose_health_check_is_answered_over_plain_http(tmp_path, s3_serve
            if k not in ("DATABASE_URL", "REDIS_URL")}  # SQLite here
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MASKLET_", "DATABASE_URL", "REDIS_URL"))}
     clean.update(env, MASKLET_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="config.settings")
-    result = subprocess.run([sys.executable, "-c", HEALTH_PROBE], cwd=REPO_ROOT, env=clean, capture_output=True,
-                            text=True, timeout=60)
+    result = run_python(["-c", HEALTH_PROBE], clean, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [200, '{"status": "ok"}']
 

@@ -34,16 +34,22 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.zygote import Zygote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("MASKLET_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 STARTUP_TIMEOUT_S = 60
+SHELL_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 10
+#: Daphne's last line when it stops (N requests were still running and are abandoned).
+_KILLED = re.compile(rb"Killed \d+ pending application instances")
 
 
 @dataclass
@@ -52,17 +58,39 @@ class MaskletServer:
     data_dir: Path
     log_path: Path
     env: dict[str, str]
+    _shell: Zygote | None = field(default=None, repr=False)
 
     def shell(self, code: str) -> str:
-        """Run Python in ``manage.py shell`` against the server's database; returns stdout."""
-        result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO_ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=120)
+        """Run Python in ``manage.py shell -c`` against the server's database; returns stdout.
+
+        Each call is a process forked from one that set Django up once for this server
+        (``tests/zygote.py``) rather than a new interpreter (1-3 s each)."""
+        if self._shell is None or not self._shell.alive():
+            self._shell = Zygote(_SHELL_PRELOAD, self.env)
+        result = self._shell.run(["manage.py", "shell", "-c", code], SHELL_TIMEOUT_S)
         if result.returncode != 0:
             raise RuntimeError(f"manage.py shell failed:\n{result.stderr[-4000:]}")
         return result.stdout
 
+    def stop_shell(self) -> None:
+        if self._shell is not None:
+            self._shell.close()
+            self._shell = None
+
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+#: What a server's ``shell`` calls fork from: Django set up with the server's settings, the shell's
+#: auto-imported models loaded, and no database connection left open for the children to share.
+_SHELL_PRELOAD = """
+import django
+django.setup()
+from django.core.management.commands.shell import Command
+from django.db import connections
+Command().get_namespace(verbosity=0)
+connections.close_all()
+"""
 
 
 @pytest.fixture(scope="session")
@@ -125,10 +153,12 @@ def _migrate(data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
 
 @contextlib.contextmanager
 def run_masklet_server(data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None,
-                       migrated: Path | None = None) -> Iterator[MaskletServer]:
+                       migrated: Path | None = None, preload_shell: bool = False) -> Iterator[MaskletServer]:
     """A migrated embedded-mode server on a free port with its own data directory, stopped on exit.
 
     ``migrated``: a freshly migrated SQLite file to start from (a copy), instead of migrating here.
+    ``preload_shell``: start ``shell``'s zygote with the server (its imports overlap the server's
+    start) rather than at the first ``shell`` call.
     """
     env = _server_env(data_dir, extra_env)
     port = _free_port()
@@ -143,16 +173,43 @@ def run_masklet_server(data_dir: Path, log_path: Path, extra_env: dict[str, str]
             [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
+        if preload_shell:
+            server._shell = Zygote(_SHELL_PRELOAD, env)
         try:
             _wait_until_up(f"{server.url}/login/", process, server)
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop_shell()
+            _stop(process, server.log_path, port)
+
+
+def _stop(process: subprocess.Popen, log_path: Path, port: int) -> None:
+    """SIGTERM, then wait until the server exits or Daphne is done with it: Daphne's last line
+    ("Killed N pending application instances") is written when it cancels what still runs, and
+    its port closes once those are finished. What Python's exit would still wait for then are
+    threads that never end by themselves: a request thread whose request Daphne killed (it waits
+    for the stopped event loop forever) and a job's supervisor waiting for its child to finish the
+    job (the child exits when its server is gone). That was the 10 s timeout in a third of the
+    modules; the server is killed at that point instead."""
+    process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while process.poll() is None:
+        if time.monotonic() > deadline or (_daphne_stopped(log_path) and not _listening(port)):
+            process.kill()
+            break
+        time.sleep(0.05)
+    process.wait()
+
+
+def _daphne_stopped(log_path: Path) -> bool:
+    with log_path.open("rb") as log:
+        log.seek(max(0, log_path.stat().st_size - 65536))
+        return _KILLED.search(log.read()) is not None
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="session")
@@ -167,7 +224,7 @@ def migrated_database(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def masklet_server(tmp_path_factory, frontend_built, artifacts_dir, migrated_database) -> Iterator[MaskletServer]:
     with run_masklet_server(tmp_path_factory.mktemp("masklet-e2e"), artifacts_dir / "server.log",
-                            migrated=migrated_database) as server:
+                            migrated=migrated_database, preload_shell=True) as server:
         yield server
 
 
@@ -183,7 +240,7 @@ def masklet_server_factory(tmp_path_factory, frontend_built, artifacts_dir, migr
         def start(name: str, extra_env: dict[str, str] | None = None) -> MaskletServer:
             return stack.enter_context(run_masklet_server(tmp_path_factory.mktemp(f"masklet-e2e-{name}"),
                                                           artifacts_dir / f"server-{name}.log", extra_env,
-                                                          migrated=migrated_database))
+                                                          migrated=migrated_database, preload_shell=True))
 
         yield start
 
