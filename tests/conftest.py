@@ -5,9 +5,11 @@ Real data from ``../shared/data`` is used when present, skipped cleanly when not
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,10 @@ SHARED_DATA = Path(os.environ.get("MASKLET_SHARED_DATA", REPO_ROOT.parent / "sha
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 #: Fixtures through which a test reaches the configured database (pytest-django's).
+#: Seconds each test file took in the last measured embedded run: the order ``make test`` sends files in.
+FILE_DURATIONS = Path(__file__).with_name("file_durations.json")
+#: What a file not in it yet counts as when it has browser or slow tests.
+UNMEASURED_HEAVY_S = 30.0
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
                      "live_server"}
 
@@ -37,10 +43,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
       runs in both passes: on SQLite in the embedded pass, on PostgreSQL in the services pass;
     - ``services``: skipped in embedded mode (no ``REDIS_URL``), with the reason.
 
-    Do not reorder the items: pytest-django runs database tests before the others, and a browser
-    test's Playwright loop (session-scoped) makes every later ORM call in that process fail with
-    "You cannot call this from an async context". ``make test``'s xdist workers take whole files in
-    this order (``--dist loadfile --no-loadscope-reorder``), so that holds in each worker too.
+    The order of files is ``HeaviestFilesFirst``'s (below); within a file pytest-django's order stays
+    (database tests first).
     """
     for item in items:
         if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
@@ -49,18 +53,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason="needs REDIS_URL (services mode: Postgres + Redis)"))
 
 
-class BrowserTestsLast:
-    """Browser tests last: they may only follow the database tests (see above), and a file that is not
-    one of them (the real-video segmentation tests take two minutes) should not wait behind them: with
-    ``--dist loadfile`` a long file scheduled last is a tail one xdist worker runs alone."""
+class HeaviestFilesFirst:
+    """The files that took longest in the last measured run first (``FILE_DURATIONS``).
 
-    @pytest.hookimpl(trylast=True)  # after pytest-django has put the database tests first
+    ``make test``'s xdist workers take whole files (``--dist loadfile --no-loadscope-reorder``), each
+    the next in this order as it finishes one: sending the longest first (LPT scheduling) leaves a
+    tail of short files that ends the workers within seconds of each other, where a two-minute file
+    sent last would run alone on one worker. A file not measured yet counts as long when it has
+    browser (``e2e``) or ``slow`` tests. Within a file pytest-django's order stays (database tests
+    first); the browser fixture is per module, so a database test may follow a browser test in a
+    process (tests/e2e/conftest.py, ``browser``). ``--write-file-durations`` updates the table with
+    the files a run measured.
+    """
+
+    def __init__(self, write: bool):
+        self.write = write
+        self.measured: Counter[str] = Counter()
+
+    @pytest.hookimpl(trylast=True)  # after pytest-django's database-first order, which stays within a file
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+        known = json.loads(FILE_DURATIONS.read_text()) if FILE_DURATIONS.exists() else {}
+        heavy = {_file_of(item) for item in items if item.get_closest_marker("e2e") or item.get_closest_marker("slow")}
+        items.sort(key=lambda item: -known.get(_file_of(item), UNMEASURED_HEAVY_S if _file_of(item) in heavy else 0))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.measured[report.nodeid.split("::")[0]] += report.duration  # setup, call and teardown
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.write and not hasattr(session.config, "workerinput"):  # the xdist controller, or no xdist
+            known = json.loads(FILE_DURATIONS.read_text()) if FILE_DURATIONS.exists() else {}
+            table = {**known, **{name: round(seconds, 1) for name, seconds in self.measured.items()}}
+            table = {name: table[name] for name in sorted(table) if (REPO_ROOT / name).exists()}
+            FILE_DURATIONS.write_text(json.dumps(table, indent=1) + "\n")
+
+
+def _file_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--write-file-durations", action="store_true",
+                     help=f"after the run, write the seconds of each test file to {FILE_DURATIONS.name}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(BrowserTestsLast(), "masklet-browser-tests-last")
+    config.pluginmanager.register(HeaviestFilesFirst(config.getoption("--write-file-durations")),
+                                  "masklet-heaviest-files-first")
 
 
 @pytest.fixture(scope="session", autouse=True)
