@@ -15,6 +15,7 @@ at the end (``-s``) and must reach it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -24,7 +25,8 @@ from urllib.parse import quote, urlencode
 import numpy as np
 import pytest
 from django.apps import apps
-from django.db import transaction
+from django.conf import settings as django_settings
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from hypothesis import HealthCheck, given, settings
@@ -109,15 +111,20 @@ def path_values(rows: dict[str, object]) -> dict[str, st.SearchStrategy]:
 # -- the seeded rows ----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def tiny_mp4(tmp_path_factory):
+    """The video every route's world ingests: rendered once (the file is only read)."""
+    return write_video(PRESETS["tiny"], tmp_path_factory.mktemp("fuzz") / "tiny.mp4")
+
+
 @pytest.fixture
-def world(make_user, make_project, settings, tmp_path):
+def world(make_user, make_project, settings, tmp_path, tiny_mp4):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.FRAMES_ROOT = tmp_path / "frames"
     settings.DATA_DIR = tmp_path
     root, ann = make_user("root", superuser=True), make_user("ann")
     project = make_project("Fuzz", slug="fuzz", members={root: Role.ADMIN, ann: Role.ANNOTATOR}, labels=["car"])
-    video = create_video_from_path(project, write_video(PRESETS["tiny"], tmp_path / "tiny.mp4"),
-                                   schedule_ingest=False)
+    video = create_video_from_path(project, tiny_mp4, schedule_ingest=False)
     ingest_video(video.id)
     video.refresh_from_db()
     masklet = annotation.create_masklet(video, root, label="car")
@@ -133,9 +140,39 @@ def world(make_user, make_project, settings, tmp_path):
             "job_id": job.id, "missed_id": missed.id}
 
 
+COUNTED = [model for label in ("annotator", "engine") for model in apps.get_app_config(label).get_models()]
+
+
+@functools.cache
+def _count_query() -> tuple[str, tuple]:
+    """One SELECT of every model's ``objects.count()``, each a subquery (built once: the ORM compiling 25 counts
+    cost more than running them, before and after every refused request)."""
+    parts, params = [], []
+    for model in COUNTED:
+        sql, values = model.objects.all().values("pk").query.sql_with_params()
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS counted)")
+        params += values
+    return "SELECT " + ", ".join(parts), tuple(params)
+
+
 def _counts() -> dict[str, int]:
-    return {model.__name__: model.objects.count()
-            for label in ("annotator", "engine") for model in apps.get_app_config(label).get_models()}
+    """Rows per model of the project's apps."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_count_query())
+        row = cursor.fetchone()
+    return {model.__name__: count for model, count in zip(COUNTED, row, strict=True)}
+
+
+def _sessions(world) -> dict[str, str]:
+    """A signed-in session per persona for one route's examples (a login writes its session and runs the login
+    signals: done once per route, not once per example). An example that logs out or rotates its session key
+    does it inside the example's rolled-back transaction, so the next example finds the session as it was."""
+    keys = {}
+    for who in ("root", "ann"):
+        client = Client()
+        client.force_login(world[who])
+        keys[who] = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    return keys
 
 
 def _request(client: Client, method: str, url: str, body: bytes, content_type: str | None):
@@ -148,6 +185,7 @@ def _request(client: Client, method: str, url: str, body: bytes, content_type: s
 def test_no_request_gets_a_500(route, world):
     params = _PARAM.findall(route)
     values = path_values(world)
+    signed_in = _sessions(world)
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -159,9 +197,9 @@ def test_no_request_gets_a_500(route, world):
         url = "/" + _PARAM.sub(lambda m: quote(str(path[m.group(2)]), safe=""), route)
         if query:
             url += "?" + urlencode(query)
-        client = Client()
+        client = Client()  # a fresh cookie jar per example, signed in with the persona's session
         if who:
-            client.force_login(world[who])
+            client.cookies[django_settings.SESSION_COOKIE_NAME] = signed_in[who]
         with transaction.atomic():
             before = _counts()
             response = _request(client, method, url, *body)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,7 +41,7 @@ USERNAME, PASSWORD = "ann", "e2e-password-ann"
 SLUG = "demo"
 BACKENDS = [
     pytest.param({}, id="classical"),
-    pytest.param({"MASKLET_SEGMENTER": "sam2", "MASKLET_SAM2_IMAGE_SIZE": "256"}, id="sam2"),
+    pytest.param({"MASKLET_SEGMENTER": "sam2", "MASKLET_SAM2_IMAGE_SIZE": "64"}, id="sam2"),
 ]
 # seed_demo's first video (demo_01): the demo preset with seed 1, 24 annotated frames at stride 4.
 SPEC = replace(PRESETS["demo"], seed=1, name="demo_01")
@@ -116,10 +117,25 @@ print(Video.objects.get(pk={video}).frames_dir)
 """
 
 
-def start_server(factory, name: str, env: dict) -> tuple:
-    """A fresh server with the demo project, one demo video and an annotator: (server, video id, version id)."""
+def seed(server, code: str, tmp_path_factory) -> str:
+    """Run seeding ``code`` (it calls ``seed_demo``) on ``server``; its output. The synthetic demo videos
+    are generated once per test process: seed_demo only generates a video whose files are missing from
+    ``$MASKLET_DATA_DIR/demo`` (~2.5 s a video under load), so the files an earlier server made are
+    copied there first, and the new ones kept for the next server."""
+    made = tmp_path_factory.getbasetemp() / "e2e-demo-videos"
+    demo = server.data_dir / "demo"
+    if made.is_dir():
+        shutil.copytree(made, demo, dirs_exist_ok=True)
+    out = server.shell(code)
+    shutil.copytree(demo, made, dirs_exist_ok=True)
+    return out
+
+
+def start_server(factory, tmp_path_factory, name: str, env: dict) -> tuple:
+    """A fresh server with the demo project, one demo video and an annotator: (server, video id, version
+    id)."""
     server = factory(name, env)
-    video_id = int(server.shell(SEED).strip().splitlines()[-1])
+    video_id = int(seed(server, SEED, tmp_path_factory).strip().splitlines()[-1])
     version = None
     if env.get("MASKLET_SEGMENTER") == "sam2":
         version = promote_random_sam2(server, "e2e-random-tiny")
@@ -127,15 +143,16 @@ def start_server(factory, name: str, env: dict) -> tuple:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def annotate_server(request, masklet_server_factory):
+def annotate_server(request, masklet_server_factory, tmp_path_factory):
     """A fresh server per backend."""
-    return start_server(masklet_server_factory, request.param.get("MASKLET_SEGMENTER", "classical"), request.param)
+    return start_server(masklet_server_factory, tmp_path_factory, request.param.get("MASKLET_SEGMENTER", "classical"),
+                        request.param)
 
 
 @pytest.fixture(scope="module")
-def tools_server(masklet_server_factory):
+def tools_server(masklet_server_factory, tmp_path_factory):
     """A classical-backend server of its own for the feature tests (object ids start at 1 there)."""
-    return start_server(masklet_server_factory, "tools", {})
+    return start_server(masklet_server_factory, tmp_path_factory, "tools", {})
 
 
 def _page(browser, server, csp_violations):
@@ -263,12 +280,27 @@ def wait_pixel(page, x: int, y: int, done, timeout_s: float = 10) -> tuple[int, 
         page.wait_for_timeout(50)
 
 
-def sign_in_and_open(page, video_id: int) -> None:
+# Each server's signed-in session cookies (by its data directory), from its first sign-in.
+_SIGNED_IN: dict[Path, list] = {}
+
+
+def sign_in(page, server) -> None:
+    """Sign the annotator in: through the login page on a server's first page, then with that
+    session's cookies, as a returning browser would (a sign-in is one PBKDF2 hash, ~1 s of the server)."""
+    cookies = _SIGNED_IN.get(server.data_dir)
+    if cookies is not None:
+        page.context.add_cookies(cookies)
+        return
     page.goto("/login/")
     page.fill("#id_username", USERNAME)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/$"))
+    _SIGNED_IN[server.data_dir] = page.context.cookies()
+
+
+def sign_in_and_open(page, server, video_id: int) -> None:
+    sign_in(page, server)
     open_page(page, video_id)
 
 
@@ -322,7 +354,7 @@ def click_submit(page) -> None:
 def test_click_track_brush_submit_reload(annotate_page, artifacts_dir, request):
     page, server, video_id, version = annotate_page
     backend = request.node.callspec.id
-    sign_in_and_open(page, video_id)
+    sign_in_and_open(page, server, video_id)
     assert canvas(page, "frame") == "0" and canvas(page, "masks") == "0"
     model = canvas(page, "model")
     if backend == "sam2":
@@ -433,7 +465,7 @@ def test_a_page_that_reconnects_after_a_promotion_keeps_its_model_version(annota
         ws.connect_to_server()
 
     page.route_web_socket(ANNOTATE_SOCKET, route)
-    sign_in_and_open(page, video_id)
+    sign_in_and_open(page, server, video_id)
     model, pinned = canvas(page, "model"), canvas(page, "model-version")
     assert pinned == (str(version) if version else "none")
     assert "model_version" not in sockets[0].url  # a first connection asks for nothing
@@ -456,7 +488,7 @@ def test_zoom_pan_help_and_the_objects_panel(tools_page, artifacts_dir):
     """View and panel features in one pass: help overlay, zoom and pan (and a box drawn through
     them landing on the right pixels), label, colour, show/hide, delete with confirmation."""
     page, server, video_id = tools_page
-    sign_in_and_open(page, video_id)
+    sign_in_and_open(page, server, video_id)
 
     # The help overlay ("?") lists the very table that binds the keys: each tool row's key selects that tool.
     page.keyboard.press("?")
@@ -610,7 +642,7 @@ def test_clicks_box_eraser_clear_undo_redo_and_tracking(tools_page, artifacts_di
     positive, Shift+click and right-click negative points, undo / redo, eraser, clear, then
     tracking backward and both ways from a later frame, and a track cancelled at once."""
     page, server, video_id = tools_page
-    sign_in_and_open(page, video_id)
+    sign_in_and_open(page, server, video_id)
     x, y, _, truth = target_point(0)
 
     # A positive click starts an object; a second one on the object grows its mask.
@@ -745,9 +777,14 @@ def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(t
         upstream.on_message(from_server)
 
     page.route_web_socket(ANNOTATE_SOCKET, route)
-    sign_in_and_open(page, video_id)
-    x, y, _, _ = target_point(0)
+    sign_in_and_open(page, server, video_id)
+    # The object starts four annotated frames before the end, and every track here runs forward from
+    # there: what is tested is how a track ends, which four frames show as well as the whole video.
+    start = SPEC.num_frames // STRIDE - 4
+    go_to_frame(page, start)
+    x, y, _, _ = target_point(start)
     oid = press_and_edit(page, lambda: page.mouse.click(*to_page(page, x, y)))[0]
+    total = SPEC.num_frames // STRIDE - start  # the frames a track from there visits
 
     # The last frame's file is unreadable: the model fails there, after tracking the others.
     last = sorted(Path(server.shell(FRAMES_DIR.format(video=video_id)).strip().splitlines()[-1]).glob("*.jpg"))[-1]
@@ -764,9 +801,8 @@ def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(t
     assert page.locator("#status-error").is_visible() and page.locator("#track-status").is_hidden()
     page.wait_for_function(f"Number(document.getElementById('frame-canvas').dataset.masksLoaded) > {loads}")
     masks = mask_rows(stored(server, video_id), oid)
-    assert 1 < len(masks) < SPEC.num_frames // STRIDE  # the frames before the bad one are stored ...
+    assert 1 < len(masks) < total  # the frames before the bad one are stored ...
     # ... and the words say so (not "nothing was changed"): every frame before the last, kept.
-    total = SPEC.num_frames // STRIDE
     assert error.endswith(f"; {len(masks)} of {total} frames were tracked and stored before it and are kept. "
                           "Track again to continue."), error
     assert len(masks) == total - 1 and "nothing was changed" not in error
@@ -776,7 +812,7 @@ def test_a_track_that_fails_or_loses_its_socket_ends_and_the_page_tracks_again(t
     # Not stuck: the next track runs to the end.
     page.click("#track-forward")
     wait_track(page, "done", tracked=1)
-    assert sorted(mask_rows(stored(server, video_id), oid)) == list(range(0, SPEC.num_frames, STRIDE))
+    assert sorted(mask_rows(stored(server, video_id), oid)) == list(range(start * STRIDE, SPEC.num_frames, STRIDE))
 
     # The socket drops mid-track: the page says so, reconnects, re-reads what is stored, tracks again.
     loads = int(canvas(page, "masks-loaded"))
@@ -797,7 +833,7 @@ def test_imported_masks_are_marked_on_the_timeline_apart_from_model_and_person_f
     the object's filmstrip (and legend), not drawn as the model's frames still to review."""
     page, server, video_id = tools_page
     object_id = int(server.shell(IMPORTED_OBJECT.format(video=video_id)).strip().splitlines()[-1])
-    sign_in_and_open(page, video_id)
+    sign_in_and_open(page, server, video_id)
     strip = page.locator(f".track-row[data-object-id='{object_id}'] canvas")
     page.wait_for_function(f"document.querySelector(\".track-row[data-object-id='{object_id}'] canvas\")"
                            ".dataset.imported === '3'")

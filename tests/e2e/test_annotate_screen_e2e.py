@@ -33,6 +33,8 @@ from tests.e2e.test_annotate_e2e import (
     mask_rows,
     open_page,
     press_and_edit,
+    seed,
+    sign_in,
     stored,
     to_page,
     wait_canvas,
@@ -77,9 +79,9 @@ RECTS = """(selectors) => selectors.map((s) => {
 
 
 @pytest.fixture(scope="module")
-def screen_server(masklet_server_factory):
+def screen_server(masklet_server_factory, tmp_path_factory):
     server = masklet_server_factory("screen", {})
-    fps, *videos = (int(v) for v in server.shell(SEED).strip().splitlines()[-1].split())
+    fps, *videos = (int(v) for v in seed(server, SEED, tmp_path_factory).strip().splitlines()[-1].split())
     return server, fps, videos
 
 
@@ -87,11 +89,7 @@ def open_at(browser, server, video_id: int, width: int, height: int):
     context = browser.new_context(base_url=server.url, viewport={"width": width, "height": height})
     context.set_default_timeout(30_000)
     page = context.new_page()
-    page.goto("/login/")
-    page.fill("#id_username", USERNAME)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/$"))
+    sign_in(page, server)
     open_page(page, video_id)
     return context, page
 

@@ -73,6 +73,7 @@ def _wait_seen(server, video_id: int, object_id: int, wanted: set[int], timeout_
         if wanted <= seen:
             return
         assert time.monotonic() < deadline, f"looks stored: {sorted(seen)}, expected {sorted(wanted)}"
+        time.sleep(0.1)  # between looks (each a forked server shell, tens of milliseconds)
 
 
 def _heat_pixel(page, object_id: int, frame_position: int) -> list[int]:

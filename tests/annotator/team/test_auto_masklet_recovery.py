@@ -24,6 +24,9 @@ from engine import heartbeat, liveness, workers
 from fixtures.synthetic import SyntheticSpec
 
 SMALL = SyntheticSpec(seed=5, width=160, height=96, num_frames=12, num_objects=3)  # 3 objects, ~1 s
+#: Grid clicks per side of the runs that generate here (the default is 12, 144 graph cuts a run): these tests
+#: are about how a run ends, and a 6 x 6 grid still finds the scene's objects (two or more masklets a run).
+GRID = 6
 
 
 class WorkerKilled(BaseException):
@@ -49,7 +52,7 @@ def _nothing_stored(video) -> bool:
 
 
 def _killed_midway(video, admin, monkeypatch) -> AutoMaskletRun:
-    run = start_run(video, admin)
+    run = start_run(video, admin, points_per_side=GRID)
     with monkeypatch.context() as patch:
         patch.setattr(generate, "propagate", _dies_after(2))
         with pytest.raises(WorkerKilled):
@@ -66,7 +69,7 @@ def test_a_silent_run_is_failed_by_the_tick_with_its_reason_and_the_video_runs_a
     run = _killed_midway(video, team.admin, monkeypatch)
     assert scheduled_tick()["recovered"] == []  # its heartbeat is fresh: it may be working
     with pytest.raises(EditRefused, match="already being generated"):
-        start_run(video, team.admin)
+        start_run(video, team.admin, points_per_side=GRID)
 
     later(settings.LOOP_RUN_STALE_S + 1)
     assert scheduled_tick()["recovered"] == [run.pk]
@@ -79,7 +82,7 @@ def test_a_silent_run_is_failed_by_the_tick_with_its_reason_and_the_video_runs_a
     page = admin.get(reverse("team", kwargs={"slug": team.project.slug})).content.decode()
     assert f'data-run="{run.pk}" data-status="failed"' in page and reason in page  # the admin sees why
 
-    again = execute(start_run(video, team.admin).pk)  # the video is free again
+    again = execute(start_run(video, team.admin, points_per_side=GRID).pk)  # the video is free again
     assert again.status == "done", again.error
     assert Masklet.objects.filter(video=video, type="auto").count() == again.created_count >= 1
     assert scheduled_tick()["recovered"] == []  # ended runs are left alone
@@ -153,7 +156,7 @@ def test_a_run_that_fails_while_storing_leaves_nothing_half_stored(team, synthet
         return stored[-1]
 
     monkeypatch.setattr(runs, "save_mask_frames", fails_on_the_second_masklet)
-    run = execute(start_run(video, team.admin).pk)
+    run = execute(start_run(video, team.admin, points_per_side=GRID).pk)
     assert stored and len(stored[0]) == len(video.annotated_frame_indices())
     assert (run.status, run.error, run.created_count) == ("failed", "OSError: disk full", 0)
     assert _nothing_stored(video)  # the first masklet went with the rest
@@ -170,7 +173,7 @@ def test_a_run_that_raises_during_propagation_or_is_taken_for_lost_stores_nothin
 
     with monkeypatch.context() as patch:
         patch.setattr(generate, "propagate", raises)
-        run = execute(start_run(video, team.admin).pk)
+        run = execute(start_run(video, team.admin, points_per_side=GRID).pk)
     assert (run.status, run.error) == ("failed", "RuntimeError: propagation failed") and _nothing_stored(video)
 
     def taken_for_lost(*args, **kwargs):  # the worker lives on, but someone failed its run meanwhile
@@ -179,7 +182,7 @@ def test_a_run_that_raises_during_propagation_or_is_taken_for_lost_stores_nothin
                 assert recover_lost_runs(worker=liveness.worker_name()) == [run.pk]
             yield result
 
-    run = start_run(video, team.admin)
+    run = start_run(video, team.admin, points_per_side=GRID)
     with monkeypatch.context() as patch:
         patch.setattr(generate, "propagate", taken_for_lost)
         run = execute(run.pk)
