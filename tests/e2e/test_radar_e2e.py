@@ -89,6 +89,11 @@ def _heat_pixel(page, object_id: int, frame_position: int) -> list[int]:
 def test_heat_strip_and_the_jump_to_the_lowest_unseen_frame(radar_server, sign_in, artifacts_dir):
     server, video_id, object_id, _, _ = radar_server
     context, page = sign_in(server, "rev", PASSWORD)
+    # The page's first read of who looked at what is held until J has been pressed: the jump waits for
+    # it rather than landing on a frame someone has seen (as it could on a slow server).
+    held = []
+    page.route("**/seen/", lambda route: held.append(route) if route.request.method == "GET" and not held
+               else route.continue_())
     try:
         page.goto(f"/projects/{SLUG}/videos/{video_id}/annotate/")
         page.wait_for_function("document.getElementById('frame-canvas').dataset.masksLoaded === '1'")
@@ -103,6 +108,8 @@ def test_heat_strip_and_the_jump_to_the_lowest_unseen_frame(radar_server, sign_i
         page.click(f"li.object[data-object-id='{object_id}'] .object-name")
         page.wait_for_function(f"document.getElementById('frame-canvas').dataset.selected === '{object_id}'")
         page.keyboard.press("j")  # frame 16 is lower, but someone looked at it already
+        assert len(held) == 1 and "frame=" not in page.evaluate("location.search")  # J waits for the looks
+        held[0].continue_()
         page.wait_for_function("location.search === '?frame=32'")
         assert "suspect frame 32 (score 0.30)" in page.inner_text("#status-note")
         red, green, blue = _heat_pixel(page, object_id, 0)  # frame 0 (the cursor has left it): a person's mask

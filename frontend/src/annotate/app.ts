@@ -214,21 +214,24 @@ export class AnnotateApp {
   }
 
   /** J: show the selected object's lowest-scored frame nobody has looked at yet (it counts as looked at). */
-  private jumpToSuspect(): void {
-    if (this.selected === null) {
+  private async jumpToSuspect(): Promise<void> {
+    const selected = this.selected;
+    if (selected === null) {
       this.say("Select an object first: J jumps to its lowest-scored frame nobody has looked at.");
       return;
     }
-    const frame = this.radar.nextSuspect(this.selected);
-    const name = objectName(this.store.masklets.get(this.selected)!);
+    await this.radar.loaded;
+    if (this.selected !== selected || !this.store.masklets.has(selected)) return; // another object since
+    const frame = this.radar.nextSuspect(selected);
+    const name = objectName(this.store.masklets.get(selected)!);
     if (frame === null) {
       this.say(`${name}: every scored frame has been looked at.`);
       return;
     }
     if (this.playTimer !== null) this.togglePlay(false);
-    const score = this.store.get(this.selected, frame)?.quality ?? 0;
+    const score = this.store.get(selected, frame)?.quality ?? 0;
     this.seek(this.store.frames.indexOf(frame));
-    this.radar.viewing(this.selected, frame, true);
+    this.radar.viewing(selected, frame, true);
     this.canvas.dataset.suspect = String(frame);
     this.say(`${name}: suspect frame ${frame} (score ${score.toFixed(2)}).`);
   }
@@ -999,7 +1002,7 @@ export class AnnotateApp {
       case "track-backward": void this.track("backward"); break;
       case "track-both": void this.track("both"); break;
       case "play": this.togglePlay(); break;
-      case "suspect": this.jumpToSuspect(); break;
+      case "suspect": void this.jumpToSuspect(); break;
       case "escape":
         if (!el(this.root, "#help-overlay").hidden) this.toggleHelp(false);
         else if (this.box || this.stroke) this.cancelDrag();

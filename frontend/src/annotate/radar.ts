@@ -24,8 +24,17 @@ export class Radar {
   constructor(private readonly store: Store, private readonly url: string, private readonly csrf: string,
               private readonly onError: (text: string) => void) {}
 
+  /** Settles once ``load`` has read what people looked at (or failed): a jump waits for it, so J pressed
+   * while the page opens does not land on a frame someone has seen. */
+  loaded: Promise<void> = Promise.resolve();
+
   /** Read what people have looked at (a failure leaves every frame unseen: the jump still works). */
-  async load(): Promise<void> {
+  load(): Promise<void> {
+    this.loaded = this.read();
+    return this.loaded;
+  }
+
+  private async read(): Promise<void> {
     if (!this.url) return;
     try {
       const response = await fetch(this.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
