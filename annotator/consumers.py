@@ -20,10 +20,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -36,11 +35,11 @@ from annotator.models import Masklet, Project, Video
 from annotator.permissions import Action, has_permission, role_allows, role_of
 from annotator.services import annotation, queues
 from annotator.services.annotation import EditRefused
-from annotator.tasks import session_message
-from engine import channel_bridge, heartbeat, protocol, workers
-from engine.dispatch import submit
+from engine import channel_bridge, protocol
 from engine.envelope import SessionEnvelope, SessionReply
 from engine.segmenters import ServingModel, serving_model
+from engine.session_replies import annotation_group
+from engine.session_routing import SessionRouter, retrying
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ class ProjectConsumer(AsyncJsonWebsocketConsumer):
     async def join(self, group: str) -> None:
         """Join ``group``, trying again while the channel layer does not answer (it raises after that)."""
         if self.channel_layer is not None:
-            await _retrying(lambda: self.channel_layer.group_add(group, self.channel_name), f"joining {group}")
+            await retrying(lambda: self.channel_layer.group_add(group, self.channel_name), f"joining {group}")
 
     async def on_layer_recovered(self) -> None:
         """Called once the channel layer answers again after an outage."""
@@ -258,14 +257,8 @@ class AnnotationConsumer(ProjectConsumer):
 
     Speaks ``engine.protocol`` v1. Object and lock messages are served here with the
     services (database only); model messages go to the GPU worker holding this user's live
-    session (``annotator.sessions``) through ``engine.dispatch``. Until a worker has named
-    itself, later model messages wait here so they reach the same worker. In services mode a
-    watchdog notices when that worker's heartbeat is gone: a running ``track`` is re-sent to
-    the shared queue (frames already stored are simply written again), other edits in flight
-    get error ``worker_lost``. A worker restarted under the same name beats again at once, but
-    as another incarnation (``engine.heartbeat``): the work the killed process held is lost all
-    the same. While a track runs, the watchdog also tells the workers that this socket is alive
-    (``heartbeat.keep_socket_alive``): when the server dies with it, the track stops on its own.
+    session (``annotator.sessions``) through the socket's ``engine.session_routing.SessionRouter``,
+    which also moves them off a worker that is lost.
     """
 
     required_action = Action.VIEW_PROJECT
@@ -290,27 +283,18 @@ class AnnotationConsumer(ProjectConsumer):
         self.user_id, self.username = user.pk, user.get_username()
         self.session_id = uuid.uuid4().hex
         self.frames = set(self.video.annotated_frame_indices())
-        #: op -> {"envelope", "type", "queue", "worker", "incarnation"} of model messages not finally
-        #: answered: "incarnation" is the process expected to serve it (None until known).
-        self.in_flight: dict[str, dict[str, Any]] = {}
-        self.waiting: list[dict[str, Any]] = []  # model messages held until a worker names itself
-        self.assigning = False
         self._push_checked_at = 0.0
         self._push_allowed = True
         if settings.EMBEDDED:
             channel_bridge.register_server_loop(asyncio.get_running_loop())
-            self.owner: str | None = workers.SHARED_QUEUE
-            self.owner_incarnation: str | None = None
-        else:
-            self.owner, self.owner_incarnation = await _retrying(
-                _blocking(lambda: workers.session_owner(self.video.pk, self.user_id)), "reading the session owner")
-        self.group = sessions.annotation_group(self.video.pk)
+        self.router = SessionRouter(self.session_id, self.send_json)
+        await self.router.start(self.video.pk, self.user_id)
+        self.group = annotation_group(self.video.pk)
         await self.join(self.group)
         hello, notice = await database_sync_to_async(self._hello)()
         await self.send_json(hello)
         if notice is not None:
             await self.send_json(notice)
-        self._watchdog = None if settings.EMBEDDED else asyncio.ensure_future(self._watch())
 
     def layer_groups(self) -> list[str]:
         return [self.group] if getattr(self, "group", None) else []
@@ -319,34 +303,13 @@ class AnnotationConsumer(ProjectConsumer):
         return protocol.error("forbidden", text)
 
     async def on_layer_recovered(self) -> None:
-        """Redis went away: replies to model messages in flight may be lost with it. Say so, so the
-        page does them again (what the worker did commit is stored, and shown on reload)."""
-        if not settings.EMBEDDED:
-            self.owner, self.owner_incarnation = None, None
-        self.assigning = False
-        self.waiting = []
-        for op, entry in list(self.in_flight.items()):
-            self.in_flight.pop(op)
-            await _blocking(sessions.abandon_op)(op, entry["envelope"].attempt)
-            if entry["type"] == "track":  # it stops; what it stored stays
-                text = sessions.track_stopped("The connection to the model workers was interrupted while tracking",
-                                              entry.get("done", 0), entry.get("total", 0), reported=True)
-            else:
-                text = ("The connection to the model workers was interrupted before this was confirmed; "
-                        "please do it again.")
-            await self.send_json(protocol.error("worker_lost", text, re=entry["envelope"].message.get("id")))
+        await self.router.interrupted()
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "session_id"):
+        if not hasattr(self, "router"):
             return  # refused at the handshake
-        watchdog = getattr(self, "_watchdog", None)
-        if watchdog is not None:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+        await self.router.close()
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        # Queued model messages of this socket are skipped; a running track stops (what it stored stays).
-        await _blocking(sessions.abandon_session)(self.session_id)
 
     def _hello(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The hello, and the error to send after it when the page cannot keep the model it asked for."""
@@ -416,9 +379,7 @@ class AnnotationConsumer(ProjectConsumer):
     async def _serve(self, msg: dict[str, Any]) -> None:
         """Object, lock and ping messages: the services do the work, here and now."""
         if msg["type"] == "cancel":
-            if msg["op"] not in self.in_flight:
-                raise protocol.ProtocolError("not_found", "No running operation of yours has that op.")
-            await _blocking(sessions.request_cancel)(msg["op"])
+            await self.router.cancel(msg["op"])
             return
         reply, shared = await database_sync_to_async(self._serve_sync)(msg)
         await self.send_json(protocol.message(reply.pop("type"), re=msg.get("id"), **reply))
@@ -458,67 +419,26 @@ class AnnotationConsumer(ProjectConsumer):
         return masklet
 
     async def _to_worker(self, msg: dict[str, Any]) -> None:
-        """Model messages: to the worker holding the session, or held until one has named itself."""
-        if msg["type"] == "track" and any(entry["type"] == "track" for entry in self.in_flight.values()):
+        """Model messages: through the router, to the worker holding the session."""
+        if msg["type"] == "track" and self.router.tracking():
             raise protocol.ProtocolError("busy", "A track is already running: wait for it or cancel it.")
-        op = uuid.uuid4().hex
         # A track in services mode is watched: it stops on its own if this socket's server dies
         # (nobody would hear it any more).
         watched = msg["type"] == "track" and not settings.EMBEDDED
-        envelope = SessionEnvelope(session=self.session_id, reply_channel=self.channel_name, user_id=self.user_id,
-                                   username=self.username, video_id=self.video.pk, op=op, attempt=0,
-                                   model_version=self.model_version, message=msg, watched=watched)
-        if watched:
-            await _blocking(heartbeat.keep_socket_alive)(self.session_id)
-        self.in_flight[op] = {"envelope": envelope, "type": msg["type"], "queue": None, "worker": None,
-                              "incarnation": None}
-        if self.owner is None and self.assigning:
-            self.waiting.append(envelope)
-            return
-        try:
-            await self._submit(envelope)
-        except Exception:
-            self.in_flight.pop(op, None)  # never sent: a track must not stay "running"
-            raise
-
-    async def _submit(self, envelope: SessionEnvelope) -> None:
-        queue = self.owner or workers.SHARED_QUEUE
-        entry = self.in_flight[envelope.op]
-        if self.owner is None:
-            self.assigning = True
-            entry["envelope"] = envelope = envelope.again(assign=True)
-            await self.send_json(protocol.message("worker", state="assigning"))
-        entry["queue"] = queue
-        entry["incarnation"] = self.owner_incarnation if self.owner is not None else None
-        if settings.EMBEDDED:
-            submit(session_message, envelope.wire(), queue=queue)
-        else:
-            await _blocking(submit)(session_message, envelope.wire(), queue=queue)
+        await self.router.send(SessionEnvelope(
+            session=self.session_id, reply_channel=self.channel_name, user_id=self.user_id, username=self.username,
+            video_id=self.video.pk, op=uuid.uuid4().hex, attempt=0, model_version=self.model_version, message=msg,
+            watched=watched))
 
     # -- from workers and other sockets ---------------------------------------------------------
 
     async def session_reply(self, event: dict[str, Any]) -> None:
-        """A worker's reply (``engine.channel_bridge``): learn the owner, forward the message."""
+        """A worker's reply (``engine.channel_bridge``): the router learns the owner; forwarded to the page."""
         reply = SessionReply.model_validate(event)
-        entry = self.in_flight.get(reply.op)
-        if entry is None or entry["envelope"].attempt != reply.attempt:
+        if not await self.router.take_reply(reply):
             return  # answered already, or from a delivery given up on
         if reply.repins:  # the page's version is gone: the worker fell back to this one
             self.model_version = reply.model_version
-        if reply.worker:
-            entry["worker"], entry["incarnation"] = reply.worker, reply.incarnation
-            if self.owner == reply.worker:
-                self.owner_incarnation = reply.incarnation or self.owner_incarnation
-            else:
-                self.owner, self.owner_incarnation = reply.worker, reply.incarnation
-                self.assigning = False
-                waiting, self.waiting = self.waiting, []
-                for envelope in waiting:
-                    await self._submit(envelope)
-        if reply.final:
-            self.in_flight.pop(reply.op, None)
-        elif reply.message.get("type") == "track_progress":  # what it stored so far, should it stop
-            entry["done"], entry["total"] = reply.message["done"], reply.message["total"]
         await self.send_json(reply.message)
 
     async def annotate_broadcast(self, event: dict[str, Any]) -> None:
@@ -539,73 +459,6 @@ class AnnotationConsumer(ProjectConsumer):
             msg["masklet"] = masklet
         await self.send_json(msg)
 
-    async def _watch(self) -> None:
-        """Services mode: keep this socket's track alive on its worker and move in-flight work off a
-        worker that is gone. A failing check (Redis away) is tried again at the next tick: the
-        watchdog outlives any outage."""
-        interval = heartbeat.watchdog_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            if not self.in_flight:
-                continue
-            try:
-                # Bounded: a call stuck on a connection Redis dropped must not stop the watchdog for good.
-                await asyncio.wait_for(self._check_workers(), timeout=30)
-            except Exception as error:
-                logger.warning("watchdog of session %s: %s; checking again in %.1f s", self.session_id, error, interval)
-
-    async def _check_workers(self) -> None:
-        if any(entry["type"] == "track" for entry in self.in_flight.values()):
-            await _blocking(heartbeat.keep_socket_alive)(self.session_id)
-        held: dict[str, list[str]] = {}  # worker queue -> ops it holds (or was sent)
-        for op, entry in self.in_flight.items():
-            queue = entry["worker"] or entry["queue"]
-            if queue and queue != workers.SHARED_QUEUE:
-                held.setdefault(queue, []).append(op)
-        if not held:
-            return
-        beating = await _blocking(heartbeat.worker_incarnations)(list(held))
-        for queue, ops in held.items():
-            now = beating[queue]
-            lost = []
-            for op in ops:
-                entry = self.in_flight.get(op)
-                if entry is None:
-                    continue
-                if now is not None and entry["incarnation"] is None:
-                    entry["incarnation"] = now  # sent before the worker named itself: it is this one
-                if now is None or entry["incarnation"] != now:
-                    lost.append(op)
-            if lost:
-                await self._worker_lost(queue, lost, restarted=now is not None)
-
-    async def _worker_lost(self, lost: str, ops: list[str], *, restarted: bool = False) -> None:
-        """``lost``'s process is gone (``restarted``: another process beats under its name): its
-        ``ops`` are given up on; a track is sent again to the shared queue, other edits fail in words."""
-        logger.warning("worker %s %s: moving session %s", lost, "restarted" if restarted else "lost", self.session_id)
-        if self.owner == lost:
-            self.owner, self.owner_incarnation = None, None
-            self.assigning = False
-        await self.send_json(protocol.message("worker", state="lost"))
-        for op in ops:
-            entry = self.in_flight.get(op)
-            if entry is None:
-                continue
-            envelope = entry["envelope"]
-            await _blocking(sessions.abandon_op)(op, envelope.attempt)
-            if entry["type"] == "track":
-                entry["envelope"] = envelope = envelope.again(attempt=envelope.attempt + 1)
-                entry["worker"], entry["incarnation"] = None, None
-                if self.owner is None and self.assigning:
-                    self.waiting.append(envelope)
-                else:
-                    await self._submit(envelope)
-            else:
-                self.in_flight.pop(op)
-                await self.send_json(protocol.error(
-                    "worker_lost", "The model worker stopped before finishing this; it was not saved. "
-                                   "Please do it again.", re=envelope.message.get("id")))
-
 
 def _ready_video(project: Project, video_id: int) -> Video | None:
     video = selectors.video_in_project(project, video_id)
@@ -619,25 +472,3 @@ def _permissions(user_id: int, project: Project) -> tuple[bool, bool]:
         return False, False
     role_now = role_of(user, project)
     return role_allows(user, role_now, Action.VIEW_PROJECT), role_allows(user, role_now, Action.ANNOTATE)
-
-
-def _blocking(function: Any) -> Any:
-    """Run a blocking call (cache, broker) off the event loop, not on the database thread."""
-    return sync_to_async(function, thread_sensitive=False)
-
-
-#: Tries of a Redis call on connect, and the wait after the first failure (doubling).
-CONNECT_ATTEMPTS, CONNECT_RETRY_SECONDS = 5, 0.1
-
-
-async def _retrying(call: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """``await call()``, tried again a few times when it fails: right after a Redis restart the
-    first commands on pooled connections fail, the next ones work."""
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
-            return await call()
-        except Exception as error:
-            if attempt == CONNECT_ATTEMPTS:
-                raise
-            logger.warning("%s failed (%s); trying again (%d of %d)", what, error, attempt + 1, CONNECT_ATTEMPTS)
-            await asyncio.sleep(CONNECT_RETRY_SECONDS * 2 ** (attempt - 1))

@@ -1,21 +1,24 @@
-"""Live annotation sessions on a GPU worker: the model side of the annotation socket.
+"""Live annotation sessions on a GPU worker: the people-and-data side of the annotation socket's
+model messages.
 
-The consumer (``annotator.consumers.AnnotationConsumer``) sends each model message (click, box,
-paint, clear, restore, track) as an *envelope* to the ``annotator.session_message`` task on the
-worker that holds the session. This module serves it:
+The consumer (``annotator.consumers.AnnotationConsumer``, routing through
+``engine.session_routing``) sends each model message (click, box, paint, clear, restore, track) as
+an *envelope* to the ``annotator.session_message`` task on the worker that holds the session. The
+runtime it runs on is engine's: the bounded, aged registry of live sessions
+(``engine.session_registry``), the cancel and abandon flags (``engine.session_flags``), replies and
+broadcasts (``engine.session_replies``) and a track's background writer (``engine.track_writer``).
+This module is what needs the project's data:
 
 - A ``LiveSession`` per (video, user) holds the segmenter session (SAM 2 memory) and is only a
   cache of the database. Objects enter it lazily, rebuilt from the masks a person made
   (``selectors.human_masks``, replayed as mask prompts), so a session evicted, lost with its
   worker, or moved to another worker is rebuilt transparently on the next message.
-- The ``SessionRegistry`` bounds live sessions per process (``settings.WORKER_SESSIONS``, least
-  recently used out) and drops those idle longer than ``settings.SESSION_IDLE_SECONDS``.
 - Every edit goes through ``annotator.services.annotation`` and its transaction commits BEFORE
   the reply is sent; propagation commits in batches (every ``FLUSH_SECONDS`` or ``FLUSH_FRAMES``)
   and streams a ``track_progress`` after each commit, checking the cancel flag every frame.
-- Replies travel through ``engine.channel_bridge`` and name this worker's own queue, so the
-  consumer sends the session's next messages here. Errors become protocol ``error`` replies;
-  the worker itself never fails a message.
+- Replies name this worker's own queue, so the consumer sends the session's next messages here.
+  Errors become protocol ``error`` replies in words (``error_reply``); the worker itself never
+  fails a message.
 - A page keeps the model version it started with: the consumer pins the version serving when
   the page connected (``hello``) and every envelope carries it (``model_version``; null: the
   settings' model), so a session rebuilt after eviction, a lost worker or a move to another
@@ -34,18 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
-from django.db import connections
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 from pydantic import ValidationError
@@ -55,13 +53,17 @@ from annotator.models import MaskFrameRevision, Masklet, Project, Video
 from annotator.services import annotation
 from annotator.services.annotation import EditRefused, SavedMask
 from annotator.services.masks import ACCEPTED_SOURCES
-from engine import channel_bridge, heartbeat, protocol, storage, workers
-from engine.envelope import SessionEnvelope, SessionReply
+from engine import heartbeat, protocol, storage, workers
+from engine.envelope import SessionEnvelope
 from engine.models import ModelVersion
 from engine.segmenters import ServingModel, get_segmenter, serving_model, settings_model, version_model
+from engine.session_flags import read_state, stop_requested
+from engine.session_registry import HeldSession, SessionRegistry
+from engine.session_replies import Replier, track_stopped
+from engine.track_writer import TrackedFrame, TrackSummary, TrackWriter
 from segmentation.masks import decode_rle, encode_rle
 from segmentation.rle import RLEError, decode_checked
-from segmentation.segmenter import FrameQuality, SegmentationError, SegmenterSession
+from segmentation.segmenter import SegmentationError, SegmenterSession
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +72,6 @@ FLUSH_SECONDS = 0.25
 FLUSH_FRAMES = 8
 #: Frames a batch may gather while the previous one commits, before the model waits for the database.
 MAX_BATCH_FRAMES = 4 * FLUSH_FRAMES
-#: One propagated frame on its way to the database: native frame, RLE by object id, quality by object id.
-TrackedFrame = tuple[int, dict[int, dict], dict[int, FrameQuality]]
-
-#: Cache keys live this long: long enough for any propagation, short enough to clean themselves up.
-FLAG_SECONDS = 3600
 
 #: A live session trusts the video, user and serving model it read this long before reading them
 #: again (four queries a message otherwise). Permission is still checked on every message: by the
@@ -82,117 +79,22 @@ FLAG_SECONDS = 3600
 CONTEXT_SECONDS = 2.0
 
 
-def annotation_group(video_id: int) -> str:
-    """The Channels group of every annotation socket open on a video."""
-    return f"annotate-video-{video_id}"
-
-
-def cancel_key(op: str) -> str:
-    return f"masklet:cancel:{op}"
-
-
-def abandoned_session_key(session_id: str) -> str:
-    return f"masklet:abandoned-session:{session_id}"
-
-
-def abandoned_op_key(op: str, attempt: int) -> str:
-    return f"masklet:abandoned-op:{op}:{attempt}"
-
-
-def request_cancel(op: str) -> None:
-    """Ask the worker running ``op`` (a track) to stop after the frame it is on."""
-    cache.set(cancel_key(op), True, timeout=FLAG_SECONDS)
-
-
-def abandoned_flag_seconds() -> float:
-    """How long "abandoned" flags live: past the broker's visibility timeout, after which Redis
-    delivers a killed worker's unacked message again; it must still find its flag and be skipped."""
-    return settings.BROKER_VISIBILITY_SECONDS + FLAG_SECONDS
-
-
-def abandon_session(session_id: str) -> None:
-    """The socket is gone: queued messages of its session are skipped, a running track stops."""
-    cache.set(abandoned_session_key(session_id), True, timeout=abandoned_flag_seconds())
-
-
-def abandon_op(op: str, attempt: int) -> None:
-    """The consumer gave up on this delivery (its worker died): never run it if it resurfaces."""
-    cache.set(abandoned_op_key(op, attempt), True, timeout=abandoned_flag_seconds())
-
-
-def read_state(envelope: SessionEnvelope) -> tuple[bool, str | None]:
-    """(abandoned, the session's current owner queue): one cache round trip per message."""
-    owner = workers.owner_key(envelope.video_id, envelope.user_id)
-    found = cache.get_many([abandoned_session_key(envelope.session), abandoned_op_key(envelope.op, envelope.attempt),
-                            owner])
-    return bool(found.keys() - {owner}), found.get(owner)
-
-
-def stop_requested(envelope: SessionEnvelope) -> bool:
-    """A track stops when cancelled, when its socket or its delivery was abandoned, or (watched)
-    when its socket stopped saying it is alive."""
-    alive = heartbeat.socket_alive_key(envelope.session)
-    found = cache.get_many([cancel_key(envelope.op), abandoned_session_key(envelope.session),
-                            abandoned_op_key(envelope.op, envelope.attempt), *([alive] if envelope.watched else [])])
-    if envelope.watched and alive not in found:
-        logger.warning("op %s of session %s stops: its socket is gone", envelope.op, envelope.session)
-        return True
-    return bool(found.keys() - {alive})
-
-
-class Replier:
-    """Sends replies to the asking socket and broadcasts to the others on the video."""
-
-    def __init__(self, envelope: SessionEnvelope):
-        self.envelope = envelope
-        self.re = envelope.message.get("id")
-
-    def reply(self, msg: dict[str, Any], *, final: bool, **event_fields: Any) -> None:
-        reply = SessionReply(op=self.envelope.op, attempt=self.envelope.attempt, worker=workers.own_queue(),
-                             incarnation=heartbeat.worker_incarnation(), final=final, message=msg, **event_fields)
-        channel_bridge.send(self.envelope.reply_channel, reply.event())
-
-    def model_changed(self, serving: ServingModel, text: str) -> None:
-        """The page's version is gone: show the model now serving it, say why, re-pin the consumer."""
-        # ``model_version`` (null: the settings' model) is what the page asks for when it reconnects.
-        worker = protocol.message("worker", state="ready", model=serving.name, model_fallback=serving.fallback) | {
-            "model_version": serving.model_version_id}
-        for msg in (worker, protocol.error("model_changed", text)):
-            self.reply(msg, final=False, model_version=serving.model_version_id)
-
-    def answer(self, type_: str, **fields: Any) -> None:
-        """The final reply to the message (carries ``re``)."""
-        self.reply(protocol.message(type_, re=self.re, **fields), final=True)
-
-    def error(self, code: str, text: str) -> None:
-        self.reply(protocol.error(code, text, re=self.re) | {"op": self.envelope.op}, final=True)
-
-    def broadcast(self, type_: str, **fields: Any) -> None:
-        msg = protocol.message(type_, by=self.envelope.username, **fields)
-        channel_bridge.group_send_soon(annotation_group(self.envelope.video_id),
-                                       {"type": "annotate.broadcast", "message": msg,
-                                        "exclude": self.envelope.reply_channel})
-
-
 # -- live sessions ------------------------------------------------------------------------------
 
 
-class LiveSession:
+class LiveSession(HeldSession):
     """One user's segmenter session on one video, with the objects loaded into it so far."""
 
     def __init__(self, video: Video, user_id: int, serving: ServingModel, segmenter_session: SegmenterSession):
+        super().__init__(serving)
         self.video_id = video.pk
         self.user_id = user_id
-        self.serving = serving
         self.segmenter = segmenter_session
         self.frames = video.annotated_frame_indices()
         self.index_of = {native: index for index, native in enumerate(self.frames)}
         #: object id -> (masklet pk, newest revision id by someone else when loaded) of the objects
         #: whose state is in the segmenter session; a newer one means the session is stale.
         self.loaded: dict[int, tuple[int, int | None]] = {}
-        self.last_used = time.monotonic()
-        #: Messages being served with this session right now (the idle sweep leaves it alone).
-        self.busy = 0
         #: The video and user as last read, and when (``CONTEXT_SECONDS``); when the owner key was written.
         self.video: Video | None = None
         self.user: Any = None
@@ -259,99 +161,24 @@ class LiveSession:
             logger.warning("closing a live session failed", exc_info=True)
 
 
-class SessionRegistry:
-    """The live sessions of this process, keyed by (video_id, user_id), bounded and aged.
+registry: SessionRegistry[LiveSession] = SessionRegistry()
+# Idle sessions are closed on the worker's heartbeat thread too, not only when a message arrives.
+heartbeat.add_worker_heartbeat_hook(registry.evict_idle)
 
-    ``checkout`` / ``get`` mark a session busy until ``release``: the idle sweep (on the worker's
-    heartbeat thread) and the bound never close a session a task is using.
-    """
 
-    def __init__(self) -> None:
-        self._sessions: OrderedDict[tuple[int, int], LiveSession] = OrderedDict()
-        self._lock = threading.Lock()
+def live_session(video: Video, user_id: int, serving: ServingModel) -> tuple[LiveSession, bool]:
+    """This process's live session of ``user_id`` on ``video`` running ``serving`` (the page's model,
+    see ``page_model``), marked busy (``registry.release`` it), and whether it is new: opened empty
+    (objects load lazily) when absent or when it runs another model."""
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def keys(self) -> list[tuple[int, int]]:
-        with self._lock:
-            return list(self._sessions)
-
-    def _use(self, key: tuple[int, int], live: LiveSession) -> LiveSession:
-        """Mark ``live`` in use and most recently used (call holding the lock)."""
-        self._sessions.move_to_end(key)
-        live.last_used = time.monotonic()
-        live.busy += 1
-        return live
-
-    def checkout(self, video_id: int, user_id: int) -> LiveSession | None:
-        """The live session if this process holds one, marked busy (``release`` it)."""
-        with self._lock:
-            live = self._sessions.get((video_id, user_id))
-            return self._use((video_id, user_id), live) if live is not None else None
-
-    def release(self, live: LiveSession) -> None:
-        with self._lock:
-            live.busy = max(0, live.busy - 1)
-            live.last_used = time.monotonic()
-
-    def get(self, video: Video, user_id: int, serving: ServingModel) -> tuple[LiveSession, bool]:
-        """The live session marked busy (``release`` it), built (empty: objects load lazily) when
-        absent or when it runs another model than ``serving`` (the page's, see ``page_model``)."""
-        key = (video.pk, user_id)
-        with self._lock:
-            live = self._sessions.get(key)
-            if live is not None and live.serving != serving:
-                self._sessions.pop(key).close()
-                live = None
-            if live is not None:
-                return self._use(key, live), False
+    def open_session() -> LiveSession:
         frames = video.frames.source()
         if len(frames) != len(video.annotated_frame_indices()):
             raise SegmentationError(f"the video has {len(video.annotated_frame_indices())} annotated frames but "
                                     f"{len(frames)} frame files; ingest it again")
-        live = LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames))
-        closing = []
-        with self._lock:
-            self._sessions[key] = live
-            self._use(key, live)
-            limit = max(1, settings.WORKER_SESSIONS)
-            for other_key, other in list(self._sessions.items()):
-                if len(self._sessions) <= limit:
-                    break
-                if not other.busy:
-                    closing.append(self._sessions.pop(other_key))
-        for evicted in closing:
-            evicted.close()
-        return live, True
+        return LiveSession(video, user_id, serving, get_segmenter(serving).open_session(frames))
 
-    def evict_idle(self) -> int:
-        """Close sessions idle longer than ``SESSION_IDLE_SECONDS`` (not in use); returns how many."""
-        limit = time.monotonic() - settings.SESSION_IDLE_SECONDS
-        with self._lock:
-            idle = [key for key, live in self._sessions.items() if live.last_used < limit and not live.busy]
-            closing = [self._sessions.pop(key) for key in idle]
-        for live in closing:
-            live.close()
-        return len(closing)
-
-    def drop(self, video_id: int, user_id: int) -> None:
-        with self._lock:
-            live = self._sessions.pop((video_id, user_id), None)
-        if live is not None:
-            live.close()
-
-    def clear(self) -> None:
-        with self._lock:
-            closing = list(self._sessions.values())
-            self._sessions.clear()
-        for live in closing:
-            live.close()
-
-
-registry = SessionRegistry()
-# Idle sessions are closed on the worker's heartbeat thread too, not only when a message arrives.
-heartbeat.add_worker_heartbeat_hook(registry.evict_idle)
+    return registry.get(video.pk, user_id, serving, open_session)
 
 
 # -- handling one message -----------------------------------------------------------------------
@@ -386,19 +213,6 @@ class TrackFailed(Exception):
     def __init__(self, cause: Exception, done: int, total: int):
         super().__init__(str(cause))
         self.cause, self.done, self.total = cause, done, total
-
-
-def track_stopped(reason: str, done: int, total: int, *, reported: bool = False) -> str:
-    """The words of an error that ends a track after ``track_started``: why, and how much of it is
-    stored and kept. ``reported``: ``done`` counts the progress the socket saw (the consumer's
-    view when the channel layer dropped), so more may be stored; otherwise it is exact."""
-    if done:
-        frames = f"{'at least ' if reported else ''}{done} of {total} frame{'' if total == 1 else 's'}"
-        one = done == 1 and not reported
-        kept = f"{frames} {'was' if one else 'were'} tracked and stored before it and {'is' if one else 'are'} kept"
-    else:
-        kept = "any frames it stored are kept" if reported else "no frame had been stored yet"
-    return f"{reason.rstrip('. ')}; {kept}. Track again to continue."
 
 
 def error_reply(error: Exception, kind: str | None = None) -> tuple[str, str]:
@@ -492,7 +306,7 @@ def _handle(envelope: SessionEnvelope, replier: Replier, previous_owner: str | N
             if live is not None:
                 registry.release(live)
             live = None
-            live, _ = registry.get(video, user.pk, serving)
+            live, _ = live_session(video, user.pk, serving)
             live.set_context(video, user)
         if notice:
             replier.model_changed(serving, notice)
@@ -762,65 +576,3 @@ def _track(envelope: SessionEnvelope, replier: Replier, video: Video, user: Any,
         raise TrackFailed(failure, done, total) from failure
     replier.answer("track_done", op=envelope.op, done=done, total=total, cancelled=cancelled, written=written,
                    skipped=skipped_count, objects=summary.objects(), model_ms=round(model_ms, 2))
-
-
-class TrackSummary:
-    """Per tracked object, what the model found on the frames a track visited: on how many it has a
-    mask, and the first frame (in the order visited) where it found nothing, i.e. where the object
-    was lost. ``track_done`` carries it so the page can say "mask on 1 of 58 frames, lost at 4"
-    rather than counting stored (possibly empty) masks."""
-
-    def __init__(self, object_ids: list[int]):
-        self._ids = list(object_ids)
-        self._frames = 0
-        self._with_mask = dict.fromkeys(self._ids, 0)
-        self._lost_at: dict[int, int | None] = dict.fromkeys(self._ids)
-
-    def add(self, frame: int, masks: dict[int, Any]) -> None:
-        self._frames += 1
-        for object_id in self._ids:
-            mask = masks.get(object_id)
-            if mask is not None and mask.any():
-                self._with_mask[object_id] += 1
-            elif self._lost_at[object_id] is None:
-                self._lost_at[object_id] = frame
-
-    def objects(self) -> list[dict[str, int | None]]:
-        return [{"object_id": object_id, "frames": self._frames, "with_mask": self._with_mask[object_id],
-                 "lost_at": self._lost_at[object_id]} for object_id in self._ids]
-
-
-class TrackWriter:
-    """Commits propagation batches on one thread of its own, in order, while the model computes
-    the next frames (the database no longer stalls the segmenter); ``store`` sends each batch's
-    ``track_progress`` after its commit. At most ``MAX_PENDING`` batches wait, so a slow database
-    slows the model down instead of filling memory; a failed commit stops the track."""
-
-    MAX_PENDING = 4
-
-    def __init__(self, store: Callable[[list[TrackedFrame], float], None]):
-        self._store = store
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masklet-track-writer")
-        self._pending: deque[Future] = deque()
-
-    def _collect(self, keep: int) -> None:
-        """Wait until at most ``keep`` batches are pending; raises the first failed commit."""
-        while self._pending and (len(self._pending) > keep or self._pending[0].done()):
-            self._pending.popleft().result()
-
-    def idle(self) -> bool:
-        """No batch is committing now."""
-        return all(future.done() for future in self._pending)
-
-    def submit(self, frames: list[TrackedFrame], model_ms: float) -> None:
-        self._collect(self.MAX_PENDING - 1)
-        self._pending.append(self._executor.submit(self._store, frames, model_ms))
-
-    def finish(self) -> None:
-        try:
-            self._collect(0)
-        finally:
-            for future in self._pending:  # after a failure: let the rest finish, then stop
-                future.exception()
-            self._executor.submit(connections.close_all).result()  # the writer thread's connection
-            self._executor.shutdown(wait=True)

@@ -274,9 +274,9 @@ def test_a_duplicate_delivery_leaves_a_live_run_alone(loop_project, settings):
 
 def test_the_broker_redelivers_unacked_messages_only_after_a_run_could_have_ended(settings):
     """Celery reads the visibility timeout, and session messages' "abandoned" flags outlive it."""
-    from annotator import sessions
     from config.celery import app
+    from engine import session_flags
 
     assert app.conf.broker_transport_options["visibility_timeout"] == settings.BROKER_VISIBILITY_SECONDS
     assert settings.BROKER_VISIBILITY_SECONDS >= 24 * 3600
-    assert sessions.abandoned_flag_seconds() > settings.BROKER_VISIBILITY_SECONDS
+    assert session_flags.abandoned_flag_seconds() > settings.BROKER_VISIBILITY_SECONDS

@@ -76,11 +76,11 @@ def read_elsewhere(query):
 def test_click_mask_is_committed_before_the_reply(team, open_socket, monkeypatch):
     """The moment the worker sends the ``mask`` reply, another database connection already reads the
     prompt and the mask (a reply sent from inside the edit's transaction would find neither)."""
-    from annotator import sessions
+    from engine.session_replies import Replier
 
     video = team["video"]
     at_send: list = []
-    send = sessions.Replier.reply
+    send = Replier.reply
 
     def reply_once_committed(self, msg, *, final):
         if msg.get("type") == "mask":
@@ -90,7 +90,7 @@ def test_click_mask_is_committed_before_the_reply(team, open_socket, monkeypatch
                 list(Prompt.objects.filter(masklet__video=video).values_list("kind", "frame_index")))))
         send(self, msg, final=final)
 
-    monkeypatch.setattr(sessions.Replier, "reply", reply_once_committed)
+    monkeypatch.setattr(Replier, "reply", reply_once_committed)
 
     async def scenario():
         _, _, ws = await open_socket(team["ann"], video)
@@ -292,7 +292,8 @@ def test_a_track_failing_midway_says_how_many_frames_it_stored_and_that_they_are
 def test_error_words_for_messages_and_for_tracks_that_stop_midway():
     """The one place for the words of a worker's error reply (``sessions.error_reply``)."""
     from annotator.services.annotation import EditRefused
-    from annotator.sessions import TrackFailed, error_reply, track_stopped
+    from annotator.sessions import TrackFailed, error_reply
+    from engine.session_replies import track_stopped
     from segmentation.segmenter import SegmentationError
 
     assert error_reply(RuntimeError("boom")) == (
@@ -317,11 +318,13 @@ def test_a_track_cut_off_by_a_channel_layer_outage_says_what_it_stored(team, ope
     from django.core.cache import cache
 
     from annotator import sessions
+    from engine.session_flags import abandoned_op_key
+    from engine.session_replies import Replier
 
     monkeypatch.setattr(sessions, "FLUSH_FRAMES", 1)
     video = team["video"]
     armed = {"receive": False}
-    receive, reply = InMemoryChannelLayer.receive, sessions.Replier.reply
+    receive, reply = InMemoryChannelLayer.receive, Replier.reply
 
     async def failing_receive(self, channel):
         if armed["receive"]:
@@ -333,7 +336,7 @@ def test_a_track_cut_off_by_a_channel_layer_outage_says_what_it_stored(team, ope
         if msg.get("type") == "track_progress" and not armed.get("done"):
             armed.update(receive=True, done=True)
             reply(self, msg, final=final, **fields)
-            abandoned = sessions.abandoned_op_key(self.envelope.op, self.envelope.attempt)
+            abandoned = abandoned_op_key(self.envelope.op, self.envelope.attempt)
             deadline = time.monotonic() + 20
             while not cache.get(abandoned) and time.monotonic() < deadline:  # the consumer gave it up
                 time.sleep(0.02)
@@ -341,7 +344,7 @@ def test_a_track_cut_off_by_a_channel_layer_outage_says_what_it_stored(team, ope
         reply(self, msg, final=final, **fields)
 
     monkeypatch.setattr(InMemoryChannelLayer, "receive", failing_receive)
-    monkeypatch.setattr(sessions.Replier, "reply", reply_then_wait)
+    monkeypatch.setattr(Replier, "reply", reply_then_wait)
 
     async def scenario():
         _, _, ws = await open_socket(team["ann"], video)

@@ -177,8 +177,8 @@ def test_the_heartbeat_sweep_closes_idle_sessions_but_not_busy_ones(two_videos, 
     from engine.segmenters import serving_model
 
     serving = serving_model(first.project)
-    busy, _ = sessions.registry.get(first, user.pk, serving)  # checked out: in use
-    idle, _ = sessions.registry.get(second, user.pk, serving)
+    busy, _ = sessions.live_session(first, user.pk, serving)  # checked out: in use
+    idle, _ = sessions.live_session(second, user.pk, serving)
     sessions.registry.release(idle)
     settings.SESSION_IDLE_SECONDS = 0
     assert sessions.registry.evict_idle in heartbeat._worker_hooks
