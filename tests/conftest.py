@@ -26,11 +26,11 @@ SHARED_DATA = Path(os.environ.get("MASKLET_SHARED_DATA", REPO_ROOT.parent / "sha
 # threads and 41 s with 1 on the loaded build machine, with the same numbers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-#: Fixtures through which a test reaches the configured database (pytest-django's).
 #: Seconds each test file took in the last measured embedded run: the order ``make test`` sends files in.
 FILE_DURATIONS = Path(__file__).with_name("file_durations.json")
 #: What a file not in it yet counts as when it has browser or slow tests.
 UNMEASURED_HEAVY_S = 30.0
+#: Fixtures through which a test reaches the configured database (pytest-django's).
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
                      "live_server"}
 

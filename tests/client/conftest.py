@@ -8,7 +8,6 @@ installed from) and run the ``masklet`` console script that ``make install`` put
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -46,31 +45,17 @@ def masklet_runner(url: str | None, token: str | None) -> Masklet:
 
 @pytest.fixture(scope="session")
 def client_migrated_database(tmp_path_factory, request) -> Path:
-    """A migrated embedded database, once per test process; each server starts from a copy.
-
-    Embedded, it is this process's SQLite test database as committed (pytest-django migrates it once
-    a process for the database tests; no test leaves rows in it), copied with SQLite's backup:
-    that spares a ``manage.py migrate`` (5 CPU s). Otherwise (PostgreSQL tests, or no database test
-    collected) migrated here.
-    """
+    """A migrated embedded database, once per test process; each server starts from a copy: this
+    process's test database (``copy_test_database``), else migrated here."""
     from django.db import connection
 
-    from tests.e2e.conftest import _migrate
+    from tests.e2e.conftest import _migrate, copy_test_database
 
     data_dir = tmp_path_factory.mktemp("masklet-client-migrated")
     if connection.vendor == "sqlite":
         request.getfixturevalue("django_db_setup")  # made only when a collected test uses the database
-    test_database = connection.settings_dict.get("TEST", {}).get("NAME")
-    if connection.vendor != "sqlite" or not test_database or str(connection.settings_dict["NAME"]) != str(
-            test_database) or not Path(test_database).is_file():
+    if not copy_test_database(data_dir / "masklet.sqlite3"):
         _migrate(data_dir)
-        return data_dir / "masklet.sqlite3"
-    source, target = sqlite3.connect(test_database), sqlite3.connect(data_dir / "masklet.sqlite3")
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
     return data_dir / "masklet.sqlite3"
 
 

@@ -175,23 +175,13 @@ def test_a_file_placed_by_hand_is_checked_and_registered_without_network(models_
 
 
 def _migrated_database(data_dir: Path, env: dict[str, str]) -> None:
-    """The database ``make run`` migrates first, at ``data_dir/masklet.sqlite3``. On SQLite, a copy of
-    this process's test database as committed (migrated, without this test's rows), which spares a
-    ``manage.py migrate`` (5 CPU s); in the services pass (PostgreSQL here) migrated as ``make run`` does."""
-    import sqlite3
+    """The database ``make run`` migrates first, at ``data_dir/masklet.sqlite3``: a copy of this process's
+    test database on SQLite (``copy_test_database``); in the services pass migrated as ``make run`` does."""
+    from tests.e2e.conftest import copy_test_database
 
-    from django.db import connection
-
-    if connection.vendor != "sqlite":
+    if not copy_test_database(data_dir / "masklet.sqlite3"):
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env,
                        check=True)
-        return
-    source, target = sqlite3.connect(connection.settings_dict["NAME"]), sqlite3.connect(data_dir / "masklet.sqlite3")
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
 
 
 @pytest.mark.slow  # loads the model (or runs manage.py four times)
